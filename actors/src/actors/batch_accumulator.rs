@@ -1,0 +1,169 @@
+//! BatchAccumulator: gathers the reader's pieces into batches, sealed on row
+//! count, on bytes, or on a linger timer, whichever comes first. A sealed
+//! batch is deduplicated (last row of a key wins) and split by key hash, one
+//! shard per CopyWriter, so two writers never touch the same key and a key's
+//! rows reach the table in file order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::copy_writer::{self, Shard};
+use super::job_pipeline::{self, Sealed};
+use crate::batch::NodeBatch;
+use crate::flow::{Credit, Credits};
+use crate::telemetry::{Depth, Mailbox};
+
+pub const NAME: &str = "batch_accumulator";
+
+/// How far the reader got: the reader's part of a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadPosition {
+    pub records: u64,
+    pub rejected: u64,
+    pub rejects_len: u64,
+}
+
+/// One reader step's rows, and where the reader stood after them.
+pub struct Piece {
+    pub rows: NodeBatch,
+    pub upto: ReadPosition,
+}
+
+pub enum Msg {
+    Rows(Piece, Credit),
+    /// The input ended, cleanly or with `error`.
+    End {
+        upto: ReadPosition,
+        error: Option<String>,
+    },
+    /// The linger timer of the batch started in `epoch` fired.
+    Linger(u64),
+}
+
+pub struct Args {
+    pub writers: Vec<Mailbox<copy_writer::Msg>>,
+    pub pipeline: Mailbox<job_pipeline::Msg>,
+    /// Batches in flight to the writers.
+    pub credits: Credits,
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    pub linger: Duration,
+    pub depth: Depth,
+}
+
+pub struct State {
+    args: Args,
+    current: NodeBatch,
+    upto: ReadPosition,
+    /// Pieces received since the last seal (a piece may carry only rejects).
+    dirty: bool,
+    seq: u64,
+    epoch: u64,
+}
+
+pub type BatchAccumulatorRef = ActorRef<Msg>;
+
+pub struct BatchAccumulator;
+
+impl Actor for BatchAccumulator {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+        Ok(State {
+            current: NodeBatch::with_capacity(args.batch_rows, 0),
+            args,
+            upto: ReadPosition::default(),
+            dirty: false,
+            seq: 0,
+            epoch: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.depth.received();
+        match msg {
+            Msg::Rows(piece, _credit) => {
+                if !state.dirty {
+                    state.epoch += 1;
+                    let epoch = state.epoch;
+                    myself.send_after(state.args.linger, move || Msg::Linger(epoch));
+                    // The timer's message is counted when it is handled.
+                    state.args.depth.sent();
+                }
+                state.current.append(&piece.rows);
+                state.upto = piece.upto;
+                state.dirty = true;
+                if state.current.len() >= state.args.batch_rows
+                    || state.current.text_bytes() >= state.args.batch_bytes
+                {
+                    seal(state).await;
+                }
+            }
+            Msg::Linger(epoch) => {
+                if epoch == state.epoch && state.dirty {
+                    seal(state).await;
+                }
+            }
+            Msg::End { upto, error } => {
+                state.upto = upto;
+                state.dirty = true;
+                seal(state).await;
+                state.args.pipeline.send(job_pipeline::Msg::InputEnded {
+                    last_seq: state.seq,
+                    upto,
+                    error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.depth.drain();
+        Ok(())
+    }
+}
+
+/// Seals the current batch and sends its shards, waiting for a credit
+/// first: this wait is what slows the reader down when writers lag.
+async fn seal(state: &mut State) {
+    let credit = Arc::new(state.args.credits.take().await);
+    let batch = Arc::new(std::mem::replace(
+        &mut state.current,
+        NodeBatch::with_capacity(state.args.batch_rows, 0),
+    ));
+    state.seq += 1;
+    state.dirty = false;
+    let (shards, duplicates) = batch.dedup_and_route(state.args.writers.len());
+    let parts = shards.iter().filter(|s| !s.is_empty()).count();
+    state.args.pipeline.send(job_pipeline::Msg::Sealed(Sealed {
+        seq: state.seq,
+        parts,
+        rows: batch.len() as u64 - duplicates,
+        duplicates,
+        upto: state.upto,
+    }));
+    for (writer, rows) in state.args.writers.iter().zip(shards) {
+        if !rows.is_empty() {
+            writer.send(copy_writer::Msg::Write(Shard {
+                seq: state.seq,
+                batch: batch.clone(),
+                rows,
+                credit: credit.clone(),
+            }));
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! CopyWriter: one PostgreSQL connection that writes shards of batches with
+//! binary COPY. A transient error (connection lost, server restarting,
+//! deadlock) is retried on a fresh connection with backoff; the shard's
+//! write is idempotent, so a retry cannot duplicate rows. When the attempts
+//! run out the actor fails, and its job pipeline restarts from the
+//! checkpoint.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use super::job_pipeline;
+use crate::batch::NodeBatch;
+use crate::error::ImportError;
+use crate::flow::Credit;
+use crate::job::WriteMode;
+use crate::pg::{self, nodes};
+use crate::settings::{DatabaseSettings, RetrySettings};
+use crate::supervision::{backoff, jittered};
+use crate::telemetry::{BatchCommitted, BatchRetried, Depth, Mailbox};
+
+pub const NAME: &str = "copy_writer";
+
+/// This writer's part of a batch: row indexes into the shared batch.
+pub struct Shard {
+    pub seq: u64,
+    pub batch: Arc<NodeBatch>,
+    pub rows: Vec<u32>,
+    /// Returned when every shard of the batch is dropped.
+    pub credit: Arc<Credit>,
+}
+
+pub enum Msg {
+    Write(Shard),
+}
+
+pub struct Args {
+    pub index: usize,
+    pub job_id: Uuid,
+    pub database: DatabaseSettings,
+    pub retry: RetrySettings,
+    pub mode: WriteMode,
+    pub target: nodes::NodeTarget,
+    pub pipeline: Mailbox<job_pipeline::Msg>,
+    pub depth: Depth,
+}
+
+pub struct State {
+    args: Args,
+    client: Option<Client>,
+}
+
+pub type CopyWriterRef = ActorRef<Msg>;
+
+pub struct CopyWriter;
+
+impl Actor for CopyWriter {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+        let client = connect(&args).await?;
+        Ok(State {
+            args,
+            client: Some(client),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Msg>,
+        Msg::Write(shard): Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.depth.received();
+        let started = Instant::now();
+        let mut attempt = 1;
+        let (inserted, updated) = loop {
+            match write(state, &shard).await {
+                Ok(counts) => break counts,
+                Err(e) if e.is_retriable() && attempt < state.args.retry.batch_attempts => {
+                    BatchRetried {
+                        job_id: state.args.job_id,
+                        writer: state.args.index,
+                        seq: shard.seq,
+                        attempt,
+                        error: &e.to_string(),
+                    }
+                    .emit();
+                    state.client = None;
+                    tokio::time::sleep(jittered(backoff(&state.args.retry, attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(ImportError::Stage {
+                        actor: NAME,
+                        reason: format!("batch {}: {e}", shard.seq),
+                        retriable: e.is_retriable(),
+                    }
+                    .into())
+                }
+            }
+        };
+        BatchCommitted {
+            target: "nodes",
+            rows: shard.rows.len() as u64,
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        state.args.pipeline.send(job_pipeline::Msg::Committed {
+            seq: shard.seq,
+            inserted,
+            updated,
+        });
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.depth.drain();
+        Ok(())
+    }
+}
+
+async fn connect(args: &Args) -> Result<Client, ImportError> {
+    // Named so that operators (and the fault tests) can find these sessions.
+    let client = pg::connect_bulk(&pg::named(&args.database, "ferry-copy-writer")).await?;
+    if args.mode == WriteMode::Upsert {
+        client.batch_execute(nodes::CREATE_TEMP_STAGE).await?;
+    }
+    Ok(client)
+}
+
+/// Writes one shard; returns (inserted, updated). In the fast path rows are
+/// only staged here, and counted when the job merges them.
+async fn write(state: &mut State, shard: &Shard) -> Result<(u64, u64), ImportError> {
+    if state.client.as_ref().is_none_or(Client::is_closed) {
+        state.client = Some(connect(&state.args).await?);
+    }
+    let client = state.client.as_mut().expect("connected above");
+    match state.args.mode {
+        WriteMode::Upsert => {
+            let tx = client.transaction().await?;
+            let sink = tx
+                .copy_in(&nodes::copy_statement(nodes::TEMP_STAGE))
+                .await?;
+            nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
+            let counts = nodes::upsert_staged(&tx, &state.args.target).await?;
+            tx.commit().await?;
+            Ok(counts)
+        }
+        WriteMode::Fast => {
+            let table = nodes::job_stage_table(state.args.job_id);
+            let sink = client.copy_in(&nodes::copy_statement(&table)).await?;
+            nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
+            Ok((0, 0))
+        }
+    }
+}

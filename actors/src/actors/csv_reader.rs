@@ -1,0 +1,271 @@
+//! CsvReader: decompresses and parses the byte stream, turns records into
+//! node rows, writes bad records to the rejects file with their line and
+//! reason, and hands rows on to the BatchAccumulator.
+//!
+//! It works in steps (`Pump`), each parsing at most `read_rows` records, so
+//! the actor stays responsive and every step's output is one bounded
+//! message. On a restart it parses again from the start of the file and
+//! skips the records the checkpoint says are committed: gzip cannot seek.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::io::StreamReader;
+use uuid::Uuid;
+
+use super::batch_accumulator::{self, Piece, ReadPosition};
+use super::file_fetcher::FetchError;
+use crate::batch::NodeBatch;
+use crate::error::ImportError;
+use crate::flow::Credits;
+use crate::formats::compression::decompress;
+use crate::formats::csv::Header;
+use crate::formats::rejects::RejectsFile;
+use crate::progress::Progress;
+use crate::settings::ImportSettings;
+use crate::telemetry::{Depth, Mailbox, RowsRejected};
+
+pub const NAME: &str = "csv_reader";
+
+pub enum Msg {
+    /// Parse one step's worth of records; sent to itself until the end.
+    Pump,
+}
+
+pub struct Args {
+    pub job_id: Uuid,
+    pub uri: String,
+    pub settings: Arc<ImportSettings>,
+    pub bytes: mpsc::Receiver<io::Result<Bytes>>,
+    pub bytes_depth: Depth,
+    /// Where the last attempt's checkpoint left off.
+    pub resume: ReadPosition,
+    pub rejects_path: PathBuf,
+    pub accumulator: Mailbox<batch_accumulator::Msg>,
+    pub credits: Credits,
+    pub progress: Arc<Progress>,
+}
+
+type Input = AsyncReader<BufReader<Box<dyn AsyncRead + Send + Unpin>>>;
+
+pub struct State {
+    args: Args,
+    input: Option<Input>,
+    /// Set by `pre_start` until the first step opens the stream.
+    bytes: Option<mpsc::Receiver<io::Result<Bytes>>>,
+    header: Option<Header>,
+    rejects: Option<RejectsFile>,
+    record: ByteRecord,
+    pos: ReadPosition,
+    done: bool,
+}
+
+pub type CsvReaderRef = ActorRef<Msg>;
+
+/// What ended a step.
+enum Step {
+    More,
+    End(Option<String>),
+}
+
+pub struct CsvReader;
+
+impl Actor for CsvReader {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        mut args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let (tx, placeholder) = mpsc::channel(1);
+        drop(tx);
+        let bytes = std::mem::replace(&mut args.bytes, placeholder);
+        let pos = ReadPosition {
+            records: 0,
+            ..args.resume
+        };
+        myself.cast(Msg::Pump)?;
+        Ok(State {
+            args,
+            input: None,
+            bytes: Some(bytes),
+            header: None,
+            rejects: None,
+            record: ByteRecord::new(),
+            pos,
+            done: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        Msg::Pump: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.done {
+            return Ok(());
+        }
+        let mut rows = NodeBatch::with_capacity(state.args.settings.read_rows, 0);
+        let rejected_before = state.pos.rejected;
+        let step = match read_step(state, &mut rows).await {
+            Ok(step) => step,
+            Err(e) => match fetch_error(&e) {
+                // The source failed, not the content: a restart may succeed.
+                Some(f) => {
+                    return Err(ImportError::Source {
+                        uri: f.uri.clone(),
+                        reason: f.reason.clone(),
+                        retriable: true,
+                    }
+                    .into())
+                }
+                None => Step::End(Some(format!(
+                    "unreadable input after line {}: {e}",
+                    state.record.position().map_or(0, |p| p.line())
+                ))),
+            },
+        };
+        if let Some(rejects) = &mut state.rejects {
+            rejects.flush().await.map_err(|e| ImportError::Stage {
+                actor: NAME,
+                reason: format!("writing {}: {e}", rejects.path().display()),
+                retriable: true,
+            })?;
+            state.pos.rejects_len = rejects.len();
+        }
+        RowsRejected {
+            target: "nodes",
+            rows: state.pos.rejected - rejected_before,
+        }
+        .emit();
+        Progress::set(&state.args.progress.records_read, state.pos.records);
+
+        let credit = state.args.credits.take().await;
+        state.args.accumulator.send(batch_accumulator::Msg::Rows(
+            Piece {
+                rows,
+                upto: state.pos,
+            },
+            credit,
+        ));
+        match step {
+            Step::More => myself.cast(Msg::Pump)?,
+            Step::End(error) => {
+                state.done = true;
+                state.args.accumulator.send(batch_accumulator::Msg::End {
+                    upto: state.pos,
+                    error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.bytes_depth.drain();
+        Ok(())
+    }
+}
+
+/// Parses up to `read_rows` records into `rows`. `Err` is an I/O error from
+/// the stream (the source, or the decompressor on corrupt data).
+async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> {
+    if state.input.is_none() {
+        let Some(bytes) = state.bytes.take() else {
+            return Ok(Step::End(None));
+        };
+        state.input = Some(open(bytes, state.args.bytes_depth.clone()).await?);
+    }
+    let input = state.input.as_mut().expect("opened above");
+    let settings = &state.args.settings;
+    for _ in 0..settings.read_rows {
+        if !input
+            .read_byte_record(&mut state.record)
+            .await
+            .map_err(csv_io)?
+        {
+            return Ok(Step::End(
+                state
+                    .header
+                    .is_none()
+                    .then(|| "the file is empty: no header row".into()),
+            ));
+        }
+        let Some(header) = &state.header else {
+            match Header::parse(&state.record, settings) {
+                Ok(h) => {
+                    state.rejects = Some(RejectsFile::new(
+                        state.args.rejects_path.clone(),
+                        &h.columns,
+                        state.args.resume.rejects_len,
+                    ));
+                    state.header = Some(h);
+                    continue;
+                }
+                Err(e) => return Ok(Step::End(Some(e.to_string()))),
+            }
+        };
+        state.pos.records += 1;
+        if state.pos.records <= state.args.resume.records {
+            continue; // committed by an earlier attempt
+        }
+        let record = &state.record;
+        if let Err(reason) =
+            header.push_row(record, state.pos.records, settings.max_field_bytes, rows)
+        {
+            let line = record.position().map_or(0, |p| p.line());
+            let rejects = state.rejects.as_mut().expect("made with the header");
+            rejects.push(line, &reason, record.iter());
+            state.pos.rejected += 1;
+        }
+    }
+    Ok(Step::More)
+}
+
+/// The byte stream, decompressed by its magic bytes, without a UTF-8 BOM,
+/// as a CSV reader that accepts ragged rows (they are rejected one by one).
+async fn open(mut bytes: mpsc::Receiver<io::Result<Bytes>>, depth: Depth) -> io::Result<Input> {
+    let chunks = futures::stream::poll_fn(move |cx| {
+        let next = bytes.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = next {
+            depth.received();
+        }
+        next
+    });
+    let (_, plain) = decompress(StreamReader::new(chunks)).await?;
+    let mut plain = BufReader::with_capacity(256 << 10, plain);
+    if plain.fill_buf().await?.starts_with(b"\xef\xbb\xbf") {
+        plain.consume(3);
+    }
+    Ok(AsyncReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(256 << 10)
+        .create_reader(plain))
+}
+
+fn csv_io(e: csv_async::Error) -> io::Error {
+    match e.into_kind() {
+        csv_async::ErrorKind::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+    }
+}
+
+fn fetch_error(e: &io::Error) -> Option<&FetchError> {
+    e.get_ref()?.downcast_ref::<FetchError>()
+}

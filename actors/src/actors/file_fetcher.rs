@@ -1,0 +1,137 @@
+//! FileFetcher: opens the source and streams its bytes to the CsvReader
+//! through a bounded channel (the parser pulls, so this hop is a channel of
+//! byte chunks rather than a mailbox; its capacity is the bound).
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::error::ImportError;
+use crate::progress::Progress;
+use crate::source::Source;
+use crate::telemetry::Depth;
+
+pub const NAME: &str = "file_fetcher";
+
+pub enum Msg {
+    /// Read one chunk and pass it on; sent to itself until the end.
+    Pump,
+}
+
+pub struct Args {
+    pub source: Source,
+    pub uri: String,
+    pub chunk_bytes: usize,
+    pub out: mpsc::Sender<io::Result<Bytes>>,
+    /// The depth of the CsvReader's byte inbox, counted on send.
+    pub out_depth: Depth,
+    pub progress: Arc<Progress>,
+}
+
+pub struct State {
+    uri: String,
+    chunk_bytes: usize,
+    out_depth: Depth,
+    progress: Arc<Progress>,
+    file: tokio::fs::File,
+    /// Taken at the end of the file: dropping it ends the reader's stream.
+    out: Option<mpsc::Sender<io::Result<Bytes>>>,
+}
+
+pub type FileFetcherRef = ActorRef<Msg>;
+
+/// A failure to read the source, as opposed to bad content. It travels
+/// inside the `io::Error` so the reader can tell the two apart.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {uri}: {reason}")]
+pub struct FetchError {
+    pub uri: String,
+    pub reason: String,
+}
+
+pub struct FileFetcher;
+
+impl Actor for FileFetcher {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let Source::Local(path) = &args.source;
+        let open_err = |e: io::Error| ImportError::Source {
+            uri: args.uri.clone(),
+            reason: e.to_string(),
+            retriable: false,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(open_err)?;
+        let meta = file.metadata().await.map_err(open_err)?;
+        if !meta.is_file() {
+            return Err(ImportError::Source {
+                uri: args.uri.clone(),
+                reason: "not a regular file".into(),
+                retriable: false,
+            }
+            .into());
+        }
+        Progress::set(&args.progress.bytes_total, meta.len());
+        myself.cast(Msg::Pump)?;
+        Ok(State {
+            uri: args.uri,
+            chunk_bytes: args.chunk_bytes,
+            out_depth: args.out_depth,
+            progress: args.progress,
+            file,
+            out: Some(args.out),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        Msg::Pump: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(out) = state.out.clone() else {
+            return Ok(());
+        };
+        let mut buf = BytesMut::zeroed(state.chunk_bytes);
+        let chunk = match state.file.read(&mut buf).await {
+            Ok(0) => {
+                state.out = None;
+                return Ok(());
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf.freeze())
+            }
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                FetchError {
+                    uri: state.uri.clone(),
+                    reason: e.to_string(),
+                },
+            )),
+        };
+        let failed = chunk.is_err();
+        let len = chunk.as_ref().map_or(0, Bytes::len) as u64;
+        state.out_depth.sent();
+        // Waits while the reader is `read_ahead_chunks` behind: backpressure.
+        if out.send(chunk).await.is_err() {
+            state.out_depth.received();
+            return Ok(()); // the reader is gone: the pipeline is stopping
+        }
+        Progress::add(&state.progress.bytes_read, len);
+        if !failed {
+            myself.cast(Msg::Pump)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,287 @@
+//! JobCoordinator: runs jobs, one supervised JobPipeline each. When a
+//! pipeline fails it applies the restart policy: a retriable failure
+//! restarts the pipeline after a backoff, from the job's checkpoint; a
+//! permanent one, or one too many, makes the job FAILED with the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use uuid::Uuid;
+
+use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
+use crate::error::{is_retriable, ImportError};
+use crate::job::{Job, JobStatus, Outcome, WriteMode};
+use crate::pg::{jobs, nodes};
+use crate::progress::Progress;
+use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use crate::supervision::{Decision, RestartPolicy};
+use crate::telemetry::{ActorRestarted, JobFinished};
+
+pub const NAME: &str = "job_coordinator";
+
+pub type JobResult = Result<Job, String>;
+
+pub enum Msg {
+    /// Runs a job to its end; the reply is its final row.
+    Run {
+        job_id: Uuid,
+        progress: Arc<Progress>,
+        reply: RpcReplyPort<JobResult>,
+    },
+    /// Starts the next attempt of a job (after a backoff).
+    Attempt(Uuid),
+}
+
+pub struct Args {
+    pub database: DatabaseSettings,
+    pub import: Arc<ImportSettings>,
+    pub retry: RetrySettings,
+    pub pool: Pool,
+}
+
+struct Tracked {
+    progress: Arc<Progress>,
+    reply: RpcReplyPort<JobResult>,
+    policy: RestartPolicy,
+    started: Instant,
+}
+
+pub struct State {
+    args: Args,
+    jobs: HashMap<Uuid, Tracked>,
+    pipelines: HashMap<ActorId, Uuid>,
+}
+
+pub type JobCoordinatorRef = ActorRef<Msg>;
+
+pub async fn spawn(args: Args) -> Result<JobCoordinatorRef, ractor::SpawnErr> {
+    let (r, _) = Actor::spawn(None, JobCoordinator, args).await?;
+    Ok(r)
+}
+
+pub struct JobCoordinator;
+
+impl Actor for JobCoordinator {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+        Ok(State {
+            args,
+            jobs: HashMap::new(),
+            pipelines: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Run {
+                job_id,
+                progress,
+                reply,
+            } => {
+                let policy = RestartPolicy::new(state.args.retry.clone());
+                state.jobs.insert(
+                    job_id,
+                    Tracked {
+                        progress,
+                        reply,
+                        policy,
+                        started: Instant::now(),
+                    },
+                );
+                attempt(&myself, state, job_id).await;
+            }
+            Msg::Attempt(job_id) => attempt(&myself, state, job_id).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Msg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(who, _, reason) => {
+                let Some(job_id) = state.pipelines.remove(&who.get_id()) else {
+                    return Ok(());
+                };
+                if reason.as_deref() == Some(FINISHED) {
+                    reply(state, job_id, None).await;
+                } else {
+                    let err: ActorProcessingErr =
+                        format!("pipeline stopped: {}", reason.unwrap_or_default()).into();
+                    failed(&myself, state, job_id, err).await;
+                }
+            }
+            SupervisionEvent::ActorFailed(who, err) => {
+                if let Some(job_id) = state.pipelines.remove(&who.get_id()) {
+                    failed(&myself, state, job_id, err).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Starts one attempt of a job: counts it on the job row, spawns its
+/// pipeline linked to us.
+async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
+    let Some(tracked) = state.jobs.get(&job_id) else {
+        return;
+    };
+    let job = match load_and_start(&state.args.pool, job_id).await {
+        Ok(job) => job,
+        Err(e) => return failed(myself, state, job_id, e.into()).await,
+    };
+    if job.status.is_terminal() {
+        return reply(state, job_id, Some(Ok(job))).await;
+    }
+    let args = job_pipeline::Args {
+        job,
+        database: state.args.database.clone(),
+        import: state.args.import.clone(),
+        retry: state.args.retry.clone(),
+        progress: tracked.progress.clone(),
+    };
+    match Actor::spawn_linked(None, JobPipeline, args, myself.get_cell()).await {
+        Ok((pipeline, _)) => {
+            state.pipelines.insert(pipeline.get_id(), job_id);
+        }
+        Err(e) => failed(myself, state, job_id, startup_error(e)).await,
+    }
+}
+
+async fn load_and_start(pool: &Pool, job_id: Uuid) -> Result<Job, ImportError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| crate::pg::DbError::Pool(e.to_string()))?;
+    let job = jobs::get(&**client, job_id)
+        .await?
+        .ok_or_else(|| ImportError::Stage {
+            actor: NAME,
+            reason: format!("job {job_id} does not exist"),
+            retriable: false,
+        })?;
+    if !job.status.is_terminal() {
+        jobs::start_attempt(&**client, job_id).await?;
+    }
+    Ok(job)
+}
+
+/// An attempt failed: restart after a backoff, or give up.
+async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: ActorProcessingErr) {
+    let reason = err.to_string();
+    let actor = match err.downcast_ref::<ImportError>() {
+        Some(ImportError::Stage { actor, .. }) => *actor,
+        _ => job_pipeline::NAME,
+    };
+    let Some(tracked) = state.jobs.get_mut(&job_id) else {
+        return;
+    };
+    let decision = if is_retriable(&err) {
+        tracked.policy.on_failure(Instant::now())
+    } else {
+        Decision::GiveUp
+    };
+    match decision {
+        Decision::Restart { after } => {
+            let attempt = match state.args.pool.get().await {
+                Ok(c) => {
+                    let _ = jobs::record_failure(&**c, job_id, &reason).await;
+                    jobs::get(&**c, job_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map_or(0, |j| j.attempts)
+                }
+                Err(_) => 0,
+            };
+            ActorRestarted {
+                actor,
+                job_id,
+                attempt,
+                backoff: after,
+                reason: &reason,
+            }
+            .emit();
+            myself.send_after(after, move || Msg::Attempt(job_id));
+        }
+        Decision::GiveUp => {
+            let result = give_up(&state.args.pool, job_id, &reason, tracked.started).await;
+            reply(state, job_id, Some(result)).await;
+        }
+    }
+}
+
+/// Marks the job FAILED with what its checkpoint says was committed.
+async fn give_up(pool: &Pool, job_id: Uuid, reason: &str, started: Instant) -> JobResult {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let job = jobs::get(&**client, job_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("job {job_id} disappeared"))?;
+    let cp = &job.checkpoint;
+    // Rows staged by the fast path never reached the table.
+    let merged = cp.mode != Some(WriteMode::Fast);
+    let outcome = Outcome {
+        status: JobStatus::Failed,
+        total: cp.records,
+        inserted: if merged { cp.inserted } else { 0 },
+        updated: if merged { cp.updated } else { 0 },
+        duplicates: if merged { cp.duplicates } else { 0 },
+        rejected: cp.rejected,
+        rejects_path: job.rejects_path.clone(),
+        failure_reason: Some(reason.to_string()),
+    };
+    if !merged {
+        let _ = nodes::drop_job_stage(&**client, job_id).await;
+    }
+    jobs::finish(&**client, job_id, &outcome)
+        .await
+        .map_err(|e| e.to_string())?;
+    JobFinished {
+        job_id,
+        kind: &job.kind,
+        status: JobStatus::Failed.as_str(),
+        rows: outcome.total,
+        elapsed: started.elapsed(),
+        reason: Some(reason),
+    }
+    .emit();
+    jobs::get(&**client, job_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("job {job_id} disappeared"))
+}
+
+/// Answers the job's caller with `result`, or with the job row as stored.
+async fn reply(state: &mut State, job_id: Uuid, result: Option<JobResult>) {
+    let Some(tracked) = state.jobs.remove(&job_id) else {
+        return;
+    };
+    let result = match result {
+        Some(r) => r,
+        None => match state.args.pool.get().await {
+            Ok(c) => jobs::get(&**c, job_id)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|j| j.ok_or_else(|| format!("job {job_id} disappeared"))),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let _ = tracked.reply.send(result);
+}

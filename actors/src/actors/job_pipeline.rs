@@ -1,0 +1,507 @@
+//! JobPipeline: the root of one job's subtree. It decides the write mode
+//! under the group lock, spawns and links the stages
+//! (FileFetcher → CsvReader → BatchAccumulator → CopyWriter × N), turns the
+//! writers' commits into a contiguous checkpoint, and finishes the job.
+//!
+//! Any stage failing fails the whole subtree: the JobCoordinator restarts it
+//! from the checkpoint, which only ever counts batches that every writer
+//! committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use super::batch_accumulator::{self, BatchAccumulator, ReadPosition};
+use super::copy_writer::{self, CopyWriter};
+use super::csv_reader::{self, CsvReader};
+use super::file_fetcher::{self, FileFetcher};
+use crate::error::{is_retriable, ImportError};
+use crate::flow::Credits;
+use crate::job::{Checkpoint, Job, JobStatus, Outcome, WriteMode};
+use crate::pg::{self, jobs, nodes};
+use crate::progress::Progress;
+use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use crate::source::Source;
+use crate::telemetry::{Depth, JobFinished, Mailbox};
+
+pub const NAME: &str = "job_pipeline";
+
+/// A batch the accumulator sealed: `parts` shards went to writers.
+#[derive(Debug)]
+pub struct Sealed {
+    pub seq: u64,
+    pub parts: usize,
+    /// Rows sent to writers (after in-batch deduplication).
+    pub rows: u64,
+    pub duplicates: u64,
+    pub upto: ReadPosition,
+}
+
+pub enum Msg {
+    Sealed(Sealed),
+    /// A writer committed its shard of batch `seq`.
+    Committed {
+        seq: u64,
+        inserted: u64,
+        updated: u64,
+    },
+    /// No batch after `last_seq` will come.
+    InputEnded {
+        last_seq: u64,
+        upto: ReadPosition,
+        error: Option<String>,
+    },
+}
+
+pub struct Args {
+    pub job: Job,
+    pub database: DatabaseSettings,
+    pub import: Arc<ImportSettings>,
+    pub retry: RetrySettings,
+    pub progress: Arc<Progress>,
+}
+
+struct Pending {
+    sealed: Sealed,
+    parts_left: usize,
+    inserted: u64,
+    updated: u64,
+}
+
+struct Ended {
+    last_seq: u64,
+    upto: ReadPosition,
+    error: Option<String>,
+}
+
+pub struct State {
+    job: Job,
+    /// Holds the group lock for the job's life, and writes the checkpoints.
+    control: Client,
+    mode: WriteMode,
+    target: nodes::NodeTarget,
+    checkpoint: Checkpoint,
+    pending: BTreeMap<u64, Pending>,
+    /// The batch whose commit moves the checkpoint next.
+    next_seq: u64,
+    ended: Option<Ended>,
+    rejects_path: PathBuf,
+    children: HashMap<ActorId, &'static str>,
+    depth: Depth,
+    progress: Arc<Progress>,
+    finishing: bool,
+    started: Instant,
+}
+
+pub type JobPipelineRef = ActorRef<Msg>;
+
+pub struct JobPipeline;
+
+impl Actor for JobPipeline {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let job = args.job.clone();
+        let span = tracing::info_span!("job", job_id = %job.id);
+        let _enter = span.enter();
+        let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
+        let target = nodes::NodeTarget {
+            domain_id: job.domain_id,
+            group_id: job.group_id,
+            node_type: job.node_type.clone(),
+        };
+        let (mode, checkpoint) = choose_mode(&control, &job, &target, &args.import).await?;
+        jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
+        tracing::info!(mode = ?mode, resume_from = checkpoint.records, "Job pipeline starting.");
+
+        let source = Source::parse(&job.source)?;
+        let rejects_path = source.rejects_path(job.id, &args.import.rejects_dir);
+        Progress::set(&args.progress.records_committed, checkpoint.records);
+        let depth = Depth::new(NAME);
+        let mut state = State {
+            control,
+            mode,
+            target,
+            checkpoint,
+            pending: BTreeMap::new(),
+            next_seq: 1,
+            ended: None,
+            rejects_path,
+            children: HashMap::new(),
+            depth: depth.clone(),
+            progress: args.progress.clone(),
+            finishing: false,
+            started: Instant::now(),
+            job,
+        };
+        if let Err(e) = spawn_stages(&myself, &mut state, &args, source).await {
+            myself.stop_children(None);
+            return Err(e);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.depth.received();
+        match msg {
+            Msg::Sealed(sealed) => {
+                let parts_left = sealed.parts;
+                state.pending.insert(
+                    sealed.seq,
+                    Pending {
+                        sealed,
+                        parts_left,
+                        inserted: 0,
+                        updated: 0,
+                    },
+                );
+            }
+            Msg::Committed {
+                seq,
+                inserted,
+                updated,
+            } => {
+                let p = state
+                    .pending
+                    .get_mut(&seq)
+                    .ok_or_else(|| format!("commit of unknown batch {seq}"))?;
+                p.parts_left -= 1;
+                p.inserted += inserted;
+                p.updated += updated;
+            }
+            Msg::InputEnded {
+                last_seq,
+                upto,
+                error,
+            } => {
+                state.ended = Some(Ended {
+                    last_seq,
+                    upto,
+                    error,
+                });
+            }
+        }
+        advance(state).await?;
+        if state
+            .ended
+            .as_ref()
+            .is_some_and(|e| state.next_seq > e.last_seq)
+        {
+            finish(state).await?;
+            state.finishing = true;
+            myself.stop_children(None);
+            myself.stop(Some(FINISHED.into()));
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Msg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.finishing {
+            return Ok(());
+        }
+        let (who, reason, retriable) = match &event {
+            SupervisionEvent::ActorFailed(who, err) => (who, err.to_string(), is_retriable(err)),
+            SupervisionEvent::ActorTerminated(who, _, reason) => (
+                who,
+                format!(
+                    "stopped unexpectedly ({})",
+                    reason.as_deref().unwrap_or("no reason")
+                ),
+                true,
+            ),
+            _ => return Ok(()),
+        };
+        let actor = state
+            .children
+            .get(&who.get_id())
+            .copied()
+            .unwrap_or("unknown");
+        tracing::warn!(job_id = %state.job.id, actor, reason = %reason, "Pipeline stage failed.");
+        myself.stop_children(None);
+        Err(ImportError::Stage {
+            actor,
+            reason,
+            retriable,
+        }
+        .into())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.depth.drain();
+        Ok(())
+    }
+}
+
+/// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
+pub const FINISHED: &str = "finished";
+
+/// Picks upsert or fast path and the checkpoint to resume from. A resumed
+/// job keeps its mode; the fast path needs its staging table intact.
+async fn choose_mode(
+    control: &Client,
+    job: &Job,
+    target: &nodes::NodeTarget,
+    import: &ImportSettings,
+) -> Result<(WriteMode, Checkpoint), ImportError> {
+    let cp = job.checkpoint.clone();
+    match cp.mode {
+        Some(WriteMode::Upsert) => {
+            nodes::lock_group(control, target, false).await?;
+            Ok((WriteMode::Upsert, cp))
+        }
+        Some(WriteMode::Fast) => {
+            nodes::lock_group_exclusive(control, target).await?;
+            match nodes::staged_rows(control, job.id, cp.records).await? {
+                Some(n) if n == cp.staged => Ok((WriteMode::Fast, cp)),
+                _ => {
+                    tracing::warn!(job_id = %job.id, "Staging table lost; restaging from the start.");
+                    fresh_fast_stage(control, job).await
+                }
+            }
+        }
+        None => {
+            if nodes::lock_group(control, target, import.fast_path).await? {
+                fresh_fast_stage(control, job).await
+            } else {
+                Ok((
+                    WriteMode::Upsert,
+                    Checkpoint {
+                        mode: Some(WriteMode::Upsert),
+                        ..Checkpoint::default()
+                    },
+                ))
+            }
+        }
+    }
+}
+
+async fn fresh_fast_stage(
+    control: &Client,
+    job: &Job,
+) -> Result<(WriteMode, Checkpoint), ImportError> {
+    nodes::create_job_stage(control, job.id).await?;
+    nodes::truncate_job_stage(control, job.id).await?;
+    Ok((
+        WriteMode::Fast,
+        Checkpoint {
+            mode: Some(WriteMode::Fast),
+            ..Checkpoint::default()
+        },
+    ))
+}
+
+async fn spawn_stages(
+    myself: &ActorRef<Msg>,
+    state: &mut State,
+    args: &Args,
+    source: Source,
+) -> Result<(), ActorProcessingErr> {
+    let cell = myself.get_cell();
+    let me = Mailbox::new(myself.clone(), state.depth.clone());
+    let import = &args.import;
+
+    let mut writers = Vec::with_capacity(import.writers.max(1));
+    for index in 0..import.writers.max(1) {
+        let depth = Depth::new(copy_writer::NAME);
+        let wargs = copy_writer::Args {
+            index,
+            job_id: state.job.id,
+            database: args.database.clone(),
+            retry: args.retry.clone(),
+            mode: state.mode,
+            target: state.target.clone(),
+            pipeline: me.clone(),
+            depth: depth.clone(),
+        };
+        let (r, _) = Actor::spawn_linked(None, CopyWriter, wargs, cell.clone())
+            .await
+            .map_err(startup_error)?;
+        state.children.insert(r.get_id(), copy_writer::NAME);
+        writers.push(Mailbox::new(r, depth));
+    }
+
+    let acc_depth = Depth::new(batch_accumulator::NAME);
+    let acc_args = batch_accumulator::Args {
+        writers,
+        pipeline: me,
+        credits: Credits::new(import.max_in_flight_batches),
+        batch_rows: import.batch_rows.max(1),
+        batch_bytes: import.batch_bytes.max(1),
+        linger: import.linger,
+        depth: acc_depth.clone(),
+    };
+    let (acc, _) = Actor::spawn_linked(None, BatchAccumulator, acc_args, cell.clone())
+        .await
+        .map_err(startup_error)?;
+    state.children.insert(acc.get_id(), batch_accumulator::NAME);
+
+    let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
+    let bytes_depth = Depth::new(csv_reader::NAME);
+    let cp = &state.checkpoint;
+    let reader_args = csv_reader::Args {
+        job_id: state.job.id,
+        uri: state.job.source.clone(),
+        settings: import.clone(),
+        bytes: rx,
+        bytes_depth: bytes_depth.clone(),
+        resume: ReadPosition {
+            records: cp.records,
+            rejected: cp.rejected,
+            rejects_len: cp.rejects_len,
+        },
+        rejects_path: state.rejects_path.clone(),
+        accumulator: Mailbox::new(acc, acc_depth),
+        // Pieces in flight from the reader to the accumulator.
+        credits: Credits::new(import.max_in_flight_batches),
+        progress: args.progress.clone(),
+    };
+    let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, cell.clone())
+        .await
+        .map_err(startup_error)?;
+    state.children.insert(reader.get_id(), csv_reader::NAME);
+
+    let fetch_args = file_fetcher::Args {
+        source,
+        uri: state.job.source.clone(),
+        chunk_bytes: import.read_chunk_bytes.max(4096),
+        out: tx,
+        out_depth: bytes_depth,
+        progress: args.progress.clone(),
+    };
+    let (fetcher, _) = Actor::spawn_linked(None, FileFetcher, fetch_args, cell)
+        .await
+        .map_err(startup_error)?;
+    state.children.insert(fetcher.get_id(), file_fetcher::NAME);
+    Ok(())
+}
+
+/// The error a stage's `pre_start` returned, unwrapped so that its
+/// classification (retriable or not) survives.
+pub fn startup_error(e: SpawnErr) -> ActorProcessingErr {
+    match e {
+        SpawnErr::StartupFailed(inner) => inner,
+        other => Box::new(other),
+    }
+}
+
+/// Moves the checkpoint over every batch that is fully committed and has
+/// no uncommitted batch before it, and saves it.
+async fn advance(state: &mut State) -> Result<(), ImportError> {
+    let mut moved = false;
+    while let Some(entry) = state.pending.first_entry() {
+        if *entry.key() != state.next_seq || entry.get().parts_left > 0 {
+            break;
+        }
+        let p = entry.remove();
+        let cp = &mut state.checkpoint;
+        cp.records = p.sealed.upto.records;
+        cp.rejected = p.sealed.upto.rejected;
+        cp.rejects_len = p.sealed.upto.rejects_len;
+        cp.inserted += p.inserted;
+        cp.updated += p.updated;
+        cp.duplicates += p.sealed.duplicates;
+        cp.staged += p.sealed.rows;
+        state.next_seq += 1;
+        moved = true;
+    }
+    if moved {
+        jobs::save_checkpoint(&state.control, state.job.id, &state.checkpoint).await?;
+        Progress::set(&state.progress.records_committed, state.checkpoint.records);
+    }
+    Ok(())
+}
+
+/// Every batch is committed: merge (fast path) and write the terminal job
+/// row in one transaction, so a crash leaves either both or neither.
+async fn finish(state: &mut State) -> Result<(), ImportError> {
+    let ended = state.ended.take().expect("finish after InputEnded");
+    let cp = state.checkpoint.clone();
+    let mut outcome = Outcome {
+        status: JobStatus::Completed,
+        total: ended.upto.records,
+        inserted: cp.inserted,
+        updated: cp.updated,
+        duplicates: cp.duplicates,
+        rejected: ended.upto.rejected,
+        rejects_path: (ended.upto.rejected > 0).then(|| state.rejects_path.display().to_string()),
+        failure_reason: None,
+    };
+    if let Some(error) = ended.error {
+        outcome.status = JobStatus::Failed;
+        outcome.failure_reason = Some(error);
+    } else if outcome.rejected > 0 {
+        outcome.status = JobStatus::Failed;
+        outcome.failure_reason = Some(format!(
+            "{} of {} rows rejected; see {}",
+            outcome.rejected,
+            outcome.total,
+            state.rejects_path.display()
+        ));
+    }
+    let job_id = state.job.id;
+    match state.mode {
+        WriteMode::Upsert => jobs::finish(&state.control, job_id, &outcome).await?,
+        WriteMode::Fast => {
+            let mut upsert = false;
+            loop {
+                let tx = state.control.transaction().await?;
+                match nodes::merge_job_stage(&tx, job_id, &state.target, upsert).await {
+                    Ok((inserted, updated)) => {
+                        outcome.inserted = inserted;
+                        outcome.updated = updated;
+                        outcome.duplicates = cp.duplicates + cp.staged - inserted - updated;
+                        jobs::finish(&tx, job_id, &outcome).await?;
+                        nodes::drop_job_stage(&tx, job_id).await?;
+                        tx.commit().await?;
+                        break;
+                    }
+                    // Rows of the group appeared although we hold its lock:
+                    // someone wrote without it. Upsert rather than fail.
+                    Err(e) if !upsert && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        tracing::warn!(job_id = %job_id, "Group gained rows during a fast-path load; merging with ON CONFLICT.");
+                        drop(tx);
+                        upsert = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Progress::set(&state.progress.records_committed, outcome.total);
+    JobFinished {
+        job_id,
+        kind: &state.job.kind,
+        status: outcome.status.as_str(),
+        rows: outcome.total,
+        elapsed: state.started.elapsed(),
+        reason: outcome.failure_reason.as_deref(),
+    }
+    .emit();
+    Ok(())
+}

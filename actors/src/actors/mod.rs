@@ -1,0 +1,9 @@
+//! The actors, one per file. Each file exports `NAME` (its `actor` label),
+//! `Msg`, `Args`, `State` and a `…Ref` alias.
+
+pub mod batch_accumulator;
+pub mod copy_writer;
+pub mod csv_reader;
+pub mod file_fetcher;
+pub mod job_coordinator;
+pub mod job_pipeline;

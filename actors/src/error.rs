@@ -1,0 +1,45 @@
+//! Errors at the boundary of a job attempt, and whether trying again helps.
+
+use ractor::ActorProcessingErr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The source could not be opened or read.
+    #[error("source {uri}: {reason}")]
+    Source {
+        uri: String,
+        reason: String,
+        retriable: bool,
+    },
+    /// The database refused or dropped a statement.
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No connection could be made.
+    #[error(transparent)]
+    Connect(#[from] crate::pg::DbError),
+    /// A stage of the pipeline failed; `actor` names it for the restart metric.
+    #[error("{actor} failed: {reason}")]
+    Stage {
+        actor: &'static str,
+        reason: String,
+        retriable: bool,
+    },
+}
+
+impl ImportError {
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Source { retriable, .. } | Self::Stage { retriable, .. } => *retriable,
+            Self::Database(e) => crate::pg::is_transient(e),
+            Self::Connect(_) => true,
+        }
+    }
+}
+
+/// Whether an actor's failure is worth a restart. Errors we did not
+/// classify (a panic, a broken invariant) get the benefit of the doubt: the
+/// restart policy bounds them.
+pub fn is_retriable(err: &ActorProcessingErr) -> bool {
+    err.downcast_ref::<ImportError>()
+        .is_none_or(ImportError::is_retriable)
+}

@@ -1,0 +1,145 @@
+//! Import jobs: what is asked, where a job stands, and how it ends.
+//!
+//! The job row in PostgreSQL is the source of truth; these are its types.
+//! A job moves PENDING → RUNNING → COMPLETED | FAILED; a restart keeps it
+//! RUNNING and resumes from its checkpoint.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Namespace for group ids that are not UUIDs: such a `groupId` maps to
+/// `uuid_v5(GROUP_NAMESPACE, groupId)`, the same on every run.
+pub const GROUP_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_9f0e_3b7d_4c25_9e41_8f2b_7d3a_1c05);
+
+/// A seed `groupId` as a UUID: itself if it parses, else its UUIDv5.
+pub fn group_uuid(group_key: &str) -> Uuid {
+    Uuid::parse_str(group_key.trim())
+        .unwrap_or_else(|_| Uuid::new_v5(&GROUP_NAMESPACE, group_key.trim().as_bytes()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => Self::Pending,
+            "RUNNING" => Self::Running,
+            "COMPLETED" => Self::Completed,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// How a job's rows reach the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Each batch: COPY into a temp table, then `INSERT … ON CONFLICT DO UPDATE`.
+    Upsert,
+    /// The group had no rows: COPY everything into a per-job staging table,
+    /// then one plain `INSERT … SELECT DISTINCT ON` at the end.
+    Fast,
+}
+
+/// What has been committed: a restarted pipeline skips this far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub mode: Option<WriteMode>,
+    /// Data records consumed (loaded, merged as duplicates, or rejected).
+    pub records: u64,
+    pub rejected: u64,
+    /// Length of the rejects file at this point.
+    pub rejects_len: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    /// Rows in the fast path's staging table at this point.
+    pub staged: u64,
+}
+
+/// A request for an import.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub domain_id: Uuid,
+    pub group_key: String,
+    pub node_type: String,
+    pub source: String,
+}
+
+/// A job row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: JobStatus,
+    pub domain_id: Uuid,
+    pub group_id: Uuid,
+    pub group_key: String,
+    pub node_type: String,
+    pub source: String,
+    pub total_rows: i64,
+    pub processed_rows: i64,
+    pub inserted_rows: i64,
+    pub updated_rows: i64,
+    pub duplicate_rows: i64,
+    pub rejected_rows: i64,
+    pub rejects_path: Option<String>,
+    pub failure_reason: Option<String>,
+    pub checkpoint: Checkpoint,
+    pub attempts: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Seconds from start to finish (or to now, while running).
+    pub duration_secs: Option<f64>,
+}
+
+/// How a pipeline ended, as the job row will record it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: JobStatus,
+    pub total: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub rejects_path: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_ids_map_to_uuids() {
+        let u = "0b5c3f4e-8f0a-4c1e-9f6e-2d7a4b1c3e5f";
+        assert_eq!(group_uuid(u).to_string(), u);
+        assert_eq!(group_uuid("mentors-2024"), group_uuid(" mentors-2024 "));
+        assert_ne!(group_uuid("mentors-2024"), group_uuid("mentees-2024"));
+        assert_eq!(group_uuid("mentors-2024").get_version_num(), 5);
+    }
+}

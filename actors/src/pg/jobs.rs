@@ -1,0 +1,171 @@
+//! The job store: `import_jobs` rows in and out.
+
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::job::{group_uuid, Checkpoint, Job, JobStatus, NewJob, Outcome};
+
+const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type, source,
+    total_rows, processed_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
+    rejects_path, failure_reason, checkpoint, attempts,
+    created_at::text, updated_at::text, started_at::text, finished_at::text,
+    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8";
+
+fn from_row(r: &Row) -> Job {
+    let checkpoint: Option<serde_json::Value> = r.get(16);
+    Job {
+        id: r.get(0),
+        kind: r.get(1),
+        status: JobStatus::parse(r.get(2)).unwrap_or(JobStatus::Failed),
+        domain_id: r.get(3),
+        group_id: r.get(4),
+        group_key: r.get(5),
+        node_type: r.get(6),
+        source: r.get(7),
+        total_rows: r.get(8),
+        processed_rows: r.get(9),
+        inserted_rows: r.get(10),
+        updated_rows: r.get(11),
+        duplicate_rows: r.get(12),
+        rejected_rows: r.get(13),
+        rejects_path: r.get(14),
+        failure_reason: r.get(15),
+        checkpoint: checkpoint
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        attempts: r.get(17),
+        created_at: r.get(18),
+        updated_at: r.get(19),
+        started_at: r.get(20),
+        finished_at: r.get(21),
+        duration_secs: r.get(22),
+    }
+}
+
+pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO import_jobs (id, kind, status, domain_id, group_id, group_key, node_type, source)
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    );
+    let row = c
+        .query_one(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                &new.kind,
+                &new.domain_id,
+                &group_uuid(&new.group_key),
+                &new.group_key,
+                &new.node_type,
+                &new.source,
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<Job>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM import_jobs WHERE id = $1");
+    Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(from_row))
+}
+
+/// Newest first.
+pub async fn list(
+    c: &impl GenericClient,
+    status: Option<JobStatus>,
+    limit: i64,
+) -> Result<Vec<Job>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM import_jobs WHERE ($1::text IS NULL OR status = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    let status = status.map(JobStatus::as_str);
+    let rows = c.query(&sql, &[&status, &limit]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// An attempt starts: the job is RUNNING and `attempts` counts it.
+pub async fn start_attempt(c: &impl GenericClient, id: Uuid) -> Result<i32, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "UPDATE import_jobs SET status = 'RUNNING', attempts = attempts + 1,
+                 started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1 RETURNING attempts",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Records committed progress. Called after every batch that moves the
+/// contiguous watermark.
+pub async fn save_checkpoint(
+    c: &impl GenericClient,
+    id: Uuid,
+    cp: &Checkpoint,
+) -> Result<(), tokio_postgres::Error> {
+    let json = serde_json::to_value(cp).expect("a checkpoint serialises");
+    let loaded = (cp.inserted + cp.updated + cp.duplicates) as i64;
+    c.execute(
+        "UPDATE import_jobs SET checkpoint = $2, processed_rows = $3, inserted_rows = $4,
+             updated_rows = $5, duplicate_rows = $6, rejected_rows = $7,
+             total_rows = greatest(total_rows, $8), updated_at = now()
+         WHERE id = $1",
+        &[
+            &id,
+            &json,
+            &loaded,
+            &(cp.inserted as i64),
+            &(cp.updated as i64),
+            &(cp.duplicates as i64),
+            &(cp.rejected as i64),
+            &(cp.records as i64),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Notes a failed attempt that will be retried.
+pub async fn record_failure(
+    c: &impl GenericClient,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE import_jobs SET failure_reason = $2, updated_at = now() WHERE id = $1",
+        &[&id, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The terminal update.
+pub async fn finish(
+    c: &impl GenericClient,
+    id: Uuid,
+    o: &Outcome,
+) -> Result<(), tokio_postgres::Error> {
+    let loaded = (o.inserted + o.updated + o.duplicates) as i64;
+    c.execute(
+        "UPDATE import_jobs SET status = $2, total_rows = $3, processed_rows = $4,
+             inserted_rows = $5, updated_rows = $6, duplicate_rows = $7, rejected_rows = $8,
+             rejects_path = $9, failure_reason = $10, finished_at = now(), updated_at = now(),
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1",
+        &[
+            &id,
+            &o.status.as_str(),
+            &(o.total as i64),
+            &loaded,
+            &(o.inserted as i64),
+            &(o.updated as i64),
+            &(o.duplicates as i64),
+            &(o.rejected as i64),
+            &o.rejects_path,
+            &o.failure_reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}

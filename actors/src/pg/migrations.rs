@@ -1,0 +1,56 @@
+//! Schema migrations, embedded in the binary and applied in order, each in
+//! its own transaction under an advisory lock so that two processes starting
+//! at once do not race. Applying them again is a no-op.
+
+use tokio_postgres::Client;
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "nodes",
+    sql: include_str!("../../migrations/0001_nodes.sql"),
+}];
+
+/// Lock id for migrations: "ferry" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6665_7272_79;
+
+/// Applies what is missing; returns the versions applied now.
+pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS ferry_schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM ferry_schema_migrations WHERE version = $1",
+                &[&m.version],
+            )
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(m.sql).await?;
+            tx.execute(
+                "INSERT INTO ferry_schema_migrations (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await?;
+            applied.push(m.version);
+        }
+        tx.commit().await?;
+    }
+    Ok(applied)
+}

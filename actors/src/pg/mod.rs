@@ -1,0 +1,117 @@
+//! PostgreSQL: connections, the schema, the job store, and the SQL that
+//! moves nodes in.
+
+pub mod copy;
+pub mod jobs;
+pub mod migrations;
+pub mod nodes;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use crate::settings::DatabaseSettings;
+
+/// Why the database could not be reached or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database url: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(String),
+}
+
+pub fn pg_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
+    let mut config: tokio_postgres::Config = settings.url.parse().map_err(DbError::Url)?;
+    config.connect_timeout(settings.connect_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("ferry");
+    }
+    Ok(config)
+}
+
+/// The same settings with `application_name` set, so that a role's
+/// sessions can be told apart in `pg_stat_activity`.
+pub fn named(settings: &DatabaseSettings, name: &str) -> DatabaseSettings {
+    let url = &settings.url;
+    let url = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}application_name={name}")
+    } else {
+        format!("{url} application_name={name}")
+    };
+    DatabaseSettings {
+        url,
+        ..settings.clone()
+    }
+}
+
+/// A dedicated connection, driven on its own task.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Client, DbError> {
+    let (client, connection) = pg_config(settings)?
+        .connect(NoTls)
+        .await
+        .map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed.");
+        }
+    });
+    Ok(client)
+}
+
+/// A connection for bulk writes: commits do not wait for the WAL flush.
+/// A crash may lose the last batches' commits, never corrupt them, and the
+/// job's checkpoint only ever counts what was committed before it.
+pub async fn connect_bulk(settings: &DatabaseSettings) -> Result<Client, DbError> {
+    let client = connect(settings).await?;
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(DbError::Connect)?;
+    Ok(client)
+}
+
+/// The shared pool for bookkeeping and reads.
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        pg_config(settings)?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(settings.connect_timeout))
+        .wait_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Whether trying again on a fresh connection may succeed: the connection
+/// broke, the server is shutting down or busy, or the transaction lost a
+/// serialization or deadlock race.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let Some(code) = e.code() else {
+        // No SQLSTATE: an I/O error on the socket.
+        return true;
+    };
+    code.code().starts_with("08")
+        || [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::QUERY_CANCELED,
+        ]
+        .contains(code)
+}

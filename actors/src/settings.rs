@@ -1,0 +1,216 @@
+//! Settings the engine runs with. The application layers them (built-in
+//! `config/default.toml`, a file, `FERRY__…` env vars, CLI flags) and hands
+//! the result down; every struct here refuses unknown keys, so a typo in a
+//! config file is an error that names the key.
+//!
+//! The `///` comments are the reference documentation of each key: keep
+//! `config/default.toml` in step with them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[database]`: where PostgreSQL is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// libpq-style URL or key=value string. `DATABASE_URL` overrides it.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connections in the shared pool (job bookkeeping, API reads). CopyWriters
+    /// hold their own connection each, outside this pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long to wait for a connection before giving up.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_database_url() -> String {
+    "postgres://postgres@127.0.0.1:5432/postgres".into()
+}
+fn default_pool_size() -> usize {
+    8
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: default_database_url(),
+            pool_size: default_pool_size(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+/// `[import]`: how a file becomes rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSettings {
+    /// Rows per batch handed to the CopyWriters. One batch is one transaction
+    /// per writer; 20K rows amortises the statement overhead while keeping a
+    /// batch's memory small (a few MB).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// A batch is also sealed when its encoded text reaches this many bytes,
+    /// so wide rows do not make huge batches.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// A partial batch is sealed after this long without filling up, so a
+    /// slow source still makes progress visible in the database.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Batches in flight between the BatchAccumulator and the CopyWriters.
+    /// This is the backpressure bound: the reader waits when it is reached.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_batches: usize,
+    /// CopyWriter workers, one PostgreSQL connection each. Batches are split
+    /// by key hash, so two writers never touch the same key.
+    #[serde(default = "default_writers")]
+    pub writers: usize,
+    /// Rows the CsvReader parses per step before handing them on.
+    #[serde(default = "default_read_rows")]
+    pub read_rows: usize,
+    /// Size of each read from the source.
+    #[serde(default = "default_read_chunk_bytes")]
+    pub read_chunk_bytes: usize,
+    /// Byte chunks buffered between the FileFetcher and the CsvReader.
+    #[serde(default = "default_read_ahead_chunks")]
+    pub read_ahead_chunks: usize,
+    /// A field longer than this (in bytes) rejects its row.
+    #[serde(default = "default_max_field_bytes")]
+    pub max_field_bytes: usize,
+    /// Header that holds the reference id, after normalisation. Empty: the
+    /// first header found in `reference_candidates`, else the first column.
+    #[serde(default)]
+    pub reference_column: String,
+    /// Normalised headers tried, in order, when `reference_column` is empty.
+    #[serde(default = "default_reference_candidates")]
+    pub reference_candidates: Vec<String>,
+    /// Folder for rejects files (`JOBID.csv`). Empty: a `rejects/` folder
+    /// beside the source file.
+    #[serde(default)]
+    pub rejects_dir: String,
+    /// Node type when the request names none (seed 004: `type VARCHAR(50)`).
+    #[serde(default = "default_node_type")]
+    pub node_type: String,
+    /// Load a group that has no rows yet with a plain INSERT instead of
+    /// `ON CONFLICT` (about 1.7x faster here), under a per-group lock.
+    #[serde(default = "default_true")]
+    pub fast_path: bool,
+}
+
+fn default_batch_rows() -> usize {
+    20_000
+}
+fn default_batch_bytes() -> usize {
+    16 << 20
+}
+fn default_linger() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_writers() -> usize {
+    2
+}
+fn default_read_rows() -> usize {
+    4_096
+}
+fn default_read_chunk_bytes() -> usize {
+    256 << 10
+}
+fn default_read_ahead_chunks() -> usize {
+    8
+}
+fn default_max_field_bytes() -> usize {
+    64 << 10
+}
+fn default_reference_candidates() -> Vec<String> {
+    ["reference_id", "username", "user_id", "id"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_node_type() -> String {
+    "USER".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self {
+            batch_rows: default_batch_rows(),
+            batch_bytes: default_batch_bytes(),
+            linger: default_linger(),
+            max_in_flight_batches: default_max_in_flight(),
+            writers: default_writers(),
+            read_rows: default_read_rows(),
+            read_chunk_bytes: default_read_chunk_bytes(),
+            read_ahead_chunks: default_read_ahead_chunks(),
+            max_field_bytes: default_max_field_bytes(),
+            reference_column: String::new(),
+            reference_candidates: default_reference_candidates(),
+            rejects_dir: String::new(),
+            node_type: default_node_type(),
+            fast_path: true,
+        }
+    }
+}
+
+/// `[retry]`: the one restart policy every supervisor uses, and the retry of
+/// transient database errors inside a CopyWriter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Restarts of a job pipeline allowed within `window` before the job is
+    /// FAILED.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// The window in which restarts are counted.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// First backoff; each further attempt doubles it, with jitter.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Backoff ceiling.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Attempts a CopyWriter makes at one batch (reconnecting in between)
+    /// before it gives up and lets its pipeline restart.
+    #[serde(default = "default_batch_attempts")]
+    pub batch_attempts: u32,
+}
+
+fn default_max_restarts() -> u32 {
+    3
+}
+fn default_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_batch_attempts() -> u32 {
+    5
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_restarts: default_max_restarts(),
+            window: default_window(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            batch_attempts: default_batch_attempts(),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Metrics and logs from typed events: one struct per event, whose `emit()`
+//! logs and counts. Labels stay low-cardinality (no job ids); nothing here is
+//! called per row.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Gauge};
+use ractor::{ActorRef, Message};
+use uuid::Uuid;
+
+/// A mailbox that counts its own depth: ractor has no API for it. The sender
+/// calls [`Mailbox::send`], the receiving actor [`Mailbox::received`] at the
+/// top of `handle`, and `post_stop` drains what was never handled. The gauge
+/// `ferry_actor_mailbox_depth{actor}` sums every instance of an actor.
+pub struct Mailbox<M: Message> {
+    actor: ActorRef<M>,
+    depth: Depth,
+}
+
+impl<M: Message> Clone for Mailbox<M> {
+    fn clone(&self) -> Self {
+        Self {
+            actor: self.actor.clone(),
+            depth: self.depth.clone(),
+        }
+    }
+}
+
+impl<M: Message> Mailbox<M> {
+    pub fn new(actor: ActorRef<M>, depth: Depth) -> Self {
+        Self { actor, depth }
+    }
+
+    /// Sends, counting the message as queued. A send to a stopped actor is
+    /// dropped: it only happens while a pipeline is being torn down.
+    pub fn send(&self, msg: M) {
+        self.depth.sent();
+        if self.actor.cast(msg).is_err() {
+            self.depth.received();
+        }
+    }
+
+    pub fn actor(&self) -> &ActorRef<M> {
+        &self.actor
+    }
+}
+
+/// The depth counter behind a [`Mailbox`], held by the receiving actor.
+#[derive(Clone)]
+pub struct Depth {
+    pending: Arc<AtomicI64>,
+    gauge: Gauge,
+}
+
+impl Depth {
+    pub fn new(actor: &'static str) -> Self {
+        Self {
+            pending: Arc::default(),
+            gauge: gauge!("ferry_actor_mailbox_depth", "actor" => actor),
+        }
+    }
+
+    pub fn sent(&self) {
+        self.add(1);
+    }
+
+    pub fn received(&self) {
+        self.add(-1);
+    }
+
+    /// Forgets what is still queued when the actor stops.
+    pub fn drain(&self) {
+        let left = self.pending.swap(0, Ordering::Relaxed);
+        self.gauge.decrement(left as f64);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: i64) {
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        self.gauge.increment(n as f64);
+    }
+}
+
+/// A supervisor restarted a failed actor (or a job pipeline because of it).
+pub struct ActorRestarted<'a> {
+    pub actor: &'a str,
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub backoff: Duration,
+    pub reason: &'a str,
+}
+
+impl ActorRestarted<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            actor = self.actor,
+            job_id = %self.job_id,
+            attempt = self.attempt,
+            backoff_ms = self.backoff.as_millis() as u64,
+            reason = self.reason,
+            "Restarting after failure."
+        );
+        counter!("ferry_actor_restarts_total", "actor" => self.actor.to_string()).increment(1);
+    }
+}
+
+/// A CopyWriter committed one shard of a batch.
+pub struct BatchCommitted {
+    pub target: &'static str,
+    pub rows: u64,
+    pub elapsed: Duration,
+}
+
+impl BatchCommitted {
+    pub fn emit(self) {
+        counter!("ferry_rows_written_total", "target" => self.target).increment(self.rows);
+        histogram!("ferry_batch_commit_seconds", "target" => self.target)
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A CopyWriter's attempt at a batch failed and will be tried again.
+pub struct BatchRetried<'a> {
+    pub job_id: Uuid,
+    pub writer: usize,
+    pub seq: u64,
+    pub attempt: u32,
+    pub error: &'a str,
+}
+
+impl BatchRetried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            job_id = %self.job_id,
+            writer = self.writer,
+            batch = self.seq,
+            attempt = self.attempt,
+            error = self.error,
+            "Batch failed; retrying on a new connection."
+        );
+        counter!("ferry_batch_retries_total").increment(1);
+    }
+}
+
+/// Rows rejected by a reader, counted per reader step, not per row.
+pub struct RowsRejected {
+    pub target: &'static str,
+    pub rows: u64,
+}
+
+impl RowsRejected {
+    pub fn emit(self) {
+        if self.rows > 0 {
+            counter!("ferry_rows_rejected_total", "target" => self.target).increment(self.rows);
+        }
+    }
+}
+
+/// A job reached a terminal status.
+pub struct JobFinished<'a> {
+    pub job_id: Uuid,
+    pub kind: &'a str,
+    pub status: &'static str,
+    pub rows: u64,
+    pub elapsed: Duration,
+    pub reason: Option<&'a str>,
+}
+
+impl JobFinished<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            job_id = %self.job_id,
+            kind = self.kind,
+            status = self.status,
+            rows = self.rows,
+            secs = self.elapsed.as_secs_f64(),
+            reason = self.reason,
+            "Job finished."
+        );
+        counter!("ferry_jobs_total", "kind" => self.kind.to_string(), "status" => self.status)
+            .increment(1);
+        histogram!("ferry_job_duration_seconds", "kind" => self.kind.to_string())
+            .record(self.elapsed.as_secs_f64());
+    }
+}

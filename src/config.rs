@@ -1,0 +1,212 @@
+//! Configuration, layered: the built-in `config/default.toml` < a file
+//! (`--config`) < `FERRY__SECTION__KEY` environment variables (and
+//! `DATABASE_URL`) < command-line flags, which `main` applies last.
+
+use std::path::Path;
+
+use ferry_actors::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub import: ImportSettings,
+    #[serde(default)]
+    pub retry: RetrySettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Level or tracing filter; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default = "default_format")]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_format() -> LogFormat {
+    LogFormat::Text
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            format: default_format(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid configuration at `{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Loads the layers below the command line.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table = parse(DEFAULT_TOML, "built-in defaults")?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        merge(&mut table, parse(&text, &path.display().to_string())?);
+    }
+    for (key, value) in env {
+        if key == "DATABASE_URL" {
+            set(&mut table, &["database", "url"], Value::String(value));
+        } else if let Some(path) = key.strip_prefix("FERRY__") {
+            let path: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            set(&mut table, &path, env_value(&value));
+        }
+    }
+    from_table(table)
+}
+
+fn from_table(table: Table) -> Result<Config, ConfigError> {
+    serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| ConfigError::Invalid {
+        path: e.path().to_string(),
+        message: e.into_inner().to_string(),
+    })
+}
+
+fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// An environment value is read as TOML (`4`, `true`, `["a","b"]`) when it
+/// parses as such, and as a plain string otherwise (`2s`, a URL).
+fn env_value(raw: &str) -> Value {
+    format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn set(table: &mut Table, path: &[&str], value: Value) {
+    let (last, parents) = path.split_last().expect("a non-empty path");
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        t = entry.as_table_mut().expect("made a table above");
+    }
+    t.insert(last.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_toml_matches_the_structs_defaults() {
+        let from_file = serde_json::to_value(load(None, vec![]).unwrap()).unwrap();
+        let from_code = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(
+            from_file, from_code,
+            "config/default.toml and settings.rs disagree"
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[import]\nwriters = 3\nbatch_rows = 10\n[database]\nurl = \"file-url\""
+        )
+        .unwrap();
+        let c = load(
+            Some(f.path()),
+            env(&[
+                ("FERRY__IMPORT__WRITERS", "5"),
+                ("FERRY__IMPORT__LINGER", "250ms"),
+                ("DATABASE_URL", "postgres://env/db"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.import.writers, 5);
+        assert_eq!(c.import.batch_rows, 10);
+        assert_eq!(c.import.linger, std::time::Duration::from_millis(250));
+        assert_eq!(c.database.url, "postgres://env/db");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load(None, env(&[("FERRY__IMPORT__BATCH_ROWZ", "1")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("import") && msg.contains("batch_rowz"),
+            "{msg}"
+        );
+        let err = load(None, env(&[("FERRY__NOPE__X", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load(None, env(&[("FERRY__IMPORT__WRITERS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("import.writers"), "{err}");
+    }
+}

@@ -1,0 +1,23 @@
+//! # ferry: the application shell
+//!
+//! The `ferry` binary's pieces, kept in a library so that the tests and the
+//! benchmarks drive exactly the code users run. The engine (actors and
+//! domain code) is the `ferry-actors` crate; dependencies point one way,
+//! from here to there.
+//!
+//! # Layout
+//!
+//! - `config`: layered configuration (built-in `config/default.toml`, file,
+//!   `FERRY__…` env vars; flags are applied by `main`).
+//! - `telemetry`: tracing setup (text or JSON logs).
+//! - `cli`: one module per subcommand (`import`, `jobs`, `migrate`, `demo`).
+//! - `report`: the end-of-import report, as text or JSON.
+//! - `localpg`: a throwaway PostgreSQL cluster for the demo, tests, benches.
+//! - `sample`: deterministic sample files.
+
+pub mod cli;
+pub mod config;
+pub mod localpg;
+pub mod report;
+pub mod sample;
+pub mod telemetry;

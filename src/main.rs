@@ -1,0 +1,267 @@
+//! The `ferry` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry::cli;
+use ferry::config::{self, Config, LogFormat};
+use ferry_actors::job::{JobStatus, NewJob};
+use uuid::Uuid;
+
+/// Moves bulk data between Kafka, object storage and PostgreSQL.
+#[derive(Parser)]
+#[command(name = "ferry", version)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// PostgreSQL URL (overrides DATABASE_URL and the config).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Log level or filter, e.g. `debug` (RUST_LOG wins).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (idempotent).
+    Migrate,
+    /// Import one file through the pipeline, print a report, and exit
+    /// (0 only when the job is COMPLETED).
+    Import(ImportArgs),
+    /// Read the import jobs table.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Generate a sample file, start a local PostgreSQL if none is
+    /// configured, import it twice and print the reports.
+    Demo {
+        /// Users in the sample file.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    Nodes,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// A local path or file:// URL; gzip, zstd or plain CSV.
+    source: String,
+    /// What the rows become.
+    #[arg(long, value_enum, default_value = "nodes")]
+    target: Target,
+    /// The domain (tenant) UUID.
+    #[arg(long)]
+    domain: Uuid,
+    /// The matching group: a UUID, or any string (mapped to a UUIDv5).
+    #[arg(long)]
+    group: String,
+    /// Node type [default: import.node_type].
+    #[arg(long = "type")]
+    node_type: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Header holding the reference id [default: import.reference_column].
+    #[arg(long)]
+    reference_column: Option<String>,
+    /// Folder for the rejects file [default: rejects/ beside the source].
+    #[arg(long)]
+    rejects_dir: Option<String>,
+    /// CopyWriter workers [default: import.writers].
+    #[arg(long)]
+    writers: Option<usize>,
+    /// Rows per batch [default: import.batch_rows].
+    #[arg(long)]
+    batch_rows: Option<usize>,
+    /// Always upsert, even into an empty group.
+    #[arg(long)]
+    no_fast_path: bool,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// The newest jobs first.
+    List {
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job, in full.
+    Show {
+        id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_status(s: &str) -> Result<JobStatus, String> {
+    JobStatus::parse(&s.to_uppercase()).ok_or_else(|| format!("unknown status `{s}`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let database_configured = cli.database_url.is_some()
+        || env
+            .iter()
+            .any(|(k, _)| k == "DATABASE_URL" || k == "FERRY__DATABASE__URL")
+        || cli
+            .config
+            .as_ref()
+            .is_some_and(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("[database]")));
+    let mut config = config::load(cli.config.as_deref(), env)?;
+    if let Some(url) = cli.database_url {
+        config.database.url = url;
+    }
+    if let Some(level) = cli.log_level {
+        config.log.level = level;
+    }
+    if let Some(f) = cli.log_format {
+        config.log.format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+
+    match cli.command {
+        Command::Migrate => {
+            ferry::telemetry::init(&config.log);
+            let applied = cli::migrate::run(&config.database).await?;
+            println!("migrations applied: {applied:?} (the schema is up to date)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => import(config, args).await,
+        Command::Jobs { command } => {
+            let mut out = std::io::stdout();
+            match command {
+                JobsCommand::List {
+                    status,
+                    limit,
+                    json,
+                } => {
+                    cli::jobs::list(&config.database, status, limit, json, &mut out).await?;
+                }
+                JobsCommand::Show { id, json } => {
+                    if cli::jobs::show(&config.database, id, json, &mut out)
+                        .await?
+                        .is_none()
+                    {
+                        bail!("no job {id}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { rows } => {
+            quiet_logs(&mut config);
+            ferry::telemetry::init(&config.log);
+            let ok = cli::demo::run(config, rows, database_configured).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
+    let Target::Nodes = args.target;
+    if let Some(v) = args.reference_column {
+        config.import.reference_column = v;
+    }
+    if let Some(v) = args.rejects_dir {
+        config.import.rejects_dir = v;
+    }
+    if let Some(v) = args.writers {
+        config.import.writers = v;
+    }
+    if let Some(v) = args.batch_rows {
+        config.import.batch_rows = v;
+    }
+    if args.no_fast_path {
+        config.import.fast_path = false;
+    }
+    let node_type = args
+        .node_type
+        .unwrap_or_else(|| config.import.node_type.clone());
+    if node_type.is_empty() || node_type.chars().count() > 50 {
+        bail!("--type must be 1 to 50 characters (seed 004: type VARCHAR(50))");
+    }
+    if args.group.trim().is_empty() {
+        bail!("--group must not be empty");
+    }
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    if show_progress {
+        quiet_logs(&mut config);
+    }
+    ferry::telemetry::init(&config.log);
+    let new = NewJob {
+        kind: "nodes".into(),
+        domain_id: args.domain,
+        group_key: args.group,
+        node_type,
+        source: args.source,
+    };
+    let report = cli::import::run(&config, new, show_progress)
+        .await
+        .context("import")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.write_text(&mut std::io::stdout())?;
+    }
+    Ok(if report.status == JobStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// With a progress bar or a demo on screen, only warnings are logged unless
+/// a level was asked for.
+fn quiet_logs(config: &mut Config) {
+    if config.log.level == config::LogSettings::default().level
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        config.log.level = "warn".into();
+    }
+}

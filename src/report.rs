@@ -1,0 +1,117 @@
+//! The report at the end of an import, as text for people or as one JSON
+//! object (`--json`) for scripts.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use ferry_actors::job::{Job, JobStatus};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub source: String,
+    pub target: String,
+    pub rows_read: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    pub duration_secs: f64,
+    pub rows_per_sec: f64,
+    pub rejects_path: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+}
+
+impl ImportReport {
+    /// `elapsed` is the wall time the caller waited for the job.
+    pub fn new(job: &Job, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        Self {
+            job_id: job.id,
+            status: job.status,
+            source: job.source.clone(),
+            target: job.kind.clone(),
+            rows_read: job.total_rows,
+            inserted: job.inserted_rows,
+            updated: job.updated_rows,
+            duplicates: job.duplicate_rows,
+            rejected: job.rejected_rows,
+            duration_secs: (secs * 1000.0).round() / 1000.0,
+            rows_per_sec: if secs > 0.0 {
+                (job.total_rows as f64 / secs).round()
+            } else {
+                0.0
+            },
+            rejects_path: job.rejects_path.clone(),
+            failure_reason: job.failure_reason.clone(),
+            attempts: job.attempts,
+        }
+    }
+
+    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "job {}  {}", self.job_id, self.status.as_str())?;
+        writeln!(out, "  source       {}", self.source)?;
+        writeln!(out, "  target       {}", self.target)?;
+        writeln!(out, "  rows read    {}", grouped(self.rows_read))?;
+        writeln!(out, "  inserted     {}", grouped(self.inserted))?;
+        writeln!(out, "  updated      {}", grouped(self.updated))?;
+        if self.duplicates > 0 {
+            writeln!(
+                out,
+                "  duplicates   {} (merged, last row wins)",
+                grouped(self.duplicates)
+            )?;
+        }
+        writeln!(out, "  rejected     {}", grouped(self.rejected))?;
+        writeln!(
+            out,
+            "  duration     {:.2} s ({} rows/s)",
+            self.duration_secs,
+            grouped(self.rows_per_sec as i64)
+        )?;
+        if self.attempts > 1 {
+            writeln!(out, "  attempts     {}", self.attempts)?;
+        }
+        if let Some(p) = &self.rejects_path {
+            writeln!(out, "  rejects      {p}")?;
+        }
+        if let Some(r) = &self.failure_reason {
+            writeln!(out, "  reason       {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grouped;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(-1234567), "-1,234,567");
+    }
+}
