@@ -12,7 +12,7 @@ pub enum ImportError {
         retriable: bool,
     },
     /// The database refused or dropped a statement.
-    #[error("database: {0}")]
+    #[error("database: {}", chain(.0))]
     Database(#[from] tokio_postgres::Error),
     /// No connection could be made.
     #[error(transparent)]
@@ -42,4 +42,20 @@ impl ImportError {
 pub fn is_retriable(err: &ActorProcessingErr) -> bool {
     err.downcast_ref::<ImportError>()
         .is_none_or(ImportError::is_retriable)
+}
+
+/// An error with its sources, `outer: inner: …`: tokio-postgres says only
+/// "db error" at the top and keeps the server's message in its source.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

@@ -222,7 +222,14 @@ impl Actor for JobPipeline {
             return Ok(());
         }
         let (who, reason, retriable) = match &event {
-            SupervisionEvent::ActorFailed(who, err) => (who, err.to_string(), is_retriable(err)),
+            SupervisionEvent::ActorFailed(who, err) => {
+                // A stage's own error already says which stage it is.
+                let reason = match err.downcast_ref::<ImportError>() {
+                    Some(ImportError::Stage { reason, .. }) => reason.clone(),
+                    _ => err.to_string(),
+                };
+                (who, reason, is_retriable(err))
+            }
             SupervisionEvent::ActorTerminated(who, _, reason) => (
                 who,
                 format!(

@@ -1,0 +1,163 @@
+//! Test harness: one throwaway PostgreSQL cluster per test process (or
+//! `DATABASE_URL` when set), a fresh database per test, and the real `ferry`
+//! binary run as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use ferry::localpg::{LocalPostgres, Tuning};
+use serde_json::Value;
+use tokio_postgres::{Client, NoTls};
+
+static CLUSTER: OnceLock<String> = OnceLock::new();
+static LOCAL: OnceLock<LocalPostgres> = OnceLock::new();
+
+/// The server's admin URL: `DATABASE_URL`, or a cluster started for this run.
+fn server_url() -> &'static str {
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        let local = LOCAL.get_or_init(|| {
+            LocalPostgres::start(
+                &std::env::temp_dir().join("ferry-tests"),
+                Tuning { durable: false },
+            )
+            .expect("start a local PostgreSQL for the tests")
+        });
+        local.url()
+    })
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// A database of its own for one test, and a folder for its files.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let admin_url = server_url().to_string();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("unexpected DATABASE_URL {admin_url}"),
+        };
+        Self {
+            url,
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `ferry ARGS` against this database and waits.
+    pub async fn ferry(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().await.expect("run ferry")
+    }
+
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// `ferry import FILE --json …` into `group`; returns the report and exit code.
+    pub async fn import(
+        &self,
+        file: &Path,
+        group: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Value, i32) {
+        let file = file.to_str().unwrap();
+        let mut args = vec![
+            "import", file, "--target", "nodes", "--domain", DOMAIN, "--group", group, "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ferry(&args, env).await;
+        let code = out.status.code().unwrap_or(-1);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}); exit {code}\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (report, code)
+    }
+
+    pub async fn count(&self, group: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM nodes WHERE group_id = $1 AND domain_id = $2",
+                &[&ferry_actors::job::group_uuid(group), &domain()],
+            )
+            .await
+            .expect("count nodes")
+            .get(0)
+    }
+
+    /// A digest of a group's (reference_id, type, metadata): equal digests
+    /// mean equal row sets.
+    pub async fn digest(&self, group: &str) -> String {
+        self.client()
+            .await
+            .query_one(
+                "SELECT coalesce(md5(string_agg(reference_id || '|' || type || '|' || metadata::text, E'\\n'
+                                        ORDER BY reference_id)), 'empty')
+                 FROM nodes WHERE group_id = $1 AND domain_id = $2",
+                &[&ferry_actors::job::group_uuid(group), &domain()],
+            )
+            .await
+            .expect("digest")
+            .get(0)
+    }
+}
+
+pub const DOMAIN: &str = "7d3c5a2e-1b4f-4e8a-9c6d-0f2e8b7a1c3d";
+
+pub fn domain() -> uuid::Uuid {
+    DOMAIN.parse().unwrap()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

@@ -1,0 +1,177 @@
+//! The happy paths of a file import: rows, metadata, re-import, duplicates.
+
+use std::collections::HashMap;
+
+use ferry::sample;
+use serde_json::{json, Value};
+
+use crate::harness::{gunzip, gzip, TestDb};
+
+/// Rows of the sample file, by reference id, as the header's normalised
+/// keys would store them.
+fn expected_rows(file: &std::path::Path, wanted: &[&str]) -> HashMap<String, Value> {
+    let text = String::from_utf8(gunzip(&std::fs::read(file).unwrap())).unwrap();
+    let mut lines = text.lines();
+    let keys = [
+        "first_name",
+        "last_name",
+        "email",
+        "city",
+        "country",
+        "age",
+        "signup_date",
+        "plan",
+        "score",
+    ];
+    assert_eq!(lines.next(), Some(sample::USER_HEADER));
+    lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            wanted.contains(&f[0]).then(|| {
+                let meta: serde_json::Map<String, Value> = keys
+                    .iter()
+                    .zip(&f[1..])
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                (f[0].to_string(), Value::Object(meta))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
+    let db = TestDb::new().await;
+    let file = db.path("users.csv.gz");
+    sample::write_users_csv_gz(&file, 100_000, 7).unwrap();
+
+    let (report, code) = db.import(&file, "group-a", &[], &[]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["status"], "COMPLETED");
+    assert_eq!(report["rowsRead"], 100_000);
+    assert_eq!(report["inserted"], 100_000);
+    assert_eq!(report["updated"], 0);
+    assert_eq!(report["rejected"], 0);
+    assert_eq!(db.count("group-a").await, 100_000);
+
+    let sampled = ["u00000001", "u00050000", "u00100000"];
+    let want = expected_rows(&file, &sampled);
+    let client = db.client().await;
+    for r in sampled {
+        let row = client
+            .query_one(
+                "SELECT metadata, type, (substr(id::text, 15, 1) = '7') AS v7 FROM nodes WHERE reference_id = $1",
+                &[&r],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Value>(0), want[r], "metadata of {r}");
+        assert_eq!(row.get::<_, String>(1), "USER");
+        assert!(row.get::<_, bool>(2), "ids are UUIDv7");
+    }
+    // The seed's node_metadata readers see one row per key.
+    let city: String = client
+        .query_one(
+            "SELECT m.metadata_value FROM node_metadata m JOIN nodes n ON n.id = m.node_id
+             WHERE n.reference_id = 'u00050000' AND m.metadata_key = 'city'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(json!(city), want["u00050000"]["city"]);
+
+    let (again, code) = db.import(&file, "group-a", &[], &[]).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["inserted"], 0);
+    assert_eq!(again["updated"], 100_000);
+    assert_eq!(db.count("group-a").await, 100_000);
+
+    let job = client
+        .query_one(
+            "SELECT status, total_rows, processed_rows, attempts FROM import_jobs WHERE id = $1",
+            &[&again["jobId"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.get::<_, String>(0), "COMPLETED");
+    assert_eq!(job.get::<_, i64>(1), 100_000);
+    assert_eq!(job.get::<_, i64>(2), 100_000);
+    assert_eq!(job.get::<_, i32>(3), 1);
+}
+
+/// Keys repeat inside a batch and across batches; the last row of a key
+/// wins, in both write modes.
+#[tokio::test]
+async fn duplicate_keys_keep_the_last_row() {
+    let db = TestDb::new().await;
+    let csv = "id,city\na,1\nb,1\na,2\nc,1\nb,2\na,3\nd,1\n";
+    let file = db.path("dups.csv.gz");
+    std::fs::write(&file, gzip(csv.as_bytes())).unwrap();
+
+    for (group, extra) in [("fast", vec![]), ("upsert", vec!["--no-fast-path"])] {
+        for batch_rows in ["2", "100"] {
+            let group = format!("{group}-{batch_rows}");
+            let mut args = extra.clone();
+            args.extend(["--batch-rows", batch_rows]);
+            let (report, code) = db.import(&file, &group, &args, &[]).await;
+            assert_eq!(code, 0, "{report}");
+            assert_eq!(report["rowsRead"], 7);
+            assert_eq!(db.count(&group).await, 4, "{group}");
+            let loaded = report["inserted"].as_i64().unwrap()
+                + report["updated"].as_i64().unwrap()
+                + report["duplicates"].as_i64().unwrap();
+            assert_eq!(loaded, 7, "every row is accounted for: {report}");
+            let rows = db
+                .client()
+                .await
+                .query(
+                    "SELECT reference_id, metadata->>'city' FROM nodes WHERE group_id = $1 ORDER BY 1",
+                    &[&ferry_actors::job::group_uuid(&group)],
+                )
+                .await
+                .unwrap();
+            let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let want = [("a", "3"), ("b", "2"), ("c", "1"), ("d", "1")];
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            assert_eq!(got, want, "{group}");
+        }
+    }
+}
+
+/// The same keys in two groups are two sets of rows; a non-UUID group maps
+/// to a stable UUIDv5.
+#[tokio::test]
+async fn groups_are_isolated_and_named_groups_map_to_uuidv5() {
+    let db = TestDb::new().await;
+    let file = db.path("u.csv");
+    std::fs::write(&file, "username,team\nx,red\ny,blue\n").unwrap();
+    let uuid_group = "3f1d2c4b-5a6e-4f70-8192-a3b4c5d6e7f8";
+    for g in ["named group", uuid_group] {
+        let (r, code) = db.import(&file, g, &["--type", "MENTOR"], &[]).await;
+        assert_eq!(code, 0, "{r}");
+    }
+    let client = db.client().await;
+    let groups: Vec<(uuid::Uuid, String)> = client
+        .query("SELECT DISTINCT group_id, type FROM nodes ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let named = ferry_actors::job::group_uuid("named group");
+    assert_eq!(named.get_version_num(), 5);
+    let mut want = vec![
+        (named, "MENTOR".to_string()),
+        (uuid_group.parse().unwrap(), "MENTOR".into()),
+    ];
+    want.sort();
+    assert_eq!(groups, want);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the `ferry` binary against a real PostgreSQL.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod faults;
+mod import_nodes;
