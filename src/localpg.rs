@@ -29,8 +29,11 @@ pub struct Tuning {
 }
 
 impl LocalPostgres {
-    /// Creates and starts a cluster in a new folder under `parent`.
-    pub fn start(parent: &Path, tuning: Tuning) -> Result<Self> {
+    /// Creates and starts a cluster in a new folder under the system's temp
+    /// folder (which the `postgres` user can reach, unlike `/root`).
+    pub fn start(tuning: Tuning) -> Result<Self> {
+        let parent = std::env::temp_dir().join("ferry-pg");
+        let parent = parent.as_path();
         let bindir = bindir()?;
         let as_postgres = std::fs::metadata("/proc/self")
             .map(|m| m.uid() == 0)

@@ -61,6 +61,3 @@ CREATE TABLE IF NOT EXISTS import_jobs (
     finished_at      timestamptz
 );
 CREATE INDEX IF NOT EXISTS import_jobs_status_created_idx ON import_jobs (status, created_at);
-
--- Per-job staging tables of the fast path live here, out of the way.
-CREATE SCHEMA IF NOT EXISTS ferry_stage;

@@ -57,8 +57,8 @@ impl JobStatus {
 pub enum WriteMode {
     /// Each batch: COPY into a temp table, then `INSERT … ON CONFLICT DO UPDATE`.
     Upsert,
-    /// The group had no rows: COPY everything into a per-job staging table,
-    /// then one plain `INSERT … SELECT DISTINCT ON` at the end.
+    /// The group had no rows: each batch tries a plain `INSERT` first and
+    /// upserts only if it meets a conflict.
     Fast,
 }
 
@@ -74,8 +74,6 @@ pub struct Checkpoint {
     pub inserted: u64,
     pub updated: u64,
     pub duplicates: u64,
-    /// Rows in the fast path's staging table at this point.
-    pub staged: u64,
 }
 
 /// A request for an import.

@@ -26,12 +26,9 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
         None
     } else {
         writeln!(out, "No database configured: starting a local PostgreSQL…")?;
-        let dir = work.clone();
-        let local = tokio::task::spawn_blocking(move || {
-            LocalPostgres::start(&dir, Tuning { durable: true })
-        })
-        .await?
-        .context("starting a local PostgreSQL (is the postgresql package installed?)")?;
+        let local = tokio::task::spawn_blocking(|| LocalPostgres::start(Tuning { durable: true }))
+            .await?
+            .context("starting a local PostgreSQL (is the postgresql package installed?)")?;
         config.database.url = local.url();
         Some(local)
     };

@@ -20,11 +20,8 @@ fn server_url() -> &'static str {
             return url;
         }
         let local = LOCAL.get_or_init(|| {
-            LocalPostgres::start(
-                &std::env::temp_dir().join("ferry-tests"),
-                Tuning { durable: false },
-            )
-            .expect("start a local PostgreSQL for the tests")
+            LocalPostgres::start(Tuning { durable: false })
+                .expect("start a local PostgreSQL for the tests")
         });
         local.url()
     })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
@@ -132,35 +133,39 @@ impl Actor for CopyWriter {
 async fn connect(args: &Args) -> Result<Client, ImportError> {
     // Named so that operators (and the fault tests) can find these sessions.
     let client = pg::connect_bulk(&pg::named(&args.database, "ferry-copy-writer")).await?;
-    if args.mode == WriteMode::Upsert {
-        client.batch_execute(nodes::CREATE_TEMP_STAGE).await?;
-    }
+    client.batch_execute(nodes::CREATE_TEMP_STAGE).await?;
     Ok(client)
 }
 
-/// Writes one shard; returns (inserted, updated). In the fast path rows are
-/// only staged here, and counted when the job merges them.
+/// Writes one shard in one transaction; returns (inserted, updated).
 async fn write(state: &mut State, shard: &Shard) -> Result<(u64, u64), ImportError> {
     if state.client.as_ref().is_none_or(Client::is_closed) {
         state.client = Some(connect(&state.args).await?);
     }
     let client = state.client.as_mut().expect("connected above");
-    match state.args.mode {
-        WriteMode::Upsert => {
-            let tx = client.transaction().await?;
-            let sink = tx
-                .copy_in(&nodes::copy_statement(nodes::TEMP_STAGE))
-                .await?;
-            nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
-            let counts = nodes::upsert_staged(&tx, &state.args.target).await?;
-            tx.commit().await?;
-            Ok(counts)
-        }
+    let target = &state.args.target;
+    let mut tx = client.transaction().await?;
+    let sink = tx
+        .copy_in(&nodes::copy_statement(nodes::TEMP_STAGE))
+        .await?;
+    nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
+    let counts = match state.args.mode {
+        WriteMode::Upsert => nodes::upsert_staged(&tx, target).await?,
         WriteMode::Fast => {
-            let table = nodes::job_stage_table(state.args.job_id);
-            let sink = client.copy_in(&nodes::copy_statement(&table)).await?;
-            nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
-            Ok((0, 0))
+            let plain = tx.savepoint("plain_insert").await?;
+            match nodes::insert_staged(&plain, target).await {
+                Ok(inserted) => {
+                    plain.commit().await?;
+                    (inserted, 0)
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    plain.rollback().await?;
+                    nodes::upsert_staged(&tx, target).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-    }
+    };
+    tx.commit().await?;
+    Ok(counts)
 }

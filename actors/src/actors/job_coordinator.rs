@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
 use crate::error::{is_retriable, ImportError};
-use crate::job::{Job, JobStatus, Outcome, WriteMode};
-use crate::pg::{jobs, nodes};
+use crate::job::{Job, JobStatus, Outcome};
+use crate::pg::jobs;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
 use crate::supervision::{Decision, RestartPolicy};
@@ -235,21 +235,16 @@ async fn give_up(pool: &Pool, job_id: Uuid, reason: &str, started: Instant) -> J
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("job {job_id} disappeared"))?;
     let cp = &job.checkpoint;
-    // Rows staged by the fast path never reached the table.
-    let merged = cp.mode != Some(WriteMode::Fast);
     let outcome = Outcome {
         status: JobStatus::Failed,
         total: cp.records,
-        inserted: if merged { cp.inserted } else { 0 },
-        updated: if merged { cp.updated } else { 0 },
-        duplicates: if merged { cp.duplicates } else { 0 },
+        inserted: cp.inserted,
+        updated: cp.updated,
+        duplicates: cp.duplicates,
         rejected: cp.rejected,
         rejects_path: job.rejects_path.clone(),
         failure_reason: Some(reason.to_string()),
     };
-    if !merged {
-        let _ = nodes::drop_job_stage(&**client, job_id).await;
-    }
     jobs::finish(&**client, job_id, &outcome)
         .await
         .map_err(|e| e.to_string())?;

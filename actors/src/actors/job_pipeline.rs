@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::mpsc;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::batch_accumulator::{self, BatchAccumulator, ReadPosition};
@@ -268,59 +267,31 @@ impl Actor for JobPipeline {
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
 pub const FINISHED: &str = "finished";
 
-/// Picks upsert or fast path and the checkpoint to resume from. A resumed
-/// job keeps its mode; the fast path needs its staging table intact.
+/// Picks upsert or fast mode and the checkpoint to resume from. A resumed
+/// job keeps its mode (and, in fast mode, takes its exclusive lock again).
 async fn choose_mode(
     control: &Client,
     job: &Job,
     target: &nodes::NodeTarget,
     import: &ImportSettings,
 ) -> Result<(WriteMode, Checkpoint), ImportError> {
-    let cp = job.checkpoint.clone();
-    match cp.mode {
+    let mode = match job.checkpoint.mode {
         Some(WriteMode::Upsert) => {
             nodes::lock_group(control, target, false).await?;
-            Ok((WriteMode::Upsert, cp))
+            WriteMode::Upsert
         }
         Some(WriteMode::Fast) => {
             nodes::lock_group_exclusive(control, target).await?;
-            match nodes::staged_rows(control, job.id, cp.records).await? {
-                Some(n) if n == cp.staged => Ok((WriteMode::Fast, cp)),
-                _ => {
-                    tracing::warn!(job_id = %job.id, "Staging table lost; restaging from the start.");
-                    fresh_fast_stage(control, job).await
-                }
-            }
+            WriteMode::Fast
         }
-        None => {
-            if nodes::lock_group(control, target, import.fast_path).await? {
-                fresh_fast_stage(control, job).await
-            } else {
-                Ok((
-                    WriteMode::Upsert,
-                    Checkpoint {
-                        mode: Some(WriteMode::Upsert),
-                        ..Checkpoint::default()
-                    },
-                ))
-            }
-        }
-    }
-}
-
-async fn fresh_fast_stage(
-    control: &Client,
-    job: &Job,
-) -> Result<(WriteMode, Checkpoint), ImportError> {
-    nodes::create_job_stage(control, job.id).await?;
-    nodes::truncate_job_stage(control, job.id).await?;
-    Ok((
-        WriteMode::Fast,
-        Checkpoint {
-            mode: Some(WriteMode::Fast),
-            ..Checkpoint::default()
-        },
-    ))
+        None if nodes::lock_group(control, target, import.fast_path).await? => WriteMode::Fast,
+        None => WriteMode::Upsert,
+    };
+    let checkpoint = Checkpoint {
+        mode: Some(mode),
+        ..job.checkpoint.clone()
+    };
+    Ok((mode, checkpoint))
 }
 
 async fn spawn_stages(
@@ -433,7 +404,6 @@ async fn advance(state: &mut State) -> Result<(), ImportError> {
         cp.inserted += p.inserted;
         cp.updated += p.updated;
         cp.duplicates += p.sealed.duplicates;
-        cp.staged += p.sealed.rows;
         state.next_seq += 1;
         moved = true;
     }
@@ -444,11 +414,10 @@ async fn advance(state: &mut State) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Every batch is committed: merge (fast path) and write the terminal job
-/// row in one transaction, so a crash leaves either both or neither.
+/// Every batch is committed: write the terminal job row.
 async fn finish(state: &mut State) -> Result<(), ImportError> {
     let ended = state.ended.take().expect("finish after InputEnded");
-    let cp = state.checkpoint.clone();
+    let cp = &state.checkpoint;
     let mut outcome = Outcome {
         status: JobStatus::Completed,
         total: ended.upto.records,
@@ -472,34 +441,7 @@ async fn finish(state: &mut State) -> Result<(), ImportError> {
         ));
     }
     let job_id = state.job.id;
-    match state.mode {
-        WriteMode::Upsert => jobs::finish(&state.control, job_id, &outcome).await?,
-        WriteMode::Fast => {
-            let mut upsert = false;
-            loop {
-                let tx = state.control.transaction().await?;
-                match nodes::merge_job_stage(&tx, job_id, &state.target, upsert).await {
-                    Ok((inserted, updated)) => {
-                        outcome.inserted = inserted;
-                        outcome.updated = updated;
-                        outcome.duplicates = cp.duplicates + cp.staged - inserted - updated;
-                        jobs::finish(&tx, job_id, &outcome).await?;
-                        nodes::drop_job_stage(&tx, job_id).await?;
-                        tx.commit().await?;
-                        break;
-                    }
-                    // Rows of the group appeared although we hold its lock:
-                    // someone wrote without it. Upsert rather than fail.
-                    Err(e) if !upsert && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                        tracing::warn!(job_id = %job_id, "Group gained rows during a fast-path load; merging with ON CONFLICT.");
-                        drop(tx);
-                        upsert = true;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    }
+    jobs::finish(&state.control, job_id, &outcome).await?;
     Progress::set(&state.progress.records_committed, outcome.total);
     JobFinished {
         job_id,

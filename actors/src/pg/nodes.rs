@@ -1,19 +1,21 @@
 //! The SQL that moves nodes in.
 //!
-//! Both write modes stage rows with binary COPY in the same shape
+//! Every batch is staged with binary COPY into a per-connection temp table
 //! `(row_no, id, reference_id, metadata)`; the job's constant columns
 //! (group, domain, type) are bound once per statement instead of per row.
+//! Then, in the same transaction:
 //!
-//! - Upsert: per batch, COPY into a temp table, then
-//!   `INSERT … ON CONFLICT DO UPDATE`, in one transaction.
-//! - Fast: the group had no rows (checked under an exclusive per-group
-//!   advisory lock that the job holds to its end), so no row can conflict.
-//!   Batches COPY into a per-job unlogged table; at the end one plain
-//!   `INSERT … SELECT DISTINCT ON (reference_id)` keeps the last row of each
-//!   key, in key order, which is also the cheapest order for the index.
+//! - Upsert mode: `INSERT … ON CONFLICT DO UPDATE`.
+//! - Fast mode, for a group that had no rows when the job started (checked
+//!   under an exclusive per-group advisory lock the job holds to its end): a
+//!   plain `INSERT`, which skips the conflict checks, in a savepoint. If it
+//!   meets a unique violation (a key repeated in an earlier batch of the
+//!   same file, or a batch replayed after a restart) the savepoint is rolled
+//!   back and the batch upserted instead, so the last row of a key still
+//!   wins and a replay is still idempotent.
 
 use bytes::Bytes;
-use tokio_postgres::{Client, CopyInSink, GenericClient, Transaction};
+use tokio_postgres::{Client, CopyInSink, Transaction};
 use uuid::Uuid;
 
 use crate::batch::NodeBatch;
@@ -32,11 +34,6 @@ pub const TEMP_STAGE: &str = "ferry_stage_nodes";
 /// Run once per writer connection, outside a transaction.
 pub const CREATE_TEMP_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS ferry_stage_nodes
     (row_no int8, id uuid, reference_id text, metadata jsonb) ON COMMIT DELETE ROWS";
-
-/// The fast path's staging table of one job.
-pub fn job_stage_table(job_id: Uuid) -> String {
-    format!("ferry_stage.nodes_{}", job_id.simple())
-}
 
 /// The COPY statement that [`copy_shard`] feeds.
 pub fn copy_statement(table: &str) -> String {
@@ -57,6 +54,21 @@ pub async fn copy_shard(
         enc.text(batch.reference(row));
         enc.jsonb(batch.metadata(row));
     })
+    .await
+}
+
+/// Inserts the temp table's rows with no conflict handling; returns the
+/// row count. Fails with a unique violation if any key exists.
+pub async fn insert_staged(
+    tx: &Transaction<'_>,
+    t: &NodeTarget,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO nodes (id, reference_id, group_id, domain_id, type, metadata, created_at, updated_at)
+         SELECT id, reference_id, $1, $2, $3, metadata, now(), now()
+         FROM ferry_stage_nodes ORDER BY reference_id",
+        &[&t.group_id, &t.domain_id, &t.node_type],
+    )
     .await
 }
 
@@ -132,90 +144,4 @@ pub async fn lock_group_exclusive(c: &Client, t: &NodeTarget) -> Result<(), toki
     c.execute("SELECT pg_advisory_lock($1)", &[&group_lock_key(t)])
         .await?;
     Ok(())
-}
-
-pub async fn create_job_stage(c: &Client, job_id: Uuid) -> Result<(), tokio_postgres::Error> {
-    let t = job_stage_table(job_id);
-    c.batch_execute(&format!(
-        "CREATE UNLOGGED TABLE IF NOT EXISTS {t}
-             (row_no int8 NOT NULL, id uuid NOT NULL, reference_id text NOT NULL, metadata jsonb NOT NULL)"
-    ))
-    .await
-}
-
-/// Rows in the job's staging table up to `records`, or `None` if the table
-/// is gone (an unlogged table is emptied by a server crash, and dropped by a
-/// finished job).
-pub async fn staged_rows(
-    c: &Client,
-    job_id: Uuid,
-    records: u64,
-) -> Result<Option<u64>, tokio_postgres::Error> {
-    let t = job_stage_table(job_id);
-    let exists = c
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
-        return Ok(None);
-    }
-    let n: i64 = c
-        .query_one(
-            &format!("SELECT count(DISTINCT row_no) FROM {t} WHERE row_no <= $1"),
-            &[&(records as i64)],
-        )
-        .await?
-        .get(0);
-    Ok(Some(n as u64))
-}
-
-pub async fn truncate_job_stage(c: &Client, job_id: Uuid) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute(&format!("TRUNCATE {}", job_stage_table(job_id)))
-        .await
-}
-
-/// Moves the staged rows into `nodes`, the last row of each key winning.
-/// `upsert` adds `ON CONFLICT DO UPDATE`, for the rare case where rows of
-/// the group appeared anyway (written by something that does not take the
-/// lock). Returns (inserted, updated).
-pub async fn merge_job_stage(
-    tx: &Transaction<'_>,
-    job_id: Uuid,
-    t: &NodeTarget,
-    upsert: bool,
-) -> Result<(u64, u64), tokio_postgres::Error> {
-    let stage = job_stage_table(job_id);
-    let conflict = if upsert {
-        "ON CONFLICT (group_id, domain_id, reference_id) DO UPDATE
-         SET type = EXCLUDED.type, metadata = EXCLUDED.metadata, updated_at = now()"
-    } else {
-        ""
-    };
-    // The sort of a few million rows runs in memory rather than in many
-    // temp files; this is the server's memory, for this statement only.
-    tx.batch_execute("SET LOCAL work_mem = '256MB'").await?;
-    let row = tx
-        .query_one(
-            &format!(
-                "WITH up AS (
-                     INSERT INTO nodes (id, reference_id, group_id, domain_id, type, metadata,
-                                        created_at, updated_at)
-                     SELECT DISTINCT ON (reference_id) id, reference_id, $1, $2, $3, metadata, now(), now()
-                     FROM {stage} ORDER BY reference_id, row_no DESC
-                     {conflict}
-                     RETURNING (xmax = 0) AS inserted)
-                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
-            ),
-            &[&t.group_id, &t.domain_id, &t.node_type],
-        )
-        .await?;
-    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
-}
-
-pub async fn drop_job_stage(
-    c: &impl GenericClient,
-    job_id: Uuid,
-) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute(&format!("DROP TABLE IF EXISTS {}", job_stage_table(job_id)))
-        .await
 }
