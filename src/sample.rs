@@ -31,7 +31,7 @@ impl Rng {
         Self(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -40,7 +40,7 @@ impl Rng {
     }
 
     pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
+        from[(self.next_u64() % from.len() as u64) as usize]
     }
 }
 
@@ -54,12 +54,12 @@ pub fn user_row(out: &mut impl Write, n: u64, rng: &mut Rng) -> io::Result<()> {
         last.to_lowercase(),
         rng.pick(CITY),
         rng.pick(COUNTRY),
-        18 + rng.next() % 60,
-        1 + rng.next() % 12,
-        1 + rng.next() % 28,
+        18 + rng.next_u64() % 60,
+        1 + rng.next_u64() % 12,
+        1 + rng.next_u64() % 28,
         rng.pick(PLAN),
-        rng.next() % 100,
-        rng.next() % 100,
+        rng.next_u64() % 100,
+        rng.next_u64() % 100,
     )
 }
 

@@ -105,3 +105,30 @@ fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandl
     });
     (bar, ticker)
 }
+
+/// Records metrics in memory, to be written once the import ends to a file
+/// in Prometheus text format (node_exporter's textfile collector reads such
+/// files; a one-shot command has no endpoint to scrape).
+pub struct MetricsTextfile {
+    path: std::path::PathBuf,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl MetricsTextfile {
+    pub fn install(path: std::path::PathBuf) -> Result<Self> {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        Ok(Self { path, handle })
+    }
+
+    /// Writes atomically (temp file + rename), so a collector never reads
+    /// half a file.
+    pub fn write(&self) -> Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, self.handle.render())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}

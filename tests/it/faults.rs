@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferry::sample;
 use serde_json::Value;
 
-use crate::harness::{TestDb, DOMAIN};
+use crate::harness::{metric, TestDb, DOMAIN};
 
 const ROWS: u64 = 200_000;
 
@@ -84,7 +84,8 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
     assert_eq!(code, 0, "{clean}");
     let want = db.digest("control").await;
 
-    let cases: [(&str, &[&str], &[(&str, &str)]); 4] = [
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         // The writer retries the batch on a new connection.
         ("upsert-retry", &["--no-fast-path"], &[]),
         ("fast-retry", &[], &[]),
@@ -101,7 +102,10 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
         ),
     ];
     for (group, extra, env) in cases {
-        let (r, code, killed) = import_with_kills(&db, path, group, extra, env, 2).await;
+        let prom = db.path(&format!("{group}.prom"));
+        let mut extra = extra.to_vec();
+        extra.extend(["--metrics-textfile", prom.to_str().unwrap()]);
+        let (r, code, killed) = import_with_kills(&db, path, group, &extra, env, 2).await;
         assert!(killed >= 1, "{group}: no writer was caught mid-batch");
         assert_eq!(code, 0, "{group}: {r}");
         assert_eq!(r["status"], "COMPLETED", "{group}");
@@ -117,10 +121,11 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
             "{group}: the row set differs from a clean run"
         );
         if group.ends_with("restart") {
-            assert!(
-                r["attempts"].as_i64().unwrap() >= 2,
-                "{group}: the pipeline restarted: {r}"
-            );
+            let attempts = r["attempts"].as_i64().unwrap();
+            assert!(attempts >= 2, "{group}: the pipeline restarted: {r}");
+            let prom = std::fs::read_to_string(db.path(&format!("{group}.prom"))).unwrap();
+            let restarts = metric(&prom, r#"ferry_actor_restarts_total{actor="copy_writer"}"#);
+            assert!(restarts >= Some(1.0), "{group}: restarts counted: {prom}");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use ferry::sample;
 use serde_json::{json, Value};
 
-use crate::harness::{gunzip, gzip, TestDb};
+use crate::harness::{gunzip, gzip, metric, TestDb};
 
 /// Rows of the sample file, by reference id, as the header's normalised
 /// keys would store them.
@@ -45,9 +45,39 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
     let file = db.path("users.csv.gz");
     sample::write_users_csv_gz(&file, 100_000, 7).unwrap();
 
-    let (report, code) = db.import(&file, "group-a", &[], &[]).await;
+    let metrics = db.path("ferry.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+    let (report, code) = db
+        .import(&file, "group-a", &["--metrics-textfile", metrics_arg], &[])
+        .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["status"], "COMPLETED");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&prom, r#"ferry_rows_written_total{target="nodes"}"#),
+        Some(100_000.0),
+        "{prom}"
+    );
+    assert_eq!(
+        metric(
+            &prom,
+            r#"ferry_jobs_total{kind="nodes",status="COMPLETED"}"#
+        ),
+        Some(1.0)
+    );
+    for actor in [
+        "job_pipeline",
+        "batch_accumulator",
+        "csv_reader",
+        "copy_writer",
+    ] {
+        let series = format!(r#"ferry_actor_mailbox_depth{{actor="{actor}"}}"#);
+        assert_eq!(
+            metric(&prom, &series),
+            Some(0.0),
+            "{actor}: every mailbox drained"
+        );
+    }
     assert_eq!(report["rowsRead"], 100_000);
     assert_eq!(report["inserted"], 100_000);
     assert_eq!(report["updated"], 0);

@@ -89,15 +89,16 @@ impl Actor for BatchAccumulator {
         msg: Msg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.args.depth.received();
+        // Only data counts as queued work; the linger timer is our own.
+        if !matches!(msg, Msg::Linger(_)) {
+            state.args.depth.received();
+        }
         match msg {
             Msg::Rows(piece, _credit) => {
                 if !state.dirty {
                     state.epoch += 1;
                     let epoch = state.epoch;
                     myself.send_after(state.args.linger, move || Msg::Linger(epoch));
-                    // The timer's message is counted when it is handled.
-                    state.args.depth.sent();
                 }
                 state.current.append(&piece.rows);
                 state.upto = piece.upto;

@@ -18,7 +18,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
-use uuid::Uuid;
 
 use super::batch_accumulator::{self, Piece, ReadPosition};
 use super::file_fetcher::FetchError;
@@ -40,8 +39,6 @@ pub enum Msg {
 }
 
 pub struct Args {
-    pub job_id: Uuid,
-    pub uri: String,
     pub settings: Arc<ImportSettings>,
     pub bytes: mpsc::Receiver<io::Result<Bytes>>,
     pub bytes_depth: Depth,
@@ -56,9 +53,15 @@ pub struct Args {
 type Input = AsyncReader<BufReader<Box<dyn AsyncRead + Send + Unpin>>>;
 
 pub struct State {
-    args: Args,
+    settings: Arc<ImportSettings>,
+    bytes_depth: Depth,
+    resume: ReadPosition,
+    rejects_path: PathBuf,
+    accumulator: Mailbox<batch_accumulator::Msg>,
+    credits: Credits,
+    progress: Arc<Progress>,
     input: Option<Input>,
-    /// Set by `pre_start` until the first step opens the stream.
+    /// Held until the first step opens the stream.
     bytes: Option<mpsc::Receiver<io::Result<Bytes>>>,
     header: Option<Header>,
     rejects: Option<RejectsFile>,
@@ -85,20 +88,25 @@ impl Actor for CsvReader {
     async fn pre_start(
         &self,
         myself: ActorRef<Msg>,
-        mut args: Args,
+        args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let (tx, placeholder) = mpsc::channel(1);
-        drop(tx);
-        let bytes = std::mem::replace(&mut args.bytes, placeholder);
+        // Records are counted from the top of the file again; rejects and
+        // the rejects file go on from the checkpoint.
         let pos = ReadPosition {
             records: 0,
             ..args.resume
         };
         myself.cast(Msg::Pump)?;
         Ok(State {
-            args,
+            settings: args.settings,
+            bytes_depth: args.bytes_depth,
+            resume: args.resume,
+            rejects_path: args.rejects_path,
+            accumulator: args.accumulator,
+            credits: args.credits,
+            progress: args.progress,
             input: None,
-            bytes: Some(bytes),
+            bytes: Some(args.bytes),
             header: None,
             rejects: None,
             record: ByteRecord::new(),
@@ -116,7 +124,7 @@ impl Actor for CsvReader {
         if state.done {
             return Ok(());
         }
-        let mut rows = NodeBatch::with_capacity(state.args.settings.read_rows, 0);
+        let mut rows = NodeBatch::with_capacity(state.settings.read_rows, 0);
         let rejected_before = state.pos.rejected;
         let step = match read_step(state, &mut rows).await {
             Ok(step) => step,
@@ -149,10 +157,10 @@ impl Actor for CsvReader {
             rows: state.pos.rejected - rejected_before,
         }
         .emit();
-        Progress::set(&state.args.progress.records_read, state.pos.records);
+        Progress::set(&state.progress.records_read, state.pos.records);
 
-        let credit = state.args.credits.take().await;
-        state.args.accumulator.send(batch_accumulator::Msg::Rows(
+        let credit = state.credits.take().await;
+        state.accumulator.send(batch_accumulator::Msg::Rows(
             Piece {
                 rows,
                 upto: state.pos,
@@ -163,7 +171,7 @@ impl Actor for CsvReader {
             Step::More => myself.cast(Msg::Pump)?,
             Step::End(error) => {
                 state.done = true;
-                state.args.accumulator.send(batch_accumulator::Msg::End {
+                state.accumulator.send(batch_accumulator::Msg::End {
                     upto: state.pos,
                     error,
                 });
@@ -177,7 +185,7 @@ impl Actor for CsvReader {
         _: ActorRef<Msg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.args.bytes_depth.drain();
+        state.bytes_depth.drain();
         Ok(())
     }
 }
@@ -189,10 +197,10 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(bytes) = state.bytes.take() else {
             return Ok(Step::End(None));
         };
-        state.input = Some(open(bytes, state.args.bytes_depth.clone()).await?);
+        state.input = Some(open(bytes, state.bytes_depth.clone()).await?);
     }
     let input = state.input.as_mut().expect("opened above");
-    let settings = &state.args.settings;
+    let settings = &state.settings;
     for _ in 0..settings.read_rows {
         if !input
             .read_byte_record(&mut state.record)
@@ -210,9 +218,9 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
                     state.rejects = Some(RejectsFile::new(
-                        state.args.rejects_path.clone(),
+                        state.rejects_path.clone(),
                         &h.columns,
-                        state.args.resume.rejects_len,
+                        state.resume.rejects_len,
                     ));
                     state.header = Some(h);
                     continue;
@@ -221,7 +229,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
             }
         };
         state.pos.records += 1;
-        if state.pos.records <= state.args.resume.records {
+        if state.pos.records <= state.resume.records {
             continue; // committed by an earlier attempt
         }
         let record = &state.record;

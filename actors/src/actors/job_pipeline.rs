@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::mpsc;
@@ -113,8 +113,6 @@ impl Actor for JobPipeline {
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
         let job = args.job.clone();
-        let span = tracing::info_span!("job", job_id = %job.id);
-        let _enter = span.enter();
         let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
         let target = nodes::NodeTarget {
             domain_id: job.domain_id,
@@ -123,7 +121,12 @@ impl Actor for JobPipeline {
         };
         let (mode, checkpoint) = choose_mode(&control, &job, &target, &args.import).await?;
         jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
-        tracing::info!(mode = ?mode, resume_from = checkpoint.records, "Job pipeline starting.");
+        tracing::info!(
+            job_id = %job.id,
+            mode = ?mode,
+            resume_from = checkpoint.records,
+            "Job pipeline starting."
+        );
 
         let source = Source::parse(&job.source)?;
         let rejects_path = source.rejects_path(job.id, &args.import.rejects_dir);
@@ -205,7 +208,10 @@ impl Actor for JobPipeline {
         {
             finish(state).await?;
             state.finishing = true;
-            myself.stop_children(None);
+            // The subtree is gone before the coordinator hears we finished.
+            myself
+                .stop_children_and_wait(None, Some(CHILDREN_STOP_TIMEOUT))
+                .await;
             myself.stop(Some(FINISHED.into()));
         }
         Ok(())
@@ -266,6 +272,10 @@ impl Actor for JobPipeline {
 
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
 pub const FINISHED: &str = "finished";
+
+/// How long a finished pipeline waits for its stages to stop. They hold no
+/// work by then; this only bounds a stage stuck in a network call.
+const CHILDREN_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks upsert or fast mode and the checkpoint to resume from. A resumed
 /// job keeps its mode (and, in fast mode, takes its exclusive lock again).
@@ -343,8 +353,6 @@ async fn spawn_stages(
     let bytes_depth = Depth::new(csv_reader::NAME);
     let cp = &state.checkpoint;
     let reader_args = csv_reader::Args {
-        job_id: state.job.id,
-        uri: state.job.source.clone(),
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),

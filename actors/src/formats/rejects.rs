@@ -90,7 +90,7 @@ impl RejectsFile {
         reason: &str,
         fields: impl IntoIterator<Item = &'a [u8]>,
     ) {
-        if self.len() == 0 {
+        if self.is_empty() {
             self.buf.extend_from_slice(&self.header);
         }
         self.buf.extend_from_slice(line.to_string().as_bytes());

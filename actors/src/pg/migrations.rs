@@ -17,7 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Lock id for migrations: "ferry" in ASCII.
-const MIGRATION_LOCK: i64 = 0x6665_7272_79;
+const MIGRATION_LOCK: i64 = 0x0066_6572_7279;
 
 /// Applies what is missing; returns the versions applied now.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {

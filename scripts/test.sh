@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs the whole suite.
+#
+# The tests start their own throwaway PostgreSQL cluster from the system's
+# server binaries (as the `postgres` user when run as root), or use
+# DATABASE_URL when it is set. Builds go to a target directory outside the
+# clone, so a fresh clone reuses an earlier build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
+
+have_pg_server() {
+  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+if [ -z "${DATABASE_URL:-}" ] && ! have_pg_server; then
+  echo "Installing PostgreSQL server binaries (apt-get install postgresql)…"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql >/dev/null
+fi
+
+cargo test --workspace --locked "$@"
