@@ -10,6 +10,8 @@
 //!   `[import]`, `[retry]`), documented key by key.
 //! - `job`: job, status, checkpoint and outcome types; `groupId` → UUID.
 //! - `batch`: `NodeBatch`, rows packed in one text arena; dedupe and routing.
+//! - `checkpoint`: out-of-order batch commits → a contiguous checkpoint and
+//!   the job's outcome.
 //! - `formats`: compression sniffing, CSV rows to nodes, the rejects file.
 //! - `pg`: connections, migrations, the job store, the binary COPY encoder
 //!   and the nodes SQL (upsert and fast path).
@@ -24,6 +26,7 @@
 
 pub mod actors;
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
 pub mod flow;
 pub mod formats;

@@ -10,20 +10,13 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::copy_writer::{self, Shard};
-use super::job_pipeline::{self, Sealed};
+use super::job_pipeline;
 use crate::batch::NodeBatch;
+use crate::checkpoint::{ReadPosition, Sealed};
 use crate::flow::{Credit, Credits};
 use crate::telemetry::{Depth, Mailbox};
 
 pub const NAME: &str = "batch_accumulator";
-
-/// How far the reader got: the reader's part of a checkpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadPosition {
-    pub records: u64,
-    pub rejected: u64,
-    pub rejects_len: u64,
-}
 
 /// One reader step's rows, and where the reader stood after them.
 pub struct Piece {

@@ -19,9 +19,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 
-use super::batch_accumulator::{self, Piece, ReadPosition};
+use super::batch_accumulator::{self, Piece};
 use super::file_fetcher::FetchError;
 use crate::batch::NodeBatch;
+use crate::checkpoint::ReadPosition;
 use crate::error::ImportError;
 use crate::flow::Credits;
 use crate::formats::compression::decompress;

@@ -7,7 +7,7 @@
 //! from the checkpoint, which only ever counts batches that every writer
 //! committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +16,14 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, Supervision
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use super::batch_accumulator::{self, BatchAccumulator, ReadPosition};
+use super::batch_accumulator::{self, BatchAccumulator};
 use super::copy_writer::{self, CopyWriter};
 use super::csv_reader::{self, CsvReader};
 use super::file_fetcher::{self, FileFetcher};
+use crate::checkpoint::{CommitTracker, ReadPosition, Sealed};
 use crate::error::{is_retriable, ImportError};
 use crate::flow::Credits;
-use crate::job::{Checkpoint, Job, JobStatus, Outcome, WriteMode};
+use crate::job::{Checkpoint, Job, WriteMode};
 use crate::pg::{self, jobs, nodes};
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
@@ -31,18 +32,11 @@ use crate::telemetry::{Depth, JobFinished, Mailbox};
 
 pub const NAME: &str = "job_pipeline";
 
-/// A batch the accumulator sealed: `parts` shards went to writers.
-#[derive(Debug)]
-pub struct Sealed {
-    pub seq: u64,
-    pub parts: usize,
-    /// Rows sent to writers (after in-batch deduplication).
-    pub rows: u64,
-    pub duplicates: u64,
-    pub upto: ReadPosition,
-}
-
 pub enum Msg {
+    /// Sets up the job (lock, mode, stages); sent to itself by `pre_start`,
+    /// so that a job waiting for its group's lock never blocks the
+    /// coordinator that spawned it.
+    Start,
     Sealed(Sealed),
     /// A writer committed its shard of batch `seq`.
     Committed {
@@ -66,30 +60,19 @@ pub struct Args {
     pub progress: Arc<Progress>,
 }
 
-struct Pending {
-    sealed: Sealed,
-    parts_left: usize,
-    inserted: u64,
-    updated: u64,
-}
-
-struct Ended {
-    last_seq: u64,
-    upto: ReadPosition,
-    error: Option<String>,
-}
-
 pub struct State {
+    args: Args,
+    run: Option<Running>,
+}
+
+/// A started job.
+pub struct Running {
     job: Job,
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     mode: WriteMode,
     target: nodes::NodeTarget,
-    checkpoint: Checkpoint,
-    pending: BTreeMap<u64, Pending>,
-    /// The batch whose commit moves the checkpoint next.
-    next_seq: u64,
-    ended: Option<Ended>,
+    tracker: CommitTracker,
     rejects_path: PathBuf,
     children: HashMap<ActorId, &'static str>,
     depth: Depth,
@@ -112,47 +95,8 @@ impl Actor for JobPipeline {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let job = args.job.clone();
-        let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
-        let target = nodes::NodeTarget {
-            domain_id: job.domain_id,
-            group_id: job.group_id,
-            node_type: job.node_type.clone(),
-        };
-        let (mode, checkpoint) = choose_mode(&control, &job, &target, &args.import).await?;
-        jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
-        tracing::info!(
-            job_id = %job.id,
-            mode = ?mode,
-            resume_from = checkpoint.records,
-            "Job pipeline starting."
-        );
-
-        let source = Source::parse(&job.source)?;
-        let rejects_path = source.rejects_path(job.id, &args.import.rejects_dir);
-        Progress::set(&args.progress.records_committed, checkpoint.records);
-        let depth = Depth::new(NAME);
-        let mut state = State {
-            control,
-            mode,
-            target,
-            checkpoint,
-            pending: BTreeMap::new(),
-            next_seq: 1,
-            ended: None,
-            rejects_path,
-            children: HashMap::new(),
-            depth: depth.clone(),
-            progress: args.progress.clone(),
-            finishing: false,
-            started: Instant::now(),
-            job,
-        };
-        if let Err(e) = spawn_stages(&myself, &mut state, &args, source).await {
-            myself.stop_children(None);
-            return Err(e);
-        }
-        Ok(state)
+        myself.cast(Msg::Start)?;
+        Ok(State { args, run: None })
     }
 
     async fn handle(
@@ -161,60 +105,12 @@ impl Actor for JobPipeline {
         msg: Msg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.depth.received();
-        match msg {
-            Msg::Sealed(sealed) => {
-                let parts_left = sealed.parts;
-                state.pending.insert(
-                    sealed.seq,
-                    Pending {
-                        sealed,
-                        parts_left,
-                        inserted: 0,
-                        updated: 0,
-                    },
-                );
-            }
-            Msg::Committed {
-                seq,
-                inserted,
-                updated,
-            } => {
-                let p = state
-                    .pending
-                    .get_mut(&seq)
-                    .ok_or_else(|| format!("commit of unknown batch {seq}"))?;
-                p.parts_left -= 1;
-                p.inserted += inserted;
-                p.updated += updated;
-            }
-            Msg::InputEnded {
-                last_seq,
-                upto,
-                error,
-            } => {
-                state.ended = Some(Ended {
-                    last_seq,
-                    upto,
-                    error,
-                });
-            }
-        }
-        advance(state).await?;
-        if state
-            .ended
-            .as_ref()
-            .is_some_and(|e| state.next_seq > e.last_seq)
-        {
-            finish(state).await?;
-            state.finishing = true;
-            // The subtree is gone before the coordinator hears we finished.
-            myself
-                .stop_children_and_wait(None, Some(CHILDREN_STOP_TIMEOUT))
-                .await;
-            myself.stop(Some(FINISHED.into()));
-        }
-        Ok(())
+        let Some(run) = &mut state.run else {
+            // `Start` is the first message; nothing else can come before it.
+            state.run = Some(start(&myself, &state.args).await?);
+            return Ok(());
+        };
+        handle_msg(&myself, msg, run).await
     }
 
     async fn handle_supervisor_evt(
@@ -223,41 +119,10 @@ impl Actor for JobPipeline {
         event: SupervisionEvent,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        if state.finishing {
-            return Ok(());
+        match &mut state.run {
+            Some(run) => on_stage_event(&myself, event, run),
+            None => Ok(()),
         }
-        let (who, reason, retriable) = match &event {
-            SupervisionEvent::ActorFailed(who, err) => {
-                // A stage's own error already says which stage it is.
-                let reason = match err.downcast_ref::<ImportError>() {
-                    Some(ImportError::Stage { reason, .. }) => reason.clone(),
-                    _ => err.to_string(),
-                };
-                (who, reason, is_retriable(err))
-            }
-            SupervisionEvent::ActorTerminated(who, _, reason) => (
-                who,
-                format!(
-                    "stopped unexpectedly ({})",
-                    reason.as_deref().unwrap_or("no reason")
-                ),
-                true,
-            ),
-            _ => return Ok(()),
-        };
-        let actor = state
-            .children
-            .get(&who.get_id())
-            .copied()
-            .unwrap_or("unknown");
-        tracing::warn!(job_id = %state.job.id, actor, reason = %reason, "Pipeline stage failed.");
-        myself.stop_children(None);
-        Err(ImportError::Stage {
-            actor,
-            reason,
-            retriable,
-        }
-        .into())
     }
 
     async fn post_stop(
@@ -265,9 +130,131 @@ impl Actor for JobPipeline {
         _: ActorRef<Msg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.depth.drain();
+        if let Some(run) = &state.run {
+            run.depth.drain();
+        }
         Ok(())
     }
+}
+
+/// Connects, takes the group lock, picks the write mode and spawns the
+/// stages. A failure here fails the attempt like any stage failure.
+async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProcessingErr> {
+    let job = args.job.clone();
+    let source = Source::parse(&job.source)?;
+    let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
+    let target = nodes::NodeTarget {
+        domain_id: job.domain_id,
+        group_id: job.group_id,
+        node_type: job.node_type.clone(),
+    };
+    let (mode, checkpoint) = choose_mode(&control, &job, &target, &args.import).await?;
+    jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
+    tracing::info!(
+        job_id = %job.id,
+        mode = ?mode,
+        resume_from = checkpoint.records,
+        "Job pipeline starting."
+    );
+    Progress::set(&args.progress.records_committed, checkpoint.records);
+    let mut run = Running {
+        rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
+        control,
+        mode,
+        target,
+        tracker: CommitTracker::new(checkpoint),
+        children: HashMap::new(),
+        depth: Depth::new(NAME),
+        progress: args.progress.clone(),
+        finishing: false,
+        started: Instant::now(),
+        job,
+    };
+    if let Err(e) = spawn_stages(myself, &mut run, args, source).await {
+        myself.stop_children(None);
+        return Err(e);
+    }
+    Ok(run)
+}
+
+async fn handle_msg(
+    myself: &ActorRef<Msg>,
+    msg: Msg,
+    state: &mut Running,
+) -> Result<(), ActorProcessingErr> {
+    state.depth.received();
+    match msg {
+        Msg::Start => {}
+        Msg::Sealed(sealed) => state.tracker.sealed(sealed),
+        Msg::Committed {
+            seq,
+            inserted,
+            updated,
+        } => state.tracker.committed(seq, inserted, updated)?,
+        Msg::InputEnded {
+            last_seq,
+            upto,
+            error,
+        } => state.tracker.ended(last_seq, upto, error),
+    }
+    if state.tracker.advance() {
+        let cp = state.tracker.checkpoint();
+        jobs::save_checkpoint(&state.control, state.job.id, cp).await?;
+        Progress::set(&state.progress.records_committed, cp.records);
+    }
+    if state.tracker.is_done() {
+        finish(state).await?;
+        state.finishing = true;
+        // The subtree is gone before the coordinator hears we finished.
+        myself
+            .stop_children_and_wait(None, Some(CHILDREN_STOP_TIMEOUT))
+            .await;
+        myself.stop(Some(FINISHED.into()));
+    }
+    Ok(())
+}
+
+/// A stage failed or stopped: the whole subtree fails with its reason.
+fn on_stage_event(
+    myself: &ActorRef<Msg>,
+    event: SupervisionEvent,
+    state: &mut Running,
+) -> Result<(), ActorProcessingErr> {
+    if state.finishing {
+        return Ok(());
+    }
+    let (who, reason, retriable) = match &event {
+        SupervisionEvent::ActorFailed(who, err) => {
+            // A stage's own error already says which stage it is.
+            let reason = match err.downcast_ref::<ImportError>() {
+                Some(ImportError::Stage { reason, .. }) => reason.clone(),
+                _ => err.to_string(),
+            };
+            (who, reason, is_retriable(err))
+        }
+        SupervisionEvent::ActorTerminated(who, _, reason) => (
+            who,
+            format!(
+                "stopped unexpectedly ({})",
+                reason.as_deref().unwrap_or("no reason")
+            ),
+            true,
+        ),
+        _ => return Ok(()),
+    };
+    let actor = state
+        .children
+        .get(&who.get_id())
+        .copied()
+        .unwrap_or("unknown");
+    tracing::warn!(job_id = %state.job.id, actor, reason = %reason, "Pipeline stage failed.");
+    myself.stop_children(None);
+    Err(ImportError::Stage {
+        actor,
+        reason,
+        retriable,
+    }
+    .into())
 }
 
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
@@ -306,7 +293,7 @@ async fn choose_mode(
 
 async fn spawn_stages(
     myself: &ActorRef<Msg>,
-    state: &mut State,
+    state: &mut Running,
     args: &Args,
     source: Source,
 ) -> Result<(), ActorProcessingErr> {
@@ -351,7 +338,7 @@ async fn spawn_stages(
 
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
     let bytes_depth = Depth::new(csv_reader::NAME);
-    let cp = &state.checkpoint;
+    let cp = state.tracker.checkpoint();
     let reader_args = csv_reader::Args {
         settings: import.clone(),
         bytes: rx,
@@ -396,58 +383,9 @@ pub fn startup_error(e: SpawnErr) -> ActorProcessingErr {
     }
 }
 
-/// Moves the checkpoint over every batch that is fully committed and has
-/// no uncommitted batch before it, and saves it.
-async fn advance(state: &mut State) -> Result<(), ImportError> {
-    let mut moved = false;
-    while let Some(entry) = state.pending.first_entry() {
-        if *entry.key() != state.next_seq || entry.get().parts_left > 0 {
-            break;
-        }
-        let p = entry.remove();
-        let cp = &mut state.checkpoint;
-        cp.records = p.sealed.upto.records;
-        cp.rejected = p.sealed.upto.rejected;
-        cp.rejects_len = p.sealed.upto.rejects_len;
-        cp.inserted += p.inserted;
-        cp.updated += p.updated;
-        cp.duplicates += p.sealed.duplicates;
-        state.next_seq += 1;
-        moved = true;
-    }
-    if moved {
-        jobs::save_checkpoint(&state.control, state.job.id, &state.checkpoint).await?;
-        Progress::set(&state.progress.records_committed, state.checkpoint.records);
-    }
-    Ok(())
-}
-
 /// Every batch is committed: write the terminal job row.
-async fn finish(state: &mut State) -> Result<(), ImportError> {
-    let ended = state.ended.take().expect("finish after InputEnded");
-    let cp = &state.checkpoint;
-    let mut outcome = Outcome {
-        status: JobStatus::Completed,
-        total: ended.upto.records,
-        inserted: cp.inserted,
-        updated: cp.updated,
-        duplicates: cp.duplicates,
-        rejected: ended.upto.rejected,
-        rejects_path: (ended.upto.rejected > 0).then(|| state.rejects_path.display().to_string()),
-        failure_reason: None,
-    };
-    if let Some(error) = ended.error {
-        outcome.status = JobStatus::Failed;
-        outcome.failure_reason = Some(error);
-    } else if outcome.rejected > 0 {
-        outcome.status = JobStatus::Failed;
-        outcome.failure_reason = Some(format!(
-            "{} of {} rows rejected; see {}",
-            outcome.rejected,
-            outcome.total,
-            state.rejects_path.display()
-        ));
-    }
+async fn finish(state: &mut Running) -> Result<(), ImportError> {
+    let outcome = state.tracker.outcome(&state.rejects_path);
     let job_id = state.job.id;
     jobs::finish(&state.control, job_id, &outcome).await?;
     Progress::set(&state.progress.records_committed, outcome.total);

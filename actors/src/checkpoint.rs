@@ -1,0 +1,226 @@
+//! Turning batch commits, which arrive out of order from parallel writers,
+//! into a checkpoint: the point in the file before which every row is
+//! committed. A restart resumes there; batches committed past it are
+//! replayed, which is safe because every write is an upsert.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::job::{Checkpoint, JobStatus, Outcome};
+
+/// How far the reader got: the reader's part of a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadPosition {
+    pub records: u64,
+    pub rejected: u64,
+    pub rejects_len: u64,
+}
+
+/// A batch the accumulator sealed: `parts` shards went to writers.
+#[derive(Debug)]
+pub struct Sealed {
+    pub seq: u64,
+    pub parts: usize,
+    /// Rows sent to writers (after in-batch deduplication).
+    pub rows: u64,
+    pub duplicates: u64,
+    pub upto: ReadPosition,
+}
+
+struct Pending {
+    sealed: Sealed,
+    parts_left: usize,
+    inserted: u64,
+    updated: u64,
+}
+
+struct Ended {
+    last_seq: u64,
+    upto: ReadPosition,
+    error: Option<String>,
+}
+
+pub struct CommitTracker {
+    checkpoint: Checkpoint,
+    pending: BTreeMap<u64, Pending>,
+    /// The batch whose commit moves the checkpoint next (batches count from 1).
+    next_seq: u64,
+    ended: Option<Ended>,
+}
+
+impl CommitTracker {
+    /// Starts from a resumed (or fresh) checkpoint.
+    pub fn new(checkpoint: Checkpoint) -> Self {
+        Self {
+            checkpoint,
+            pending: BTreeMap::new(),
+            next_seq: 1,
+            ended: None,
+        }
+    }
+
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    pub fn sealed(&mut self, sealed: Sealed) {
+        let parts_left = sealed.parts;
+        self.pending.insert(
+            sealed.seq,
+            Pending {
+                sealed,
+                parts_left,
+                inserted: 0,
+                updated: 0,
+            },
+        );
+    }
+
+    /// A writer committed its shard of batch `seq`. `Err` means a commit of
+    /// a batch never sealed, or one too many: a broken invariant.
+    pub fn committed(&mut self, seq: u64, inserted: u64, updated: u64) -> Result<(), String> {
+        let p = self
+            .pending
+            .get_mut(&seq)
+            .filter(|p| p.parts_left > 0)
+            .ok_or_else(|| format!("unexpected commit of batch {seq}"))?;
+        p.parts_left -= 1;
+        p.inserted += inserted;
+        p.updated += updated;
+        Ok(())
+    }
+
+    /// No batch after `last_seq` will come.
+    pub fn ended(&mut self, last_seq: u64, upto: ReadPosition, error: Option<String>) {
+        self.ended = Some(Ended {
+            last_seq,
+            upto,
+            error,
+        });
+    }
+
+    /// Moves the checkpoint over every fully committed batch that has no
+    /// uncommitted batch before it. Returns whether it moved.
+    pub fn advance(&mut self) -> bool {
+        let mut moved = false;
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() != self.next_seq || entry.get().parts_left > 0 {
+                break;
+            }
+            let p = entry.remove();
+            let cp = &mut self.checkpoint;
+            cp.records = p.sealed.upto.records;
+            cp.rejected = p.sealed.upto.rejected;
+            cp.rejects_len = p.sealed.upto.rejects_len;
+            cp.inserted += p.inserted;
+            cp.updated += p.updated;
+            cp.duplicates += p.sealed.duplicates;
+            self.next_seq += 1;
+            moved = true;
+        }
+        moved
+    }
+
+    /// Whether the input ended and every batch is committed.
+    pub fn is_done(&self) -> bool {
+        self.ended
+            .as_ref()
+            .is_some_and(|e| self.next_seq > e.last_seq)
+    }
+
+    /// The job's end, once [`Self::is_done`]: COMPLETED only when every row
+    /// loaded (seed 004), FAILED with the reason otherwise.
+    pub fn outcome(&self, rejects_path: &Path) -> Outcome {
+        let ended = self.ended.as_ref().expect("outcome after the input ended");
+        let cp = &self.checkpoint;
+        let rejected = ended.upto.rejected;
+        let failure_reason = match &ended.error {
+            Some(error) => Some(error.clone()),
+            None if rejected > 0 => Some(format!(
+                "{rejected} of {} rows rejected; see {}",
+                ended.upto.records,
+                rejects_path.display()
+            )),
+            None => None,
+        };
+        Outcome {
+            status: if failure_reason.is_some() {
+                JobStatus::Failed
+            } else {
+                JobStatus::Completed
+            },
+            total: ended.upto.records,
+            inserted: cp.inserted,
+            updated: cp.updated,
+            duplicates: cp.duplicates,
+            rejected,
+            rejects_path: (rejected > 0).then(|| rejects_path.display().to_string()),
+            failure_reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(seq: u64, parts: usize, records: u64) -> Sealed {
+        Sealed {
+            seq,
+            parts,
+            rows: records,
+            duplicates: 0,
+            upto: ReadPosition {
+                records: seq * 10,
+                ..ReadPosition::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_waits_for_earlier_batches() {
+        let mut t = CommitTracker::new(Checkpoint::default());
+        t.sealed(sealed(1, 2, 10));
+        t.sealed(sealed(2, 1, 10));
+        t.committed(2, 10, 0).unwrap();
+        assert!(!t.advance(), "batch 1 is not committed yet");
+        t.committed(1, 4, 0).unwrap();
+        assert!(!t.advance(), "batch 1 has a shard left");
+        t.committed(1, 3, 3).unwrap();
+        assert!(t.advance());
+        assert_eq!(t.checkpoint().records, 20);
+        assert_eq!((t.checkpoint().inserted, t.checkpoint().updated), (17, 3));
+    }
+
+    #[test]
+    fn empty_batches_and_the_end() {
+        let mut t = CommitTracker::new(Checkpoint::default());
+        t.sealed(sealed(1, 0, 0));
+        t.ended(
+            1,
+            ReadPosition {
+                records: 10,
+                rejected: 2,
+                rejects_len: 99,
+            },
+            None,
+        );
+        assert!(t.advance());
+        assert!(t.is_done());
+        let o = t.outcome(Path::new("/r/j.csv"));
+        assert_eq!(o.status, JobStatus::Failed);
+        assert_eq!(
+            o.failure_reason.as_deref(),
+            Some("2 of 10 rows rejected; see /r/j.csv")
+        );
+    }
+
+    #[test]
+    fn unexpected_commits_are_refused() {
+        let mut t = CommitTracker::new(Checkpoint::default());
+        assert!(t.committed(1, 1, 0).is_err());
+        t.sealed(sealed(1, 1, 1));
+        t.committed(1, 1, 0).unwrap();
+        assert!(t.committed(1, 1, 0).is_err(), "one commit per shard");
+    }
+}
