@@ -23,17 +23,7 @@ use ferry::sample;
 
 const DOMAIN: &str = "5b0c7e4a-2f1d-4c3b-8a9e-6d7f1e2c3b4a";
 const GROUP: &str = "bench-group";
-const META: [&str; 9] = [
-    "first_name",
-    "last_name",
-    "email",
-    "city",
-    "country",
-    "age",
-    "signup_date",
-    "plan",
-    "score",
-];
+const META: [&str; 9] = sample::USER_METADATA_KEYS;
 
 struct Run {
     secs: f64,

@@ -11,6 +11,20 @@ use flate2::Compression;
 pub const USER_HEADER: &str =
     "user_id,First Name,Last Name,Email,City,Country,Age,Signup Date,Plan,Score";
 
+/// The metadata keys `USER_HEADER` normalises to, in order (`user_id` is
+/// the reference id).
+pub const USER_METADATA_KEYS: [&str; 9] = [
+    "first_name",
+    "last_name",
+    "email",
+    "city",
+    "country",
+    "age",
+    "signup_date",
+    "plan",
+    "score",
+];
+
 const FIRST: &[&str] = &[
     "Asha", "Ravi", "Meera", "John", "Li", "Sara", "Omar", "Ana", "Kenji", "Zoe",
 ];
@@ -85,6 +99,14 @@ pub fn write_users_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_normalises_to_the_metadata_keys() {
+        let raw: Vec<&str> = USER_HEADER.split(',').collect();
+        let keys = ferry_actors::formats::csv::normalize_headers(&raw);
+        assert_eq!(keys[0], "user_id");
+        assert_eq!(keys[1..], USER_METADATA_KEYS);
+    }
 
     #[test]
     fn rows_are_deterministic() {

@@ -12,17 +12,7 @@ use crate::harness::{gunzip, gzip, metric, TestDb};
 fn expected_rows(file: &std::path::Path, wanted: &[&str]) -> HashMap<String, Value> {
     let text = String::from_utf8(gunzip(&std::fs::read(file).unwrap())).unwrap();
     let mut lines = text.lines();
-    let keys = [
-        "first_name",
-        "last_name",
-        "email",
-        "city",
-        "country",
-        "age",
-        "signup_date",
-        "plan",
-        "score",
-    ];
+    let keys = sample::USER_METADATA_KEYS;
     assert_eq!(lines.next(), Some(sample::USER_HEADER));
     lines
         .filter_map(|l| {
