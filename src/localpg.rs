@@ -9,6 +9,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -166,13 +167,17 @@ impl LocalPostgres {
                 data.display()
             )
         };
+        // Ctrl-C or a closed terminal must end the owner, not the watchdog:
+        // it ignores HUP and INT and lives in its own process group.
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+            "trap '' HUP INT; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {stop} >/dev/null 2>&1; rm -rf {dir}",
             pid = std::process::id(),
             dir = self.dir.display(),
         );
         Command::new("sh")
             .args(["-c", &script])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
