@@ -75,3 +75,30 @@ async fn migrate_is_idempotent_and_jobs_are_listed() {
         .await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    let db = TestDb::new().await;
+    let file = db.path("u.csv");
+    std::fs::write(&file, "id\na\n").unwrap();
+    let args = [
+        "import",
+        file.to_str().unwrap(),
+        "--domain",
+        crate::harness::DOMAIN,
+        "--group",
+        "g",
+    ];
+    let out = db
+        .ferry(
+            &args,
+            &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to PostgreSQL") && err.contains("Connection refused"),
+        "{err}"
+    );
+}

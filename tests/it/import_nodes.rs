@@ -195,3 +195,31 @@ async fn groups_are_isolated_and_named_groups_map_to_uuidv5() {
     want.sort();
     assert_eq!(groups, want);
 }
+
+/// Two jobs load the same empty group at once: one takes the fast path and
+/// holds the group's lock; the other waits for it, then upserts. The rows
+/// end up loaded once, whoever came first.
+#[tokio::test]
+async fn concurrent_jobs_on_one_group_take_turns() {
+    let db = TestDb::new().await;
+    let file = db.path("users.csv.gz");
+    sample::write_users_csv_gz(&file, 20_000, 5).unwrap();
+    let (a, b) = tokio::join!(
+        db.import(&file, "shared", &[], &[]),
+        db.import(&file, "shared", &[], &[])
+    );
+    for (r, code) in [&a, &b] {
+        assert_eq!(*code, 0, "{r}");
+    }
+    let inserted: Vec<i64> = [&a.0, &b.0]
+        .iter()
+        .map(|r| r["inserted"].as_i64().unwrap())
+        .collect();
+    let updated: Vec<i64> = [&a.0, &b.0]
+        .iter()
+        .map(|r| r["updated"].as_i64().unwrap())
+        .collect();
+    assert_eq!(inserted.iter().sum::<i64>(), 20_000, "{a:?} {b:?}");
+    assert_eq!(updated.iter().sum::<i64>(), 20_000, "{a:?} {b:?}");
+    assert_eq!(db.count("shared").await, 20_000);
+}

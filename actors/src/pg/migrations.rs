@@ -1,6 +1,6 @@
 //! Schema migrations, embedded in the binary and applied in order, each in
-//! its own transaction under an advisory lock so that two processes starting
-//! at once do not race. Applying them again is a no-op.
+//! its own transaction, under an advisory lock so that two processes
+//! starting at once do not race. Applying them again is a no-op.
 
 use tokio_postgres::Client;
 
@@ -19,8 +19,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// Lock id for migrations: "ferry" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0066_6572_7279;
 
-/// Applies what is missing; returns the versions applied now.
+/// Applies what is missing; returns the versions applied now. The whole
+/// run holds a session advisory lock: even `CREATE TABLE IF NOT EXISTS`
+/// races when two processes start at once.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let applied = apply(client).await;
+    // On error the connection is dropped anyway, and the lock with it.
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    applied
+}
+
+async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS ferry_schema_migrations (
@@ -32,8 +46,6 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Er
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
         let done = tx
             .query_opt(
                 "SELECT 1 FROM ferry_schema_migrations WHERE version = $1",

@@ -15,9 +15,9 @@ use crate::settings::DatabaseSettings;
 /// Why the database could not be reached or used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("invalid database url: {0}")]
+    #[error("invalid database url: {}", crate::error::chain(.0))]
     Url(tokio_postgres::Error),
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", crate::error::chain(.0))]
     Connect(tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(String),
