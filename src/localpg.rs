@@ -114,29 +114,6 @@ impl LocalPostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    pub fn url_for(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// Stops the server (fast shutdown) and starts it again: for tests of
-    /// what happens while the database is away.
-    pub fn stop(&self) -> Result<()> {
-        let data = self.dir.join("data");
-        self.run_pg(
-            "pg_ctl",
-            &["-D", path_str(&data)?, "-m", "fast", "-w", "stop"],
-        )
-    }
-
-    pub fn restart(&self) -> Result<()> {
-        let data = self.dir.join("data");
-        let log = self.dir.join("server.log");
-        self.run_pg(
-            "pg_ctl",
-            &["-D", path_str(&data)?, "-l", path_str(&log)?, "-w", "start"],
-        )
-    }
-
     fn run_pg(&self, tool: &str, args: &[&str]) -> Result<()> {
         let bin = self.bindir.join(tool);
         let mut cmd = if self.as_postgres {

@@ -32,10 +32,6 @@ impl Credits {
             .expect("the credit semaphore is never closed");
         Credit(permit)
     }
-
-    pub fn available(&self) -> usize {
-        self.0.available_permits()
-    }
 }
 
 #[cfg(test)]

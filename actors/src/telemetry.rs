@@ -41,10 +41,6 @@ impl<M: Message> Mailbox<M> {
             self.depth.received();
         }
     }
-
-    pub fn actor(&self) -> &ActorRef<M> {
-        &self.actor
-    }
 }
 
 /// The depth counter behind a [`Mailbox`], held by the receiving actor.
@@ -74,10 +70,6 @@ impl Depth {
     pub fn drain(&self) {
         let left = self.pending.swap(0, Ordering::Relaxed);
         self.gauge.decrement(left as f64);
-    }
-
-    pub fn get(&self) -> i64 {
-        self.pending.load(Ordering::Relaxed)
     }
 
     fn add(&self, n: i64) {

@@ -256,7 +256,8 @@ async fn open(mut bytes: mpsc::Receiver<io::Result<Bytes>>, depth: Depth) -> io:
         }
         next
     });
-    let (_, plain) = decompress(StreamReader::new(chunks)).await?;
+    let (compression, plain) = decompress(StreamReader::new(chunks)).await?;
+    tracing::debug!(compression = compression.as_str(), "Input opened.");
     let mut plain = BufReader::with_capacity(256 << 10, plain);
     if plain.fill_buf().await?.starts_with(b"\xef\xbb\xbf") {
         plain.consume(3);
