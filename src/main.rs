@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli;
 use ferry::config::{self, Config, LogFormat};
-use ferry_actors::job::{JobStatus, NewJob};
+use ferry_actors::job::{InputFormat, JobStatus, NewJob};
 use uuid::Uuid;
 
 /// Moves bulk data between Kafka, object storage and PostgreSQL.
@@ -43,7 +43,7 @@ enum Command {
     Migrate,
     /// Import one file through the pipeline, print a report, and exit
     /// (0 only when the job is COMPLETED).
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Read the import jobs table.
     Jobs {
         #[command(subcommand)]
@@ -64,9 +64,16 @@ enum Target {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["source", "refs", "refs_file"])))]
 struct ImportArgs {
     /// A local path or file:// URL; gzip, zstd or plain CSV.
-    source: String,
+    source: Option<String>,
+    /// Reference ids to import as nodes, comma-separated (seed 004 UC-2).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    refs: Option<Vec<String>>,
+    /// A file of reference ids, one per line, no header (gzip, zstd or plain).
+    #[arg(long, value_name = "FILE")]
+    refs_file: Option<String>,
     /// What the rows become.
     #[arg(long, value_enum, default_value = "nodes")]
     target: Target,
@@ -188,7 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("migrations applied: {applied:?} (the schema is up to date)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(args) => import(config, args).await,
+        Command::Import(args) => import(config, *args).await,
         Command::Jobs { command } => {
             let mut out = std::io::stdout();
             match command {
@@ -254,12 +261,27 @@ async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
         quiet_logs(&mut config);
     }
     ferry::telemetry::init(&config.log);
-    let new = NewJob {
-        kind: "nodes".into(),
-        domain_id: args.domain,
-        group_key: args.group,
-        node_type,
-        source: args.source,
+    let new = match (args.source, args.refs, args.refs_file) {
+        (_, Some(ids), _) => {
+            NewJob::inline_refs("nodes", args.domain, &args.group, &node_type, ids)
+        }
+        (_, _, Some(file)) => NewJob::file(
+            "nodes",
+            args.domain,
+            &args.group,
+            &node_type,
+            &file,
+            InputFormat::Refs,
+        ),
+        (Some(file), ..) => NewJob::file(
+            "nodes",
+            args.domain,
+            &args.group,
+            &node_type,
+            &file,
+            InputFormat::Csv,
+        ),
+        (None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
     };
     let metrics = args
         .metrics_textfile

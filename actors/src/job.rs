@@ -76,6 +76,36 @@ pub struct Checkpoint {
     pub duplicates: u64,
 }
 
+/// How a job's input is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// A header row, then records; one column is the reference id.
+    Csv,
+    /// One reference id per line, no header (seed 004 UC-2).
+    Refs,
+}
+
+impl InputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Refs => "refs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Self::Csv),
+            "refs" => Some(Self::Refs),
+            _ => None,
+        }
+    }
+}
+
+/// The `source` of a job whose reference ids came inline.
+pub const INLINE_SOURCE: &str = "inline";
+
 /// A request for an import.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -83,7 +113,50 @@ pub struct NewJob {
     pub domain_id: Uuid,
     pub group_key: String,
     pub node_type: String,
+    /// A path or URL; [`INLINE_SOURCE`] with `reference_ids`.
     pub source: String,
+    pub format: InputFormat,
+    /// Ids given inline (stored on the job row, so a restart reads them again).
+    pub reference_ids: Option<Vec<String>>,
+}
+
+impl NewJob {
+    /// A job that reads `source` (a CSV file, or a reference list when
+    /// `format` is [`InputFormat::Refs`]).
+    pub fn file(
+        kind: &str,
+        domain_id: Uuid,
+        group_key: &str,
+        node_type: &str,
+        source: &str,
+        format: InputFormat,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            domain_id,
+            group_key: group_key.into(),
+            node_type: node_type.into(),
+            source: source.into(),
+            format,
+            reference_ids: None,
+        }
+    }
+
+    /// A job over ids given inline.
+    pub fn inline_refs(
+        kind: &str,
+        domain_id: Uuid,
+        group_key: &str,
+        node_type: &str,
+        ids: Vec<String>,
+    ) -> Self {
+        Self {
+            source: INLINE_SOURCE.into(),
+            format: InputFormat::Refs,
+            reference_ids: Some(ids),
+            ..Self::file(kind, domain_id, group_key, node_type, "", InputFormat::Refs)
+        }
+    }
 }
 
 /// A job row.
@@ -97,6 +170,7 @@ pub struct Job {
     pub group_key: String,
     pub node_type: String,
     pub source: String,
+    pub format: InputFormat,
     pub total_rows: i64,
     pub processed_rows: i64,
     pub inserted_rows: i64,

@@ -1,6 +1,8 @@
-//! Where an import reads from: a local path or a `file://` URL.
+//! Where an import reads from: a local path or a `file://` URL, or a list
+//! of reference ids given inline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -9,6 +11,8 @@ use crate::error::ImportError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Local(PathBuf),
+    /// Reference ids from the job row (a Kafka payload, `--refs`).
+    Inline(Arc<Vec<String>>),
 }
 
 impl Source {
@@ -35,14 +39,14 @@ impl Source {
         Ok(Self::Local(PathBuf::from(uri)))
     }
 
-    /// Where rejects go: `dir/JOBID.csv`, or a `rejects/` folder beside the
-    /// source when no folder is configured.
+    /// Where rejects go: `dir/JOBID.csv`; with no folder configured, a
+    /// `rejects/` folder beside a file source, or the system's temp folder
+    /// (`ferry-rejects/`) for inline ids.
     pub fn rejects_path(&self, job_id: Uuid, rejects_dir: &str) -> PathBuf {
-        let Self::Local(path) = self;
-        let dir = if rejects_dir.is_empty() {
-            path.parent().unwrap_or(Path::new(".")).join("rejects")
-        } else {
-            PathBuf::from(rejects_dir)
+        let dir = match self {
+            _ if !rejects_dir.is_empty() => PathBuf::from(rejects_dir),
+            Self::Local(path) => path.parent().unwrap_or(Path::new(".")).join("rejects"),
+            Self::Inline(_) => std::env::temp_dir().join("ferry-rejects"),
         };
         dir.join(format!("{job_id}.csv"))
     }

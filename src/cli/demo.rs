@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ferry_actors::job::NewJob;
+use ferry_actors::job::{InputFormat, NewJob};
 use ferry_actors::pg;
 use uuid::Uuid;
 
@@ -48,13 +48,14 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     )?;
 
     let group = format!("demo-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let new = NewJob {
-        kind: "nodes".into(),
-        domain_id: DEMO_DOMAIN,
-        group_key: group.clone(),
-        node_type: config.import.node_type.clone(),
-        source: file.display().to_string(),
-    };
+    let new = NewJob::file(
+        "nodes",
+        DEMO_DOMAIN,
+        &group,
+        &config.import.node_type,
+        &file.display().to_string(),
+        InputFormat::Csv,
+    );
     let progress = std::io::stderr().is_terminal();
     let mut all_completed = true;
     for title in [

@@ -137,11 +137,8 @@ async fn bad_rows_are_rejected_one_by_one_and_the_rest_loads() {
     let rejects = String::from_utf8_lossy(&rejects);
     let lines: Vec<&str> = rejects.lines().collect();
     assert_eq!(lines[0], "line,reason,member_id,city,note");
-    assert_eq!(lines[1], "3,\"has 2 fields, the header has 3\",m2,Pune");
-    assert_eq!(
-        lines[2],
-        "4,\"has 4 fields, the header has 3\",m3,Pune,ok,extra"
-    );
+    assert_eq!(lines[1], "3,\"has 2 fields, expected 3\",m2,Pune");
+    assert_eq!(lines[2], "4,\"has 4 fields, expected 3\",m3,Pune,ok,extra");
     assert_eq!(lines[3], "5,reference id (`member_id`) is empty, ,Pune,ok");
     assert!(
         lines[4].starts_with("6,field `city` is not valid UTF-8,m6,"),

@@ -6,3 +6,4 @@ mod bad_input;
 mod cli;
 mod faults;
 mod import_nodes;
+mod reference_lists;

@@ -28,6 +28,7 @@ use crate::flow::Credits;
 use crate::formats::compression::decompress;
 use crate::formats::csv::Header;
 use crate::formats::rejects::RejectsFile;
+use crate::job::InputFormat;
 use crate::progress::Progress;
 use crate::settings::ImportSettings;
 use crate::telemetry::{Depth, Mailbox, RowsRejected};
@@ -40,6 +41,7 @@ pub enum Msg {
 }
 
 pub struct Args {
+    pub format: InputFormat,
     pub settings: Arc<ImportSettings>,
     pub bytes: mpsc::Receiver<io::Result<Bytes>>,
     pub bytes_depth: Depth,
@@ -54,6 +56,7 @@ pub struct Args {
 type Input = AsyncReader<BufReader<Box<dyn AsyncRead + Send + Unpin>>>;
 
 pub struct State {
+    format: InputFormat,
     settings: Arc<ImportSettings>,
     bytes_depth: Depth,
     resume: ReadPosition,
@@ -99,6 +102,7 @@ impl Actor for CsvReader {
         };
         myself.cast(Msg::Pump)?;
         Ok(State {
+            format: args.format,
             settings: args.settings,
             bytes_depth: args.bytes_depth,
             resume: args.resume,
@@ -199,6 +203,11 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
             return Ok(Step::End(None));
         };
         state.input = Some(open(bytes, state.bytes_depth.clone()).await?);
+        if state.format == InputFormat::Refs {
+            let h = Header::reference_list();
+            state.rejects = Some(rejects_for(&h, state));
+            state.header = Some(h);
+        }
     }
     let input = state.input.as_mut().expect("opened above");
     let settings = &state.settings;
@@ -244,6 +253,14 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         }
     }
     Ok(Step::More)
+}
+
+fn rejects_for(header: &Header, state: &State) -> RejectsFile {
+    RejectsFile::new(
+        state.rejects_path.clone(),
+        &header.columns,
+        state.resume.rejects_len,
+    )
 }
 
 /// The byte stream, decompressed by its magic bytes, without a UTF-8 BOM,

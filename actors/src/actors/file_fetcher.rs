@@ -1,6 +1,7 @@
 //! FileFetcher: opens the source and streams its bytes to the CsvReader
 //! through a bounded channel (the parser pulls, so this hop is a channel of
-//! byte chunks rather than a mailbox; its capacity is the bound).
+//! byte chunks rather than a mailbox; its capacity is the bound). Inline
+//! reference ids are streamed the same way, one CSV-quoted id per line.
 
 use std::io;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::error::ImportError;
+use crate::formats::rejects::push_csv_record;
 use crate::progress::Progress;
 use crate::source::Source;
 use crate::telemetry::Depth;
@@ -32,12 +34,18 @@ pub struct Args {
     pub progress: Arc<Progress>,
 }
 
+/// What is being read.
+enum Input {
+    File(tokio::fs::File),
+    Inline { ids: Arc<Vec<String>>, next: usize },
+}
+
 pub struct State {
     uri: String,
     chunk_bytes: usize,
     out_depth: Depth,
     progress: Arc<Progress>,
-    file: tokio::fs::File,
+    input: Input,
     /// Taken at the end of the file: dropping it ends the reader's stream.
     out: Option<mpsc::Sender<io::Result<Bytes>>>,
 }
@@ -65,30 +73,20 @@ impl Actor for FileFetcher {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let Source::Local(path) = &args.source;
-        let open_err = |e: io::Error| ImportError::Source {
-            uri: args.uri.clone(),
-            reason: e.to_string(),
-            retriable: false,
+        let input = match &args.source {
+            Source::Local(path) => Input::File(open(path, &args).await?),
+            Source::Inline(ids) => Input::Inline {
+                ids: ids.clone(),
+                next: 0,
+            },
         };
-        let file = tokio::fs::File::open(path).await.map_err(open_err)?;
-        let meta = file.metadata().await.map_err(open_err)?;
-        if !meta.is_file() {
-            return Err(ImportError::Source {
-                uri: args.uri.clone(),
-                reason: "not a regular file".into(),
-                retriable: false,
-            }
-            .into());
-        }
-        Progress::set(&args.progress.bytes_total, meta.len());
         myself.cast(Msg::Pump)?;
         Ok(State {
             uri: args.uri,
             chunk_bytes: args.chunk_bytes,
             out_depth: args.out_depth,
             progress: args.progress,
-            file,
+            input,
             out: Some(args.out),
         })
     }
@@ -102,16 +100,12 @@ impl Actor for FileFetcher {
         let Some(out) = state.out.clone() else {
             return Ok(());
         };
-        let mut buf = BytesMut::zeroed(state.chunk_bytes);
-        let chunk = match state.file.read(&mut buf).await {
-            Ok(0) => {
+        let chunk = match read_chunk(state).await {
+            Ok(None) => {
                 state.out = None;
                 return Ok(());
             }
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf.freeze())
-            }
+            Ok(Some(bytes)) => Ok(bytes),
             Err(e) => Err(io::Error::new(
                 e.kind(),
                 FetchError {
@@ -133,5 +127,45 @@ impl Actor for FileFetcher {
             myself.cast(Msg::Pump)?;
         }
         Ok(())
+    }
+}
+
+/// Opens a local file; a missing or unreadable one is a permanent error.
+async fn open(path: &std::path::Path, args: &Args) -> Result<tokio::fs::File, ImportError> {
+    let open_err = |e: io::Error| ImportError::Source {
+        uri: args.uri.clone(),
+        reason: e.to_string(),
+        retriable: false,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(open_err)?;
+    let meta = file.metadata().await.map_err(open_err)?;
+    if !meta.is_file() {
+        return Err(ImportError::Source {
+            uri: args.uri.clone(),
+            reason: "not a regular file".into(),
+            retriable: false,
+        });
+    }
+    Progress::set(&args.progress.bytes_total, meta.len());
+    Ok(file)
+}
+
+/// The next chunk, or `None` at the end.
+async fn read_chunk(state: &mut State) -> io::Result<Option<Bytes>> {
+    match &mut state.input {
+        Input::File(file) => {
+            let mut buf = BytesMut::zeroed(state.chunk_bytes);
+            let n = file.read(&mut buf).await?;
+            buf.truncate(n);
+            Ok((n > 0).then(|| buf.freeze()))
+        }
+        Input::Inline { ids, next } => {
+            let mut buf = Vec::with_capacity(state.chunk_bytes);
+            while *next < ids.len() && buf.len() < state.chunk_bytes {
+                push_csv_record(&mut buf, [ids[*next].as_bytes()]);
+                *next += 1;
+            }
+            Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+        }
     }
 }

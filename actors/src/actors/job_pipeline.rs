@@ -141,8 +141,11 @@ impl Actor for JobPipeline {
 /// stages. A failure here fails the attempt like any stage failure.
 async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProcessingErr> {
     let job = args.job.clone();
-    let source = Source::parse(&job.source)?;
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
+    let source = match jobs::reference_ids(&control, job.id).await? {
+        Some(ids) => Source::Inline(Arc::new(ids)),
+        None => Source::parse(&job.source)?,
+    };
     let target = nodes::NodeTarget {
         domain_id: job.domain_id,
         group_id: job.group_id,
@@ -340,6 +343,7 @@ async fn spawn_stages(
     let bytes_depth = Depth::new(csv_reader::NAME);
     let cp = state.tracker.checkpoint();
     let reader_args = csv_reader::Args {
+        format: state.job.format,
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),

@@ -123,6 +123,15 @@ impl Header {
         })
     }
 
+    /// The header of a reference list: one column, the id, no metadata.
+    pub fn reference_list() -> Self {
+        Self {
+            columns: vec!["reference_id".into()],
+            reference: 0,
+            json_keys: vec!["\"reference_id\":".into()],
+        }
+    }
+
     pub fn reference_name(&self) -> &str {
         &self.columns[self.reference]
     }
@@ -139,7 +148,7 @@ impl Header {
     ) -> Result<(), String> {
         if record.len() != self.columns.len() {
             return Err(format!(
-                "has {} fields, the header has {}",
+                "has {} fields, expected {}",
                 record.len(),
                 self.columns.len()
             ));
@@ -307,6 +316,18 @@ mod tests {
     }
 
     #[test]
+    fn a_reference_list_has_ids_and_no_metadata() {
+        let h = Header::reference_list();
+        let mut b = NodeBatch::default();
+        h.push_row(&rec(&[b" r1 "]), 1, 1024, &mut b).unwrap();
+        assert_eq!(
+            (b.reference(&b.rows()[0]), b.metadata(&b.rows()[0])),
+            ("r1", "{}")
+        );
+        assert!(h.push_row(&rec(&[b"a", b"b"]), 2, 1024, &mut b).is_err());
+    }
+
+    #[test]
     fn bad_rows_are_rejected_with_a_reason() {
         let s = ImportSettings::default();
         let h = Header::parse(&rec(&[b"id", b"city"]), &s).unwrap();
@@ -314,7 +335,7 @@ mod tests {
         let long = vec![b'x'; 2000];
         let long_ref = "r".repeat(256);
         let cases: Vec<(ByteRecord, &str)> = vec![
-            (rec(&[b"a"]), "has 1 fields, the header has 2"),
+            (rec(&[b"a"]), "has 1 fields, expected 2"),
             (rec(&[b"  ", b"x"]), "reference id (`id`) is empty"),
             (rec(&[b"a", b"\xc3\x28"]), "field `city` is not valid UTF-8"),
             (rec(&[b"a", b"x\0y"]), "field `city` contains a NUL byte"),

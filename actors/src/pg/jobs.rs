@@ -3,13 +3,14 @@
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use crate::job::{group_uuid, Checkpoint, Job, JobStatus, NewJob, Outcome};
+use crate::job::{group_uuid, Checkpoint, InputFormat, Job, JobStatus, NewJob, Outcome};
 
 const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type, source,
     total_rows, processed_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
     rejects_path, failure_reason, checkpoint, attempts,
     created_at::text, updated_at::text, started_at::text, finished_at::text,
-    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8";
+    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8,
+    format";
 
 fn from_row(r: &Row) -> Job {
     let checkpoint: Option<serde_json::Value> = r.get(16);
@@ -39,13 +40,15 @@ fn from_row(r: &Row) -> Job {
         started_at: r.get(20),
         finished_at: r.get(21),
         duration_secs: r.get(22),
+        format: InputFormat::parse(r.get(23)).unwrap_or(InputFormat::Csv),
     }
 }
 
 pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_postgres::Error> {
     let sql = format!(
-        "INSERT INTO import_jobs (id, kind, status, domain_id, group_id, group_key, node_type, source)
-         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        "INSERT INTO import_jobs (id, kind, status, domain_id, group_id, group_key, node_type, source,
+                                  format, reference_ids)
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     );
     let row = c
         .query_one(
@@ -58,6 +61,8 @@ pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_p
                 &new.group_key,
                 &new.node_type,
                 &new.source,
+                &new.format.as_str(),
+                &new.reference_ids,
             ],
         )
         .await?;
@@ -67,6 +72,21 @@ pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_p
 pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<Job>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM import_jobs WHERE id = $1");
     Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(from_row))
+}
+
+/// The ids of an inline reference-list job (read apart from the job row,
+/// which is listed often and should stay small).
+pub async fn reference_ids(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT reference_ids FROM import_jobs WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
 }
 
 /// Newest first.

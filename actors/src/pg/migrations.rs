@@ -10,11 +10,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "nodes",
-    sql: include_str!("../../migrations/0001_nodes.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "nodes",
+        sql: include_str!("../../migrations/0001_nodes.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "reference_lists",
+        sql: include_str!("../../migrations/0002_reference_lists.sql"),
+    },
+];
 
 /// Lock id for migrations: "ferry" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0066_6572_7279;

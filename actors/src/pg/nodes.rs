@@ -72,7 +72,9 @@ pub async fn insert_staged(
     .await
 }
 
-/// Upserts the temp table's rows; returns (inserted, updated).
+/// Upserts the temp table's rows; returns (inserted, updated). A row that
+/// carries no metadata (a reference list, a one-column file) leaves the
+/// existing node's metadata as it was.
 pub async fn upsert_staged(
     tx: &Transaction<'_>,
     t: &NodeTarget,
@@ -85,7 +87,10 @@ pub async fn upsert_staged(
                  SELECT id, reference_id, $1, $2, $3, metadata, now(), now()
                  FROM ferry_stage_nodes ORDER BY reference_id
                  ON CONFLICT (group_id, domain_id, reference_id) DO UPDATE
-                 SET type = EXCLUDED.type, metadata = EXCLUDED.metadata, updated_at = now()
+                 SET type = EXCLUDED.type,
+                     metadata = CASE WHEN EXCLUDED.metadata = '{}' THEN n.metadata
+                                     ELSE EXCLUDED.metadata END,
+                     updated_at = now()
                  RETURNING (xmax = 0) AS inserted)
              SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
             &[&t.group_id, &t.domain_id, &t.node_type],
