@@ -97,6 +97,25 @@ pub struct ImportSettings {
     /// Node type when the request names none (seed 004: `type VARCHAR(50)`).
     #[serde(default = "default_node_type")]
     pub node_type: String,
+    /// A source larger than this (compressed, as stored) is refused before
+    /// it is read. Seed 004 BR-2: 5 GB.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
+    /// The input may decompress to at most this many bytes (100 GiB).
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+    /// The input may decompress to at most this many times its stored size,
+    /// judged past the first 16 MiB. CSV gzips 5-15x; a bomb, 1000x.
+    #[serde(default = "default_max_compression_ratio")]
+    pub max_compression_ratio: u64,
+    /// A header with more columns fails the job.
+    #[serde(default = "default_max_columns")]
+    pub max_columns: usize,
+    /// A record longer than this (approximately, within the read buffers)
+    /// fails the job: the parser must hold a whole record in memory. Fields
+    /// over `max_field_bytes` but within this only reject their row.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
     /// Load a group that has no rows yet with plain INSERTs, which skip the
     /// conflict checks of `ON CONFLICT` (a batch that meets a conflict is
     /// upserted instead), under an exclusive per-group lock.
@@ -131,6 +150,21 @@ fn default_read_ahead_chunks() -> usize {
 fn default_max_field_bytes() -> usize {
     64 << 10
 }
+fn default_max_object_bytes() -> u64 {
+    5_000_000_000
+}
+fn default_max_decompressed_bytes() -> u64 {
+    100 << 30
+}
+fn default_max_compression_ratio() -> u64 {
+    100
+}
+fn default_max_columns() -> usize {
+    1_000
+}
+fn default_max_record_bytes() -> u64 {
+    16 << 20
+}
 fn default_reference_candidates() -> Vec<String> {
     ["reference_id", "username", "user_id", "id"]
         .map(String::from)
@@ -159,6 +193,11 @@ impl Default for ImportSettings {
             reference_candidates: default_reference_candidates(),
             rejects_dir: String::new(),
             node_type: default_node_type(),
+            max_object_bytes: default_max_object_bytes(),
+            max_decompressed_bytes: default_max_decompressed_bytes(),
+            max_compression_ratio: default_max_compression_ratio(),
+            max_columns: default_max_columns(),
+            max_record_bytes: default_max_record_bytes(),
             fast_path: true,
         }
     }

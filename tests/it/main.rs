@@ -6,4 +6,5 @@ mod bad_input;
 mod cli;
 mod faults;
 mod import_nodes;
+mod limits;
 mod reference_lists;

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -27,6 +28,7 @@ use crate::error::ImportError;
 use crate::flow::Credits;
 use crate::formats::compression::decompress;
 use crate::formats::csv::Header;
+use crate::formats::limits::{limit_error, LimitedReader, Limits};
 use crate::formats::rejects::RejectsFile;
 use crate::job::InputFormat;
 use crate::progress::Progress;
@@ -53,7 +55,7 @@ pub struct Args {
     pub progress: Arc<Progress>,
 }
 
-type Input = AsyncReader<BufReader<Box<dyn AsyncRead + Send + Unpin>>>;
+type Input = AsyncReader<BufReader<LimitedReader<Box<dyn AsyncRead + Send + Unpin>>>>;
 
 pub struct State {
     format: InputFormat,
@@ -65,6 +67,9 @@ pub struct State {
     credits: Credits,
     progress: Arc<Progress>,
     input: Option<Input>,
+    /// Bytes read since the last record: reset per record, checked by the
+    /// `LimitedReader` under the parser.
+    since_record: Arc<AtomicU64>,
     /// Held until the first step opens the stream.
     bytes: Option<mpsc::Receiver<io::Result<Bytes>>>,
     header: Option<Header>,
@@ -111,6 +116,7 @@ impl Actor for CsvReader {
             credits: args.credits,
             progress: args.progress,
             input: None,
+            since_record: Arc::default(),
             bytes: Some(args.bytes),
             header: None,
             rejects: None,
@@ -143,10 +149,13 @@ impl Actor for CsvReader {
                     }
                     .into())
                 }
-                None => Step::End(Some(format!(
-                    "unreadable input after line {}: {e}",
-                    state.record.position().map_or(0, |p| p.line())
-                ))),
+                None => Step::End(Some(match limit_error(&e) {
+                    Some(limit) => limit.to_string(),
+                    None => format!(
+                        "unreadable input after line {}: {e}",
+                        state.record.position().map_or(0, |p| p.line())
+                    ),
+                })),
             },
         };
         if let Some(rejects) = &mut state.rejects {
@@ -202,7 +211,10 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(bytes) = state.bytes.take() else {
             return Ok(Step::End(None));
         };
-        state.input = Some(open(bytes, state.bytes_depth.clone()).await?);
+        let (input, since_record) =
+            open(bytes, state.bytes_depth.clone(), limits(&state.settings)).await?;
+        state.input = Some(input);
+        state.since_record = since_record;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
             state.rejects = Some(rejects_for(&h, state));
@@ -212,11 +224,12 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
     let input = state.input.as_mut().expect("opened above");
     let settings = &state.settings;
     for _ in 0..settings.read_rows {
-        if !input
+        let more = input
             .read_byte_record(&mut state.record)
             .await
-            .map_err(csv_io)?
-        {
+            .map_err(csv_io)?;
+        state.since_record.store(0, Ordering::Relaxed);
+        if !more {
             return Ok(Step::End(
                 state
                     .header
@@ -263,27 +276,47 @@ fn rejects_for(header: &Header, state: &State) -> RejectsFile {
     )
 }
 
-/// The byte stream, decompressed by its magic bytes, without a UTF-8 BOM,
-/// as a CSV reader that accepts ragged rows (they are rejected one by one).
-async fn open(mut bytes: mpsc::Receiver<io::Result<Bytes>>, depth: Depth) -> io::Result<Input> {
+/// The byte stream, decompressed by its magic bytes and held to the input
+/// limits, without a UTF-8 BOM, as a CSV reader that accepts ragged rows
+/// (they are rejected one by one). Also returns the per-record byte counter.
+async fn open(
+    mut bytes: mpsc::Receiver<io::Result<Bytes>>,
+    depth: Depth,
+    limits: Limits,
+) -> io::Result<(Input, Arc<AtomicU64>)> {
+    let compressed = Arc::new(AtomicU64::new(0));
+    let counted = compressed.clone();
     let chunks = futures::stream::poll_fn(move |cx| {
         let next = bytes.poll_recv(cx);
-        if let Poll::Ready(Some(_)) = next {
+        if let Poll::Ready(Some(chunk)) = &next {
             depth.received();
+            let n = chunk.as_ref().map_or(0, Bytes::len) as u64;
+            counted.fetch_add(n, Ordering::Relaxed);
         }
         next
     });
     let (compression, plain) = decompress(StreamReader::new(chunks)).await?;
     tracing::debug!(compression = compression.as_str(), "Input opened.");
-    let mut plain = BufReader::with_capacity(256 << 10, plain);
+    let limited = LimitedReader::new(plain, limits, compressed);
+    let since_record = limited.record_counter();
+    let mut plain = BufReader::with_capacity(256 << 10, limited);
     if plain.fill_buf().await?.starts_with(b"\xef\xbb\xbf") {
         plain.consume(3);
     }
-    Ok(AsyncReaderBuilder::new()
+    let reader = AsyncReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(256 << 10)
-        .create_reader(plain))
+        .create_reader(plain);
+    Ok((reader, since_record))
+}
+
+fn limits(s: &ImportSettings) -> Limits {
+    Limits {
+        max_decompressed_bytes: s.max_decompressed_bytes,
+        max_compression_ratio: s.max_compression_ratio,
+        max_record_bytes: s.max_record_bytes,
+    }
 }
 
 fn csv_io(e: csv_async::Error) -> io::Error {

@@ -28,6 +28,8 @@ pub struct Args {
     pub source: Source,
     pub uri: String,
     pub chunk_bytes: usize,
+    /// Larger sources are refused before they are read.
+    pub max_object_bytes: u64,
     pub out: mpsc::Sender<io::Result<Bytes>>,
     /// The depth of the CsvReader's byte inbox, counted on send.
     pub out_depth: Depth,
@@ -143,6 +145,17 @@ async fn open(path: &std::path::Path, args: &Args) -> Result<tokio::fs::File, Im
         return Err(ImportError::Source {
             uri: args.uri.clone(),
             reason: "not a regular file".into(),
+            retriable: false,
+        });
+    }
+    if meta.len() > args.max_object_bytes {
+        return Err(ImportError::Source {
+            uri: args.uri.clone(),
+            reason: format!(
+                "{} bytes, over import.max_object_bytes ({})",
+                meta.len(),
+                args.max_object_bytes
+            ),
             retriable: false,
         });
     }

@@ -367,6 +367,7 @@ async fn spawn_stages(
         source,
         uri: state.job.source.clone(),
         chunk_bytes: import.read_chunk_bytes.max(4096),
+        max_object_bytes: import.max_object_bytes,
         out: tx,
         out_depth: bytes_depth,
         progress: args.progress.clone(),

@@ -70,6 +70,8 @@ pub enum HeaderError {
     Binary,
     #[error("reference column `{0}` (import.reference_column) is not in the header")]
     MissingReference(String),
+    #[error("the header has {0} columns, over import.max_columns ({1})")]
+    TooManyColumns(usize, usize),
 }
 
 /// A parsed header: column names and which one holds the reference id.
@@ -85,6 +87,12 @@ impl Header {
     pub fn parse(record: &ByteRecord, settings: &ImportSettings) -> Result<Self, HeaderError> {
         if record.is_empty() || (record.len() == 1 && record[0].is_empty()) {
             return Err(HeaderError::Empty);
+        }
+        if record.len() > settings.max_columns {
+            return Err(HeaderError::TooManyColumns(
+                record.len(),
+                settings.max_columns,
+            ));
         }
         let mut raw = Vec::with_capacity(record.len());
         for field in record {
