@@ -20,6 +20,17 @@ if [ -z "${DATABASE_URL:-}" ] && ! have_pg_server; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql >/dev/null
 fi
 
+# A real S3 server for the storage tests: s3s-fs, built once and cached
+# outside the clone (0.15+ needs a newer rustc than this toolchain).
+tools="${FERRY_TOOLS_DIR:-$HOME/.cache/ferry/tools}"
+if [ -z "${FERRY_S3S_FS:-}" ]; then
+  if ! [ -x "$tools/bin/s3s-fs" ]; then
+    echo "Installing s3s-fs 0.14.1 into $tools (once; a few minutes)…"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$tools"
+  fi
+  export FERRY_S3S_FS="$tools/bin/s3s-fs"
+fi
+
 # Run the suite, then say in one line what it came to.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

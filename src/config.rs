@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ferry_actors::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use ferry_actors::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -17,6 +17,8 @@ pub struct Config {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub import: ImportSettings,
+    #[serde(default)]
+    pub storage: StorageSettings,
     #[serde(default)]
     pub retry: RetrySettings,
     #[serde(default)]

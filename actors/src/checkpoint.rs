@@ -4,7 +4,6 @@
 //! replayed, which is safe because every write is an upsert.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use crate::job::{Checkpoint, JobStatus, Outcome};
 
@@ -128,18 +127,25 @@ impl CommitTracker {
             .is_some_and(|e| self.next_seq > e.last_seq)
     }
 
+    /// Rows rejected so far (all of them, once the input ended).
+    pub fn rejected(&self) -> u64 {
+        self.ended
+            .as_ref()
+            .map_or(self.checkpoint.rejected, |e| e.upto.rejected)
+    }
+
     /// The job's end, once [`Self::is_done`]: COMPLETED only when every row
-    /// loaded (seed 004), FAILED with the reason otherwise.
-    pub fn outcome(&self, rejects_path: &Path) -> Outcome {
+    /// loaded (seed 004), FAILED with the reason otherwise. `rejects` is
+    /// where the rejects file can be found.
+    pub fn outcome(&self, rejects: &str) -> Outcome {
         let ended = self.ended.as_ref().expect("outcome after the input ended");
         let cp = &self.checkpoint;
         let rejected = ended.upto.rejected;
         let failure_reason = match &ended.error {
             Some(error) => Some(error.clone()),
             None if rejected > 0 => Some(format!(
-                "{rejected} of {} rows rejected; see {}",
+                "{rejected} of {} rows rejected; see {rejects}",
                 ended.upto.records,
-                rejects_path.display()
             )),
             None => None,
         };
@@ -154,7 +160,7 @@ impl CommitTracker {
             updated: cp.updated,
             duplicates: cp.duplicates,
             rejected,
-            rejects_path: (rejected > 0).then(|| rejects_path.display().to_string()),
+            rejects_path: (rejected > 0).then(|| rejects.to_string()),
             failure_reason,
         }
     }
@@ -207,7 +213,7 @@ mod tests {
         );
         assert!(t.advance());
         assert!(t.is_done());
-        let o = t.outcome(Path::new("/r/j.csv"));
+        let o = t.outcome("/r/j.csv");
         assert_eq!(o.status, JobStatus::Failed);
         assert_eq!(
             o.failure_reason.as_deref(),

@@ -15,7 +15,8 @@
 //! - `formats`: compression sniffing, CSV rows to nodes, the rejects file.
 //! - `pg`: connections, migrations, the job store, the binary COPY encoder
 //!   and the nodes SQL (upsert and fast path).
-//! - `source`: where an import reads from.
+//! - `source`: where an import reads from, and what it may not read.
+//! - `storage`: S3-compatible object storage through aws-sdk-s3.
 //! - `flow`: credits, the bound on every hop that carries data.
 //! - `supervision`: the one restart policy every supervisor uses.
 //! - `telemetry`: mailbox depth gauges and typed events (logs + metrics).
@@ -35,5 +36,6 @@ pub mod pg;
 pub mod progress;
 pub mod settings;
 pub mod source;
+pub mod storage;
 pub mod supervision;
 pub mod telemetry;

@@ -203,6 +203,79 @@ impl Default for ImportSettings {
     }
 }
 
+/// `[storage]`: object storage (S3, MinIO) and the local files an import
+/// may read. Empty keys fall back to the standard `AWS_*` variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// S3 endpoint, e.g. `http://minio:9000`. Empty: `AWS_ENDPOINT_URL`,
+    /// else AWS itself.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Empty: `AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: String,
+    /// Empty: `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: String,
+    /// Empty: `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: String,
+    /// Path-style URLs (`endpoint/bucket/key`), as MinIO and s3s need.
+    #[serde(default = "default_true")]
+    pub force_path_style: bool,
+    /// Hosts (`host:port`) besides the endpoint's whose `http(s)://host/
+    /// bucket/key` URLs are read as objects of this store. Any other host is
+    /// refused: a payload must not make ferry fetch arbitrary URLs (SSRF).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Buckets an import may read. Empty: any.
+    #[serde(default)]
+    pub allowed_buckets: Vec<String>,
+    /// Local paths and `file://` URLs must lie under this folder (after
+    /// resolving `..` and symlinks). Empty: any local path, for the CLI.
+    #[serde(default)]
+    pub local_root: String,
+    /// Attempts at one request before the read fails (5xx, timeouts,
+    /// throttling, dropped connections), with backoff and jitter. A download
+    /// that breaks resumes at the byte it reached.
+    #[serde(default = "default_storage_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_storage_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response.
+    #[serde(default = "default_storage_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+fn default_storage_attempts() -> u32 {
+    5
+}
+fn default_storage_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_storage_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            force_path_style: true,
+            allowed_hosts: Vec::new(),
+            allowed_buckets: Vec::new(),
+            local_root: String::new(),
+            max_attempts: default_storage_attempts(),
+            connect_timeout: default_storage_connect_timeout(),
+            read_timeout: default_storage_read_timeout(),
+        }
+    }
+}
+
 /// `[retry]`: the one restart policy every supervisor uses, and the retry of
 /// transient database errors inside a CopyWriter.
 #[derive(Debug, Clone, Serialize, Deserialize)]

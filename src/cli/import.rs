@@ -35,6 +35,7 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
         database: config.database.clone(),
         import: Arc::new(config.import.clone()),
         retry: config.retry.clone(),
+        storage: config.storage.clone(),
         pool,
     })
     .await

@@ -8,3 +8,5 @@ mod faults;
 mod import_nodes;
 mod limits;
 mod reference_lists;
+mod s3;
+mod s3server;

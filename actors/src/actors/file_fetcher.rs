@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use crate::error::ImportError;
 use crate::formats::rejects::push_csv_record;
 use crate::progress::Progress;
+use crate::settings::{RetrySettings, StorageSettings};
 use crate::source::Source;
+use crate::storage::{ObjectReader, Store};
 use crate::telemetry::Depth;
 
 pub const NAME: &str = "file_fetcher";
@@ -30,6 +32,8 @@ pub struct Args {
     pub chunk_bytes: usize,
     /// Larger sources are refused before they are read.
     pub max_object_bytes: u64,
+    pub storage: StorageSettings,
+    pub retry: RetrySettings,
     pub out: mpsc::Sender<io::Result<Bytes>>,
     /// The depth of the CsvReader's byte inbox, counted on send.
     pub out_depth: Depth,
@@ -39,6 +43,7 @@ pub struct Args {
 /// What is being read.
 enum Input {
     File(tokio::fs::File),
+    Object(Box<ObjectReader>),
     Inline { ids: Arc<Vec<String>>, next: usize },
 }
 
@@ -77,6 +82,9 @@ impl Actor for FileFetcher {
     ) -> Result<State, ActorProcessingErr> {
         let input = match &args.source {
             Source::Local(path) => Input::File(open(path, &args).await?),
+            Source::S3 { bucket, key } => {
+                Input::Object(Box::new(open_object(bucket, key, &args).await?))
+            }
             Source::Inline(ids) => Input::Inline {
                 ids: ids.clone(),
                 next: 0,
@@ -148,19 +156,43 @@ async fn open(path: &std::path::Path, args: &Args) -> Result<tokio::fs::File, Im
             retriable: false,
         });
     }
-    if meta.len() > args.max_object_bytes {
+    check_size(meta.len(), args)?;
+    Ok(file)
+}
+
+/// Looks an object up and checks its size before a byte is read.
+async fn open_object(bucket: &str, key: &str, args: &Args) -> Result<ObjectReader, ImportError> {
+    let store = Store::new(&args.storage);
+    let reader = ObjectReader::open(
+        store,
+        bucket,
+        key,
+        args.storage.max_attempts,
+        args.retry.clone(),
+    )
+    .await
+    .map_err(|e| ImportError::Source {
+        uri: args.uri.clone(),
+        reason: e.message,
+        retriable: e.retriable,
+    })?;
+    check_size(reader.size(), args)?;
+    Ok(reader)
+}
+
+fn check_size(size: u64, args: &Args) -> Result<(), ImportError> {
+    if size > args.max_object_bytes {
         return Err(ImportError::Source {
             uri: args.uri.clone(),
             reason: format!(
-                "{} bytes, over import.max_object_bytes ({})",
-                meta.len(),
+                "{size} bytes, over import.max_object_bytes ({})",
                 args.max_object_bytes
             ),
             retriable: false,
         });
     }
-    Progress::set(&args.progress.bytes_total, meta.len());
-    Ok(file)
+    Progress::set(&args.progress.bytes_total, size);
+    Ok(())
 }
 
 /// The next chunk, or `None` at the end.
@@ -172,6 +204,10 @@ async fn read_chunk(state: &mut State) -> io::Result<Option<Bytes>> {
             buf.truncate(n);
             Ok((n > 0).then(|| buf.freeze()))
         }
+        Input::Object(reader) => reader
+            .next_chunk(state.chunk_bytes)
+            .await
+            .map_err(|e| io::Error::other(e.message)),
         Input::Inline { ids, next } => {
             let mut buf = Vec::with_capacity(state.chunk_bytes);
             while *next < ids.len() && buf.len() < state.chunk_bytes {

@@ -16,7 +16,7 @@ use crate::error::{is_retriable, ImportError};
 use crate::job::{Job, JobStatus, Outcome};
 use crate::pg::jobs;
 use crate::progress::Progress;
-use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::{ActorRestarted, JobFinished};
 
@@ -39,6 +39,7 @@ pub struct Args {
     pub database: DatabaseSettings,
     pub import: Arc<ImportSettings>,
     pub retry: RetrySettings,
+    pub storage: StorageSettings,
     pub pool: Pool,
 }
 
@@ -154,6 +155,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
         database: state.args.database.clone(),
         import: state.args.import.clone(),
         retry: state.args.retry.clone(),
+        storage: state.args.storage.clone(),
         progress: tracked.progress.clone(),
     };
     match Actor::spawn_linked(None, JobPipeline, args, myself.get_cell()).await {

@@ -26,8 +26,9 @@ use crate::flow::Credits;
 use crate::job::{Checkpoint, Job, WriteMode};
 use crate::pg::{self, jobs, nodes};
 use crate::progress::Progress;
-use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings};
+use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::source::Source;
+use crate::storage::Store;
 use crate::telemetry::{Depth, JobFinished, Mailbox};
 
 pub const NAME: &str = "job_pipeline";
@@ -57,6 +58,7 @@ pub struct Args {
     pub database: DatabaseSettings,
     pub import: Arc<ImportSettings>,
     pub retry: RetrySettings,
+    pub storage: StorageSettings,
     pub progress: Arc<Progress>,
 }
 
@@ -74,6 +76,9 @@ pub struct Running {
     target: nodes::NodeTarget,
     tracker: CommitTracker,
     rejects_path: PathBuf,
+    /// Where the rejects file is uploaded at the end, for an object source.
+    rejects_object: Option<(String, String)>,
+    storage: StorageSettings,
     children: HashMap<ActorId, &'static str>,
     depth: Depth,
     progress: Arc<Progress>,
@@ -144,7 +149,7 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
     let source = match jobs::reference_ids(&control, job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
-        None => Source::parse(&job.source)?,
+        None => Source::parse(&job.source, &args.storage)?,
     };
     let target = nodes::NodeTarget {
         domain_id: job.domain_id,
@@ -162,6 +167,8 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
     Progress::set(&args.progress.records_committed, checkpoint.records);
     let mut run = Running {
         rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
+        rejects_object: source.rejects_object(job.id),
+        storage: args.storage.clone(),
         control,
         mode,
         target,
@@ -258,6 +265,32 @@ fn on_stage_event(
         retriable,
     }
     .into())
+}
+
+/// Where the job's rejects can be found: for an object source the file is
+/// uploaded beside the object (`…/rejects/JOBID.csv`); if that fails the
+/// local copy stays, and its path is what the job records.
+async fn rejects_location(state: &Running) -> String {
+    let local = state.rejects_path.display().to_string();
+    let Some((bucket, key)) = &state.rejects_object else {
+        return local;
+    };
+    if state.tracker.rejected() == 0 {
+        return local;
+    }
+    match Store::new(&state.storage)
+        .put_file(bucket, key, &state.rejects_path)
+        .await
+    {
+        Ok(()) => {
+            let _ = tokio::fs::remove_file(&state.rejects_path).await;
+            format!("s3://{bucket}/{key}")
+        }
+        Err(e) => {
+            tracing::error!(job_id = %state.job.id, error = %e, path = %local, "Could not upload the rejects file; it stays local.");
+            local
+        }
+    }
 }
 
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
@@ -368,6 +401,8 @@ async fn spawn_stages(
         uri: state.job.source.clone(),
         chunk_bytes: import.read_chunk_bytes.max(4096),
         max_object_bytes: import.max_object_bytes,
+        storage: args.storage.clone(),
+        retry: args.retry.clone(),
         out: tx,
         out_depth: bytes_depth,
         progress: args.progress.clone(),
@@ -390,7 +425,8 @@ pub fn startup_error(e: SpawnErr) -> ActorProcessingErr {
 
 /// Every batch is committed: write the terminal job row.
 async fn finish(state: &mut Running) -> Result<(), ImportError> {
-    let outcome = state.tracker.outcome(&state.rejects_path);
+    let location = rejects_location(state).await;
+    let outcome = state.tracker.outcome(&location);
     let job_id = state.job.id;
     jobs::finish(&state.control, job_id, &outcome).await?;
     Progress::set(&state.progress.records_committed, outcome.total);

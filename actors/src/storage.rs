@@ -1,0 +1,263 @@
+//! Object storage (S3, MinIO, s3s) through aws-sdk-s3: the client built
+//! from `[storage]`, the calls the pipeline makes, and which failures are
+//! worth another try.
+
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+
+use crate::settings::{RetrySettings, StorageSettings};
+use crate::supervision::{backoff, jittered};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    pub message: String,
+    /// 5xx, throttling, timeouts, a dropped connection.
+    pub retriable: bool,
+}
+
+impl StorageError {
+    fn from_sdk<E>(what: &str, e: SdkError<E>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let retriable = match &e {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+            SdkError::ConstructionFailure(_) => false,
+            _ => status.is_none_or(|s| s >= 500 || s == 429 || s == 408),
+        };
+        let status = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+        Self {
+            message: format!("{what}{status}: {}", DisplayErrorContext(&e)),
+            retriable,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+}
+
+impl Store {
+    /// A client for the configured endpoint. Empty settings fall back to the
+    /// standard `AWS_*` environment variables. The SDK's own retries are
+    /// off: callers retry with their own backoff, and log each attempt.
+    pub fn new(s: &StorageSettings) -> Self {
+        let env = |k: &str| std::env::var(k).unwrap_or_default();
+        let pick = |v: &str, k: &str| if v.is_empty() { env(k) } else { v.to_string() };
+        let region = pick(&s.region, "AWS_REGION");
+        let region = if region.is_empty() {
+            "us-east-1".into()
+        } else {
+            region
+        };
+        let credentials = Credentials::new(
+            pick(&s.access_key_id, "AWS_ACCESS_KEY_ID"),
+            pick(&s.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "ferry-config",
+        );
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(credentials)
+            .force_path_style(s.force_path_style)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(s.connect_timeout)
+                    .read_timeout(s.read_timeout)
+                    .build(),
+            );
+        let endpoint = pick(&s.endpoint, "AWS_ENDPOINT_URL");
+        if !endpoint.is_empty() {
+            config = config.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(config.build()),
+        }
+    }
+
+    /// The object's size.
+    pub async fn size(&self, bucket: &str, key: &str) -> Result<u64, StorageError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("HEAD", e))?;
+        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    /// The object's bytes from `offset` on, as a stream.
+    pub async fn read_from(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let mut get = self.client.get_object().bucket(bucket).key(key);
+        if offset > 0 {
+            get = get.range(format!("bytes={offset}-"));
+        }
+        let out = get
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("GET", e))?;
+        Ok(out.body)
+    }
+
+    /// Uploads a local file.
+    pub async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &std::path::Path,
+    ) -> Result<(), StorageError> {
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| StorageError {
+                message: format!("reading {}: {e}", path.display()),
+                retriable: false,
+            })?;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("PUT", e))?;
+        Ok(())
+    }
+}
+
+/// Reads one object as a stream of chunks of at least `chunk` bytes. When
+/// the connection breaks mid-body it opens the object again with a range
+/// request at the byte it reached, after a backoff; only `max_attempts`
+/// failures in a row end the read.
+pub struct ObjectReader {
+    store: Store,
+    bucket: String,
+    key: String,
+    size: u64,
+    offset: u64,
+    body: Option<ByteStream>,
+    failures: u32,
+    max_attempts: u32,
+    retry: RetrySettings,
+}
+
+impl ObjectReader {
+    /// Looks the object up (retrying transient failures) and returns a
+    /// reader positioned at its first byte, with the object's size.
+    pub async fn open(
+        store: Store,
+        bucket: &str,
+        key: &str,
+        max_attempts: u32,
+        retry: RetrySettings,
+    ) -> Result<Self, StorageError> {
+        let mut failures = 0;
+        let size = loop {
+            match store.size(bucket, key).await {
+                Ok(size) => break size,
+                Err(e) if e.retriable && failures + 1 < max_attempts => {
+                    failures += 1;
+                    tracing::warn!(bucket, key, attempt = failures, error = %e, "Object lookup failed; retrying.");
+                    tokio::time::sleep(jittered(backoff(&retry, failures))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(Self {
+            store,
+            bucket: bucket.into(),
+            key: key.into(),
+            size,
+            offset: 0,
+            body: None,
+            failures: 0,
+            max_attempts: max_attempts.max(1),
+            retry,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The next chunk, or `None` at the end of the object.
+    pub async fn next_chunk(&mut self, chunk: usize) -> Result<Option<Bytes>, StorageError> {
+        let mut buf = BytesMut::with_capacity(chunk);
+        while buf.len() < chunk && self.offset < self.size {
+            let body = match &mut self.body {
+                Some(body) => body,
+                None => match self
+                    .store
+                    .read_from(&self.bucket, &self.key, self.offset)
+                    .await
+                {
+                    Ok(body) => self.body.insert(body),
+                    Err(e) => {
+                        self.failed(e).await?;
+                        continue;
+                    }
+                },
+            };
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    self.offset += bytes.len() as u64;
+                    self.failures = 0;
+                    buf.extend_from_slice(&bytes);
+                }
+                Some(Err(e)) => {
+                    self.body = None;
+                    let e = StorageError {
+                        message: format!("reading the body at byte {}: {e}", self.offset),
+                        retriable: true,
+                    };
+                    self.failed(e).await?;
+                }
+                // The body ended before the object's size (the connection
+                // closed): a failure like any other, resumed from here.
+                None => {
+                    self.body = None;
+                    let e = StorageError {
+                        message: format!("the body ended at byte {} of {}", self.offset, self.size),
+                        retriable: true,
+                    };
+                    self.failed(e).await?;
+                }
+            }
+        }
+        Ok((!buf.is_empty()).then(|| buf.freeze()))
+    }
+
+    /// Counts a failure; waits before the next try, or gives up.
+    async fn failed(&mut self, e: StorageError) -> Result<(), StorageError> {
+        self.failures += 1;
+        if !e.retriable || self.failures >= self.max_attempts {
+            return Err(e);
+        }
+        tracing::warn!(
+            bucket = %self.bucket,
+            key = %self.key,
+            offset = self.offset,
+            attempt = self.failures,
+            error = %e,
+            "Object read failed; resuming with a range request."
+        );
+        tokio::time::sleep(jittered(backoff(&self.retry, self.failures))).await;
+        Ok(())
+    }
+}
