@@ -5,11 +5,13 @@
 //! Cases, per file size:
 //! - new group: psql path vs ferry (the group is empty: ferry's fast path);
 //! - new group, upsert only: psql path vs `ferry --no-fast-path`;
-//! - re-import (every row an update): psql path vs ferry.
+//! - re-import (every row an update): psql path vs ferry;
+//! - new group, the file in S3 (s3s-fs): ferry downloads it, while the psql
+//!   path reads it locally (psql has no S3 client).
 //!
 //! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
 //! Sizes come from `FERRY_BENCH_ROWS` (default "1000000,5000000");
-//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update`; default all for
+//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,s3`; default all for
 //! the first size, `fresh` for the others). Run it with `benches/run.sh`.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ferry::localpg::{LocalPostgres, Tuning};
+use ferry::locals3::LocalS3;
 use ferry::report::grouped;
 use ferry::sample;
 
@@ -52,6 +55,7 @@ fn main() -> Result<()> {
     check(Command::new(ferry).arg("migrate").env("DATABASE_URL", &url))?;
 
     let mut table = Vec::new();
+    let mut s3: Option<LocalS3> = None;
     for (i, &rows) in sizes.iter().enumerate() {
         let file = work.join(format!("users-{rows}.csv.gz"));
         if !file.exists() {
@@ -63,7 +67,7 @@ fn main() -> Result<()> {
             sample::write_users_csv_gz(&file, rows, 2024)?;
         }
         let default_cases = if i == 0 {
-            "fresh,upsert,update"
+            "fresh,upsert,update,s3"
         } else {
             "fresh"
         };
@@ -83,6 +87,19 @@ fn main() -> Result<()> {
                     let p = psql_path(&url, &file)?;
                     reset(&url)?;
                     let f = ferry_import(ferry, &url, &file, &["--no-fast-path"])?;
+                    (p, f)
+                }
+                "s3" => {
+                    // psql has no S3 client: its path reads the same file
+                    // locally, so this row prices ferry's download too.
+                    let s3 = s3.get_or_insert_with(|| LocalS3::start().expect("s3s-fs"));
+                    let key = format!("users-{rows}.csv.gz");
+                    tokio::runtime::Runtime::new()?.block_on(s3.put_file("bench", &key, &file))?;
+                    reset(&url)?;
+                    let p = psql_path(&url, &file)?;
+                    reset(&url)?;
+                    let uri = format!("s3://bench/{key}");
+                    let f = ferry_run(ferry, &url, &uri, &[], &s3.env())?;
                     (p, f)
                 }
                 "update" => {
@@ -118,6 +135,7 @@ fn print_table(rows: &[Row]) {
             match r.case.as_str() {
                 "fresh" => "new group",
                 "upsert" => "new group, upsert only",
+                "s3" => "new group, CSV.gz from S3 (s3s-fs)",
                 _ => "re-import (all updates)",
             },
             grouped(r.rows as i64),
@@ -179,20 +197,25 @@ fn psql(url: &str, script: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs `ferry import`, sampling its peak RSS (VmHWM) until it exits.
 fn ferry_import(ferry: &str, url: &str, file: &Path, extra: &[&str]) -> Result<Run> {
+    ferry_run(ferry, url, file.to_str().unwrap(), extra, &[])
+}
+
+/// Runs `ferry import SOURCE`, sampling its peak RSS (VmHWM) until it exits.
+fn ferry_run(
+    ferry: &str,
+    url: &str,
+    source: &str,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> Result<Run> {
     let started = Instant::now();
     let mut child = Command::new(ferry)
         .args([
-            "import",
-            file.to_str().unwrap(),
-            "--domain",
-            DOMAIN,
-            "--group",
-            GROUP,
-            "--json",
+            "import", source, "--domain", DOMAIN, "--group", GROUP, "--json",
         ])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

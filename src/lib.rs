@@ -13,11 +13,13 @@
 //! - `cli`: one module per subcommand (`import`, `jobs`, `migrate`, `demo`).
 //! - `report`: the end-of-import report, as text or JSON.
 //! - `localpg`: a throwaway PostgreSQL cluster for the demo, tests, benches.
+//! - `locals3`: a local S3 server (s3s-fs) for the same.
 //! - `sample`: deterministic sample files.
 
 pub mod cli;
 pub mod config;
 pub mod localpg;
+pub mod locals3;
 pub mod report;
 pub mod sample;
 pub mod telemetry;

@@ -116,6 +116,23 @@ impl Store {
         Ok(out.body)
     }
 
+    /// Creates a bucket; one that exists already is fine.
+    pub async fn create_bucket(&self, bucket: &str) -> Result<(), StorageError> {
+        match self.client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let owned = e.as_service_error().is_some_and(|s| {
+                    s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+                });
+                if owned {
+                    Ok(())
+                } else {
+                    Err(StorageError::from_sdk("CreateBucket", e))
+                }
+            }
+        }
+    }
+
     /// Uploads a local file.
     pub async fn put_file(
         &self,

@@ -9,4 +9,3 @@ mod import_nodes;
 mod limits;
 mod reference_lists;
 mod s3;
-mod s3server;

@@ -6,11 +6,11 @@ use ferry::sample;
 use serde_json::Value;
 
 use crate::harness::{TestDb, DOMAIN};
-use crate::s3server::S3Server;
+use ferry::locals3::LocalS3;
 
 async fn import_uri(
     db: &TestDb,
-    s3: &S3Server,
+    s3: &LocalS3,
     uri: &str,
     group: &str,
     extra_env: &[(&str, &str)],
@@ -38,10 +38,11 @@ fn reason(r: &Value) -> &str {
 #[tokio::test]
 async fn csv_gz_from_s3_by_s3_url_and_by_the_seeds_http_url() {
     let db = TestDb::new().await;
-    let s3 = S3Server::start();
+    let s3 = LocalS3::start().unwrap();
     let file = db.path("users.csv.gz");
     sample::write_users_csv_gz(&file, 10_000, 9).unwrap();
-    s3.put(
+    put(
+        &s3,
         "imports",
         "daily/users 2024.csv.gz",
         std::fs::read(&file).unwrap(),
@@ -69,8 +70,8 @@ async fn csv_gz_from_s3_by_s3_url_and_by_the_seeds_http_url() {
 #[tokio::test]
 async fn refused_hosts_missing_objects_and_wrong_keys_fail_clearly() {
     let db = TestDb::new().await;
-    let s3 = S3Server::start();
-    s3.put("imports", "u.csv", b"id\na\n".to_vec()).await;
+    let s3 = LocalS3::start().unwrap();
+    put(&s3, "imports", "u.csv", b"id\na\n".to_vec()).await;
 
     let foreign = format!("http://127.0.0.2:{}/imports/u.csv", s3.port);
     let (r, code) = import_uri(&db, &s3, &foreign, "g", &[]).await;
@@ -100,8 +101,9 @@ async fn refused_hosts_missing_objects_and_wrong_keys_fail_clearly() {
 #[tokio::test]
 async fn rejects_of_an_object_are_written_beside_it() {
     let db = TestDb::new().await;
-    let s3 = S3Server::start();
-    s3.put(
+    let s3 = LocalS3::start().unwrap();
+    put(
+        &s3,
         "imports",
         "in/u.csv",
         b"id,city\na,Pune\nb\nc,Delhi\n".to_vec(),
@@ -112,7 +114,7 @@ async fn rejects_of_an_object_are_written_beside_it() {
     let job = r["jobId"].as_str().unwrap();
     let key = format!("in/rejects/{job}.csv");
     assert_eq!(r["rejectsPath"], format!("s3://imports/{key}"));
-    let rejects = String::from_utf8(s3.get("imports", &key).await).unwrap();
+    let rejects = String::from_utf8(get(&s3, "imports", &key).await).unwrap();
     assert_eq!(
         rejects,
         "line,reason,id,city\n3,\"has 1 fields, expected 2\",b\n"
@@ -127,7 +129,7 @@ const ROWS: u64 = 120_000;
 #[tokio::test]
 async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     let db = TestDb::new().await;
-    let mut s3 = S3Server::start();
+    let mut s3 = LocalS3::start().unwrap();
     // The object must be far larger than what the kernel can hold in flight
     // on loopback (here tcp_rmem allows 32 MiB, plus 4 MiB to send), or the
     // whole body is already received when the server dies: 62 MB of plain
@@ -145,8 +147,7 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     let file = db.path("big.csv");
     std::fs::write(&file, &csv).unwrap();
     drop(csv);
-    s3.put("imports", "big.csv", std::fs::read(&file).unwrap())
-        .await;
+    put(&s3, "imports", "big.csv", std::fs::read(&file).unwrap()).await;
     let (clean, code) = db.import(&file, "clean", &[], &[]).await;
     assert_eq!(code, 0, "{clean}");
 
@@ -181,7 +182,7 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     );
     s3.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    s3.restart();
+    s3.restart().unwrap();
     let out = output.await.unwrap().unwrap();
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{r}");
@@ -194,4 +195,17 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
         resumed || r["attempts"].as_i64() > Some(1),
         "no sign of the fault: {r}\n{log}"
     );
+}
+
+/// Writes `bytes` to `bucket/key`.
+async fn put(s3: &LocalS3, bucket: &str, key: &str, bytes: Vec<u8>) {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), bytes).unwrap();
+    s3.put_file(bucket, key, tmp.path()).await.unwrap();
+}
+
+/// Reads `bucket/key` whole.
+async fn get(s3: &LocalS3, bucket: &str, key: &str) -> Vec<u8> {
+    let body = s3.store().read_from(bucket, key, 0).await.unwrap();
+    body.collect().await.unwrap().into_bytes().to_vec()
 }
