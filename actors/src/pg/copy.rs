@@ -1,7 +1,7 @@
 //! A binary COPY encoder that fills large buffers and hands them to
 //! `CopyInSink` whole.
 //!
-//! tokio-postgres's `BinaryCopyInWriter` flushes every ~4 KiB through a
+//! tokio-postgres's own binary copy writer flushes every ~4 KiB through a
 //! channel of capacity 1 (rust-postgres issue 1114), which makes the client
 //! the bottleneck; here one frame is ~1 MiB, and encoding a row is a few
 //! `extend_from_slice` calls.
