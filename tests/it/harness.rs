@@ -91,9 +91,20 @@ impl TestDb {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> (Value, i32) {
-        let file = file.to_str().unwrap();
+        self.import_source(file.to_str().unwrap(), group, extra, env)
+            .await
+    }
+
+    /// The same for any source: a path, `s3://…`, `http://…`.
+    pub async fn import_source(
+        &self,
+        source: &str,
+        group: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Value, i32) {
         let mut args = vec![
-            "import", file, "--target", "nodes", "--domain", DOMAIN, "--group", group, "--json",
+            "import", source, "--target", "nodes", "--domain", DOMAIN, "--group", group, "--json",
         ];
         args.extend_from_slice(extra);
         let out = self.ferry(&args, env).await;

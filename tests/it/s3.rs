@@ -15,20 +15,13 @@ async fn import_uri(
     group: &str,
     extra_env: &[(&str, &str)],
 ) -> (Value, i32) {
-    let mut env: Vec<(String, String)> = s3.env();
-    env.extend(
-        extra_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let args = [
-        "import", uri, "--domain", DOMAIN, "--group", group, "--json",
-    ];
-    let out = db.ferry(&args, &env).await;
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (report, out.status.code().unwrap_or(-1))
+    let s3_env = s3.env();
+    let mut env: Vec<(&str, &str)> = s3_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend_from_slice(extra_env);
+    db.import_source(uri, group, &[], &env).await
 }
 
 fn reason(r: &Value) -> &str {

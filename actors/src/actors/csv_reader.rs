@@ -217,7 +217,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         state.since_record = since_record;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
-            state.rejects = Some(rejects_for(&h, state));
+            state.rejects = Some(rejects_for(&h, &state.rejects_path, state.resume));
             state.header = Some(h);
         }
     }
@@ -240,11 +240,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(header) = &state.header else {
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
-                    state.rejects = Some(RejectsFile::new(
-                        state.rejects_path.clone(),
-                        &h.columns,
-                        state.resume.rejects_len,
-                    ));
+                    state.rejects = Some(rejects_for(&h, &state.rejects_path, state.resume));
                     state.header = Some(h);
                     continue;
                 }
@@ -268,12 +264,9 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
     Ok(Step::More)
 }
 
-fn rejects_for(header: &Header, state: &State) -> RejectsFile {
-    RejectsFile::new(
-        state.rejects_path.clone(),
-        &header.columns,
-        state.resume.rejects_len,
-    )
+/// The rejects file for `header`'s columns, kept up to the checkpoint.
+fn rejects_for(header: &Header, path: &std::path::Path, resume: ReadPosition) -> RejectsFile {
+    RejectsFile::new(path.to_path_buf(), &header.columns, resume.rejects_len)
 }
 
 /// The byte stream, decompressed by its magic bytes and held to the input

@@ -202,14 +202,9 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
     match decision {
         Decision::Restart { after } => {
             let attempt = match state.args.pool.get().await {
-                Ok(c) => {
-                    let _ = jobs::record_failure(&**c, job_id, &reason).await;
-                    jobs::get(&**c, job_id)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map_or(0, |j| j.attempts)
-                }
+                Ok(c) => jobs::record_failure(&**c, job_id, &reason)
+                    .await
+                    .unwrap_or(0),
                 Err(_) => 0,
             };
             ActorRestarted {

@@ -146,18 +146,20 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
-/// Notes a failed attempt that will be retried.
+/// Notes a failed attempt that will be retried; returns the attempts so far.
 pub async fn record_failure(
     c: &impl GenericClient,
     id: Uuid,
     reason: &str,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute(
-        "UPDATE import_jobs SET failure_reason = $2, updated_at = now() WHERE id = $1",
-        &[&id, &reason],
-    )
-    .await?;
-    Ok(())
+) -> Result<i32, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "UPDATE import_jobs SET failure_reason = $2, updated_at = now()
+             WHERE id = $1 RETURNING attempts",
+            &[&id, &reason],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The terminal update.
