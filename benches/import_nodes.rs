@@ -14,31 +14,19 @@
 //! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,s3`; default all for
 //! the first size, `fresh` for the others). Run it with `benches/run.sh`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use common::{check, ferry_run, print_table, psql, psql_timed, Row, Run, DOMAIN, GROUP};
 use ferry::localpg::{LocalPostgres, Tuning};
 use ferry::locals3::LocalS3;
 use ferry::report::grouped;
 use ferry::sample;
 
-const DOMAIN: &str = "5b0c7e4a-2f1d-4c3b-8a9e-6d7f1e2c3b4a";
-const GROUP: &str = "bench-group";
 const META: [&str; 9] = sample::USER_METADATA_KEYS;
-
-struct Run {
-    secs: f64,
-    peak_rss_kib: Option<u64>,
-}
-
-struct Row {
-    case: String,
-    rows: u64,
-    psql: Run,
-    ferry: Run,
-}
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; nothing else is expected.
@@ -112,7 +100,12 @@ fn main() -> Result<()> {
                 other => bail!("unknown case {other}"),
             };
             table.push(Row {
-                case: case.to_string(),
+                case: match case {
+                    "fresh" => "new group",
+                    "upsert" => "new group, upsert only",
+                    "s3" => "new group, CSV.gz from S3 (s3s-fs)",
+                    _ => "re-import (all updates)",
+                },
                 rows,
                 psql,
                 ferry: ferry_run,
@@ -122,33 +115,6 @@ fn main() -> Result<()> {
     print_table(&table);
     drop(pg);
     Ok(())
-}
-
-fn print_table(rows: &[Row]) {
-    println!();
-    println!("| case | rows | psql path rows/s | ferry rows/s | ferry / psql | ferry peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let rate = |run: &Run| r.rows as f64 / run.secs;
-        println!(
-            "| {} | {} | {} ({:.1} s) | {} ({:.1} s) | {:.2}x | {} |",
-            match r.case.as_str() {
-                "fresh" => "new group",
-                "upsert" => "new group, upsert only",
-                "s3" => "new group, CSV.gz from S3 (s3s-fs)",
-                _ => "re-import (all updates)",
-            },
-            grouped(r.rows as i64),
-            grouped(rate(&r.psql) as i64),
-            r.psql.secs,
-            grouped(rate(&r.ferry) as i64),
-            r.ferry.secs,
-            rate(&r.ferry) / rate(&r.psql),
-            r.ferry
-                .peak_rss_kib
-                .map_or("-".into(), |k| format!("{} MiB", k / 1024)),
-        );
-    }
 }
 
 /// Empties the table and settles the server, so runs start alike.
@@ -173,95 +139,9 @@ SET type = EXCLUDED.type, metadata = EXCLUDED.metadata, updated_at = now();
         file = file.display(),
         group = ferry_actors::job::group_uuid(GROUP),
     );
-    let started = Instant::now();
-    psql(url, &script)?;
-    Ok(Run {
-        secs: started.elapsed().as_secs_f64(),
-        peak_rss_kib: None,
-    })
-}
-
-fn psql(url: &str, script: &str) -> Result<()> {
-    let mut child = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("psql")?;
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(script.as_bytes())?;
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("psql failed: {status}");
-    }
-    Ok(())
+    psql_timed(url, &script)
 }
 
 fn ferry_import(ferry: &str, url: &str, file: &Path, extra: &[&str]) -> Result<Run> {
     ferry_run(ferry, url, file.to_str().unwrap(), extra, &[])
-}
-
-/// Runs `ferry import SOURCE`, sampling its peak RSS (VmHWM) until it exits.
-fn ferry_run(
-    ferry: &str,
-    url: &str,
-    source: &str,
-    extra: &[&str],
-    env: &[(String, String)],
-) -> Result<Run> {
-    let started = Instant::now();
-    let mut child = Command::new(ferry)
-        .args([
-            "import", source, "--domain", DOMAIN, "--group", GROUP, "--json",
-        ])
-        .args(extra)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("ferry import failed: {status}");
-            }
-            break;
-        }
-        if let Some(kib) = std::fs::read_to_string(&status_path)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let mut out = String::new();
-    use std::io::Read;
-    child.stdout.take().unwrap().read_to_string(&mut out)?;
-    let report: serde_json::Value = serde_json::from_str(out.trim())?;
-    if report["status"] != "COMPLETED" {
-        bail!("ferry import did not complete: {report}");
-    }
-    Ok(Run {
-        secs,
-        peak_rss_kib: Some(peak),
-    })
-}
-
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn check(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli;
 use ferry::config::{self, Config, LogFormat};
-use ferry_actors::job::{InputFormat, JobStatus, NewJob};
+use ferry_actors::job::{self, InputFormat, JobStatus, NewJob};
 use ferry_actors::settings::DatabaseSettings;
 use uuid::Uuid;
 
@@ -61,13 +61,18 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Target {
+    /// `nodes`, from CSV or a reference list (seed 004).
     Nodes,
+    /// `match_suggestions`, from Parquet (seed 003).
+    Matches,
 }
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["source", "refs", "refs_file"])))]
 struct ImportArgs {
-    /// A local path or file:// URL; gzip, zstd or plain CSV.
+    /// A local path, file:// URL, s3://bucket/key, or http(s)://ENDPOINT/bucket/key
+    /// of the configured store: gzip, zstd or plain CSV for nodes, Parquet
+    /// for matches.
     source: Option<String>,
     /// Reference ids to import as nodes, comma-separated (seed 004 UC-2).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -226,7 +231,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
-    let Target::Nodes = args.target;
     if let Some(v) = args.reference_column {
         config.import.reference_column = v;
     }
@@ -256,27 +260,29 @@ async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
         quiet_logs(&mut config);
     }
     ferry::telemetry::init(&config.log);
-    let new = match (args.source, args.refs, args.refs_file) {
-        (_, Some(ids), _) => {
-            NewJob::inline_refs("nodes", args.domain, &args.group, &node_type, ids)
+    let file = |path: &str, target: job::Target, format: InputFormat| {
+        // Node type means nothing to match suggestions.
+        let node_type = if target == job::Target::Nodes {
+            node_type.as_str()
+        } else {
+            ""
+        };
+        NewJob::file(target, args.domain, &args.group, node_type, path, format)
+    };
+    let new = match (args.target, args.source, args.refs, args.refs_file) {
+        (Target::Nodes, _, Some(ids), _) => {
+            NewJob::inline_refs(args.domain, &args.group, &node_type, ids)
         }
-        (_, _, Some(file)) => NewJob::file(
-            "nodes",
-            args.domain,
-            &args.group,
-            &node_type,
-            &file,
-            InputFormat::Refs,
-        ),
-        (Some(file), ..) => NewJob::file(
-            "nodes",
-            args.domain,
-            &args.group,
-            &node_type,
-            &file,
-            InputFormat::Csv,
-        ),
-        (None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
+        (Target::Nodes, _, _, Some(path)) => file(&path, job::Target::Nodes, InputFormat::Refs),
+        (Target::Nodes, Some(path), ..) if is_parquet(&path) => {
+            bail!("nodes are imported from CSV or reference lists; Parquet files hold matches (--target matches)")
+        }
+        (Target::Nodes, Some(path), ..) => file(&path, job::Target::Nodes, InputFormat::Csv),
+        (Target::Matches, Some(path), None, None) => {
+            file(&path, job::Target::Matches, InputFormat::Parquet)
+        }
+        (Target::Matches, ..) => bail!("matches are imported from a Parquet file: give its SOURCE"),
+        (Target::Nodes, None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
     };
     let metrics = args
         .metrics_textfile
@@ -298,6 +304,12 @@ async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether a path names a Parquet file (by its extension).
+fn is_parquet(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    name.ends_with(".parquet") || name.ends_with(".parq")
 }
 
 /// With a progress bar or a demo on screen, only warnings are logged unless

@@ -1,12 +1,19 @@
 //! Deterministic sample files: users with a reference id and nine metadata
-//! columns, as gzip CSV. The demo, the tests and the benchmarks share them,
-//! so every run sees the same bytes for the same arguments.
+//! columns as gzip CSV, and match suggestions as Parquet (or CSV, for the
+//! psql baseline). The demo, the tests and the benchmarks share them, so
+//! every run sees the same bytes for the same arguments.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
+use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression as ParquetCompression;
+use parquet::file::properties::WriterProperties;
 
 pub const USER_HEADER: &str =
     "user_id,First Name,Last Name,Email,City,Country,Age,Signup Date,Plan,Score";
@@ -94,6 +101,110 @@ pub fn write_users_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
         .map_err(|e| e.into_error())?
         .finish()?
         .sync_all()
+}
+
+/// Suggestions per participant in a sample match file, ranked 1 to 10.
+pub const MATCHES_PER_PARTICIPANT: u64 = 10;
+
+/// The sample match file's columns, as a matching engine names them: the
+/// import normalises them, and ignores `engineVersion`.
+pub const MATCH_FILE_COLUMNS: [&str; 5] = [
+    "participantId",
+    "matchedParticipantId",
+    "compatibilityScore",
+    "rank",
+    "engineVersion",
+];
+
+/// Suggestion `i` (0-based): participant `u{i / 10 + 1}`, a distinct other
+/// user for each rank, and a score with four decimals.
+pub struct MatchRow {
+    pub participant: String,
+    pub matched: String,
+    pub score: f64,
+    pub rank: i32,
+}
+
+pub fn match_row(i: u64, rng: &mut Rng) -> MatchRow {
+    let p = i / MATCHES_PER_PARTICIPANT + 1;
+    let k = i % MATCHES_PER_PARTICIPANT;
+    MatchRow {
+        participant: format!("u{p:08}"),
+        matched: format!("u{:08}", p + 1 + k * 7919),
+        score: (rng.next_u64() % 10_000) as f64 / 10_000.0,
+        rank: k as i32 + 1,
+    }
+}
+
+/// `rows` match suggestions as Parquet, snappy-compressed, in row groups
+/// of `row_group_rows`.
+pub fn write_matches_parquet(
+    path: &Path,
+    rows: u64,
+    row_group_rows: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(MATCH_FILE_COLUMNS[0], DataType::Utf8, false),
+        Field::new(MATCH_FILE_COLUMNS[1], DataType::Utf8, false),
+        Field::new(MATCH_FILE_COLUMNS[2], DataType::Float64, false),
+        Field::new(MATCH_FILE_COLUMNS[3], DataType::Int32, false),
+        Field::new(MATCH_FILE_COLUMNS[4], DataType::Utf8, false),
+    ]));
+    let props = WriterProperties::builder()
+        .set_compression(ParquetCompression::SNAPPY)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .build();
+    let file = std::fs::File::create(path)?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+    let mut rng = Rng::new(seed);
+    let mut i = 0;
+    while i < rows {
+        let n = (rows - i).min(8192);
+        let batch: Vec<MatchRow> = (i..i + n).map(|i| match_row(i, &mut rng)).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                batch.iter().map(|r| &r.participant),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                batch.iter().map(|r| &r.matched),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                batch.iter().map(|r| r.score),
+            )),
+            Arc::new(Int32Array::from_iter_values(batch.iter().map(|r| r.rank))),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|_| "flairbit-3.2"),
+            )),
+        ];
+        writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        i += n;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// The same suggestions as [`write_matches_parquet`] with the same seed,
+/// as plain CSV with a header (the psql baseline's input).
+pub fn write_matches_csv(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut rng = Rng::new(seed);
+    writeln!(
+        out,
+        "participant_id,matched_participant_id,compatibility_score,rank"
+    )?;
+    for i in 0..rows {
+        let r = match_row(i, &mut rng);
+        writeln!(
+            out,
+            "{},{},{},{}",
+            r.participant, r.matched, r.score, r.rank
+        )?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 #[cfg(test)]

@@ -76,6 +76,34 @@ pub struct Checkpoint {
     pub duplicates: u64,
 }
 
+/// What an import's rows become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// `nodes` (seed 004), from CSV or a reference list.
+    Nodes,
+    /// `match_suggestions` (seed 003), from Parquet.
+    Matches,
+}
+
+impl Target {
+    /// The job's `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nodes => "nodes",
+            Self::Matches => "matches",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nodes" => Some(Self::Nodes),
+            "matches" => Some(Self::Matches),
+            _ => None,
+        }
+    }
+}
+
 /// How a job's input is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,6 +112,8 @@ pub enum InputFormat {
     Csv,
     /// One reference id per line, no header (seed 004 UC-2).
     Refs,
+    /// Apache Parquet, read row group by row group.
+    Parquet,
 }
 
 impl InputFormat {
@@ -91,6 +121,7 @@ impl InputFormat {
         match self {
             Self::Csv => "csv",
             Self::Refs => "refs",
+            Self::Parquet => "parquet",
         }
     }
 
@@ -98,6 +129,7 @@ impl InputFormat {
         match s {
             "csv" => Some(Self::Csv),
             "refs" => Some(Self::Refs),
+            "parquet" => Some(Self::Parquet),
             _ => None,
         }
     }
@@ -109,7 +141,7 @@ pub const INLINE_SOURCE: &str = "inline";
 /// A request for an import.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: String,
+    pub kind: Target,
     pub domain_id: Uuid,
     pub group_key: String,
     pub node_type: String,
@@ -124,7 +156,7 @@ impl NewJob {
     /// A job that reads `source` (a CSV file, or a reference list when
     /// `format` is [`InputFormat::Refs`]).
     pub fn file(
-        kind: &str,
+        kind: Target,
         domain_id: Uuid,
         group_key: &str,
         node_type: &str,
@@ -132,7 +164,7 @@ impl NewJob {
         format: InputFormat,
     ) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             domain_id,
             group_key: group_key.into(),
             node_type: node_type.into(),
@@ -142,9 +174,8 @@ impl NewJob {
         }
     }
 
-    /// A job over ids given inline.
+    /// A job over ids given inline; they become nodes.
     pub fn inline_refs(
-        kind: &str,
         domain_id: Uuid,
         group_key: &str,
         node_type: &str,
@@ -154,7 +185,14 @@ impl NewJob {
             source: INLINE_SOURCE.into(),
             format: InputFormat::Refs,
             reference_ids: Some(ids),
-            ..Self::file(kind, domain_id, group_key, node_type, "", InputFormat::Refs)
+            ..Self::file(
+                Target::Nodes,
+                domain_id,
+                group_key,
+                node_type,
+                "",
+                InputFormat::Refs,
+            )
         }
     }
 }
@@ -187,6 +225,13 @@ pub struct Job {
     pub finished_at: Option<String>,
     /// Seconds from start to finish (or to now, while running).
     pub duration_secs: Option<f64>,
+}
+
+impl Job {
+    /// What the job's rows become; `None` for a kind this build does not know.
+    pub fn target(&self) -> Option<Target> {
+        Target::parse(&self.kind)
+    }
 }
 
 /// How a pipeline ended, as the job row will record it.

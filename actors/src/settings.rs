@@ -71,7 +71,8 @@ pub struct ImportSettings {
     /// by key hash, so two writers never touch the same key.
     #[serde(default = "default_writers")]
     pub writers: usize,
-    /// Rows the CsvReader parses per step before handing them on.
+    /// Rows a reader parses (CSV) or decodes (Parquet) per step before
+    /// handing them on.
     #[serde(default = "default_read_rows")]
     pub read_rows: usize,
     /// Size of each read from the source.
@@ -116,6 +117,12 @@ pub struct ImportSettings {
     /// over `max_field_bytes` but within this only reject their row.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: u64,
+    /// A Parquet row group whose needed columns store more than this many
+    /// bytes fails the job (a row group's column chunks are fetched whole),
+    /// and so does any single read larger than this (a footer claiming to
+    /// be huge). 256 MiB.
+    #[serde(default = "default_max_row_group_bytes")]
+    pub max_row_group_bytes: u64,
     /// Load a group that has no rows yet with plain INSERTs, which skip the
     /// conflict checks of `ON CONFLICT` (a batch that meets a conflict is
     /// upserted instead), under an exclusive per-group lock.
@@ -165,6 +172,9 @@ fn default_max_columns() -> usize {
 fn default_max_record_bytes() -> u64 {
     16 << 20
 }
+fn default_max_row_group_bytes() -> u64 {
+    256 << 20
+}
 fn default_reference_candidates() -> Vec<String> {
     ["reference_id", "username", "user_id", "id"]
         .map(String::from)
@@ -198,6 +208,7 @@ impl Default for ImportSettings {
             max_compression_ratio: default_max_compression_ratio(),
             max_columns: default_max_columns(),
             max_record_bytes: default_max_record_bytes(),
+            max_row_group_bytes: default_max_row_group_bytes(),
             fast_path: true,
         }
     }

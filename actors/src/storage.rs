@@ -7,6 +7,8 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::settings::{RetrySettings, StorageSettings};
@@ -98,18 +100,19 @@ impl Store {
         Ok(out.content_length().unwrap_or(0).max(0) as u64)
     }
 
-    /// The object's bytes from `offset` on, as a stream.
-    pub async fn read_from(
+    /// The object's bytes in `range` (not empty), as a stream.
+    pub async fn read_range(
         &self,
         bucket: &str,
         key: &str,
-        offset: u64,
+        range: Range<u64>,
     ) -> Result<ByteStream, StorageError> {
-        let mut get = self.client.get_object().bucket(bucket).key(key);
-        if offset > 0 {
-            get = get.range(format!("bytes={offset}-"));
-        }
-        let out = get
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
             .map_err(|e| StorageError::from_sdk("GET", e))?;
@@ -158,16 +161,18 @@ impl Store {
     }
 }
 
-/// Reads one object as a stream of chunks of at least `chunk` bytes. When
-/// the connection breaks mid-body it opens the object again with a range
-/// request at the byte it reached, after a backoff; only `max_attempts`
-/// failures in a row end the read.
+/// Reads one object, or a range of it, as a stream of chunks of at least
+/// `chunk` bytes. When the connection breaks mid-body it opens the object
+/// again with a range request at the byte it reached, after a backoff; only
+/// `max_attempts` failures in a row end the read.
 pub struct ObjectReader {
     store: Store,
     bucket: String,
     key: String,
     size: u64,
     offset: u64,
+    /// Where the current read ends: the object's size, or a range's end.
+    end: u64,
     body: Option<ByteStream>,
     failures: u32,
     max_attempts: u32,
@@ -202,6 +207,7 @@ impl ObjectReader {
             key: key.into(),
             size,
             offset: 0,
+            end: size,
             body: None,
             failures: 0,
             max_attempts: max_attempts.max(1),
@@ -213,15 +219,34 @@ impl ObjectReader {
         self.size
     }
 
-    /// The next chunk, or `None` at the end of the object.
+    /// Reads `range` whole (a ranged read, as Parquet's footer and row
+    /// groups are read), with the same resumption as a streamed read.
+    pub async fn read_range(&mut self, range: Range<u64>) -> Result<Bytes, StorageError> {
+        if range.end > self.size || range.start > range.end {
+            return Err(StorageError {
+                message: format!(
+                    "bytes {}..{} are outside the object ({} bytes)",
+                    range.start, range.end, self.size
+                ),
+                retriable: false,
+            });
+        }
+        self.body = None;
+        self.offset = range.start;
+        self.end = range.end;
+        let len = (range.end - range.start) as usize;
+        Ok(self.next_chunk(len).await?.unwrap_or_default())
+    }
+
+    /// The next chunk, or `None` at the end of the object (or range).
     pub async fn next_chunk(&mut self, chunk: usize) -> Result<Option<Bytes>, StorageError> {
         let mut buf = BytesMut::with_capacity(chunk);
-        while buf.len() < chunk && self.offset < self.size {
+        while buf.len() < chunk && self.offset < self.end {
             let body = match &mut self.body {
                 Some(body) => body,
                 None => match self
                     .store
-                    .read_from(&self.bucket, &self.key, self.offset)
+                    .read_range(&self.bucket, &self.key, self.offset..self.end)
                     .await
                 {
                     Ok(body) => self.body.insert(body),
@@ -250,7 +275,7 @@ impl ObjectReader {
                 None => {
                     self.body = None;
                     let e = StorageError {
-                        message: format!("the body ended at byte {} of {}", self.offset, self.size),
+                        message: format!("the body ended at byte {} of {}", self.offset, self.end),
                         retriable: true,
                     };
                     self.failed(e).await?;

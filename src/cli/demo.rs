@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ferry_actors::job::{InputFormat, NewJob};
+use ferry_actors::job::{InputFormat, NewJob, Target};
 use ferry_actors::pg;
 use uuid::Uuid;
 
@@ -49,7 +49,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
 
     let group = format!("demo-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let new = NewJob::file(
-        "nodes",
+        Target::Nodes,
         DEMO_DOMAIN,
         &group,
         &config.import.node_type,

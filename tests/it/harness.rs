@@ -103,8 +103,30 @@ impl TestDb {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> (Value, i32) {
+        self.import_into("nodes", source, group, extra, env).await
+    }
+
+    /// `ferry import SOURCE --target matches --json …` into `group`.
+    pub async fn import_matches(
+        &self,
+        source: &str,
+        group: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Value, i32) {
+        self.import_into("matches", source, group, extra, env).await
+    }
+
+    async fn import_into(
+        &self,
+        target: &str,
+        source: &str,
+        group: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Value, i32) {
         let mut args = vec![
-            "import", source, "--target", "nodes", "--domain", DOMAIN, "--group", group, "--json",
+            "import", source, "--target", target, "--domain", DOMAIN, "--group", group, "--json",
         ];
         args.extend_from_slice(extra);
         let out = self.ferry(&args, env).await;
@@ -144,6 +166,36 @@ impl TestDb {
             )
             .await
             .expect("digest")
+            .get(0)
+    }
+
+    pub async fn match_count(&self, group: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
+                &[&ferry_actors::job::group_uuid(group), &domain()],
+            )
+            .await
+            .expect("count matches")
+            .get(0)
+    }
+
+    /// A digest of a group's match suggestions: equal digests mean equal
+    /// row sets, scores and ranks included.
+    pub async fn match_digest(&self, group: &str) -> String {
+        self.client()
+            .await
+            .query_one(
+                "SELECT coalesce(md5(string_agg(
+                     participant_id || '|' || matched_participant_id || '|' ||
+                     coalesce(compatibility_score::text, '-') || '|' || coalesce(rank::text, '-'),
+                     E'\n' ORDER BY participant_id, matched_participant_id)), 'empty')
+                 FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
+                &[&ferry_actors::job::group_uuid(group), &domain()],
+            )
+            .await
+            .expect("match digest")
             .get(0)
     }
 }

@@ -7,5 +7,6 @@ mod cli;
 mod faults;
 mod import_nodes;
 mod limits;
+mod matches;
 mod reference_lists;
 mod s3;

@@ -4,6 +4,7 @@
 //! shard per CopyWriter, so two writers never touch the same key and a key's
 //! rows reach the table in file order.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::copy_writer::{self, Shard};
 use super::job_pipeline;
-use crate::batch::NodeBatch;
+use crate::batch::Batch;
 use crate::checkpoint::{ReadPosition, Sealed};
 use crate::flow::{Credit, Credits};
 use crate::telemetry::{Depth, Mailbox};
@@ -19,13 +20,13 @@ use crate::telemetry::{Depth, Mailbox};
 pub const NAME: &str = "batch_accumulator";
 
 /// One reader step's rows, and where the reader stood after them.
-pub struct Piece {
-    pub rows: NodeBatch,
+pub struct Piece<B> {
+    pub rows: B,
     pub upto: ReadPosition,
 }
 
-pub enum Msg {
-    Rows(Piece, Credit),
+pub enum Msg<B> {
+    Rows(Piece<B>, Credit),
     /// The input ended, cleanly or with `error`.
     End {
         upto: ReadPosition,
@@ -35,8 +36,8 @@ pub enum Msg {
     Linger(u64),
 }
 
-pub struct Args {
-    pub writers: Vec<Mailbox<copy_writer::Msg>>,
+pub struct Args<B: Batch> {
+    pub writers: Vec<Mailbox<copy_writer::Msg<B>>>,
     pub pipeline: Mailbox<job_pipeline::Msg>,
     /// Batches in flight to the writers.
     pub credits: Credits,
@@ -46,9 +47,9 @@ pub struct Args {
     pub depth: Depth,
 }
 
-pub struct State {
-    args: Args,
-    current: NodeBatch,
+pub struct State<B: Batch> {
+    args: Args<B>,
+    current: B,
     upto: ReadPosition,
     /// Pieces received since the last seal (a piece may carry only rejects).
     dirty: bool,
@@ -56,18 +57,29 @@ pub struct State {
     epoch: u64,
 }
 
-pub type BatchAccumulatorRef = ActorRef<Msg>;
+pub type BatchAccumulatorRef<B> = ActorRef<Msg<B>>;
 
-pub struct BatchAccumulator;
+/// The accumulator of one kind of [`Batch`].
+pub struct BatchAccumulator<B>(PhantomData<fn() -> B>);
 
-impl Actor for BatchAccumulator {
-    type Msg = Msg;
-    type State = State;
-    type Arguments = Args;
+impl<B> Default for BatchAccumulator<B> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
 
-    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+impl<B: Batch> Actor for BatchAccumulator<B> {
+    type Msg = Msg<B>;
+    type State = State<B>;
+    type Arguments = Args<B>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Msg<B>>,
+        args: Args<B>,
+    ) -> Result<State<B>, ActorProcessingErr> {
         Ok(State {
-            current: NodeBatch::with_capacity(args.batch_rows, 0),
+            current: B::with_capacity(args.batch_rows),
             args,
             upto: ReadPosition::default(),
             dirty: false,
@@ -78,9 +90,9 @@ impl Actor for BatchAccumulator {
 
     async fn handle(
         &self,
-        myself: ActorRef<Msg>,
-        msg: Msg,
-        state: &mut State,
+        myself: ActorRef<Msg<B>>,
+        msg: Msg<B>,
+        state: &mut State<B>,
     ) -> Result<(), ActorProcessingErr> {
         // Only data counts as queued work; the linger timer is our own.
         if !matches!(msg, Msg::Linger(_)) {
@@ -97,7 +109,7 @@ impl Actor for BatchAccumulator {
                 state.upto = piece.upto;
                 state.dirty = true;
                 if state.current.len() >= state.args.batch_rows
-                    || state.current.text_bytes() >= state.args.batch_bytes
+                    || state.current.bytes() >= state.args.batch_bytes
                 {
                     seal(state).await;
                 }
@@ -123,8 +135,8 @@ impl Actor for BatchAccumulator {
 
     async fn post_stop(
         &self,
-        _: ActorRef<Msg>,
-        state: &mut State,
+        _: ActorRef<Msg<B>>,
+        state: &mut State<B>,
     ) -> Result<(), ActorProcessingErr> {
         state.args.depth.drain();
         Ok(())
@@ -133,11 +145,11 @@ impl Actor for BatchAccumulator {
 
 /// Seals the current batch and sends its shards, waiting for a credit
 /// first: this wait is what slows the reader down when writers lag.
-async fn seal(state: &mut State) {
+async fn seal<B: Batch>(state: &mut State<B>) {
     let credit = Arc::new(state.args.credits.take().await);
     let batch = Arc::new(std::mem::replace(
         &mut state.current,
-        NodeBatch::with_capacity(state.args.batch_rows, 0),
+        B::with_capacity(state.args.batch_rows),
     ));
     state.seq += 1;
     state.dirty = false;

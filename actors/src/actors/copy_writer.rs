@@ -5,6 +5,7 @@
 //! run out the actor fails, and its job pipeline restarts from the
 //! checkpoint.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,11 +15,12 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::job_pipeline;
-use crate::batch::NodeBatch;
 use crate::error::ImportError;
 use crate::flow::Credit;
 use crate::job::WriteMode;
-use crate::pg::{self, nodes};
+use crate::pg;
+use crate::pg::copy::copy_rows;
+use crate::pg::table::Table;
 use crate::settings::{DatabaseSettings, RetrySettings};
 use crate::supervision::{backoff, jittered};
 use crate::telemetry::{BatchCommitted, BatchRetried, Depth, Mailbox};
@@ -26,44 +28,55 @@ use crate::telemetry::{BatchCommitted, BatchRetried, Depth, Mailbox};
 pub const NAME: &str = "copy_writer";
 
 /// This writer's part of a batch: row indexes into the shared batch.
-pub struct Shard {
+pub struct Shard<B> {
     pub seq: u64,
-    pub batch: Arc<NodeBatch>,
+    pub batch: Arc<B>,
     pub rows: Vec<u32>,
     /// Returned when every shard of the batch is dropped.
     pub credit: Arc<Credit>,
 }
 
-pub enum Msg {
-    Write(Shard),
+pub enum Msg<B> {
+    Write(Shard<B>),
 }
 
-pub struct Args {
+pub struct Args<T> {
     pub index: usize,
     pub job_id: Uuid,
     pub database: DatabaseSettings,
     pub retry: RetrySettings,
     pub mode: WriteMode,
-    pub target: nodes::NodeTarget,
+    pub target: T,
     pub pipeline: Mailbox<job_pipeline::Msg>,
     pub depth: Depth,
 }
 
-pub struct State {
-    args: Args,
+pub struct State<T> {
+    args: Args<T>,
     client: Option<Client>,
 }
 
-pub type CopyWriterRef = ActorRef<Msg>;
+pub type CopyWriterRef<B> = ActorRef<Msg<B>>;
 
-pub struct CopyWriter;
+/// A writer into one [`Table`].
+pub struct CopyWriter<T>(PhantomData<fn() -> T>);
 
-impl Actor for CopyWriter {
-    type Msg = Msg;
-    type State = State;
-    type Arguments = Args;
+impl<T> Default for CopyWriter<T> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
 
-    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+impl<T: Table> Actor for CopyWriter<T> {
+    type Msg = Msg<T::Batch>;
+    type State = State<T>;
+    type Arguments = Args<T>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: Args<T>,
+    ) -> Result<State<T>, ActorProcessingErr> {
         let client = connect(&args).await?;
         Ok(State {
             args,
@@ -73,9 +86,9 @@ impl Actor for CopyWriter {
 
     async fn handle(
         &self,
-        _: ActorRef<Msg>,
-        Msg::Write(shard): Msg,
-        state: &mut State,
+        _: ActorRef<Self::Msg>,
+        Msg::Write(shard): Self::Msg,
+        state: &mut State<T>,
     ) -> Result<(), ActorProcessingErr> {
         state.args.depth.received();
         let started = Instant::now();
@@ -107,7 +120,7 @@ impl Actor for CopyWriter {
             }
         };
         BatchCommitted {
-            target: "nodes",
+            target: T::NAME,
             rows: shard.rows.len() as u64,
             elapsed: started.elapsed(),
         }
@@ -122,45 +135,49 @@ impl Actor for CopyWriter {
 
     async fn post_stop(
         &self,
-        _: ActorRef<Msg>,
-        state: &mut State,
+        _: ActorRef<Self::Msg>,
+        state: &mut State<T>,
     ) -> Result<(), ActorProcessingErr> {
         state.args.depth.drain();
         Ok(())
     }
 }
 
-async fn connect(args: &Args) -> Result<Client, ImportError> {
+async fn connect<T: Table>(args: &Args<T>) -> Result<Client, ImportError> {
     // Named so that operators (and the fault tests) can find these sessions.
     let client = pg::connect_bulk(&pg::named(&args.database, "ferry-copy-writer")).await?;
-    client.batch_execute(nodes::CREATE_TEMP_STAGE).await?;
+    client.batch_execute(T::CREATE_STAGE).await?;
     Ok(client)
 }
 
 /// Writes one shard in one transaction; returns (inserted, updated).
-async fn write(state: &mut State, shard: &Shard) -> Result<(u64, u64), ImportError> {
+async fn write<T: Table>(
+    state: &mut State<T>,
+    shard: &Shard<T::Batch>,
+) -> Result<(u64, u64), ImportError> {
     if state.client.as_ref().is_none_or(Client::is_closed) {
         state.client = Some(connect(&state.args).await?);
     }
     let client = state.client.as_mut().expect("connected above");
     let target = &state.args.target;
     let mut tx = client.transaction().await?;
-    let sink = tx
-        .copy_in(&nodes::copy_statement(nodes::TEMP_STAGE))
-        .await?;
-    nodes::copy_shard(sink, &shard.batch, &shard.rows).await?;
+    let sink = tx.copy_in(T::COPY_STAGE).await?;
+    copy_rows(sink, shard.rows.iter().copied(), |enc, i| {
+        T::encode(&shard.batch, i, enc)
+    })
+    .await?;
     let counts = match state.args.mode {
-        WriteMode::Upsert => nodes::upsert_staged(&tx, target).await?,
+        WriteMode::Upsert => target.upsert_staged(&tx).await?,
         WriteMode::Fast => {
             let plain = tx.savepoint("plain_insert").await?;
-            match nodes::insert_staged(&plain, target).await {
+            match target.insert_staged(&plain).await {
                 Ok(inserted) => {
                     plain.commit().await?;
                     (inserted, 0)
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     plain.rollback().await?;
-                    nodes::upsert_staged(&tx, target).await?
+                    target.upsert_staged(&tx).await?
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -22,7 +22,7 @@ use tokio_util::io::StreamReader;
 
 use super::batch_accumulator::{self, Piece};
 use super::file_fetcher::FetchError;
-use crate::batch::NodeBatch;
+use crate::batch::{Batch, NodeBatch};
 use crate::checkpoint::ReadPosition;
 use crate::error::ImportError;
 use crate::flow::Credits;
@@ -50,7 +50,7 @@ pub struct Args {
     /// Where the last attempt's checkpoint left off.
     pub resume: ReadPosition,
     pub rejects_path: PathBuf,
-    pub accumulator: Mailbox<batch_accumulator::Msg>,
+    pub accumulator: Mailbox<batch_accumulator::Msg<NodeBatch>>,
     pub credits: Credits,
     pub progress: Arc<Progress>,
 }
@@ -63,7 +63,7 @@ pub struct State {
     bytes_depth: Depth,
     resume: ReadPosition,
     rejects_path: PathBuf,
-    accumulator: Mailbox<batch_accumulator::Msg>,
+    accumulator: Mailbox<batch_accumulator::Msg<NodeBatch>>,
     credits: Credits,
     progress: Arc<Progress>,
     input: Option<Input>,
@@ -135,7 +135,7 @@ impl Actor for CsvReader {
         if state.done {
             return Ok(());
         }
-        let mut rows = NodeBatch::with_capacity(state.settings.read_rows, 0);
+        let mut rows = NodeBatch::with_capacity(state.settings.read_rows);
         let rejected_before = state.pos.rejected;
         let step = match read_step(state, &mut rows).await {
             Ok(step) => step,
@@ -266,7 +266,12 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
 
 /// The rejects file for `header`'s columns, kept up to the checkpoint.
 fn rejects_for(header: &Header, path: &std::path::Path, resume: ReadPosition) -> RejectsFile {
-    RejectsFile::new(path.to_path_buf(), &header.columns, resume.rejects_len)
+    RejectsFile::new(
+        path.to_path_buf(),
+        "line",
+        &header.columns,
+        resume.rejects_len,
+    )
 }
 
 /// The byte stream, decompressed by its magic bytes and held to the input

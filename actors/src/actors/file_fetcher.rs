@@ -1,14 +1,23 @@
-//! FileFetcher: opens the source and streams its bytes to the CsvReader
-//! through a bounded channel (the parser pulls, so this hop is a channel of
-//! byte chunks rather than a mailbox; its capacity is the bound). Inline
-//! reference ids are streamed the same way, one CSV-quoted id per line.
+//! FileFetcher: opens the source, checks its size, and either
+//!
+//! - streams its bytes to the CsvReader through a bounded channel (the
+//!   parser pulls, so this hop is a channel of byte chunks rather than a
+//!   mailbox; its capacity is the bound), inline reference ids included,
+//!   one CSV-quoted id per line; or
+//! - answers the ParquetReader's ranged reads (the footer, then each row
+//!   group's column chunks), so a Parquet file is never read whole.
+//!
+//! Transient storage errors are retried here, and a broken download
+//! resumes at the byte it reached; a read that still fails is answered
+//! with a [`FetchError`], which fails the reader, not this actor.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::io::AsyncReadExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use crate::error::ImportError;
@@ -24,6 +33,25 @@ pub const NAME: &str = "file_fetcher";
 pub enum Msg {
     /// Read one chunk and pass it on; sent to itself until the end.
     Pump,
+    /// The source's size in bytes.
+    Size(RpcReplyPort<u64>),
+    /// Read `range` of the source.
+    Read {
+        range: Range<u64>,
+        reply: RpcReplyPort<Result<Bytes, FetchError>>,
+    },
+}
+
+/// Where the bytes go.
+pub enum Output {
+    /// In order, into the CsvReader's channel.
+    Stream {
+        out: mpsc::Sender<io::Result<Bytes>>,
+        /// The depth of the CsvReader's byte inbox, counted on send.
+        depth: Depth,
+    },
+    /// To whoever asks for a range.
+    Ranges,
 }
 
 pub struct Args {
@@ -34,9 +62,7 @@ pub struct Args {
     pub max_object_bytes: u64,
     pub storage: StorageSettings,
     pub retry: RetrySettings,
-    pub out: mpsc::Sender<io::Result<Bytes>>,
-    /// The depth of the CsvReader's byte inbox, counted on send.
-    pub out_depth: Depth,
+    pub output: Output,
     pub progress: Arc<Progress>,
 }
 
@@ -50,22 +76,26 @@ enum Input {
 pub struct State {
     uri: String,
     chunk_bytes: usize,
-    out_depth: Depth,
     progress: Arc<Progress>,
     input: Input,
-    /// Taken at the end of the file: dropping it ends the reader's stream.
-    out: Option<mpsc::Sender<io::Result<Bytes>>>,
+    size: u64,
+    /// The streamed output; taken at the end of the file: dropping it ends
+    /// the reader's stream.
+    stream: Option<(mpsc::Sender<io::Result<Bytes>>, Depth)>,
 }
 
 pub type FileFetcherRef = ActorRef<Msg>;
 
 /// A failure to read the source, as opposed to bad content. It travels
 /// inside the `io::Error` so the reader can tell the two apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("reading {uri}: {reason}")]
 pub struct FetchError {
     pub uri: String,
     pub reason: String,
+    /// Worth another attempt of the job (a storage outage), or not (a
+    /// range outside the file).
+    pub retriable: bool,
 }
 
 pub struct FileFetcher;
@@ -80,68 +110,103 @@ impl Actor for FileFetcher {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let input = match &args.source {
-            Source::Local(path) => Input::File(open(path, &args).await?),
-            Source::S3 { bucket, key } => {
-                Input::Object(Box::new(open_object(bucket, key, &args).await?))
+        let (input, size) = match &args.source {
+            Source::Local(path) => {
+                let (file, size) = open(path, &args).await?;
+                (Input::File(file), size)
             }
-            Source::Inline(ids) => Input::Inline {
-                ids: ids.clone(),
-                next: 0,
-            },
+            Source::S3 { bucket, key } => {
+                let reader = open_object(bucket, key, &args).await?;
+                let size = reader.size();
+                (Input::Object(Box::new(reader)), size)
+            }
+            Source::Inline(ids) => (
+                Input::Inline {
+                    ids: ids.clone(),
+                    next: 0,
+                },
+                0,
+            ),
         };
-        myself.cast(Msg::Pump)?;
+        let stream = match args.output {
+            Output::Stream { out, depth } => {
+                myself.cast(Msg::Pump)?;
+                Some((out, depth))
+            }
+            Output::Ranges => None,
+        };
         Ok(State {
             uri: args.uri,
             chunk_bytes: args.chunk_bytes,
-            out_depth: args.out_depth,
             progress: args.progress,
             input,
-            out: Some(args.out),
+            size,
+            stream,
         })
     }
 
     async fn handle(
         &self,
         myself: ActorRef<Msg>,
-        Msg::Pump: Msg,
+        msg: Msg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(out) = state.out.clone() else {
-            return Ok(());
-        };
-        let chunk = match read_chunk(state).await {
-            Ok(None) => {
-                state.out = None;
-                return Ok(());
+        match msg {
+            Msg::Pump => pump(&myself, state).await?,
+            Msg::Size(reply) => {
+                let _ = reply.send(state.size);
             }
-            Ok(Some(bytes)) => Ok(bytes),
-            Err(e) => Err(io::Error::new(
-                e.kind(),
-                FetchError {
-                    uri: state.uri.clone(),
-                    reason: e.to_string(),
-                },
-            )),
-        };
-        let failed = chunk.is_err();
-        let len = chunk.as_ref().map_or(0, Bytes::len) as u64;
-        state.out_depth.sent();
-        // Waits while the reader is `read_ahead_chunks` behind: backpressure.
-        if out.send(chunk).await.is_err() {
-            state.out_depth.received();
-            return Ok(()); // the reader is gone: the pipeline is stopping
-        }
-        Progress::add(&state.progress.bytes_read, len);
-        if !failed {
-            myself.cast(Msg::Pump)?;
+            Msg::Read { range, reply } => {
+                let len = range.end.saturating_sub(range.start);
+                let read = read_range(state, range).await;
+                if read.is_ok() {
+                    Progress::add(&state.progress.bytes_read, len);
+                }
+                // The reader may have gone (its pipeline is stopping).
+                let _ = reply.send(read);
+            }
         }
         Ok(())
     }
 }
 
+/// Reads one chunk into the stream, and schedules the next.
+async fn pump(myself: &ActorRef<Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    let Some((out, depth)) = state.stream.clone() else {
+        return Ok(());
+    };
+    let chunk = match read_chunk(state).await {
+        Ok(None) => {
+            state.stream = None;
+            return Ok(());
+        }
+        Ok(Some(bytes)) => Ok(bytes),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            FetchError {
+                uri: state.uri.clone(),
+                reason: e.to_string(),
+                retriable: true,
+            },
+        )),
+    };
+    let failed = chunk.is_err();
+    let len = chunk.as_ref().map_or(0, Bytes::len) as u64;
+    depth.sent();
+    // Waits while the reader is `read_ahead_chunks` behind: backpressure.
+    if out.send(chunk).await.is_err() {
+        depth.received();
+        return Ok(()); // the reader is gone: the pipeline is stopping
+    }
+    Progress::add(&state.progress.bytes_read, len);
+    if !failed {
+        myself.cast(Msg::Pump)?;
+    }
+    Ok(())
+}
+
 /// Opens a local file; a missing or unreadable one is a permanent error.
-async fn open(path: &std::path::Path, args: &Args) -> Result<tokio::fs::File, ImportError> {
+async fn open(path: &std::path::Path, args: &Args) -> Result<(tokio::fs::File, u64), ImportError> {
     let open_err = |e: io::Error| ImportError::Source {
         uri: args.uri.clone(),
         reason: e.to_string(),
@@ -157,7 +222,7 @@ async fn open(path: &std::path::Path, args: &Args) -> Result<tokio::fs::File, Im
         });
     }
     check_size(meta.len(), args)?;
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// Looks an object up and checks its size before a byte is read.
@@ -193,6 +258,40 @@ fn check_size(size: u64, args: &Args) -> Result<(), ImportError> {
     }
     Progress::set(&args.progress.bytes_total, size);
     Ok(())
+}
+
+/// Reads `range` whole.
+async fn read_range(state: &mut State, range: Range<u64>) -> Result<Bytes, FetchError> {
+    let fail = |reason: String, retriable: bool| FetchError {
+        uri: state.uri.clone(),
+        reason,
+        retriable,
+    };
+    if range.start > range.end || range.end > state.size {
+        return Err(fail(
+            format!(
+                "bytes {}..{} are outside the file ({} bytes)",
+                range.start, range.end, state.size
+            ),
+            false,
+        ));
+    }
+    match &mut state.input {
+        Input::File(file) => {
+            let mut buf = BytesMut::zeroed((range.end - range.start) as usize);
+            let read = async {
+                file.seek(io::SeekFrom::Start(range.start)).await?;
+                file.read_exact(&mut buf).await
+            };
+            read.await.map_err(|e| fail(e.to_string(), true))?;
+            Ok(buf.freeze())
+        }
+        Input::Object(reader) => reader
+            .read_range(range)
+            .await
+            .map_err(|e| fail(e.message, e.retriable)),
+        Input::Inline { .. } => Err(fail("inline ids have no byte ranges".into(), false)),
+    }
 }
 
 /// The next chunk, or `None` at the end.

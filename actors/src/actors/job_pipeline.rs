@@ -1,7 +1,8 @@
 //! JobPipeline: the root of one job's subtree. It decides the write mode
 //! under the group lock, spawns and links the stages
-//! (FileFetcher → CsvReader → BatchAccumulator → CopyWriter × N), turns the
-//! writers' commits into a contiguous checkpoint, and finishes the job.
+//! (FileFetcher → CsvReader or ParquetReader → BatchAccumulator →
+//! CopyWriter × N), turns the writers' commits into a contiguous
+//! checkpoint, and finishes the job.
 //!
 //! Any stage failing fails the whole subtree: the JobCoordinator restarts it
 //! from the checkpoint, which only ever counts batches that every writer
@@ -20,11 +21,16 @@ use super::batch_accumulator::{self, BatchAccumulator};
 use super::copy_writer::{self, CopyWriter};
 use super::csv_reader::{self, CsvReader};
 use super::file_fetcher::{self, FileFetcher};
+use super::parquet_reader::{self, ParquetReader};
+use crate::batch::{MatchBatch, NodeBatch};
 use crate::checkpoint::{CommitTracker, ReadPosition, Sealed};
 use crate::error::{is_retriable, ImportError};
 use crate::flow::Credits;
-use crate::job::{Checkpoint, Job, WriteMode};
-use crate::pg::{self, jobs, nodes};
+use crate::job::{Checkpoint, InputFormat, Job, Target, WriteMode};
+use crate::pg::matches::Matches;
+use crate::pg::nodes::Nodes;
+use crate::pg::table::{self, Group, Table};
+use crate::pg::{self, jobs};
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::source::Source;
@@ -73,7 +79,6 @@ pub struct Running {
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     mode: WriteMode,
-    target: nodes::NodeTarget,
     tracker: CommitTracker,
     rejects_path: PathBuf,
     /// Where the rejects file is uploaded at the end, for an object source.
@@ -145,33 +150,74 @@ impl Actor for JobPipeline {
 /// Connects, takes the group lock, picks the write mode and spawns the
 /// stages. A failure here fails the attempt like any stage failure.
 async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProcessingErr> {
-    let job = args.job.clone();
+    let job = &args.job;
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
     let source = match jobs::reference_ids(&control, job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
         None => Source::parse(&job.source, &args.storage)?,
     };
-    let target = nodes::NodeTarget {
+    let group = Group {
         domain_id: job.domain_id,
         group_id: job.group_id,
-        node_type: job.node_type.clone(),
     };
-    let (mode, checkpoint) = choose_mode(&control, &job, &target, &args.import).await?;
+    match (job.target(), job.format) {
+        (Some(Target::Nodes), InputFormat::Csv | InputFormat::Refs) => {
+            let table = Nodes {
+                group,
+                node_type: job.node_type.clone(),
+            };
+            let mut run = prepare(args, control, &table, &source).await?;
+            let spawned = async {
+                let rows = spawn_writers(myself, &mut run, args, table).await?;
+                spawn_csv_input(myself, &mut run, args, source, rows).await
+            };
+            finish_spawning(myself, spawned.await)?;
+            Ok(run)
+        }
+        (Some(Target::Matches), InputFormat::Parquet) => {
+            let table = Matches { group };
+            let mut run = prepare(args, control, &table, &source).await?;
+            let spawned = async {
+                let rows = spawn_writers(myself, &mut run, args, table).await?;
+                spawn_parquet_input(myself, &mut run, args, source, rows).await
+            };
+            finish_spawning(myself, spawned.await)?;
+            Ok(run)
+        }
+        (_, format) => Err(ImportError::Source {
+            uri: job.source.clone(),
+            reason: format!("a `{}` job cannot read {} input", job.kind, format.as_str()),
+            retriable: false,
+        }
+        .into()),
+    }
+}
+
+/// Takes the group lock, picks the mode, saves the checkpoint to resume
+/// from, and sets the pipeline's state up.
+async fn prepare<T: Table>(
+    args: &Args,
+    control: Client,
+    table: &T,
+    source: &Source,
+) -> Result<Running, ActorProcessingErr> {
+    let job = args.job.clone();
+    let (mode, checkpoint) = choose_mode(&control, &job, table, &args.import).await?;
     jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
     tracing::info!(
         job_id = %job.id,
+        table = T::NAME,
         mode = ?mode,
         resume_from = checkpoint.records,
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.records);
-    let mut run = Running {
+    Ok(Running {
         rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
         rejects_object: source.rejects_object(job.id),
         storage: args.storage.clone(),
         control,
         mode,
-        target,
         tracker: CommitTracker::new(checkpoint),
         children: HashMap::new(),
         depth: Depth::new(NAME),
@@ -179,12 +225,18 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
         finishing: false,
         started: Instant::now(),
         job,
-    };
-    if let Err(e) = spawn_stages(myself, &mut run, args, source).await {
+    })
+}
+
+/// Stages already spawned are stopped if a later one failed to start.
+fn finish_spawning(
+    myself: &ActorRef<Msg>,
+    spawned: Result<(), ActorProcessingErr>,
+) -> Result<(), ActorProcessingErr> {
+    if spawned.is_err() {
         myself.stop_children(None);
-        return Err(e);
     }
-    Ok(run)
+    spawned
 }
 
 async fn handle_msg(
@@ -302,22 +354,22 @@ const CHILDREN_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks upsert or fast mode and the checkpoint to resume from. A resumed
 /// job keeps its mode (and, in fast mode, takes its exclusive lock again).
-async fn choose_mode(
+async fn choose_mode<T: Table>(
     control: &Client,
     job: &Job,
-    target: &nodes::NodeTarget,
+    table: &T,
     import: &ImportSettings,
 ) -> Result<(WriteMode, Checkpoint), ImportError> {
     let mode = match job.checkpoint.mode {
         Some(WriteMode::Upsert) => {
-            nodes::lock_group(control, target, false).await?;
+            table::lock_group(control, table, false).await?;
             WriteMode::Upsert
         }
         Some(WriteMode::Fast) => {
-            nodes::lock_group_exclusive(control, target).await?;
+            table::lock_group_exclusive(control, table).await?;
             WriteMode::Fast
         }
-        None if nodes::lock_group(control, target, import.fast_path).await? => WriteMode::Fast,
+        None if table::lock_group(control, table, import.fast_path).await? => WriteMode::Fast,
         None => WriteMode::Upsert,
     };
     let checkpoint = Checkpoint {
@@ -327,12 +379,14 @@ async fn choose_mode(
     Ok((mode, checkpoint))
 }
 
-async fn spawn_stages(
+/// Spawns the CopyWriters for `table` and the BatchAccumulator that feeds
+/// them; returns the accumulator's mailbox, where a reader sends rows.
+async fn spawn_writers<T: Table>(
     myself: &ActorRef<Msg>,
     state: &mut Running,
     args: &Args,
-    source: Source,
-) -> Result<(), ActorProcessingErr> {
+    table: T,
+) -> Result<Mailbox<batch_accumulator::Msg<T::Batch>>, ActorProcessingErr> {
     let cell = myself.get_cell();
     let me = Mailbox::new(myself.clone(), state.depth.clone());
     let import = &args.import;
@@ -346,18 +400,18 @@ async fn spawn_stages(
             database: args.database.clone(),
             retry: args.retry.clone(),
             mode: state.mode,
-            target: state.target.clone(),
+            target: table.clone(),
             pipeline: me.clone(),
             depth: depth.clone(),
         };
-        let (r, _) = Actor::spawn_linked(None, CopyWriter, wargs, cell.clone())
+        let (r, _) = Actor::spawn_linked(None, CopyWriter::<T>::default(), wargs, cell.clone())
             .await
             .map_err(startup_error)?;
         state.children.insert(r.get_id(), copy_writer::NAME);
         writers.push(Mailbox::new(r, depth));
     }
 
-    let acc_depth = Depth::new(batch_accumulator::NAME);
+    let depth = Depth::new(batch_accumulator::NAME);
     let acc_args = batch_accumulator::Args {
         writers,
         pipeline: me,
@@ -365,37 +419,96 @@ async fn spawn_stages(
         batch_rows: import.batch_rows.max(1),
         batch_bytes: import.batch_bytes.max(1),
         linger: import.linger,
-        depth: acc_depth.clone(),
+        depth: depth.clone(),
     };
-    let (acc, _) = Actor::spawn_linked(None, BatchAccumulator, acc_args, cell.clone())
+    let accumulator = BatchAccumulator::<T::Batch>::default();
+    let (acc, _) = Actor::spawn_linked(None, accumulator, acc_args, cell)
         .await
         .map_err(startup_error)?;
     state.children.insert(acc.get_id(), batch_accumulator::NAME);
+    Ok(Mailbox::new(acc, depth))
+}
 
+/// The reader's view of the checkpoint.
+fn resume_position(state: &Running) -> ReadPosition {
+    let cp = state.tracker.checkpoint();
+    ReadPosition {
+        records: cp.records,
+        rejected: cp.rejected,
+        rejects_len: cp.rejects_len,
+    }
+}
+
+/// FileFetcher → CsvReader: the source streamed through a bounded channel.
+async fn spawn_csv_input(
+    myself: &ActorRef<Msg>,
+    state: &mut Running,
+    args: &Args,
+    source: Source,
+    rows: Mailbox<batch_accumulator::Msg<NodeBatch>>,
+) -> Result<(), ActorProcessingErr> {
+    let import = &args.import;
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
     let bytes_depth = Depth::new(csv_reader::NAME);
-    let cp = state.tracker.checkpoint();
     let reader_args = csv_reader::Args {
         format: state.job.format,
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),
-        resume: ReadPosition {
-            records: cp.records,
-            rejected: cp.rejected,
-            rejects_len: cp.rejects_len,
-        },
+        resume: resume_position(state),
         rejects_path: state.rejects_path.clone(),
-        accumulator: Mailbox::new(acc, acc_depth),
+        accumulator: rows,
         // Pieces in flight from the reader to the accumulator.
         credits: Credits::new(import.max_in_flight_batches),
         progress: args.progress.clone(),
     };
-    let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, cell.clone())
+    let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, myself.get_cell())
         .await
         .map_err(startup_error)?;
     state.children.insert(reader.get_id(), csv_reader::NAME);
+    let output = file_fetcher::Output::Stream {
+        out: tx,
+        depth: bytes_depth,
+    };
+    spawn_fetcher(myself, state, args, source, output).await?;
+    Ok(())
+}
 
+/// FileFetcher ⇄ ParquetReader: the reader asks for byte ranges.
+async fn spawn_parquet_input(
+    myself: &ActorRef<Msg>,
+    state: &mut Running,
+    args: &Args,
+    source: Source,
+    rows: Mailbox<batch_accumulator::Msg<MatchBatch>>,
+) -> Result<(), ActorProcessingErr> {
+    let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
+    let import = &args.import;
+    let reader_args = parquet_reader::Args {
+        uri: state.job.source.clone(),
+        settings: import.clone(),
+        fetcher,
+        resume: resume_position(state),
+        rejects_path: state.rejects_path.clone(),
+        accumulator: rows,
+        credits: Credits::new(import.max_in_flight_batches),
+        progress: args.progress.clone(),
+    };
+    let (reader, _) = Actor::spawn_linked(None, ParquetReader, reader_args, myself.get_cell())
+        .await
+        .map_err(startup_error)?;
+    state.children.insert(reader.get_id(), parquet_reader::NAME);
+    Ok(())
+}
+
+async fn spawn_fetcher(
+    myself: &ActorRef<Msg>,
+    state: &mut Running,
+    args: &Args,
+    source: Source,
+    output: file_fetcher::Output,
+) -> Result<ActorRef<file_fetcher::Msg>, ActorProcessingErr> {
+    let import = &args.import;
     let fetch_args = file_fetcher::Args {
         source,
         uri: state.job.source.clone(),
@@ -403,15 +516,14 @@ async fn spawn_stages(
         max_object_bytes: import.max_object_bytes,
         storage: args.storage.clone(),
         retry: args.retry.clone(),
-        out: tx,
-        out_depth: bytes_depth,
+        output,
         progress: args.progress.clone(),
     };
-    let (fetcher, _) = Actor::spawn_linked(None, FileFetcher, fetch_args, cell)
+    let (fetcher, _) = Actor::spawn_linked(None, FileFetcher, fetch_args, myself.get_cell())
         .await
         .map_err(startup_error)?;
     state.children.insert(fetcher.get_id(), file_fetcher::NAME);
-    Ok(())
+    Ok(fetcher)
 }
 
 /// The error a stage's `pre_start` returned, unwrapped so that its

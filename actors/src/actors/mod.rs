@@ -7,3 +7,4 @@ pub mod csv_reader;
 pub mod file_fetcher;
 pub mod job_coordinator;
 pub mod job_pipeline;
+pub mod parquet_reader;

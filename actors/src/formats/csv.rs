@@ -234,6 +234,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
     fn rec(fields: &[&[u8]]) -> ByteRecord {
         ByteRecord::from(fields.to_vec())

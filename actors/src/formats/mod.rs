@@ -1,7 +1,8 @@
 //! File formats: compression sniffing, input limits, CSV rows to nodes,
-//! the rejects file.
+//! Parquet rows to match suggestions, the rejects file.
 
 pub mod compression;
 pub mod csv;
 pub mod limits;
+pub mod parquet;
 pub mod rejects;

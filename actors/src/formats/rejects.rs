@@ -1,5 +1,6 @@
-//! The rejects file: one CSV line per rejected row, `line,reason,` then the
-//! row's original fields, so an operator can fix the rows and load them
+//! The rejects file: one CSV line per rejected row, its position (`line`
+//! of a CSV file, `row` of a Parquet file), `reason`, then the row's
+//! original fields, so an operator can fix the rows and load them
 //! again (like pgloader's reject file). It is created on the first reject
 //! only, and it can be cut back to a checkpoint's length on resume so that a
 //! restarted job does not list a row twice.
@@ -51,13 +52,13 @@ pub struct RejectsFile {
 
 impl RejectsFile {
     /// A rejects file at `path` whose first `resume_len` bytes are kept from
-    /// an earlier attempt (0: start afresh). `columns` are the source's
-    /// normalised headers.
-    pub fn new(path: PathBuf, columns: &[String], resume_len: u64) -> Self {
+    /// an earlier attempt (0: start afresh). `position` names the first
+    /// column; `columns` are the source's normalised headers.
+    pub fn new(path: PathBuf, position: &str, columns: &[String], resume_len: u64) -> Self {
         let mut header = Vec::new();
         push_csv_record(
             &mut header,
-            ["line", "reason"]
+            [position, "reason"]
                 .into_iter()
                 .chain(columns.iter().map(String::as_str))
                 .map(str::as_bytes),
@@ -86,14 +87,14 @@ impl RejectsFile {
 
     pub fn push<'a>(
         &mut self,
-        line: u64,
+        position: u64,
         reason: &str,
         fields: impl IntoIterator<Item = &'a [u8]>,
     ) {
         if self.is_empty() {
             self.buf.extend_from_slice(&self.header);
         }
-        self.buf.extend_from_slice(line.to_string().as_bytes());
+        self.buf.extend_from_slice(position.to_string().as_bytes());
         self.buf.push(b',');
         push_csv_field(&mut self.buf, reason.as_bytes());
         self.buf.push(b',');
@@ -155,14 +156,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferry-rejects-{}", uuid::Uuid::new_v4()));
         let path = dir.join("job.csv");
         let cols = vec!["id".to_string()];
-        let mut r = RejectsFile::new(path.clone(), &cols, 0);
+        let mut r = RejectsFile::new(path.clone(), "line", &cols, 0);
         r.push(2, "bad", [&b"a"[..]]);
         r.flush().await.unwrap();
         let checkpoint = r.len();
         r.push(5, "bad", [&b"b"[..]]);
         r.flush().await.unwrap();
 
-        let mut again = RejectsFile::new(path.clone(), &cols, checkpoint);
+        let mut again = RejectsFile::new(path.clone(), "line", &cols, checkpoint);
         again.push(5, "bad", [&b"b"[..]]);
         again.flush().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

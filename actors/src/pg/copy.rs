@@ -44,6 +44,16 @@ impl CopyEncoder {
         self.buf.put_i16(fields);
     }
 
+    pub fn int4(&mut self, v: i32) {
+        self.buf.put_i32(4);
+        self.buf.put_i32(v);
+    }
+
+    pub fn float8(&mut self, v: f64) {
+        self.buf.put_i32(8);
+        self.buf.put_f64(v);
+    }
+
     pub fn int8(&mut self, v: i64) {
         self.buf.put_i32(8);
         self.buf.put_i64(v);

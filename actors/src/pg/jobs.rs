@@ -55,7 +55,7 @@ pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_p
             &sql,
             &[
                 &Uuid::now_v7(),
-                &new.kind,
+                &new.kind.as_str(),
                 &new.domain_id,
                 &group_uuid(&new.group_key),
                 &new.group_key,

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reference_lists",
         sql: include_str!("../../migrations/0002_reference_lists.sql"),
     },
+    Migration {
+        version: 3,
+        name: "match_suggestions",
+        sql: include_str!("../../migrations/0003_match_suggestions.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -1,10 +1,12 @@
 //! PostgreSQL: connections, the schema, the job store, and the SQL that
-//! moves nodes in.
+//! moves rows into each target table.
 
 pub mod copy;
 pub mod jobs;
+pub mod matches;
 pub mod migrations;
 pub mod nodes;
+pub mod table;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;

@@ -1,13 +1,13 @@
-//! `NodeBatch`: rows on their way to PostgreSQL, packed for speed.
+//! `NodeBatch`: node rows on their way to PostgreSQL, packed for speed.
 //!
 //! Every reference id and metadata JSON document of a batch lives in one
 //! `String` arena; a row is a pair of ranges into it. Reading a file of
 //! millions of rows therefore allocates per batch, not per row, and a batch
 //! can be split between writers by index without copying any text.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::ops::Range;
+
+use super::{route_last_wins, Batch};
 
 /// One row: its position in the source (1-based data row number, the
 /// checkpoint unit) and where its text is in the arena.
@@ -24,31 +24,7 @@ pub struct NodeBatch {
     rows: Vec<NodeRow>,
 }
 
-/// A deterministic hasher: routing must not depend on the process, so the
-/// same key goes to the same writer after a restart too.
-type StableHasher = BuildHasherDefault<DefaultHasher>;
-
 impl NodeBatch {
-    pub fn with_capacity(rows: usize, text_bytes: usize) -> Self {
-        Self {
-            text: String::with_capacity(text_bytes),
-            rows: Vec::with_capacity(rows),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Bytes of text held; the accumulator seals a batch on this too.
-    pub fn text_bytes(&self) -> usize {
-        self.text.len()
-    }
-
     pub fn rows(&self) -> &[NodeRow] {
         &self.rows
     }
@@ -83,9 +59,25 @@ impl NodeBatch {
         });
         Ok(())
     }
+}
 
-    /// Moves `other`'s rows to the end of this batch.
-    pub fn append(&mut self, other: &NodeBatch) {
+impl Batch for NodeBatch {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            text: String::new(),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    fn append(&mut self, other: &NodeBatch) {
         let shift = self.text.len();
         self.text.push_str(&other.text);
         self.rows.extend(other.rows.iter().map(|r| NodeRow {
@@ -95,32 +87,8 @@ impl NodeBatch {
         }));
     }
 
-    /// Splits the batch into `shards` lists of row indexes by key hash,
-    /// keeping only the last row of each key (PostgreSQL refuses to touch a
-    /// row twice in one statement). Returns the shards, each in file order,
-    /// and how many duplicate rows were dropped.
-    pub fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64) {
-        let shards = shards.max(1);
-        let hasher = StableHasher::default();
-        let mut seen: HashSet<&str, StableHasher> =
-            HashSet::with_capacity_and_hasher(self.rows.len(), StableHasher::default());
-        let mut routed: Vec<Vec<u32>> = (0..shards)
-            .map(|_| Vec::with_capacity(self.rows.len() / shards + 1))
-            .collect();
-        let mut duplicates = 0;
-        for (i, row) in self.rows.iter().enumerate().rev() {
-            let key = self.reference(row);
-            if !seen.insert(key) {
-                duplicates += 1;
-                continue;
-            }
-            let shard = (hasher.hash_one(key) % shards as u64) as usize;
-            routed[shard].push(i as u32);
-        }
-        for shard in &mut routed {
-            shard.reverse();
-        }
-        (routed, duplicates)
+    fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64) {
+        route_last_wins(self.rows.iter().map(|r| self.reference(r)), shards)
     }
 }
 
@@ -170,14 +138,14 @@ mod tests {
     #[test]
     fn failed_metadata_rolls_the_row_back() {
         let mut b = batch(&["a"]);
-        let before = b.text_bytes();
+        let before = b.bytes();
         let r = b.push_with(2, "bad", |t| {
             t.push_str("{partial");
             Err("nope")
         });
         assert_eq!(r, Err("nope"));
         assert_eq!(b.len(), 1);
-        assert_eq!(b.text_bytes(), before);
+        assert_eq!(b.bytes(), before);
     }
 
     #[test]

@@ -1,0 +1,128 @@
+//! Benchmark: `ferry import --target matches` of a Parquet file of match
+//! suggestions (snappy, ~200K-row row groups) from s3s-fs, against the
+//! hand-written psql path on the same schema and server, in the same run:
+//! the same rows as CSV (converted beforehand, not timed), `\copy` into a
+//! temp table, then one `INSERT … ON CONFLICT`.
+//!
+//! Cases: a new group (ferry's fast path), a new group with upserts only
+//! (`--no-fast-path`), and a re-import where every row is an update.
+//!
+//! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
+//! `FERRY_BENCH_MATCH_ROWS` sets the size (default 2000000),
+//! `FERRY_BENCH_CASES` the cases (`fresh,upsert,update`). Run it with
+//! `benches/run.sh matches`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use common::{check, ferry_run, print_table, psql, psql_timed, Row, Run, DOMAIN, GROUP};
+use ferry::localpg::{LocalPostgres, Tuning};
+use ferry::locals3::LocalS3;
+use ferry::report::grouped;
+use ferry::sample;
+
+const ROW_GROUP_ROWS: usize = 200_000;
+const SEED: u64 = 2003;
+
+fn main() -> Result<()> {
+    let rows: u64 = std::env::var("FERRY_BENCH_MATCH_ROWS")
+        .unwrap_or_else(|_| "2000000".into())
+        .parse()
+        .context("FERRY_BENCH_MATCH_ROWS")?;
+    let cases = std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| "fresh,upsert,update".into());
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-import-matches");
+    std::fs::create_dir_all(&work)?;
+    let parquet = work.join(format!("matches-{rows}.parquet"));
+    let csv = work.join(format!("matches-{rows}.csv"));
+    if !parquet.exists() || !csv.exists() {
+        eprintln!(
+            "generating {} match suggestions → {}",
+            grouped(rows as i64),
+            parquet.display()
+        );
+        sample::write_matches_parquet(&parquet, rows, ROW_GROUP_ROWS, SEED)?;
+        sample::write_matches_csv(&csv, rows, SEED)?;
+    }
+
+    let pg = LocalPostgres::start(Tuning { durable: true })?;
+    let url = pg.url();
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    check(Command::new(ferry).arg("migrate").env("DATABASE_URL", &url))?;
+    let s3 = LocalS3::start()?;
+    let key = format!("matches-{rows}.parquet");
+    tokio::runtime::Runtime::new()?.block_on(s3.put_file("bench", &key, &parquet))?;
+    let uri = format!("s3://bench/{key}");
+    let import = |extra: &[&str]| {
+        let args: Vec<&str> = ["--target", "matches"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        ferry_run(ferry, &url, &uri, &args, &s3.env())
+    };
+
+    let mut table = Vec::new();
+    for case in cases.split(',') {
+        eprintln!("{case} {}…", grouped(rows as i64));
+        let (label, psql_run, ferry_run) = match case {
+            "fresh" => {
+                reset(&url)?;
+                let p = psql_path(&url, &csv)?;
+                reset(&url)?;
+                ("new group, Parquet from S3 (s3s-fs)", p, import(&[])?)
+            }
+            "upsert" => {
+                reset(&url)?;
+                let p = psql_path(&url, &csv)?;
+                reset(&url)?;
+                ("new group, upsert only", p, import(&["--no-fast-path"])?)
+            }
+            "update" => {
+                reset(&url)?;
+                psql_path(&url, &csv)?;
+                let p = psql_path(&url, &csv)?;
+                ("re-import (all updates)", p, import(&[])?)
+            }
+            other => bail!("unknown case {other}"),
+        };
+        table.push(Row {
+            case: label,
+            rows,
+            psql: psql_run,
+            ferry: ferry_run,
+        });
+    }
+    print_table(&table);
+    Ok(())
+}
+
+/// Empties the table and settles the server, so runs start alike.
+fn reset(url: &str) -> Result<()> {
+    psql(
+        url,
+        "TRUNCATE match_suggestions; VACUUM ANALYZE match_suggestions; CHECKPOINT;",
+    )
+}
+
+/// The hand-written path: `\copy` into a temp table, then one upsert.
+fn psql_path(url: &str, csv: &Path) -> Result<Run> {
+    let script = format!(
+        "SET synchronous_commit = off;
+CREATE TEMP TABLE tmp (participant_id text, matched_participant_id text,
+                       compatibility_score float8, rank int4);
+\\copy tmp FROM '{file}' WITH (FORMAT csv, HEADER true)
+INSERT INTO match_suggestions (group_id, domain_id, participant_id, matched_participant_id,
+                               compatibility_score, rank, created_at, updated_at)
+SELECT '{group}', '{DOMAIN}', participant_id, matched_participant_id, compatibility_score, rank,
+       now(), now() FROM tmp
+ON CONFLICT (group_id, domain_id, participant_id, matched_participant_id) DO UPDATE
+SET compatibility_score = EXCLUDED.compatibility_score, rank = EXCLUDED.rank, updated_at = now();
+",
+        file = csv.display(),
+        group = ferry_actors::job::group_uuid(GROUP),
+    );
+    psql_timed(url, &script)
+}
