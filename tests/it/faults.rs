@@ -84,6 +84,55 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
     assert_eq!(code, 0, "{clean}");
     let want = db.digest("control").await;
 
+    kill_writers_in_every_mode(&db, path, Table::Nodes, &want).await;
+}
+
+/// The same faults while match suggestions load from Parquet.
+#[tokio::test]
+async fn copy_writers_killed_mid_parquet_job_still_give_the_exact_row_set() {
+    let db = TestDb::new().await;
+    let file = db.path("matches.parquet");
+    sample::write_matches_parquet(&file, ROWS, 20_000, 11).unwrap();
+    let path = file.to_str().unwrap();
+    let (clean, code) = db.import_matches(path, "control", &[], &[]).await;
+    assert_eq!(code, 0, "{clean}");
+    let want = db.match_digest("control").await;
+    kill_writers_in_every_mode(&db, path, Table::Matches, &want).await;
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Nodes,
+    Matches,
+}
+
+impl Table {
+    async fn count(self, db: &TestDb, group: &str) -> i64 {
+        match self {
+            Self::Nodes => db.count(group).await,
+            Self::Matches => db.match_count(group).await,
+        }
+    }
+
+    async fn digest(self, db: &TestDb, group: &str) -> String {
+        match self {
+            Self::Nodes => db.digest(group).await,
+            Self::Matches => db.match_digest(group).await,
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Self::Nodes => "nodes",
+            Self::Matches => "matches",
+        }
+    }
+}
+
+/// Imports `path` four ways (upsert or fast path; writer retry or pipeline
+/// restart), terminating writer sessions mid-batch; each must end with the
+/// row set `want`.
+async fn kill_writers_in_every_mode(db: &TestDb, path: &str, table: Table, want: &str) {
     type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
     let cases: [Case; 4] = [
         // The writer retries the batch on a new connection.
@@ -104,8 +153,9 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
     for (group, extra, env) in cases {
         let prom = db.path(&format!("{group}.prom"));
         let mut extra = extra.to_vec();
+        extra.extend(["--target", table.target()]);
         extra.extend(["--metrics-textfile", prom.to_str().unwrap()]);
-        let (r, code, killed) = import_with_kills(&db, path, group, &extra, env, 2).await;
+        let (r, code, killed) = import_with_kills(db, path, group, &extra, env, 2).await;
         assert!(killed >= 1, "{group}: no writer was caught mid-batch");
         assert_eq!(code, 0, "{group}: {r}");
         assert_eq!(r["status"], "COMPLETED", "{group}");
@@ -114,9 +164,9 @@ async fn copy_writers_killed_mid_job_still_give_the_exact_row_set() {
             + r["updated"].as_u64().unwrap()
             + r["duplicates"].as_u64().unwrap();
         assert_eq!(loaded, ROWS, "{group}: every row accounted for: {r}");
-        assert_eq!(db.count(group).await, ROWS as i64, "{group}");
+        assert_eq!(table.count(db, group).await, ROWS as i64, "{group}");
         assert_eq!(
-            db.digest(group).await,
+            table.digest(db, group).await,
             want,
             "{group}: the row set differs from a clean run"
         );

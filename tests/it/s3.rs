@@ -148,7 +148,8 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     let want = db.digest("clean").await;
 
     // Resumed inside the FileFetcher.
-    let (r, log) = import_through_a_crash(&db, &mut s3, "resumed", &[]).await;
+    let big = Crash::csv("resumed");
+    let (r, log) = import_through_a_crash(&db, &mut s3, &big, &[]).await;
     assert!(log.contains("resuming with a range request"), "{r}\n{log}");
     assert_eq!(db.digest("resumed").await, want);
 
@@ -159,7 +160,7 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
         ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
         ("--metrics-textfile", prom_arg.as_str()),
     ];
-    let (r, log) = import_through_a_crash(&db, &mut s3, "restarted", &extra).await;
+    let (r, log) = import_through_a_crash(&db, &mut s3, &Crash::csv("restarted"), &extra).await;
     assert!(
         r["attempts"].as_i64() >= Some(2),
         "the pipeline restarted: {r}\n{log}"
@@ -170,18 +171,142 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     assert_eq!(db.digest("restarted").await, want);
 }
 
-/// Imports `s3://imports/big.csv` into `group`, killing the S3 server 400 ms
-/// in and bringing it back 500 ms later. `extra` holds env vars, and flags
-/// (those starting with `--`). Returns the report and ferry's log.
+/// The same for Parquet, read by ranges: a range cut off mid-body resumes
+/// in the FileFetcher; with one attempt the ParquetReader fails and resumes
+/// at the checkpoint's row group and offset.
+#[tokio::test]
+async fn the_s3_server_killed_mid_parquet_read_still_gives_the_exact_row_set() {
+    let db = TestDb::new().await;
+    let mut s3 = LocalS3::start().unwrap();
+    // 62 MB for the same reason as above: ids of 250 random hex characters.
+    let mut rng = sample::Rng::new(19);
+    let mut id = |i: u64| {
+        let mut s = format!("{i:09}-");
+        while s.len() < 250 {
+            s.push_str(&format!("{:016x}", rng.next_u64()));
+        }
+        s.truncate(250);
+        s
+    };
+    let n = ROWS as usize;
+    let participants: Vec<String> = (0..ROWS).map(&mut id).collect();
+    let matched: Vec<String> = (0..ROWS).map(&mut id).collect();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("participant_id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new(
+            "matched_participant_id",
+            arrow_schema::DataType::Utf8,
+            false,
+        ),
+        arrow_schema::Field::new(
+            "compatibility_score",
+            arrow_schema::DataType::Float64,
+            false,
+        ),
+        arrow_schema::Field::new("rank", arrow_schema::DataType::Int32, false),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow_array::StringArray::from(participants)),
+            std::sync::Arc::new(arrow_array::StringArray::from(matched)),
+            std::sync::Arc::new(arrow_array::Float64Array::from(vec![0.5; n])),
+            std::sync::Arc::new(arrow_array::Int32Array::from(vec![1; n])),
+        ],
+    )
+    .unwrap();
+    let file = db.path("big.parquet");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(10_000))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&file).unwrap(),
+        schema,
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    drop(batch);
+    s3.put_file("imports", "big.parquet", &file).await.unwrap();
+    let (clean, code) = db
+        .import_matches(file.to_str().unwrap(), "clean", &[], &[])
+        .await;
+    assert_eq!(code, 0, "{clean}");
+    let want = db.match_digest("clean").await;
+
+    let (r, log) = import_through_a_crash(&db, &mut s3, &Crash::parquet("resumed"), &[]).await;
+    assert!(log.contains("resuming with a range request"), "{r}\n{log}");
+    assert_eq!(db.match_digest("resumed").await, want);
+
+    let prom = db.path("restarted.prom");
+    let prom_arg = prom.to_str().unwrap().to_string();
+    let extra = [
+        ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
+        ("--metrics-textfile", prom_arg.as_str()),
+    ];
+    let (r, log) = import_through_a_crash(&db, &mut s3, &Crash::parquet("restarted"), &extra).await;
+    assert!(
+        r["attempts"].as_i64() >= Some(2),
+        "the pipeline restarted: {r}\n{log}"
+    );
+    // The second attempt started past the first row: at the checkpoint's
+    // row group and offset, not at the top of the file.
+    let resumed_mid_file = log
+        .lines()
+        .filter(|l| l.contains("Parquet file opened."))
+        .any(|l| !l.contains("resume_row_group=0 resume_offset=0"));
+    assert!(resumed_mid_file, "{log}");
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let restarts = metric(
+        &prom,
+        r#"ferry_actor_restarts_total{actor="parquet_reader"}"#,
+    );
+    assert!(restarts >= Some(1.0), "{prom}");
+    assert_eq!(db.match_digest("restarted").await, want);
+}
+
+/// An import that a crash of the S3 server interrupts.
+struct Crash {
+    source: &'static str,
+    target: &'static str,
+    group: &'static str,
+}
+
+impl Crash {
+    fn csv(group: &'static str) -> Self {
+        Self {
+            source: "s3://imports/big.csv",
+            target: "nodes",
+            group,
+        }
+    }
+
+    fn parquet(group: &'static str) -> Self {
+        Self {
+            source: "s3://imports/big.parquet",
+            target: "matches",
+            group,
+        }
+    }
+}
+
+/// Runs the import, killing the S3 server 400 ms in and bringing it back
+/// 500 ms later. `extra` holds env vars, and flags (those starting with
+/// `--`). Returns the report and ferry's log.
 async fn import_through_a_crash(
     db: &TestDb,
     s3: &mut LocalS3,
-    group: &str,
+    crash: &Crash,
     extra: &[(&str, &str)],
 ) -> (Value, String) {
+    let group = crash.group;
     let mut args = vec![
         "import",
-        "s3://imports/big.csv",
+        crash.source,
+        "--target",
+        crash.target,
         "--domain",
         DOMAIN,
         "--group",
@@ -200,7 +325,8 @@ async fn import_through_a_crash(
     let mut cmd = db.command(&args, &env);
     // Small reads and one batch in flight, so the download is still going
     // when the server dies.
-    cmd.env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
+    cmd.env("RUST_LOG", "warn,ferry_actors::actors::parquet_reader=info")
+        .env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
         .env("FERRY__IMPORT__READ_AHEAD_CHUNKS", "1")
         .env("FERRY__IMPORT__BATCH_ROWS", "2000")
         .env("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1")
