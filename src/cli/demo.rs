@@ -1,8 +1,9 @@
-//! `ferry demo`: the main flow on embedded defaults. It generates a sample
-//! users file, starts a throwaway PostgreSQL when none is configured,
-//! imports the file (a new group: the fast path), imports it again (every
-//! row an update), and shows a node's metadata through the seed's
-//! `node_metadata` view.
+//! `ferry demo`: the main flows on embedded defaults. It starts a throwaway
+//! PostgreSQL when none is configured, generates a sample users file,
+//! imports it (a new group: the fast path), imports it again (every row an
+//! update), shows a node's metadata through the seed's `node_metadata`
+//! view, then imports a Parquet file of match suggestions (seed 003) and
+//! shows one participant's top picks.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -70,7 +71,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     }
 
     let client = pg::connect(&config.database).await?;
-    let rows = client
+    let metadata = client
         .query(
             "SELECT m.metadata_key, m.metadata_value FROM node_metadata m
              JOIN nodes n ON n.id = m.node_id
@@ -80,7 +81,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
         )
         .await?;
     writeln!(out, "== node_metadata of u00000001 (group {group})")?;
-    for r in rows {
+    for r in metadata {
         writeln!(
             out,
             "  {:<12} {}",
@@ -88,5 +89,58 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
             r.get::<_, String>(1)
         )?;
     }
+    all_completed &= import_matches(&config, &work, rows, &group, progress, &mut out).await?;
     Ok(all_completed)
+}
+
+/// Seed 003: the engine's Parquet file of suggestions, ten per user.
+async fn import_matches(
+    config: &Config,
+    work: &std::path::Path,
+    users: u64,
+    group: &str,
+    progress: bool,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let file = work.join("matches.parquet");
+    let rows = users * sample::MATCHES_PER_PARTICIPANT;
+    let path = file.clone();
+    tokio::task::spawn_blocking(move || sample::write_matches_parquet(&path, rows, 200_000, 42))
+        .await??;
+    writeln!(
+        out,
+        "\n== Match suggestions: {} rows of Parquet (snappy, 200K-row row groups, {} bytes)",
+        grouped(rows as i64),
+        grouped(std::fs::metadata(&file)?.len() as i64),
+    )?;
+    let new = NewJob::file(
+        Target::Matches,
+        DEMO_DOMAIN,
+        group,
+        "",
+        &file.display().to_string(),
+        InputFormat::Parquet,
+    );
+    let report = super::import::run(config, new, progress).await?;
+    report.write_text(out)?;
+    let client = pg::connect(&config.database).await?;
+    let picks = client
+        .query(
+            "SELECT rank, matched_participant_id, compatibility_score FROM match_suggestions
+             WHERE group_id = $1 AND domain_id = $2 AND participant_id = 'u00000001'
+             ORDER BY rank LIMIT 3",
+            &[&ferry_actors::job::group_uuid(group), &DEMO_DOMAIN],
+        )
+        .await?;
+    writeln!(out, "\n== Top picks of u00000001")?;
+    for r in picks {
+        writeln!(
+            out,
+            "  #{} {}  score {}",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, f64>(2)
+        )?;
+    }
+    Ok(report.status == ferry_actors::job::JobStatus::Completed)
 }
