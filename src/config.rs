@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use ferry_actors::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
+use ferry_actors::settings::{
+    DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
+};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -21,6 +23,8 @@ pub struct Config {
     pub storage: StorageSettings,
     #[serde(default)]
     pub retry: RetrySettings,
+    #[serde(default)]
+    pub jobs: JobSettings,
     #[serde(default)]
     pub log: LogSettings,
 }

@@ -17,6 +17,16 @@ pub fn group_uuid(group_key: &str) -> Uuid {
         .unwrap_or_else(|_| Uuid::new_v5(&GROUP_NAMESPACE, group_key.trim().as_bytes()))
 }
 
+/// A lease owner name for this process: `role@host:pid:random`, unique
+/// even when a pid is reused.
+pub fn lease_owner(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let tag = Uuid::new_v4().simple().to_string();
+    format!("{role}@{host}:{}:{}", std::process::id(), &tag[..8])
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {

@@ -214,6 +214,29 @@ impl Default for ImportSettings {
     }
 }
 
+/// `[jobs]`: the durable job queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// How long a claim on a job lasts without renewal. A running instance
+    /// renews it every third of this; when an instance dies, another may
+    /// take its jobs over this long after its last renewal.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            lease: default_lease(),
+        }
+    }
+}
+
 /// `[storage]`: object storage (S3, MinIO) and the local files an import
 /// may read. Empty keys fall back to the standard `AWS_*` variables.
 #[derive(Debug, Clone, Serialize, Deserialize)]

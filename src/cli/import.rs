@@ -25,9 +25,12 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
             .context("applying migrations")?;
     }
     let started = Instant::now();
+    let owner = ferry_actors::job::lease_owner("import");
     let job = {
         let client = pool.get().await.context("database pool")?;
-        jobs::create(&**client, &new)
+        // Held by this process while it runs: a `ferry serve` leaves it
+        // alone, unless this process dies and the lease runs out.
+        jobs::create_held(&**client, &new, &owner, config.jobs.lease)
             .await
             .context("creating the job")?
     };
@@ -36,6 +39,8 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
         import: Arc::new(config.import.clone()),
         retry: config.retry.clone(),
         storage: config.storage.clone(),
+        jobs: config.jobs.clone(),
+        owner,
         pool,
     })
     .await

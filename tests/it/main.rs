@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod import_nodes;
+mod job_queue;
 mod limits;
 mod matches;
 mod reference_lists;

@@ -292,8 +292,8 @@ impl Crash {
     }
 }
 
-/// Runs the import, killing the S3 server 400 ms in and bringing it back
-/// 500 ms later. `extra` holds env vars, and flags (those starting with
+/// Runs the import, killing the S3 server once the job's first batch is
+/// committed and bringing it back 500 ms later. `extra` holds env vars, and flags (those starting with
 /// `--`). Returns the report and ferry's log.
 async fn import_through_a_crash(
     db: &TestDb,
@@ -333,7 +333,23 @@ async fn import_through_a_crash(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let output = tokio::spawn(cmd.spawn().unwrap().wait_with_output());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The fault comes once the job has a checkpoint past the first batch,
+    // so that a restart has somewhere to resume from.
+    let client = db.client().await;
+    for _ in 0..200 {
+        let committed: i64 = client
+            .query_one(
+                "SELECT coalesce(max(processed_rows), 0) FROM import_jobs WHERE group_key = $1",
+                &[&group],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if committed > 0 || output.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         !output.is_finished(),
         "{group}: the import finished before the fault"

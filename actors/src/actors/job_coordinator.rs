@@ -2,10 +2,13 @@
 //! pipeline fails it applies the restart policy: a retriable failure
 //! restarts the pipeline after a backoff, from the job's checkpoint; a
 //! permanent one, or one too many, makes the job FAILED with the reason.
+//! While a job runs it renews the job's lease, so no other instance takes
+//! the job over; if this process dies, the lease runs out and another
+//! instance may resume the job from its checkpoint.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -16,7 +19,9 @@ use crate::error::{is_retriable, ImportError};
 use crate::job::{Job, JobStatus, Outcome};
 use crate::pg::jobs;
 use crate::progress::Progress;
-use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
+use crate::settings::{
+    DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
+};
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::{ActorRestarted, JobFinished};
 
@@ -33,6 +38,8 @@ pub enum Msg {
     },
     /// Starts the next attempt of a job (after a backoff).
     Attempt(Uuid),
+    /// Extends the leases of the jobs this coordinator runs.
+    RenewLeases,
 }
 
 pub struct Args {
@@ -40,6 +47,9 @@ pub struct Args {
     pub import: Arc<ImportSettings>,
     pub retry: RetrySettings,
     pub storage: StorageSettings,
+    pub jobs: JobSettings,
+    /// Whose leases this coordinator holds and renews.
+    pub owner: String,
     pub pool: Pool,
 }
 
@@ -70,7 +80,13 @@ impl Actor for JobCoordinator {
     type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let every = (args.jobs.lease / 3).max(Duration::from_millis(100));
+        myself.send_interval(every, || Msg::RenewLeases);
         Ok(State {
             args,
             jobs: HashMap::new(),
@@ -103,6 +119,7 @@ impl Actor for JobCoordinator {
                 attempt(&myself, state, job_id).await;
             }
             Msg::Attempt(job_id) => attempt(&myself, state, job_id).await,
+            Msg::RenewLeases => renew_leases(state).await,
         }
         Ok(())
     }
@@ -134,6 +151,30 @@ impl Actor for JobCoordinator {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Renews the leases of every job being run. A job whose lease is gone was
+/// taken over by another instance after this one stalled past its lease.
+async fn renew_leases(state: &State) {
+    let ids: Vec<Uuid> = state.jobs.keys().copied().collect();
+    if ids.is_empty() {
+        return;
+    }
+    let renewed = match state.args.pool.get().await {
+        Ok(c) => jobs::renew(&**c, &state.args.owner, &ids, state.args.jobs.lease).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not renew job leases: no database connection.");
+            return;
+        }
+    };
+    match renewed {
+        Ok(held) => {
+            for lost in ids.iter().filter(|id| !held.contains(id)) {
+                tracing::warn!(job_id = %lost, owner = %state.args.owner, "Lost the lease of a running job.");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "Could not renew job leases."),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The job store: `import_jobs` rows in and out.
 
+use std::time::Duration;
+
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -44,11 +46,36 @@ fn from_row(r: &Row) -> Job {
     }
 }
 
+/// A PENDING job that any instance may claim.
 pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_postgres::Error> {
+    insert(c, new, None).await
+}
+
+/// A PENDING job already leased to `owner` (a `ferry import` that runs it
+/// itself): no other instance takes it while the lease is renewed.
+pub async fn create_held(
+    c: &impl GenericClient,
+    new: &NewJob,
+    owner: &str,
+    lease: Duration,
+) -> Result<Job, tokio_postgres::Error> {
+    insert(c, new, Some((owner, lease))).await
+}
+
+async fn insert(
+    c: &impl GenericClient,
+    new: &NewJob,
+    held: Option<(&str, Duration)>,
+) -> Result<Job, tokio_postgres::Error> {
+    let (owner, lease) = match held {
+        Some((owner, lease)) => (Some(owner), Some(lease.as_secs_f64())),
+        None => (None, None),
+    };
     let sql = format!(
         "INSERT INTO import_jobs (id, kind, status, domain_id, group_id, group_key, node_type, source,
-                                  format, reference_ids)
-         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+                                  format, reference_ids, lease_owner, lease_expires_at)
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10,
+                 now() + make_interval(secs => $11)) RETURNING {COLUMNS}"
     );
     let row = c
         .query_one(
@@ -63,6 +90,8 @@ pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_p
                 &new.source,
                 &new.format.as_str(),
                 &new.reference_ids,
+                &owner,
+                &lease,
             ],
         )
         .await?;
@@ -87,6 +116,74 @@ pub async fn reference_ids(
         )
         .await?;
     Ok(row.and_then(|r| r.get(0)))
+}
+
+/// The channel a new PENDING job is announced on (payload: its id).
+pub const JOBS_CHANNEL: &str = "ferry_jobs";
+
+/// Claims up to `limit` jobs that nobody holds, oldest first: PENDING jobs
+/// never leased, and PENDING or RUNNING jobs whose lease expired (their
+/// instance died; they resume from their checkpoint). Each is leased to
+/// `owner` for `lease`. Concurrent claimers never get the same job.
+pub async fn claim(
+    c: &impl GenericClient,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Job>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE import_jobs SET lease_owner = $1,
+             lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id IN (
+             SELECT id FROM import_jobs
+             WHERE status IN ('PENDING', 'RUNNING')
+               AND (lease_expires_at IS NULL OR lease_expires_at < now())
+             ORDER BY created_at LIMIT $3
+             FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    );
+    let rows = c
+        .query(&sql, &[&owner, &lease.as_secs_f64(), &limit])
+        .await?;
+    let mut jobs: Vec<Job> = rows.iter().map(from_row).collect();
+    // Job ids are UUIDv7: their order is creation order.
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
+}
+
+/// Extends `owner`'s leases on `ids`; returns the ids it still holds (a
+/// job missing from the answer was taken over, or finished).
+pub async fn renew(
+    c: &impl GenericClient,
+    owner: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "UPDATE import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = ANY($2) AND lease_owner = $1
+               AND status IN ('PENDING', 'RUNNING')
+             RETURNING id",
+            &[&owner, &ids, &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Gives `owner`'s leases on `ids` up, so another instance can claim those
+/// jobs at once (a graceful shutdown).
+pub async fn release(
+    c: &impl GenericClient,
+    owner: &str,
+    ids: &[Uuid],
+) -> Result<u64, tokio_postgres::Error> {
+    c.execute(
+        "UPDATE import_jobs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = ANY($2) AND lease_owner = $1",
+        &[&owner, &ids],
+    )
+    .await
 }
 
 /// Newest first.

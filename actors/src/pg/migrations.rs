@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "match_suggestions",
         sql: include_str!("../../migrations/0003_match_suggestions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "job_queue",
+        sql: include_str!("../../migrations/0004_job_queue.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -1,0 +1,228 @@
+//! The durable job queue's primitives against a real PostgreSQL: claims
+//! with `FOR UPDATE SKIP LOCKED`, leases that expire with their instance,
+//! renewal, release, and the NOTIFY that announces a new job.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ferry_actors::job::{InputFormat, NewJob, Target};
+use ferry_actors::pg::{jobs, migrations};
+use futures::StreamExt;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use crate::harness::{domain, TestDb};
+
+async fn migrated(db: &TestDb) -> tokio_postgres::Client {
+    let mut c = db.client().await;
+    migrations::migrate(&mut c).await.unwrap();
+    c
+}
+
+fn new_job(n: usize) -> NewJob {
+    NewJob::file(
+        Target::Nodes,
+        domain(),
+        "queue",
+        "USER",
+        &format!("/data/users-{n}.csv"),
+        InputFormat::Csv,
+    )
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_get_the_same_job() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let mut created = HashSet::new();
+    for n in 0..40 {
+        created.insert(jobs::create(&c, &new_job(n)).await.unwrap().id);
+    }
+    let mut claimers = Vec::new();
+    for w in 0..4 {
+        let client = db.client().await;
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("instance-{w}");
+            let mut mine = Vec::new();
+            loop {
+                let got = jobs::claim(&client, &owner, Duration::from_secs(30), 3)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for c in claimers {
+        claimed.extend(c.await.unwrap());
+    }
+    let unique: HashSet<Uuid> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), 40, "each job claimed once");
+    assert_eq!(unique, created);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_by_another_instance() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let short = Duration::from_millis(300);
+
+    let a = jobs::claim(&c, "a", short, 10).await.unwrap();
+    assert_eq!(a.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id]);
+    jobs::start_attempt(&c, job.id).await.unwrap();
+    assert!(jobs::claim(&c, "b", short, 10).await.unwrap().is_empty());
+
+    // "a" renews while it lives: "b" still cannot take the job.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            jobs::renew(&c, "a", &[job.id], short).await.unwrap(),
+            vec![job.id]
+        );
+    }
+    assert!(jobs::claim(&c, "b", short, 10).await.unwrap().is_empty());
+
+    // "a" dies: its lease runs out and "b" takes the RUNNING job over.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b = jobs::claim(&c, "b", short, 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].status.as_str(), "RUNNING");
+    assert!(
+        jobs::renew(&c, "a", &[job.id], short)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lost it"
+    );
+
+    // A release hands it over at once.
+    assert_eq!(jobs::release(&c, "b", &[job.id]).await.unwrap(), 1);
+    assert_eq!(jobs::claim(&c, "c", short, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn finished_jobs_are_never_claimed() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let outcome = ferry_actors::job::Outcome {
+        status: ferry_actors::job::JobStatus::Completed,
+        total: 0,
+        inserted: 0,
+        updated: 0,
+        duplicates: 0,
+        rejected: 0,
+        rejects_path: None,
+        failure_reason: None,
+    };
+    jobs::finish(&c, job.id, &outcome).await.unwrap();
+    assert!(jobs::claim(&c, "a", Duration::from_secs(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_new_job_is_announced() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let (listener, mut conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!("LISTEN {}", jobs::JOBS_CHANNEL))
+        .await
+        .unwrap();
+    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let (channel, payload) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(channel, jobs::JOBS_CHANNEL);
+    assert_eq!(payload, job.id.to_string());
+}
+
+/// A `ferry import` holds its job while it runs, renewing the lease; when
+/// it is killed (`kill -9`), the lease runs out and another instance can
+/// claim the RUNNING job, with the checkpoint it had reached.
+#[tokio::test]
+async fn an_import_holds_its_job_until_it_dies() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let file = db.path("users.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 600_000, 5).unwrap();
+    let lease = Duration::from_millis(600);
+    let mut child = db
+        .command(
+            &[
+                "import",
+                file.to_str().unwrap(),
+                "--domain",
+                crate::harness::DOMAIN,
+                "--group",
+                "held",
+                "--batch-rows",
+                "2000",
+            ],
+            &[
+                ("FERRY__JOBS__LEASE", "600ms"),
+                ("FERRY__IMPORT__WRITERS", "1"),
+                ("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1"),
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Running, renewed: nobody else gets it, for over three leases.
+    let started = tokio::time::Instant::now();
+    loop {
+        assert!(
+            jobs::claim(&c, "other", lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a running import's job was claimable"
+        );
+        let committed: i64 = c
+            .query_one(
+                "SELECT coalesce(max(processed_rows), 0) FROM import_jobs",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if committed > 0 && started.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the import never committed a batch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import ended too soon"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // Dead: after its lease, the job is there to be resumed.
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let taken = jobs::claim(&c, "other", lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].status.as_str(), "RUNNING");
+    assert!(taken[0].checkpoint.records > 0, "{:?}", taken[0].checkpoint);
+}
