@@ -25,6 +25,38 @@ pub struct Piece<B> {
     pub upto: ReadPosition,
 }
 
+/// What a reader holds to feed the accumulator: its mailbox, and the
+/// credits that bound the pieces in flight to it.
+pub struct Feed<B: Batch> {
+    pub accumulator: Mailbox<Msg<B>>,
+    pub credits: Credits,
+}
+
+/// What ended a reader's step.
+pub enum Step {
+    More,
+    /// The input ended, cleanly or with an error.
+    End(Option<String>),
+}
+
+impl<B: Batch> Feed<B> {
+    /// Hands one reader step's rows on, waiting for a credit first (this
+    /// wait is the reader's backpressure), then the end of the input if
+    /// the step reached it. Returns whether the reader should go on.
+    pub async fn step(&self, rows: B, upto: ReadPosition, step: Step) -> bool {
+        let credit = self.credits.take().await;
+        self.accumulator
+            .send(Msg::Rows(Piece { rows, upto }, credit));
+        match step {
+            Step::More => true,
+            Step::End(error) => {
+                self.accumulator.send(Msg::End { upto, error });
+                false
+            }
+        }
+    }
+}
+
 pub enum Msg<B> {
     Rows(Piece<B>, Credit),
     /// The input ended, cleanly or with `error`.

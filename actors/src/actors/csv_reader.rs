@@ -20,12 +20,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 
-use super::batch_accumulator::{self, Piece};
+use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::FetchError;
 use crate::batch::{Batch, NodeBatch};
 use crate::checkpoint::ReadPosition;
 use crate::error::ImportError;
-use crate::flow::Credits;
 use crate::formats::compression::decompress;
 use crate::formats::csv::Header;
 use crate::formats::limits::{limit_error, LimitedReader, Limits};
@@ -33,7 +32,7 @@ use crate::formats::rejects::RejectsFile;
 use crate::job::InputFormat;
 use crate::progress::Progress;
 use crate::settings::ImportSettings;
-use crate::telemetry::{Depth, Mailbox, RowsRejected};
+use crate::telemetry::{Depth, RowsRejected};
 
 pub const NAME: &str = "csv_reader";
 
@@ -50,8 +49,7 @@ pub struct Args {
     /// Where the last attempt's checkpoint left off.
     pub resume: ReadPosition,
     pub rejects_path: PathBuf,
-    pub accumulator: Mailbox<batch_accumulator::Msg<NodeBatch>>,
-    pub credits: Credits,
+    pub feed: Feed<NodeBatch>,
     pub progress: Arc<Progress>,
 }
 
@@ -63,8 +61,7 @@ pub struct State {
     bytes_depth: Depth,
     resume: ReadPosition,
     rejects_path: PathBuf,
-    accumulator: Mailbox<batch_accumulator::Msg<NodeBatch>>,
-    credits: Credits,
+    feed: Feed<NodeBatch>,
     progress: Arc<Progress>,
     input: Option<Input>,
     /// Bytes read since the last record: reset per record, checked by the
@@ -80,12 +77,6 @@ pub struct State {
 }
 
 pub type CsvReaderRef = ActorRef<Msg>;
-
-/// What ended a step.
-enum Step {
-    More,
-    End(Option<String>),
-}
 
 pub struct CsvReader;
 
@@ -112,8 +103,7 @@ impl Actor for CsvReader {
             bytes_depth: args.bytes_depth,
             resume: args.resume,
             rejects_path: args.rejects_path,
-            accumulator: args.accumulator,
-            credits: args.credits,
+            feed: args.feed,
             progress: args.progress,
             input: None,
             since_record: Arc::default(),
@@ -159,12 +149,7 @@ impl Actor for CsvReader {
             },
         };
         if let Some(rejects) = &mut state.rejects {
-            rejects.flush().await.map_err(|e| ImportError::Stage {
-                actor: NAME,
-                reason: format!("writing {}: {e}", rejects.path().display()),
-                retriable: true,
-            })?;
-            state.pos.rejects_len = rejects.len();
+            state.pos.rejects_len = rejects.checkpoint(NAME).await?;
         }
         RowsRejected {
             target: "nodes",
@@ -173,23 +158,10 @@ impl Actor for CsvReader {
         .emit();
         Progress::set(&state.progress.records_read, state.pos.records);
 
-        let credit = state.credits.take().await;
-        state.accumulator.send(batch_accumulator::Msg::Rows(
-            Piece {
-                rows,
-                upto: state.pos,
-            },
-            credit,
-        ));
-        match step {
-            Step::More => myself.cast(Msg::Pump)?,
-            Step::End(error) => {
-                state.done = true;
-                state.accumulator.send(batch_accumulator::Msg::End {
-                    upto: state.pos,
-                    error,
-                });
-            }
+        if state.feed.step(rows, state.pos, step).await {
+            myself.cast(Msg::Pump)?;
+        } else {
+            state.done = true;
         }
         Ok(())
     }

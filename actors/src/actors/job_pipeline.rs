@@ -17,7 +17,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, Supervision
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use super::batch_accumulator::{self, BatchAccumulator};
+use super::batch_accumulator::{self, BatchAccumulator, Feed};
 use super::copy_writer::{self, CopyWriter};
 use super::csv_reader::{self, CsvReader};
 use super::file_fetcher::{self, FileFetcher};
@@ -380,13 +380,13 @@ async fn choose_mode<T: Table>(
 }
 
 /// Spawns the CopyWriters for `table` and the BatchAccumulator that feeds
-/// them; returns the accumulator's mailbox, where a reader sends rows.
+/// them; returns the feed a reader sends its rows into.
 async fn spawn_writers<T: Table>(
     myself: &ActorRef<Msg>,
     state: &mut Running,
     args: &Args,
     table: T,
-) -> Result<Mailbox<batch_accumulator::Msg<T::Batch>>, ActorProcessingErr> {
+) -> Result<Feed<T::Batch>, ActorProcessingErr> {
     let cell = myself.get_cell();
     let me = Mailbox::new(myself.clone(), state.depth.clone());
     let import = &args.import;
@@ -426,7 +426,11 @@ async fn spawn_writers<T: Table>(
         .await
         .map_err(startup_error)?;
     state.children.insert(acc.get_id(), batch_accumulator::NAME);
-    Ok(Mailbox::new(acc, depth))
+    Ok(Feed {
+        accumulator: Mailbox::new(acc, depth),
+        // Pieces in flight from the reader to the accumulator.
+        credits: Credits::new(import.max_in_flight_batches),
+    })
 }
 
 /// The reader's view of the checkpoint.
@@ -445,7 +449,7 @@ async fn spawn_csv_input(
     state: &mut Running,
     args: &Args,
     source: Source,
-    rows: Mailbox<batch_accumulator::Msg<NodeBatch>>,
+    rows: Feed<NodeBatch>,
 ) -> Result<(), ActorProcessingErr> {
     let import = &args.import;
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
@@ -457,9 +461,7 @@ async fn spawn_csv_input(
         bytes_depth: bytes_depth.clone(),
         resume: resume_position(state),
         rejects_path: state.rejects_path.clone(),
-        accumulator: rows,
-        // Pieces in flight from the reader to the accumulator.
-        credits: Credits::new(import.max_in_flight_batches),
+        feed: rows,
         progress: args.progress.clone(),
     };
     let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, myself.get_cell())
@@ -480,7 +482,7 @@ async fn spawn_parquet_input(
     state: &mut Running,
     args: &Args,
     source: Source,
-    rows: Mailbox<batch_accumulator::Msg<MatchBatch>>,
+    rows: Feed<MatchBatch>,
 ) -> Result<(), ActorProcessingErr> {
     let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
     let import = &args.import;
@@ -490,8 +492,7 @@ async fn spawn_parquet_input(
         fetcher,
         resume: resume_position(state),
         rejects_path: state.rejects_path.clone(),
-        accumulator: rows,
-        credits: Credits::new(import.max_in_flight_batches),
+        feed: rows,
         progress: args.progress.clone(),
     };
     let (reader, _) = Actor::spawn_linked(None, ParquetReader, reader_args, myself.get_cell())

@@ -22,19 +22,18 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::batch_accumulator::{self, Piece};
+use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::{self, FetchError};
 use crate::batch::{Batch, MatchBatch};
 use crate::checkpoint::ReadPosition;
 use crate::error::ImportError;
-use crate::flow::Credits;
 use crate::formats::parquet::{
     check_footer, resume_at, row_group_rows, FooterLimits, MatchSchema, MATCH_COLUMNS,
 };
 use crate::formats::rejects::RejectsFile;
 use crate::progress::Progress;
 use crate::settings::ImportSettings;
-use crate::telemetry::{Mailbox, RowsRejected};
+use crate::telemetry::RowsRejected;
 
 pub const NAME: &str = "parquet_reader";
 
@@ -53,8 +52,7 @@ pub struct Args {
     /// Where the last attempt's checkpoint left off.
     pub resume: ReadPosition,
     pub rejects_path: PathBuf,
-    pub accumulator: Mailbox<batch_accumulator::Msg<MatchBatch>>,
-    pub credits: Credits,
+    pub feed: Feed<MatchBatch>,
     pub progress: Arc<Progress>,
 }
 
@@ -77,12 +75,6 @@ struct Input {
 }
 
 pub type ParquetReaderRef = ActorRef<Msg>;
-
-/// What ended a step.
-enum Step {
-    More,
-    End(Option<String>),
-}
 
 pub struct ParquetReader;
 
@@ -126,13 +118,7 @@ impl Actor for ParquetReader {
         let mut rows = MatchBatch::with_capacity(state.args.settings.read_rows);
         let rejected_before = state.pos.rejected;
         let step = read_step(state, &mut rows).await?;
-        let rejects = &mut state.rejects;
-        rejects.flush().await.map_err(|e| ImportError::Stage {
-            actor: NAME,
-            reason: format!("writing {}: {e}", rejects.path().display()),
-            retriable: true,
-        })?;
-        state.pos.rejects_len = rejects.len();
+        state.pos.rejects_len = state.rejects.checkpoint(NAME).await?;
         RowsRejected {
             target: "match_suggestions",
             rows: state.pos.rejected - rejected_before,
@@ -140,23 +126,10 @@ impl Actor for ParquetReader {
         .emit();
         Progress::set(&state.args.progress.records_read, state.pos.records);
 
-        let credit = state.args.credits.take().await;
-        state.args.accumulator.send(batch_accumulator::Msg::Rows(
-            Piece {
-                rows,
-                upto: state.pos,
-            },
-            credit,
-        ));
-        match step {
-            Step::More => myself.cast(Msg::Pump)?,
-            Step::End(error) => {
-                state.done = true;
-                state.args.accumulator.send(batch_accumulator::Msg::End {
-                    upto: state.pos,
-                    error,
-                });
-            }
+        if state.args.feed.step(rows, state.pos, step).await {
+            myself.cast(Msg::Pump)?;
+        } else {
+            state.done = true;
         }
         Ok(())
     }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use crate::error::ImportError;
+
 /// Appends `field` to `out` as one CSV field, quoted when it must be.
 pub fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
     let needs_quotes = field
@@ -99,6 +101,17 @@ impl RejectsFile {
         push_csv_field(&mut self.buf, reason.as_bytes());
         self.buf.push(b',');
         push_csv_record(&mut self.buf, fields);
+    }
+
+    /// Writes what is buffered and returns the length a checkpoint
+    /// records; a failure is `actor`'s, worth a restart.
+    pub async fn checkpoint(&mut self, actor: &'static str) -> Result<u64, ImportError> {
+        self.flush().await.map_err(|e| ImportError::Stage {
+            actor,
+            reason: format!("writing {}: {e}", self.path.display()),
+            retriable: true,
+        })?;
+        Ok(self.len)
     }
 
     /// Writes what is buffered, so that `len()` is on disk.
