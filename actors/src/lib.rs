@@ -9,7 +9,8 @@
 //! - `settings`: the engine's configuration structs (`[database]`,
 //!   `[import]`, `[retry]`), documented key by key.
 //! - `job`: job, status, checkpoint and outcome types; `groupId` → UUID.
-//! - `batch`: `NodeBatch`, rows packed in one text arena; dedupe and routing.
+//! - `batch`: `NodeBatch` and `MatchBatch`, rows packed in one text arena;
+//!   dedupe and routing.
 //! - `checkpoint`: out-of-order batch commits → a contiguous checkpoint and
 //!   the job's outcome.
 //! - `formats`: compression sniffing, CSV rows to nodes, the rejects file.

@@ -1,10 +1,9 @@
-//! `MatchBatch`: match suggestions on their way to PostgreSQL. The two
-//! participant ids of every row live in one `String` arena, as in
-//! [`NodeBatch`](super::NodeBatch); the numbers sit in the row.
+//! `MatchBatch`: match suggestions; the two participant ids of a row live
+//! in the batch's arena, the numbers in the row.
 
 use std::ops::Range;
 
-use super::{route_last_wins, Batch};
+use super::{shift, Packed, PackedRow};
 
 #[derive(Debug, Clone)]
 pub struct MatchRow {
@@ -16,23 +15,32 @@ pub struct MatchRow {
     pub rank: Option<i32>,
 }
 
-#[derive(Debug, Default)]
-pub struct MatchBatch {
-    text: String,
-    rows: Vec<MatchRow>,
-}
+impl PackedRow for MatchRow {
+    /// (participant, matched): a pair is suggested once per group.
+    type Key<'a> = (&'a str, &'a str);
 
-impl MatchBatch {
-    pub fn rows(&self) -> &[MatchRow] {
-        &self.rows
+    fn shifted(&self, by: usize) -> Self {
+        Self {
+            participant: shift(&self.participant, by),
+            matched: shift(&self.matched, by),
+            ..self.clone()
+        }
     }
 
+    fn key<'a>(&self, text: &'a str) -> (&'a str, &'a str) {
+        (&text[self.participant.clone()], &text[self.matched.clone()])
+    }
+}
+
+pub type MatchBatch = Packed<MatchRow>;
+
+impl MatchBatch {
     pub fn participant(&self, row: &MatchRow) -> &str {
-        &self.text[row.participant.clone()]
+        self.text(&row.participant)
     }
 
     pub fn matched(&self, row: &MatchRow) -> &str {
-        &self.text[row.matched.clone()]
+        self.text(&row.matched)
     }
 
     pub fn push(
@@ -57,44 +65,10 @@ impl MatchBatch {
     }
 }
 
-impl Batch for MatchBatch {
-    fn with_capacity(rows: usize) -> Self {
-        Self {
-            text: String::new(),
-            rows: Vec::with_capacity(rows),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn bytes(&self) -> usize {
-        self.text.len()
-    }
-
-    fn append(&mut self, other: &MatchBatch) {
-        let shift = self.text.len();
-        self.text.push_str(&other.text);
-        self.rows.extend(other.rows.iter().map(|r| MatchRow {
-            participant: r.participant.start + shift..r.participant.end + shift,
-            matched: r.matched.start + shift..r.matched.end + shift,
-            ..r.clone()
-        }));
-    }
-
-    fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64) {
-        let keys = self
-            .rows
-            .iter()
-            .map(|r| (self.participant(r), self.matched(r)));
-        route_last_wins(keys, shards)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
     #[test]
     fn a_pair_is_the_key_and_its_last_row_wins() {

@@ -2,12 +2,18 @@
 //!
 //! The accumulator and the writers handle any [`Batch`]: they only need to
 //! append pieces, measure a batch, and split it between writers by key.
+//!
+//! Both kinds are [`Packed`]: all the text of a batch lives in one `String`
+//! arena, and a row holds ranges into it. Reading a file of millions of
+//! rows therefore allocates per batch, not per row, and a batch can be split
+//! between writers by index without copying any text.
 
 mod matches;
 mod nodes;
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
+use std::ops::Range;
 
 pub use matches::{MatchBatch, MatchRow};
 pub use nodes::{NodeBatch, NodeRow};
@@ -32,6 +38,76 @@ pub trait Batch: Send + Sync + 'static {
     /// row twice in one statement). Returns the shards, each in file order,
     /// and how many duplicate rows were dropped.
     fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64);
+}
+
+/// A row of a [`Packed`] batch.
+pub trait PackedRow: Clone + Send + Sync + 'static {
+    /// What deduplication and routing go by.
+    type Key<'a>: Hash + Eq;
+
+    /// The same row with its text ranges moved `by` bytes on.
+    fn shifted(&self, by: usize) -> Self;
+
+    /// The row's key, read from its batch's `text`.
+    fn key<'a>(&self, text: &'a str) -> Self::Key<'a>;
+}
+
+/// Rows whose text is packed in one arena.
+#[derive(Debug)]
+pub struct Packed<R> {
+    text: String,
+    rows: Vec<R>,
+}
+
+impl<R> Default for Packed<R> {
+    fn default() -> Self {
+        Self {
+            text: String::new(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<R> Packed<R> {
+    pub fn rows(&self) -> &[R] {
+        &self.rows
+    }
+
+    fn text(&self, range: &Range<usize>) -> &str {
+        &self.text[range.clone()]
+    }
+}
+
+/// `range` moved `by` bytes on.
+fn shift(range: &Range<usize>, by: usize) -> Range<usize> {
+    range.start + by..range.end + by
+}
+
+impl<R: PackedRow> Batch for Packed<R> {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            text: String::new(),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    fn append(&mut self, other: &Self) {
+        let by = self.text.len();
+        self.text.push_str(&other.text);
+        self.rows.extend(other.rows.iter().map(|r| r.shifted(by)));
+    }
+
+    fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64) {
+        route_last_wins(self.rows.iter().map(|r| r.key(&self.text)), shards)
+    }
 }
 
 /// A deterministic hasher: routing must not depend on the process, so the

@@ -1,13 +1,9 @@
-//! `NodeBatch`: node rows on their way to PostgreSQL, packed for speed.
-//!
-//! Every reference id and metadata JSON document of a batch lives in one
-//! `String` arena; a row is a pair of ranges into it. Reading a file of
-//! millions of rows therefore allocates per batch, not per row, and a batch
-//! can be split between writers by index without copying any text.
+//! `NodeBatch`: node rows, each a reference id and a metadata JSON
+//! document in the batch's arena.
 
 use std::ops::Range;
 
-use super::{route_last_wins, Batch};
+use super::{shift, Packed, PackedRow};
 
 /// One row: its position in the source (1-based data row number, the
 /// checkpoint unit) and where its text is in the arena.
@@ -18,23 +14,31 @@ pub struct NodeRow {
     metadata: Range<usize>,
 }
 
-#[derive(Debug, Default)]
-pub struct NodeBatch {
-    text: String,
-    rows: Vec<NodeRow>,
-}
+impl PackedRow for NodeRow {
+    type Key<'a> = &'a str;
 
-impl NodeBatch {
-    pub fn rows(&self) -> &[NodeRow] {
-        &self.rows
+    fn shifted(&self, by: usize) -> Self {
+        Self {
+            row_no: self.row_no,
+            reference: shift(&self.reference, by),
+            metadata: shift(&self.metadata, by),
+        }
     }
 
+    fn key<'a>(&self, text: &'a str) -> &'a str {
+        &text[self.reference.clone()]
+    }
+}
+
+pub type NodeBatch = Packed<NodeRow>;
+
+impl NodeBatch {
     pub fn reference(&self, row: &NodeRow) -> &str {
-        &self.text[row.reference.clone()]
+        self.text(&row.reference)
     }
 
     pub fn metadata(&self, row: &NodeRow) -> &str {
-        &self.text[row.metadata.clone()]
+        self.text(&row.metadata)
     }
 
     /// Adds a row. `write_metadata` appends the row's metadata JSON to the
@@ -61,40 +65,10 @@ impl NodeBatch {
     }
 }
 
-impl Batch for NodeBatch {
-    fn with_capacity(rows: usize) -> Self {
-        Self {
-            text: String::new(),
-            rows: Vec::with_capacity(rows),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn bytes(&self) -> usize {
-        self.text.len()
-    }
-
-    fn append(&mut self, other: &NodeBatch) {
-        let shift = self.text.len();
-        self.text.push_str(&other.text);
-        self.rows.extend(other.rows.iter().map(|r| NodeRow {
-            row_no: r.row_no,
-            reference: r.reference.start + shift..r.reference.end + shift,
-            metadata: r.metadata.start + shift..r.metadata.end + shift,
-        }));
-    }
-
-    fn dedup_and_route(&self, shards: usize) -> (Vec<Vec<u32>>, u64) {
-        route_last_wins(self.rows.iter().map(|r| self.reference(r)), shards)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
     fn batch(keys: &[&str]) -> NodeBatch {
         let mut b = NodeBatch::default();
