@@ -220,17 +220,10 @@ impl ObjectReader {
     }
 
     /// Reads `range` whole (a ranged read, as Parquet's footer and row
-    /// groups are read), with the same resumption as a streamed read.
+    /// groups are read), with the same resumption as a streamed read. The
+    /// range lies within the object: the FileFetcher checks every range
+    /// against the size, whatever the source.
     pub async fn read_range(&mut self, range: Range<u64>) -> Result<Bytes, StorageError> {
-        if range.end > self.size || range.start > range.end {
-            return Err(StorageError {
-                message: format!(
-                    "bytes {}..{} are outside the object ({} bytes)",
-                    range.start, range.end, self.size
-                ),
-                retriable: false,
-            });
-        }
         self.body = None;
         self.offset = range.start;
         self.end = range.end;

@@ -370,12 +370,7 @@ impl<'a> Num<'a> {
     }
 
     fn display(&self, i: usize) -> Option<String> {
-        Some(match self.get(i)? {
-            Value::Int(v) => v.to_string(),
-            Value::UInt(v) => v.to_string(),
-            Value::Float(v) => v.to_string(),
-            Value::Decimal(v) => decimal_text(v, self.scale),
-        })
+        Some(display(self.get(i)?, self.scale))
     }
 }
 
@@ -461,6 +456,7 @@ fn to_rank(v: Value, scale: i8) -> Result<i32, String> {
     })
 }
 
+/// A value as text, exactly (a decimal at its scale).
 fn display(v: Value, scale: i8) -> String {
     match v {
         Value::Int(v) => v.to_string(),
