@@ -166,22 +166,16 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
                 group,
                 node_type: job.node_type.clone(),
             };
-            let mut run = prepare(args, control, &table, &source).await?;
-            let spawned = async {
-                let rows = spawn_writers(myself, &mut run, args, table).await?;
-                spawn_csv_input(myself, &mut run, args, source, rows).await
-            };
-            finish_spawning(myself, spawned.await)?;
+            let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
+            let input = spawn_csv_input(myself, &mut run, args, source, rows).await;
+            unwind_on_error(myself, input)?;
             Ok(run)
         }
         (Some(Target::Matches), InputFormat::Parquet) => {
             let table = Matches { group };
-            let mut run = prepare(args, control, &table, &source).await?;
-            let spawned = async {
-                let rows = spawn_writers(myself, &mut run, args, table).await?;
-                spawn_parquet_input(myself, &mut run, args, source, rows).await
-            };
-            finish_spawning(myself, spawned.await)?;
+            let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
+            let input = spawn_parquet_input(myself, &mut run, args, source, rows).await;
+            unwind_on_error(myself, input)?;
             Ok(run)
         }
         (_, format) => Err(ImportError::Source {
@@ -194,15 +188,17 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
 }
 
 /// Takes the group lock, picks the mode, saves the checkpoint to resume
-/// from, and sets the pipeline's state up.
+/// from, sets the pipeline's state up and spawns the writing stages;
+/// returns the state and the feed the reader will send rows into.
 async fn prepare<T: Table>(
+    myself: &ActorRef<Msg>,
     args: &Args,
     control: Client,
-    table: &T,
+    table: T,
     source: &Source,
-) -> Result<Running, ActorProcessingErr> {
+) -> Result<(Running, Feed<T::Batch>), ActorProcessingErr> {
     let job = args.job.clone();
-    let (mode, checkpoint) = choose_mode(&control, &job, table, &args.import).await?;
+    let (mode, checkpoint) = choose_mode(&control, &job, &table, &args.import).await?;
     jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
     tracing::info!(
         job_id = %job.id,
@@ -212,7 +208,7 @@ async fn prepare<T: Table>(
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.records);
-    Ok(Running {
+    let mut run = Running {
         rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
         rejects_object: source.rejects_object(job.id),
         storage: args.storage.clone(),
@@ -225,14 +221,17 @@ async fn prepare<T: Table>(
         finishing: false,
         started: Instant::now(),
         job,
-    })
+    };
+    let rows = spawn_writers(myself, &mut run, args, table).await;
+    let rows = unwind_on_error(myself, rows)?;
+    Ok((run, rows))
 }
 
 /// Stages already spawned are stopped if a later one failed to start.
-fn finish_spawning(
+fn unwind_on_error<T>(
     myself: &ActorRef<Msg>,
-    spawned: Result<(), ActorProcessingErr>,
-) -> Result<(), ActorProcessingErr> {
+    spawned: Result<T, ActorProcessingErr>,
+) -> Result<T, ActorProcessingErr> {
     if spawned.is_err() {
         myself.stop_children(None);
     }
