@@ -142,60 +142,58 @@ impl TestDb {
     }
 
     pub async fn count(&self, group: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(
-                "SELECT count(*) FROM nodes WHERE group_id = $1 AND domain_id = $2",
-                &[&ferry_actors::job::group_uuid(group), &domain()],
-            )
-            .await
-            .expect("count nodes")
-            .get(0)
+        self.of_group(
+            "SELECT count(*) FROM nodes WHERE group_id = $1 AND domain_id = $2",
+            group,
+        )
+        .await
     }
 
     /// A digest of a group's (reference_id, type, metadata): equal digests
     /// mean equal row sets.
     pub async fn digest(&self, group: &str) -> String {
-        self.client()
-            .await
-            .query_one(
-                "SELECT coalesce(md5(string_agg(reference_id || '|' || type || '|' || metadata::text, E'\\n'
-                                        ORDER BY reference_id)), 'empty')
-                 FROM nodes WHERE group_id = $1 AND domain_id = $2",
-                &[&ferry_actors::job::group_uuid(group), &domain()],
-            )
-            .await
-            .expect("digest")
-            .get(0)
+        self.of_group(
+            "SELECT coalesce(md5(string_agg(reference_id || '|' || type || '|' || metadata::text, E'\\n'
+                                    ORDER BY reference_id)), 'empty')
+             FROM nodes WHERE group_id = $1 AND domain_id = $2",
+            group,
+        )
+        .await
     }
 
     pub async fn match_count(&self, group: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(
-                "SELECT count(*) FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
-                &[&ferry_actors::job::group_uuid(group), &domain()],
-            )
-            .await
-            .expect("count matches")
-            .get(0)
+        self.of_group(
+            "SELECT count(*) FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
+            group,
+        )
+        .await
     }
 
     /// A digest of a group's match suggestions: equal digests mean equal
     /// row sets, scores and ranks included.
     pub async fn match_digest(&self, group: &str) -> String {
+        self.of_group(
+            "SELECT coalesce(md5(string_agg(
+                 participant_id || '|' || matched_participant_id || '|' ||
+                 coalesce(compatibility_score::text, '-') || '|' || coalesce(rank::text, '-'),
+                 E'\n' ORDER BY participant_id, matched_participant_id)), 'empty')
+             FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
+            group,
+        )
+        .await
+    }
+
+    /// The one value `sql` selects, given `$1` the group and `$2` the domain.
+    async fn of_group<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        sql: &str,
+        group: &str,
+    ) -> T {
         self.client()
             .await
-            .query_one(
-                "SELECT coalesce(md5(string_agg(
-                     participant_id || '|' || matched_participant_id || '|' ||
-                     coalesce(compatibility_score::text, '-') || '|' || coalesce(rank::text, '-'),
-                     E'\n' ORDER BY participant_id, matched_participant_id)), 'empty')
-                 FROM match_suggestions WHERE group_id = $1 AND domain_id = $2",
-                &[&ferry_actors::job::group_uuid(group), &domain()],
-            )
+            .query_one(sql, &[&ferry_actors::job::group_uuid(group), &domain()])
             .await
-            .expect("match digest")
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .get(0)
     }
 }

@@ -154,20 +154,7 @@ async fn the_s3_server_killed_mid_download_still_gives_the_exact_row_set() {
     assert_eq!(db.digest("resumed").await, want);
 
     // The reader fails; the pipeline restarts from its checkpoint.
-    let prom = db.path("restarted.prom");
-    let prom_arg = prom.to_str().unwrap().to_string();
-    let extra = [
-        ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
-        ("--metrics-textfile", prom_arg.as_str()),
-    ];
-    let (r, log) = import_through_a_crash(&db, &mut s3, &Crash::csv("restarted"), &extra).await;
-    assert!(
-        r["attempts"].as_i64() >= Some(2),
-        "the pipeline restarted: {r}\n{log}"
-    );
-    let prom = std::fs::read_to_string(&prom).unwrap();
-    let restarts = metric(&prom, r#"ferry_actor_restarts_total{actor="csv_reader"}"#);
-    assert!(restarts >= Some(1.0), "{prom}");
+    restart_through_a_crash(&db, &mut s3, &Crash::csv("restarted"), "csv_reader").await;
     assert_eq!(db.digest("restarted").await, want);
 }
 
@@ -240,17 +227,8 @@ async fn the_s3_server_killed_mid_parquet_read_still_gives_the_exact_row_set() {
     assert!(log.contains("resuming with a range request"), "{r}\n{log}");
     assert_eq!(db.match_digest("resumed").await, want);
 
-    let prom = db.path("restarted.prom");
-    let prom_arg = prom.to_str().unwrap().to_string();
-    let extra = [
-        ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
-        ("--metrics-textfile", prom_arg.as_str()),
-    ];
-    let (r, log) = import_through_a_crash(&db, &mut s3, &Crash::parquet("restarted"), &extra).await;
-    assert!(
-        r["attempts"].as_i64() >= Some(2),
-        "the pipeline restarted: {r}\n{log}"
-    );
+    let log =
+        restart_through_a_crash(&db, &mut s3, &Crash::parquet("restarted"), "parquet_reader").await;
     // The second attempt started past the first row: at the checkpoint's
     // row group and offset, not at the top of the file.
     let resumed_mid_file = log
@@ -258,13 +236,33 @@ async fn the_s3_server_killed_mid_parquet_read_still_gives_the_exact_row_set() {
         .filter(|l| l.contains("Parquet file opened."))
         .any(|l| !l.contains("resume_row_group=0 resume_offset=0"));
     assert!(resumed_mid_file, "{log}");
-    let prom = std::fs::read_to_string(&prom).unwrap();
-    let restarts = metric(
-        &prom,
-        r#"ferry_actor_restarts_total{actor="parquet_reader"}"#,
-    );
-    assert!(restarts >= Some(1.0), "{prom}");
     assert_eq!(db.match_digest("restarted").await, want);
+}
+
+/// The crash with one storage attempt: `actor`, the reader, fails and the
+/// pipeline restarts from its checkpoint; the restart shows in the job row
+/// and in `ferry_actor_restarts_total{actor}`. Returns ferry's log.
+async fn restart_through_a_crash(
+    db: &TestDb,
+    s3: &mut LocalS3,
+    crash: &Crash,
+    actor: &str,
+) -> String {
+    let prom = db.path(&format!("{}.prom", crash.group));
+    let prom_arg = prom.to_str().unwrap().to_string();
+    let extra = [
+        ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
+        ("--metrics-textfile", prom_arg.as_str()),
+    ];
+    let (r, log) = import_through_a_crash(db, s3, crash, &extra).await;
+    assert!(
+        r["attempts"].as_i64() >= Some(2),
+        "the pipeline restarted: {r}\n{log}"
+    );
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let series = format!(r#"ferry_actor_restarts_total{{actor="{actor}"}}"#);
+    assert!(metric(&prom, &series) >= Some(1.0), "{prom}");
+    log
 }
 
 /// An import that a crash of the S3 server interrupts.
