@@ -133,25 +133,20 @@ impl MatchSchema {
                 .map(|a| a.as_ref())
                 .ok_or_else(|| format!("column `{}` is missing from a row group", self.names[c]))
         };
+        let changed = |c: usize, a: &dyn Array| {
+            format!(
+                "column `{}` changed type to {}",
+                self.names[c],
+                a.data_type()
+            )
+        };
         let text = |c: usize| {
             let a = column(c)?;
-            Text::new(a).ok_or_else(|| {
-                format!(
-                    "column `{}` changed type to {}",
-                    self.names[c],
-                    a.data_type()
-                )
-            })
+            Text::new(a).ok_or_else(|| changed(c, a))
         };
         let num = |c: usize| {
             let a = column(c)?;
-            Num::new(a).ok_or_else(|| {
-                format!(
-                    "column `{}` changed type to {}",
-                    self.names[c],
-                    a.data_type()
-                )
-            })
+            Num::new(a).ok_or_else(|| changed(c, a))
         };
         Ok(MatchColumns {
             participant: text(PARTICIPANT)?,
