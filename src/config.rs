@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ferry_actors::settings::{
-    DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
+    DatabaseSettings, ImportSettings, JobSettings, KafkaSettings, RetrySettings, StorageSettings,
 };
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -26,7 +26,39 @@ pub struct Config {
     #[serde(default)]
     pub jobs: JobSettings,
     #[serde(default)]
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
     pub log: LogSettings,
+}
+
+/// `[http]`: the API, health and metrics endpoints of `ferry serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `host:port` to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Most jobs one `GET /v1/imports` page returns.
+    #[serde(default = "default_max_page")]
+    pub max_page: i64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_page() -> i64 {
+    100
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_page: default_max_page(),
+        }
+    }
 }
 
 /// `[log]`

@@ -15,11 +15,15 @@
 //! - `localpg`: a throwaway PostgreSQL cluster for the demo, tests, benches.
 //! - `locals3`: a local S3 server (s3s-fs) for the same.
 //! - `sample`: deterministic sample files.
+//! - `service`: `ferry serve` assembled, and its shutdown.
+//! - `http`: the API, health and metrics endpoints.
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod localpg;
 pub mod locals3;
 pub mod report;
 pub mod sample;
+pub mod service;
 pub mod telemetry;

@@ -114,6 +114,34 @@ impl LocalPostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Stops the server (fast shutdown: sessions are ended), as an outage.
+    pub fn stop(&self) -> Result<()> {
+        let data = self.dir.join("data");
+        self.run_pg(
+            "pg_ctl",
+            &["-D", path_str(&data)?, "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    /// Starts the server again after [`LocalPostgres::stop`].
+    pub fn start_again(&self) -> Result<()> {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        self.run_pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-l",
+                path_str(&log)?,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    }
+
     fn run_pg(&self, tool: &str, args: &[&str]) -> Result<()> {
         let bin = self.bindir.join(tool);
         let mut cmd = if self.as_postgres {

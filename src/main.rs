@@ -50,6 +50,23 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Run the service: consume import requests from Kafka, run the job
+    /// queue, publish status events, serve the HTTP API; until SIGTERM or
+    /// SIGINT. Without `kafka.brokers` it starts an embedded broker.
+    Serve,
+    /// API keys for the HTTP API.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// The dead-letter topic.
+    Dlq {
+        /// Kafka bootstrap servers [default: kafka.brokers].
+        #[arg(long)]
+        brokers: Option<String>,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Generate a sample file, start a local PostgreSQL if none is
     /// configured, import it twice and print the reports.
     Demo {
@@ -114,6 +131,35 @@ struct ImportArgs {
     /// (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     metrics_textfile: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Make a key for one domain; it is printed once (only its hash is kept).
+    Create {
+        #[arg(long)]
+        domain: Uuid,
+        /// A label for the key.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Revoke a key.
+    Revoke { key: String },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Each dead letter: where it came from, the error, a payload excerpt.
+    List,
+    /// Send dead letters back to the topics they came from (seed 004 UC-3).
+    Replay {
+        /// Only those that came from this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only those dead-lettered within this long, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -215,6 +261,46 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            ferry::telemetry::init(&config.log);
+            cli::serve::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apikey { command } => {
+            match command {
+                ApikeyCommand::Create { domain, name } => {
+                    println!(
+                        "{}",
+                        cli::apikey::create(&config.database, domain, &name).await?
+                    );
+                }
+                ApikeyCommand::Revoke { key } => {
+                    if !cli::apikey::revoke(&config.database, &key).await? {
+                        bail!("no such active key");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { brokers, command } => {
+            let brokers = brokers.unwrap_or_else(|| config.kafka.brokers.clone());
+            if brokers.is_empty() {
+                bail!("give --brokers (the embedded broker's address is in ferry serve's log)");
+            }
+            let kafka = config.kafka.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                match command {
+                    DlqCommand::List => cli::dlq::list(&kafka, &brokers, &mut std::io::stdout()),
+                    DlqCommand::Replay { topic, since } => {
+                        let n = cli::dlq::replay(&kafka, &brokers, topic.as_deref(), since)?;
+                        println!("replayed {n} message(s)");
+                        Ok(())
+                    }
+                }
+            })
+            .await??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { rows } => {

@@ -17,6 +17,10 @@ pub enum ImportError {
     /// No connection could be made.
     #[error(transparent)]
     Connect(#[from] crate::pg::DbError),
+    /// Another instance holds the job now (this one stalled past its
+    /// lease): stop without touching the job row.
+    #[error("job {0}: the lease was lost to another instance")]
+    LeaseLost(uuid::Uuid),
     /// A stage of the pipeline failed; `actor` names it for the restart metric.
     #[error("{actor} failed: {reason}")]
     Stage {
@@ -32,6 +36,7 @@ impl ImportError {
             Self::Source { retriable, .. } | Self::Stage { retriable, .. } => *retriable,
             Self::Database(e) => crate::pg::is_transient(e),
             Self::Connect(_) => true,
+            Self::LeaseLost(_) => false,
         }
     }
 }

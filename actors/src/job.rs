@@ -160,6 +160,12 @@ pub struct NewJob {
     pub format: InputFormat,
     /// Ids given inline (stored on the job row, so a restart reads them again).
     pub reference_ids: Option<Vec<String>>,
+    /// A second request with the same key gets the first one's job.
+    pub idempotency_key: Option<String>,
+    /// Where the job's terminal status event is published; `None`: nowhere.
+    pub status_topic: Option<String>,
+    /// Where the request came from (a Kafka message's coordinates, the API).
+    pub origin: Option<serde_json::Value>,
 }
 
 impl NewJob {
@@ -181,6 +187,9 @@ impl NewJob {
             source: source.into(),
             format,
             reference_ids: None,
+            idempotency_key: None,
+            status_topic: None,
+            origin: None,
         }
     }
 
@@ -203,6 +212,25 @@ impl NewJob {
                 "",
                 InputFormat::Refs,
             )
+        }
+    }
+}
+
+impl NewJob {
+    /// The same request, deduplicated by `key`.
+    pub fn keyed(self, key: String) -> Self {
+        Self {
+            idempotency_key: Some(key),
+            ..self
+        }
+    }
+
+    /// The same request, announcing its end on `topic` from `origin`.
+    pub fn reporting_to(self, topic: String, origin: serde_json::Value) -> Self {
+        Self {
+            status_topic: Some(topic),
+            origin: Some(origin),
+            ..self
         }
     }
 }

@@ -223,16 +223,48 @@ pub struct JobSettings {
     /// take its jobs over this long after its last renewal.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
+    /// Jobs one `ferry serve` instance runs at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How often `ferry serve` looks for claimable jobs besides being woken
+    /// by `NOTIFY` (a missed notification, a lease that ran out).
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll: Duration,
+    /// On shutdown, how long running jobs may take to finish; then they
+    /// stop at their last checkpoint and their leases are released.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// A status event lists at most this many ids in `successList` and in
+    /// `failedList` (then `…Truncated` is true), so it stays well under the
+    /// broker's message size.
+    #[serde(default = "default_max_status_ids")]
+    pub max_status_ids: usize,
 }
 
 fn default_lease() -> Duration {
     Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_max_status_ids() -> usize {
+    1000
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
         Self {
             lease: default_lease(),
+            concurrency: default_concurrency(),
+            poll: default_poll(),
+            drain_timeout: default_drain(),
+            max_status_ids: default_max_status_ids(),
         }
     }
 }
@@ -358,6 +390,133 @@ impl Default for RetrySettings {
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             batch_attempts: default_batch_attempts(),
+        }
+    }
+}
+
+/// `[kafka]`: where import requests come from and where their status goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `host:port,…`. Empty: `ferry serve` starts an embedded broker
+    /// (librdkafka's mock cluster) and logs its address.
+    #[serde(default)]
+    pub brokers: String,
+    /// The consumer group: every `ferry serve` in it shares the partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Which topics are import requests, and what they import. The first
+    /// route whose pattern matches a topic wins.
+    #[serde(default = "default_routes")]
+    pub routes: Vec<RouteSettings>,
+    /// Where messages that cannot become a job go, with the reason in headers.
+    #[serde(default = "default_dlq_topic")]
+    pub dlq_topic: String,
+    /// A request larger than this is sent to the DLQ unread (1 MiB).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// A request may list at most this many `referenceIds`.
+    #[serde(default = "default_max_reference_ids")]
+    pub max_reference_ids: usize,
+    /// How soon a new topic matching a route is subscribed to.
+    #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
+    pub metadata_refresh: Duration,
+    /// The consumer's group session timeout: how soon a dead instance's
+    /// partitions move to the others.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a send (status event, DLQ entry) may take before it is
+    /// tried again; nothing is dropped in between.
+    #[serde(default = "default_send_timeout", with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Topics the embedded broker creates at start (besides the DLQ and
+    /// status topics), so that the routes' patterns match them.
+    #[serde(default = "default_embedded_topics")]
+    pub embedded_topics: Vec<String>,
+    /// Partitions of each topic the embedded broker creates.
+    #[serde(default = "default_embedded_partitions")]
+    pub embedded_partitions: i32,
+    /// Extra librdkafka properties for every client, e.g.
+    /// `{ "security.protocol" = "ssl" }`.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// One `[[kafka.routes]]`: topics matching `pattern` (a regex) carry
+/// `NodeExchange` requests that import into `target`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    pub pattern: String,
+    /// `nodes` (CSV, or `referenceIds`) or `matches` (Parquet).
+    pub target: crate::job::Target,
+    /// Where the jobs' status events (`NodesTransferJobExchange`) go.
+    pub status_topic: String,
+    /// Node type when a request names none (`nodes` only). Empty:
+    /// `import.node_type`.
+    #[serde(default)]
+    pub node_type: String,
+}
+
+fn default_group_id() -> String {
+    "ferry".into()
+}
+fn default_routes() -> Vec<RouteSettings> {
+    vec![
+        RouteSettings {
+            pattern: "^.+-users$".into(),
+            target: crate::job::Target::Nodes,
+            status_topic: "ferry-nodes-status".into(),
+            node_type: String::new(),
+        },
+        RouteSettings {
+            pattern: "^.+-matches$".into(),
+            target: crate::job::Target::Matches,
+            status_topic: "ferry-matches-status".into(),
+            node_type: String::new(),
+        },
+    ]
+}
+fn default_dlq_topic() -> String {
+    "ferry-dlq".into()
+}
+fn default_max_request_bytes() -> usize {
+    1 << 20
+}
+fn default_max_reference_ids() -> usize {
+    100_000
+}
+fn default_metadata_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_embedded_topics() -> Vec<String> {
+    vec!["demo-users".into(), "demo-matches".into()]
+}
+fn default_embedded_partitions() -> i32 {
+    4
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            group_id: default_group_id(),
+            routes: default_routes(),
+            dlq_topic: default_dlq_topic(),
+            max_request_bytes: default_max_request_bytes(),
+            max_reference_ids: default_max_reference_ids(),
+            metadata_refresh: default_metadata_refresh(),
+            session_timeout: default_session_timeout(),
+            send_timeout: default_send_timeout(),
+            embedded_topics: default_embedded_topics(),
+            embedded_partitions: default_embedded_partitions(),
+            properties: Default::default(),
         }
     }
 }

@@ -42,6 +42,7 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
         jobs: config.jobs.clone(),
         owner,
         pool,
+        claim: false,
     })
     .await
     .context("starting the job coordinator")?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferry_actors::job::{InputFormat, NewJob, Target};
 use ferry_actors::pg::{jobs, migrations};
+use ferry_actors::status::{IdLists, StatusEvent};
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
@@ -36,7 +37,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
     let c = migrated(&db).await;
     let mut created = HashSet::new();
     for n in 0..40 {
-        created.insert(jobs::create(&c, &new_job(n)).await.unwrap().id);
+        created.insert(jobs::create(&c, &new_job(n)).await.unwrap().job.id);
     }
     let mut claimers = Vec::new();
     for w in 0..4 {
@@ -68,7 +69,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
 async fn an_expired_lease_is_claimed_by_another_instance() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
     let short = Duration::from_millis(300);
 
     let a = jobs::claim(&c, "a", short, 10).await.unwrap();
@@ -108,7 +109,7 @@ async fn an_expired_lease_is_claimed_by_another_instance() {
 async fn finished_jobs_are_never_claimed() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
     let outcome = ferry_actors::job::Outcome {
         status: ferry_actors::job::JobStatus::Completed,
         total: 0,
@@ -119,11 +120,86 @@ async fn finished_jobs_are_never_claimed() {
         rejects_path: None,
         failure_reason: None,
     };
-    jobs::finish(&c, job.id, &outcome).await.unwrap();
+    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
+    let lease = Duration::from_secs(30);
+    assert_eq!(jobs::claim(&c, "a", lease, 10).await.unwrap().len(), 1);
+    assert!(jobs::finish(&c, job.id, "a", &outcome, &event)
+        .await
+        .unwrap());
     assert!(jobs::claim(&c, "a", Duration::from_secs(1), 10)
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Only the lease's holder writes the job row: an instance that stalled
+/// past its lease can neither checkpoint nor finish a job that another
+/// instance took over, and its status event is not queued either.
+#[tokio::test]
+async fn writes_to_a_job_are_fenced_by_its_lease() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let new = new_job(1).reporting_to("status".into(), serde_json::json!({"test": true}));
+    let job = jobs::create(&c, &new).await.unwrap().job;
+    let short = Duration::from_millis(200);
+    assert_eq!(jobs::claim(&c, "stalled", short, 1).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        jobs::claim(&c, "taker", Duration::from_secs(30), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let cp = ferry_actors::job::Checkpoint {
+        records: 10,
+        inserted: 10,
+        ..Default::default()
+    };
+    assert!(!jobs::save_checkpoint(&c, job.id, "stalled", &cp)
+        .await
+        .unwrap());
+    assert!(jobs::save_checkpoint(&c, job.id, "taker", &cp)
+        .await
+        .unwrap());
+    let outcome = ferry_actors::job::Outcome {
+        status: ferry_actors::job::JobStatus::Completed,
+        total: 10,
+        inserted: 10,
+        updated: 0,
+        duplicates: 0,
+        rejected: 0,
+        rejects_path: None,
+        failure_reason: None,
+    };
+    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
+    assert!(!jobs::finish(&c, job.id, "stalled", &outcome, &event)
+        .await
+        .unwrap());
+    assert_eq!(queued(&c).await, 0);
+    assert!(jobs::finish(&c, job.id, "taker", &outcome, &event)
+        .await
+        .unwrap());
+    assert_eq!(
+        queued(&c).await,
+        1,
+        "the event is queued with the terminal update"
+    );
+    let payload: String = c
+        .query_one("SELECT payload FROM status_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["jobId"], job.id.to_string());
+    assert_eq!(payload["status"], "COMPLETED");
+    assert_eq!(payload["processed"], 10);
+    // Finished once: a second finish, even by the holder, changes nothing.
+    assert!(!jobs::finish(&c, job.id, "taker", &outcome, &event)
+        .await
+        .unwrap());
+    assert_eq!(queued(&c).await, 1);
 }
 
 #[tokio::test]
@@ -144,7 +220,7 @@ async fn a_new_job_is_announced() {
         .batch_execute(&format!("LISTEN {}", jobs::JOBS_CHANNEL))
         .await
         .unwrap();
-    let job = jobs::create(&c, &new_job(1)).await.unwrap();
+    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
     let (channel, payload) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a notification")
@@ -225,4 +301,11 @@ async fn an_import_holds_its_job_until_it_dies() {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].status.as_str(), "RUNNING");
     assert!(taken[0].checkpoint.records > 0, "{:?}", taken[0].checkpoint);
+}
+
+async fn queued(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT count(*) FROM status_outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

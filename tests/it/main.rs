@@ -11,3 +11,4 @@ mod limits;
 mod matches;
 mod reference_lists;
 mod s3;
+mod service;

@@ -5,23 +5,31 @@
 //! While a job runs it renews the job's lease, so no other instance takes
 //! the job over; if this process dies, the lease runs out and another
 //! instance may resume the job from its checkpoint.
+//!
+//! In `ferry serve` it also claims work from the queue: woken by `NOTIFY`
+//! when a job is created, and by a periodic poll (a missed notification, a
+//! lease that ran out), it claims as many jobs as it has free slots. On
+//! shutdown it drains: no more claims, running jobs get a while to finish,
+//! then they stop at their last checkpoint and their leases are released.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use metrics::{counter, gauge};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
 use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
 use crate::error::{is_retriable, ImportError};
 use crate::job::{Job, JobStatus, Outcome};
-use crate::pg::jobs;
+use crate::pg::{self, jobs};
 use crate::progress::Progress;
 use crate::settings::{
     DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
+use crate::status::{IdLists, StatusEvent};
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::{ActorRestarted, JobFinished};
 
@@ -40,6 +48,10 @@ pub enum Msg {
     Attempt(Uuid),
     /// Extends the leases of the jobs this coordinator runs.
     RenewLeases,
+    /// Claims jobs from the queue up to the free slots (when claiming).
+    Claim,
+    /// Stops claiming; the reply comes when no job is running any more.
+    Drain(RpcReplyPort<()>),
 }
 
 pub struct Args {
@@ -51,11 +63,16 @@ pub struct Args {
     /// Whose leases this coordinator holds and renews.
     pub owner: String,
     pub pool: Pool,
+    /// Claim jobs from the queue (`ferry serve`); otherwise run only the
+    /// jobs it is given.
+    pub claim: bool,
 }
 
 struct Tracked {
     progress: Arc<Progress>,
-    reply: RpcReplyPort<JobResult>,
+    /// Who waits for the job's end: the `ferry import` that asked for it;
+    /// nobody for a claimed job.
+    reply: Option<RpcReplyPort<JobResult>>,
     policy: RestartPolicy,
     started: Instant,
 }
@@ -64,6 +81,9 @@ pub struct State {
     args: Args,
     jobs: HashMap<Uuid, Tracked>,
     pipelines: HashMap<ActorId, Uuid>,
+    /// Set once draining: no more claims; answered when `jobs` is empty.
+    drained: Option<Vec<RpcReplyPort<()>>>,
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub type JobCoordinatorRef = ActorRef<Msg>;
@@ -87,11 +107,49 @@ impl Actor for JobCoordinator {
     ) -> Result<State, ActorProcessingErr> {
         let every = (args.jobs.lease / 3).max(Duration::from_millis(100));
         myself.send_interval(every, || Msg::RenewLeases);
+        let listener = args.claim.then(|| {
+            myself.send_interval(args.jobs.poll, || Msg::Claim);
+            spawn_listener(args.database.clone(), myself.clone())
+        });
         Ok(State {
             args,
             jobs: HashMap::new(),
             pipelines: HashMap::new(),
+            drained: None,
+            listener,
         })
+    }
+
+    /// Stops the running jobs at their last checkpoint and releases their
+    /// leases, so another instance (or this one, restarted) resumes them at
+    /// once instead of after the lease runs out.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(listener) = state.listener.take() {
+            listener.abort();
+        }
+        myself
+            .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
+        let ids: Vec<Uuid> = state.jobs.keys().copied().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match state.args.pool.get().await {
+            Ok(c) => match jobs::release(&**c, &state.args.owner, &ids).await {
+                Ok(n) => tracing::info!(released = n, "Released the leases of unfinished jobs."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not release job leases; they run out instead.")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not release job leases; they run out instead.")
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -106,20 +164,16 @@ impl Actor for JobCoordinator {
                 progress,
                 reply,
             } => {
-                let policy = RestartPolicy::new(state.args.retry.clone());
-                state.jobs.insert(
-                    job_id,
-                    Tracked {
-                        progress,
-                        reply,
-                        policy,
-                        started: Instant::now(),
-                    },
-                );
+                track(state, job_id, progress, Some(reply));
                 attempt(&myself, state, job_id).await;
             }
             Msg::Attempt(job_id) => attempt(&myself, state, job_id).await,
             Msg::RenewLeases => renew_leases(state).await,
+            Msg::Claim => claim(&myself, state).await,
+            Msg::Drain(reply) => {
+                state.drained.get_or_insert_with(Vec::new).push(reply);
+                answer_drained(state);
+            }
         }
         Ok(())
     }
@@ -136,7 +190,7 @@ impl Actor for JobCoordinator {
                     return Ok(());
                 };
                 if reason.as_deref() == Some(FINISHED) {
-                    reply(state, job_id, None).await;
+                    reply(&myself, state, job_id, None).await;
                 } else {
                     let err: ActorProcessingErr =
                         format!("pipeline stopped: {}", reason.unwrap_or_default()).into();
@@ -151,6 +205,92 @@ impl Actor for JobCoordinator {
             _ => {}
         }
         Ok(())
+    }
+}
+
+fn track(
+    state: &mut State,
+    job_id: Uuid,
+    progress: Arc<Progress>,
+    reply: Option<RpcReplyPort<JobResult>>,
+) {
+    let policy = RestartPolicy::new(state.args.retry.clone());
+    state.jobs.insert(
+        job_id,
+        Tracked {
+            progress,
+            reply,
+            policy,
+            started: Instant::now(),
+        },
+    );
+    gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
+}
+
+/// Wakes the coordinator whenever a job is created; reconnects when the
+/// connection drops (the poll covers the gap).
+fn spawn_listener(
+    database: DatabaseSettings,
+    myself: ActorRef<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match pg::listen(&pg::named(&database, "ferry-listen"), jobs::JOBS_CHANNEL).await {
+                Ok((_client, mut notifications)) => {
+                    let _ = myself.cast(Msg::Claim);
+                    while notifications.recv().await.is_some() {
+                        if myself.cast(Msg::Claim).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "Could not LISTEN for new jobs; polling."),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Claims jobs for the free slots and starts them.
+async fn claim(myself: &ActorRef<Msg>, state: &mut State) {
+    let free = state.args.jobs.concurrency.saturating_sub(state.jobs.len());
+    if !state.args.claim || state.drained.is_some() || free == 0 {
+        return;
+    }
+    let claimed = match state.args.pool.get().await {
+        Ok(c) => jobs::claim(&**c, &state.args.owner, state.args.jobs.lease, free as i64).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "Cannot claim jobs: no database connection.");
+            return;
+        }
+    };
+    let claimed = match claimed {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "Claiming jobs failed.");
+            return;
+        }
+    };
+    for job in claimed {
+        tracing::info!(
+            job_id = %job.id,
+            kind = %job.kind,
+            status = job.status.as_str(),
+            resume_from = job.checkpoint.records,
+            owner = %state.args.owner,
+            "Claimed a job."
+        );
+        counter!("ferry_jobs_claimed_total").increment(1);
+        track(state, job.id, Arc::default(), None);
+        attempt(myself, state, job.id).await;
+    }
+}
+
+fn answer_drained(state: &mut State) {
+    if state.jobs.is_empty() {
+        for reply in state.drained.iter_mut().flat_map(std::mem::take) {
+            let _ = reply.send(());
+        }
     }
 }
 
@@ -189,7 +329,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
         Err(e) => return failed(myself, state, job_id, e.into()).await,
     };
     if job.status.is_terminal() {
-        return reply(state, job_id, Some(Ok(job))).await;
+        return reply(myself, state, job_id, Some(Ok(job))).await;
     }
     let args = job_pipeline::Args {
         job,
@@ -198,6 +338,8 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
         retry: state.args.retry.clone(),
         storage: state.args.storage.clone(),
         progress: tracked.progress.clone(),
+        owner: state.args.owner.clone(),
+        max_status_ids: state.args.jobs.max_status_ids,
     };
     match Actor::spawn_linked(None, JobPipeline, args, myself.get_cell()).await {
         Ok((pipeline, _)) => {
@@ -235,6 +377,11 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
     let Some(tracked) = state.jobs.get_mut(&job_id) else {
         return;
     };
+    if let Some(ImportError::LeaseLost(_)) = err.downcast_ref::<ImportError>() {
+        // The job is another instance's now: leave its row alone.
+        tracing::warn!(job_id = %job_id, owner = %state.args.owner, "Stopped a job whose lease was lost.");
+        return reply(myself, state, job_id, Some(Err(reason))).await;
+    }
     let decision = if is_retriable(&err) {
         tracked.policy.on_failure(Instant::now())
     } else {
@@ -259,15 +406,16 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
             myself.send_after(after, move || Msg::Attempt(job_id));
         }
         Decision::GiveUp => {
-            let result = give_up(&state.args.pool, job_id, &reason, tracked.started).await;
-            reply(state, job_id, Some(result)).await;
+            let started = tracked.started;
+            let result = give_up(&state.args, job_id, &reason, started).await;
+            reply(myself, state, job_id, Some(result)).await;
         }
     }
 }
 
 /// Marks the job FAILED with what its checkpoint says was committed.
-async fn give_up(pool: &Pool, job_id: Uuid, reason: &str, started: Instant) -> JobResult {
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+async fn give_up(args: &Args, job_id: Uuid, reason: &str, started: Instant) -> JobResult {
+    let client = args.pool.get().await.map_err(|e| e.to_string())?;
     let job = jobs::get(&**client, job_id)
         .await
         .map_err(|e| e.to_string())?
@@ -283,9 +431,13 @@ async fn give_up(pool: &Pool, job_id: Uuid, reason: &str, started: Instant) -> J
         rejects_path: job.rejects_path.clone(),
         failure_reason: Some(reason.to_string()),
     };
-    jobs::finish(&**client, job_id, &outcome)
+    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
+    let finished = jobs::finish(&**client, job_id, &args.owner, &outcome, &event)
         .await
         .map_err(|e| e.to_string())?;
+    if !finished {
+        return Err(ImportError::LeaseLost(job_id).to_string());
+    }
     JobFinished {
         job_id,
         kind: &job.kind,
@@ -302,8 +454,15 @@ async fn give_up(pool: &Pool, job_id: Uuid, reason: &str, started: Instant) -> J
 }
 
 /// Answers the job's caller with `result`, or with the job row as stored.
-async fn reply(state: &mut State, job_id: Uuid, result: Option<JobResult>) {
+async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: Option<JobResult>) {
     let Some(tracked) = state.jobs.remove(&job_id) else {
+        return;
+    };
+    gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
+    answer_drained(state);
+    // A slot is free.
+    let _ = myself.cast(Msg::Claim);
+    let Some(reply) = tracked.reply else {
         return;
     };
     let result = match result {
@@ -316,5 +475,5 @@ async fn reply(state: &mut State, job_id: Uuid, result: Option<JobResult>) {
             Err(e) => Err(e.to_string()),
         },
     };
-    let _ = tracked.reply.send(result);
+    let _ = reply.send(result);
 }

@@ -34,6 +34,7 @@ use crate::pg::{self, jobs};
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::source::Source;
+use crate::status::{self, IdLists, StatusEvent};
 use crate::storage::Store;
 use crate::telemetry::{Depth, JobFinished, Mailbox};
 
@@ -66,6 +67,11 @@ pub struct Args {
     pub retry: RetrySettings,
     pub storage: StorageSettings,
     pub progress: Arc<Progress>,
+    /// Whose lease the job is under: every write to the job row is fenced
+    /// on it.
+    pub owner: String,
+    /// The cap on each id list of the status event.
+    pub max_status_ids: usize,
 }
 
 pub struct State {
@@ -76,6 +82,8 @@ pub struct State {
 /// A started job.
 pub struct Running {
     job: Job,
+    owner: String,
+    max_status_ids: usize,
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     mode: WriteMode,
@@ -199,7 +207,7 @@ async fn prepare<T: Table>(
 ) -> Result<(Running, Feed<T::Batch>), ActorProcessingErr> {
     let job = args.job.clone();
     let (mode, checkpoint) = choose_mode(&control, &job, &table, &args.import).await?;
-    jobs::save_checkpoint(&control, job.id, &checkpoint).await?;
+    save_checkpoint(&control, &job, &args.owner, &checkpoint).await?;
     tracing::info!(
         job_id = %job.id,
         table = T::NAME,
@@ -220,6 +228,8 @@ async fn prepare<T: Table>(
         progress: args.progress.clone(),
         finishing: false,
         started: Instant::now(),
+        owner: args.owner.clone(),
+        max_status_ids: args.max_status_ids,
         job,
     };
     let rows = spawn_writers(myself, &mut run, args, table).await;
@@ -260,7 +270,7 @@ async fn handle_msg(
     }
     if state.tracker.advance() {
         let cp = state.tracker.checkpoint();
-        jobs::save_checkpoint(&state.control, state.job.id, cp).await?;
+        save_checkpoint(&state.control, &state.job, &state.owner, cp).await?;
         Progress::set(&state.progress.records_committed, cp.records);
     }
     if state.tracker.is_done() {
@@ -342,6 +352,28 @@ async fn rejects_location(state: &Running) -> String {
             local
         }
     }
+}
+
+/// The ids a reference-list job's status event lists: the list given, less
+/// the ids its rejects file holds. `None` for a file job (counts only).
+async fn status_lists(state: &Running) -> Result<Option<IdLists>, ImportError> {
+    let Some(ids) = jobs::reference_ids(&state.control, state.job.id).await? else {
+        return Ok(None);
+    };
+    let cap = state.max_status_ids;
+    let (failed, complete) = status::rejected_ids(&state.rejects_path, cap)
+        .await
+        .map_err(|e| ImportError::Stage {
+            actor: NAME,
+            reason: format!(
+                "reading the rejects file {}: {e}",
+                state.rejects_path.display()
+            ),
+            retriable: true,
+        })?;
+    Ok(Some(IdLists::of_reference_list(
+        &ids, failed, complete, cap,
+    )))
 }
 
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
@@ -535,12 +567,34 @@ pub fn startup_error(e: SpawnErr) -> ActorProcessingErr {
     }
 }
 
-/// Every batch is committed: write the terminal job row.
+/// Writes committed progress, if the job is still ours.
+async fn save_checkpoint(
+    control: &Client,
+    job: &Job,
+    owner: &str,
+    cp: &Checkpoint,
+) -> Result<(), ImportError> {
+    match jobs::save_checkpoint(control, job.id, owner, cp).await? {
+        true => Ok(()),
+        false => Err(ImportError::LeaseLost(job.id)),
+    }
+}
+
+/// Every batch is committed: write the terminal job row and its status
+/// event (if the job is still ours).
 async fn finish(state: &mut Running) -> Result<(), ImportError> {
+    let lists = status_lists(state).await?;
     let location = rejects_location(state).await;
     let outcome = state.tracker.outcome(&location);
     let job_id = state.job.id;
-    jobs::finish(&state.control, job_id, &outcome).await?;
+    let event = StatusEvent::new(
+        &state.job,
+        &outcome,
+        lists.unwrap_or_else(|| IdLists::counts_only(&outcome)),
+    );
+    if !jobs::finish(&state.control, job_id, &state.owner, &outcome, &event).await? {
+        return Err(ImportError::LeaseLost(job_id));
+    }
     Progress::set(&state.progress.records_committed, outcome.total);
     JobFinished {
         job_id,

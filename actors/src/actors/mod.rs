@@ -4,7 +4,11 @@
 pub mod batch_accumulator;
 pub mod copy_writer;
 pub mod csv_reader;
+pub mod dlq;
 pub mod file_fetcher;
 pub mod job_coordinator;
 pub mod job_pipeline;
+pub mod kafka_ingress;
 pub mod parquet_reader;
+pub mod service;
+pub mod status_publisher;

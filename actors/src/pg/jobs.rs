@@ -6,6 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::job::{group_uuid, Checkpoint, InputFormat, Job, JobStatus, NewJob, Outcome};
+use crate::status::StatusEvent;
 
 const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type, source,
     total_rows, processed_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
@@ -46,9 +47,30 @@ fn from_row(r: &Row) -> Job {
     }
 }
 
-/// A PENDING job that any instance may claim.
-pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Job, tokio_postgres::Error> {
-    insert(c, new, None).await
+/// What [`create`] did.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub job: Job,
+    /// False when a job with the request's idempotency key already existed:
+    /// `job` is that job, and nothing was inserted.
+    pub is_new: bool,
+}
+
+/// A PENDING job that any instance may claim, unless one with the same
+/// idempotency key exists (a redelivered request): then that one.
+pub async fn create(
+    c: &impl GenericClient,
+    new: &NewJob,
+) -> Result<Created, tokio_postgres::Error> {
+    if let Some(job) = insert(c, new, None).await? {
+        return Ok(Created { job, is_new: true });
+    }
+    let sql = format!("SELECT {COLUMNS} FROM import_jobs WHERE idempotency_key = $1");
+    let row = c.query_one(&sql, &[&new.idempotency_key]).await?;
+    Ok(Created {
+        job: from_row(&row),
+        is_new: false,
+    })
 }
 
 /// A PENDING job already leased to `owner` (a `ferry import` that runs it
@@ -59,26 +81,30 @@ pub async fn create_held(
     owner: &str,
     lease: Duration,
 ) -> Result<Job, tokio_postgres::Error> {
-    insert(c, new, Some((owner, lease))).await
+    let job = insert(c, new, Some((owner, lease))).await?;
+    Ok(job.expect("a job without an idempotency key is always inserted"))
 }
 
 async fn insert(
     c: &impl GenericClient,
     new: &NewJob,
     held: Option<(&str, Duration)>,
-) -> Result<Job, tokio_postgres::Error> {
+) -> Result<Option<Job>, tokio_postgres::Error> {
     let (owner, lease) = match held {
         Some((owner, lease)) => (Some(owner), Some(lease.as_secs_f64())),
         None => (None, None),
     };
     let sql = format!(
         "INSERT INTO import_jobs (id, kind, status, domain_id, group_id, group_key, node_type, source,
-                                  format, reference_ids, lease_owner, lease_expires_at)
+                                  format, reference_ids, lease_owner, lease_expires_at,
+                                  idempotency_key, status_topic, origin)
          VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10,
-                 now() + make_interval(secs => $11)) RETURNING {COLUMNS}"
+                 now() + make_interval(secs => $11), $12, $13, $14)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING {COLUMNS}"
     );
     let row = c
-        .query_one(
+        .query_opt(
             &sql,
             &[
                 &Uuid::now_v7(),
@@ -92,15 +118,53 @@ async fn insert(
                 &new.reference_ids,
                 &owner,
                 &lease,
+                &new.idempotency_key,
+                &new.status_topic,
+                &new.origin,
             ],
         )
         .await?;
-    Ok(from_row(&row))
+    Ok(row.as_ref().map(from_row))
 }
 
 pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<Job>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM import_jobs WHERE id = $1");
     Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(from_row))
+}
+
+/// A job as its domain sees it: another domain's job does not exist.
+pub async fn get_in_domain(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Job>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM import_jobs WHERE id = $1 AND domain_id = $2");
+    Ok(c.query_opt(&sql, &[&id, &domain_id])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+/// One page of a domain's jobs, newest first: those created before the
+/// job `before` (keyset pagination on the time-ordered ids).
+pub async fn page_in_domain(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+    status: Option<JobStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM import_jobs
+         WHERE domain_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    );
+    let status = status.map(JobStatus::as_str);
+    let rows = c
+        .query(&sql, &[&domain_id, &status, &before, &limit])
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
 }
 
 /// The ids of an inline reference-list job (read apart from the job row,
@@ -215,19 +279,21 @@ pub async fn start_attempt(c: &impl GenericClient, id: Uuid) -> Result<i32, toki
 }
 
 /// Records committed progress. Called after every batch that moves the
-/// contiguous watermark.
+/// contiguous watermark. Fenced: only the lease's holder writes; false
+/// means the lease was lost (another instance runs the job now).
 pub async fn save_checkpoint(
     c: &impl GenericClient,
     id: Uuid,
+    owner: &str,
     cp: &Checkpoint,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let json = serde_json::to_value(cp).expect("a checkpoint serialises");
     let loaded = (cp.inserted + cp.updated + cp.duplicates) as i64;
     c.execute(
         "UPDATE import_jobs SET checkpoint = $2, processed_rows = $3, inserted_rows = $4,
              updated_rows = $5, duplicate_rows = $6, rejected_rows = $7,
              total_rows = greatest(total_rows, $8), updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND lease_owner = $9 AND status IN ('PENDING', 'RUNNING')",
         &[
             &id,
             &json,
@@ -237,10 +303,11 @@ pub async fn save_checkpoint(
             &(cp.duplicates as i64),
             &(cp.rejected as i64),
             &(cp.records as i64),
+            &owner,
         ],
     )
-    .await?;
-    Ok(())
+    .await
+    .map(|n| n == 1)
 }
 
 /// Notes a failed attempt that will be retried; returns the attempts so far.
@@ -259,32 +326,61 @@ pub async fn record_failure(
     Ok(row.get(0))
 }
 
-/// The terminal update.
+/// The terminal update, fenced like [`save_checkpoint`] (false: the lease
+/// was lost and nothing was written). A job with a status topic gets its
+/// status event in the outbox in the same statement, so the event exists
+/// if and only if the job ended.
 pub async fn finish(
     c: &impl GenericClient,
     id: Uuid,
+    owner: &str,
     o: &Outcome,
-) -> Result<(), tokio_postgres::Error> {
+    event: &StatusEvent,
+) -> Result<bool, tokio_postgres::Error> {
     let loaded = (o.inserted + o.updated + o.duplicates) as i64;
-    c.execute(
-        "UPDATE import_jobs SET status = $2, total_rows = $3, processed_rows = $4,
-             inserted_rows = $5, updated_rows = $6, duplicate_rows = $7, rejected_rows = $8,
-             rejects_path = $9, failure_reason = $10, finished_at = now(), updated_at = now(),
-             lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1",
-        &[
-            &id,
-            &o.status.as_str(),
-            &(o.total as i64),
-            &loaded,
-            &(o.inserted as i64),
-            &(o.updated as i64),
-            &(o.duplicates as i64),
-            &(o.rejected as i64),
-            &o.rejects_path,
-            &o.failure_reason,
-        ],
-    )
-    .await?;
-    Ok(())
+    let payload = serde_json::to_string(event).expect("a status event serialises");
+    let row = c
+        .query_one(
+            "WITH done AS (
+             UPDATE import_jobs SET status = $2, total_rows = $3, processed_rows = $4,
+                 inserted_rows = $5, updated_rows = $6, duplicate_rows = $7, rejected_rows = $8,
+                 rejects_path = $9, failure_reason = $10, finished_at = now(), updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $11 AND status IN ('PENDING', 'RUNNING')
+             RETURNING id, status_topic),
+         queued AS (
+             INSERT INTO status_outbox (job_id, topic, message_key, payload)
+             SELECT id, status_topic, $12, $13 FROM done WHERE status_topic IS NOT NULL)
+         SELECT count(*) FROM done",
+            &[
+                &id,
+                &o.status.as_str(),
+                &(o.total as i64),
+                &loaded,
+                &(o.inserted as i64),
+                &(o.updated as i64),
+                &(o.duplicates as i64),
+                &(o.rejected as i64),
+                &o.rejects_path,
+                &o.failure_reason,
+                &owner,
+                &event.message_key(),
+                &payload,
+            ],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) == 1)
+}
+
+/// Jobs per status, for the `ferry_jobs{status}` gauge.
+pub async fn count_by_status(
+    c: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT status, count(*) FROM import_jobs GROUP BY status",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

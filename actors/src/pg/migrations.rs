@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "job_queue",
         sql: include_str!("../../migrations/0004_job_queue.sql"),
     },
+    Migration {
+        version: 5,
+        name: "service",
+        sql: include_str!("../../migrations/0005_service.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

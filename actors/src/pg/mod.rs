@@ -1,6 +1,7 @@
 //! PostgreSQL: connections, the schema, the job store, and the SQL that
 //! moves rows into each target table.
 
+pub mod api_keys;
 pub mod copy;
 pub mod jobs;
 pub mod matches;
@@ -74,6 +75,42 @@ pub async fn connect_bulk(settings: &DatabaseSettings) -> Result<Client, DbError
         .await
         .map_err(DbError::Connect)?;
     Ok(client)
+}
+
+/// A connection that `LISTEN`s on `channel`; the payloads of its
+/// notifications arrive on the receiver, which closes when the connection
+/// does. Keep the client: dropping it closes the connection.
+pub async fn listen(
+    settings: &DatabaseSettings,
+    channel: &str,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), DbError> {
+    let (client, mut connection) = pg_config(settings)?
+        .connect(NoTls)
+        .await
+        .map_err(DbError::Connect)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "LISTEN connection closed.");
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .map_err(DbError::Connect)?;
+    Ok((client, rx))
 }
 
 /// The shared pool for bookkeeping and reads.

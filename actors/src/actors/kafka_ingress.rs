@@ -1,0 +1,321 @@
+//! KafkaIngress: the consumer-group member that turns import requests into
+//! jobs. It subscribes to the routes' topic patterns; each message is
+//! checked, and becomes a job row keyed by its idempotency key (so a
+//! redelivered message never makes a second job) or goes to the DlqActor.
+//! Only then is its offset stored for the next commit: a crash before that
+//! redelivers the message, and the key makes that harmless.
+//!
+//! When PostgreSQL is down nothing is stored: the consumer pauses its
+//! partitions, keeps polling (so the group does not evict it), retries
+//! with backoff, and resumes when the database is back.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use metrics::{counter, gauge};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Message, Statistics};
+
+use super::dlq::{self, DlqRef};
+use crate::job::NewJob;
+use crate::kafka::request::{self, Limits, Reason, Rejected};
+use crate::kafka::{self, Router};
+use crate::pg::{self, jobs};
+use crate::settings::{KafkaSettings, StorageSettings};
+
+pub const NAME: &str = "kafka_ingress";
+
+/// How long one poll waits for a message before the actor looks at its
+/// mailbox again (a stop request).
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+pub enum Msg {
+    Poll,
+    /// Commits the stored offsets and stops; the reply comes after.
+    Stop(RpcReplyPort<()>),
+}
+
+#[derive(Clone)]
+pub struct Args {
+    pub kafka: KafkaSettings,
+    pub brokers: String,
+    pub storage: StorageSettings,
+    /// Node type of a `nodes` request that names none and whose route has
+    /// none either.
+    pub node_type: String,
+    pub pool: Pool,
+}
+
+pub struct State {
+    args: Args,
+    consumer: StreamConsumer<IngressContext>,
+    router: Router,
+    /// Messages received while paused (from a partition assigned in the
+    /// meantime): handled before the next poll.
+    held: VecDeque<OwnedMessage>,
+}
+
+pub type KafkaIngressRef = ActorRef<Msg>;
+
+pub struct KafkaIngress;
+
+impl Actor for KafkaIngress {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let router = Router::new(&args.kafka)?;
+        let mut config = kafka::client_config(&args.kafka, &args.brokers);
+        config
+            .set("group.id", &args.kafka.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                args.kafka.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "topic.metadata.refresh.interval.ms",
+                args.kafka.metadata_refresh.as_millis().to_string(),
+            )
+            .set("statistics.interval.ms", "5000");
+        let consumer: StreamConsumer<IngressContext> =
+            config.create_with_context(IngressContext)?;
+        let patterns = router.subscription();
+        let topics: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        tracing::info!(patterns = ?patterns, group = %args.kafka.group_id, "Consuming import requests.");
+        myself.cast(Msg::Poll)?;
+        Ok(State {
+            args,
+            consumer,
+            router,
+            held: VecDeque::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Poll => {
+                if let Some(message) = next_message(state).await {
+                    ingest(state, message).await?;
+                }
+                myself.cast(Msg::Poll)?;
+            }
+            Msg::Stop(reply) => {
+                if let Err(e) = state.consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(error = %e, "Nothing to commit at stop.");
+                }
+                myself.stop(Some("shutdown".into()));
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn next_message(state: &mut State) -> Option<OwnedMessage> {
+    if let Some(held) = state.held.pop_front() {
+        return Some(held);
+    }
+    match tokio::time::timeout(POLL_WAIT, state.consumer.recv()).await {
+        Err(_) => None,
+        Ok(Ok(message)) => Some(message.detach()),
+        Ok(Err(e)) => {
+            counter!("ferry_kafka_consumer_errors_total").increment(1);
+            tracing::warn!(error = %e, "Kafka consumer error.");
+            None
+        }
+    }
+}
+
+/// One message: a job, or a dead letter; then its offset is stored.
+async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorProcessingErr> {
+    let outcome = match job_for(state, &message) {
+        Ok(new) => store_job(state, &new, &message).await,
+        Err(rejected) => Err(rejected),
+    };
+    let label = match &outcome {
+        Ok(()) => "job",
+        Err(r) => r.reason.as_str(),
+    };
+    counter!("ferry_kafka_messages_total", "outcome" => label).increment(1);
+    if let Err(rejected) = outcome {
+        let dlq: DlqRef = ractor::registry::where_is(dlq::NAME)
+            .ok_or("the DlqActor is not running")?
+            .into();
+        let sent = dlq
+            .call(
+                |reply| dlq::Msg::Send {
+                    message: message.clone(),
+                    rejected,
+                    reply,
+                },
+                None,
+            )
+            .await?;
+        if !matches!(sent, ractor::rpc::CallResult::Success(())) {
+            // Not stored: the message comes again after the restart.
+            return Err("the DlqActor stopped before the dead letter was sent".into());
+        }
+    }
+    state
+        .consumer
+        .store_offset(message.topic(), message.partition(), message.offset() + 1)?;
+    Ok(())
+}
+
+/// The job a message asks for.
+fn job_for(state: &State, message: &OwnedMessage) -> Result<NewJob, Rejected> {
+    let topic = message.topic();
+    let route = state.router.route(topic).ok_or_else(|| Rejected {
+        reason: Reason::Unroutable,
+        detail: format!("no route for topic {topic}"),
+    })?;
+    let payload = message.payload().unwrap_or_default();
+    let limits = Limits {
+        max_bytes: state.args.kafka.max_request_bytes,
+        max_reference_ids: state.args.kafka.max_reference_ids,
+    };
+    let request = request::parse(payload, limits)?;
+    let key = request::idempotency_key(&request, route.target, payload);
+    let node_type = match route.node_type.as_str() {
+        "" => state.args.node_type.as_str(),
+        t => t,
+    };
+    let origin = serde_json::json!({
+        "topic": topic,
+        "partition": message.partition(),
+        "offset": message.offset(),
+    });
+    Ok(request
+        .into_job(route.target, node_type, &state.args.storage)?
+        .keyed(key)
+        .reporting_to(route.status_topic.clone(), origin))
+}
+
+/// Inserts the job, waiting out a database outage with the partitions
+/// paused. A statement the database refuses for good is a dead letter.
+async fn store_job(
+    state: &mut State,
+    new: &NewJob,
+    message: &OwnedMessage,
+) -> Result<(), Rejected> {
+    let mut backoff = Duration::from_millis(100);
+    let mut paused = false;
+    let result = loop {
+        let created = match state.args.pool.get().await {
+            Ok(client) => jobs::create(&**client, new).await.map_err(|e| {
+                let transient = pg::is_transient(&e);
+                (crate::error::chain(&e), transient)
+            }),
+            Err(e) => Err((e.to_string(), true)),
+        };
+        match created {
+            Ok(created) => {
+                tracing::info!(
+                    job_id = %created.job.id,
+                    new = created.is_new,
+                    kind = %created.job.kind,
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "Import request accepted."
+                );
+                break Ok(());
+            }
+            Err((error, false)) => {
+                break Err(Rejected {
+                    reason: Reason::InvalidField,
+                    detail: format!("the database refused the job: {error}"),
+                })
+            }
+            Err((error, true)) => {
+                if !paused {
+                    tracing::warn!(error = %error, "PostgreSQL is unavailable: pausing consumption until it is back.");
+                    pause(state, true);
+                    paused = true;
+                }
+                wait_polling(state, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    if paused {
+        tracing::info!("PostgreSQL is back: resuming consumption.");
+        pause(state, false);
+    }
+    result
+}
+
+fn pause(state: &State, pause: bool) {
+    gauge!("ferry_kafka_consumer_paused").set(if pause { 1.0 } else { 0.0 });
+    let result = state
+        .consumer
+        .assignment()
+        .and_then(|assigned| match pause {
+            true => state.consumer.pause(&assigned),
+            false => state.consumer.resume(&assigned),
+        });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, pause, "Could not pause or resume the assigned partitions.");
+    }
+}
+
+/// Waits `wait` while polling, so the consumer stays in its group. A
+/// message from a partition assigned meanwhile is held, and that
+/// partition paused too.
+async fn wait_polling(state: &mut State, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(received) = tokio::time::timeout_at(deadline, state.consumer.recv()).await {
+        if let Ok(message) = received {
+            state.held.push_back(message.detach());
+            pause(state, true);
+        }
+    }
+}
+
+/// Reports consumer lag per partition, and logs rebalances.
+pub struct IngressContext;
+
+impl ClientContext for IngressContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    gauge!("ferry_kafka_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngressContext {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "Partitions assigned.")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "Partitions revoked.")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance failed."),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Service: the root of a `ferry serve` process. It supervises the
+//! long-lived actors that talk to Kafka (KafkaIngress, DlqActor,
+//! StatusPublisher): one that fails is started again after a backoff, with
+//! the same arguments, under the same registered name (others find it by
+//! name, so a restart needs no rewiring). One that fails too often within
+//! the retry window stops the service, so the process exits non-zero and
+//! its own supervisor (systemd, Kubernetes) takes over.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+
+use super::{dlq, kafka_ingress, status_publisher};
+use crate::settings::RetrySettings;
+use crate::supervision::{Decision, RestartPolicy};
+use crate::telemetry::ActorRestarted;
+
+pub const NAME: &str = "service";
+
+/// A supervised child: how to start it again.
+#[derive(Clone)]
+pub enum Child {
+    Dlq(dlq::Args),
+    Publisher(status_publisher::Args),
+    Ingress(kafka_ingress::Args),
+}
+
+impl Child {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Dlq(_) => dlq::NAME,
+            Self::Publisher(_) => status_publisher::NAME,
+            Self::Ingress(_) => kafka_ingress::NAME,
+        }
+    }
+
+    async fn spawn(&self, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
+        let name = Some(self.name().to_string());
+        Ok(match self.clone() {
+            Self::Dlq(args) => Actor::spawn_linked(name, dlq::DlqActor, args, supervisor)
+                .await?
+                .0
+                .get_cell(),
+            Self::Publisher(args) => {
+                Actor::spawn_linked(name, status_publisher::StatusPublisher, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Self::Ingress(args) => {
+                Actor::spawn_linked(name, kafka_ingress::KafkaIngress, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+        })
+    }
+}
+
+pub enum Msg {
+    Restart(Child),
+}
+
+pub struct Args {
+    /// Started in this order (the ingress needs the DLQ).
+    pub children: Vec<Child>,
+    pub retry: RetrySettings,
+}
+
+pub struct State {
+    children: HashMap<ActorId, Child>,
+    policies: HashMap<&'static str, RestartPolicy>,
+    retry: RetrySettings,
+}
+
+pub struct Service;
+
+impl Actor for Service {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let mut state = State {
+            children: HashMap::new(),
+            policies: HashMap::new(),
+            retry: args.retry,
+        };
+        for child in args.children {
+            let cell = child.spawn(myself.get_cell()).await?;
+            state.children.insert(cell.get_id(), child);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        let Msg::Restart(child) = msg;
+        match child.spawn(myself.get_cell()).await {
+            Ok(cell) => {
+                state.children.insert(cell.get_id(), child);
+            }
+            Err(e) => on_failure(&myself, state, child, &e.to_string())?,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Msg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (who, reason) = match &event {
+            SupervisionEvent::ActorFailed(who, err) => (who.get_id(), err.to_string()),
+            SupervisionEvent::ActorTerminated(who, _, reason) => {
+                if reason.as_deref() == Some("shutdown") {
+                    state.children.remove(&who.get_id());
+                    return Ok(());
+                }
+                (
+                    who.get_id(),
+                    format!("stopped ({})", reason.as_deref().unwrap_or("no reason")),
+                )
+            }
+            _ => return Ok(()),
+        };
+        if let Some(child) = state.children.remove(&who) {
+            on_failure(&myself, state, child, &reason)?;
+        }
+        Ok(())
+    }
+}
+
+fn on_failure(
+    myself: &ActorRef<Msg>,
+    state: &mut State,
+    child: Child,
+    reason: &str,
+) -> Result<(), ActorProcessingErr> {
+    let name = child.name();
+    let policy = state
+        .policies
+        .entry(name)
+        .or_insert_with(|| RestartPolicy::new(state.retry.clone()));
+    match policy.on_failure(Instant::now()) {
+        Decision::Restart { after } => {
+            ActorRestarted {
+                actor: name,
+                job_id: uuid::Uuid::nil(),
+                attempt: 0,
+                backoff: after,
+                reason,
+            }
+            .emit();
+            myself.send_after(after, move || Msg::Restart(child));
+            Ok(())
+        }
+        Decision::GiveUp => Err(format!("{name} failed too often, last: {reason}").into()),
+    }
+}

@@ -1,0 +1,243 @@
+//! StatusPublisher: sends the outbox's status events to Kafka with an
+//! idempotent producer, in the order they were written, and marks them
+//! sent. While Kafka is down the events wait in the outbox and none is
+//! lost; a crash between the send and the mark sends an event again
+//! (at-least-once: consumers key on `jobId`).
+//!
+//! One instance publishes at a time: the one whose outbox connection holds
+//! the outbox advisory lock. If it dies, its connection and the lock go
+//! with it, and another takes over on its next tick.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use metrics::{counter, gauge};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_postgres::Client;
+
+use crate::pg;
+use crate::settings::DatabaseSettings;
+
+pub const NAME: &str = "status_publisher";
+
+/// Lock id of the publisher: "outbox" in ASCII.
+const OUTBOX_LOCK: i64 = 0x6f75_7462_6f78;
+/// Events sent per round.
+const ROUND: i64 = 500;
+pub const OUTBOX_CHANNEL: &str = "ferry_outbox";
+
+pub enum Msg {
+    /// Sends what is unsent (on a tick, or woken by `NOTIFY`).
+    Publish,
+    /// Sends until the outbox is empty or a send fails; replies with the
+    /// events still unsent.
+    Flush(RpcReplyPort<i64>),
+}
+
+#[derive(Clone)]
+pub struct Args {
+    pub database: DatabaseSettings,
+    pub producer: FutureProducer,
+    pub send_timeout: Duration,
+    pub tick: Duration,
+}
+
+pub struct State {
+    args: Args,
+    /// Holds the outbox lock while this instance is the publisher.
+    outbox: Option<Client>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub type StatusPublisherRef = ActorRef<Msg>;
+
+pub struct StatusPublisher;
+
+impl Actor for StatusPublisher {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        myself.send_interval(args.tick, || Msg::Publish);
+        let listener = spawn_listener(args.database.clone(), myself.clone());
+        Ok(State {
+            args,
+            outbox: None,
+            listener: Some(listener),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(listener) = state.listener.take() {
+            listener.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Publish => {
+                if let Ok(Round::Full) = publish(state).await {
+                    myself.cast(Msg::Publish)?;
+                }
+            }
+            Msg::Flush(reply) => {
+                while let Ok(Round::Full) = publish(state).await {}
+                let _ = reply.send(backlog(state).await.unwrap_or(-1));
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Round {
+    /// There may be more to send.
+    Full,
+    /// Everything was sent, or a send failed (tried again next tick), or
+    /// another instance publishes.
+    Done,
+}
+
+async fn publish(state: &mut State) -> Result<Round, ()> {
+    let Some(outbox) = publisher_connection(state).await else {
+        return Ok(Round::Done);
+    };
+    let rows = match outbox
+        .query(
+            "SELECT id, topic, message_key, payload FROM status_outbox
+             WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            &[&ROUND],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read the outbox.");
+            state.outbox = None;
+            return Err(());
+        }
+    };
+    // Queued together, delivered in order by the idempotent producer.
+    let sends = rows.iter().map(|row| {
+        let topic: &str = row.get(1);
+        let key: &str = row.get(2);
+        let payload: &str = row.get(3);
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        state.args.producer.send(record, state.args.send_timeout)
+    });
+    let results = join_all(sends).await;
+    let mut sent = Vec::new();
+    let mut failure = None;
+    for (row, result) in rows.iter().zip(results) {
+        match result {
+            Ok(_) => sent.push(row.get::<_, i64>(0)),
+            Err((e, _)) => {
+                failure.get_or_insert((row.get::<_, i64>(0), e.to_string()));
+            }
+        }
+    }
+    let outbox = state.outbox.as_ref().expect("connected above");
+    let marked = outbox
+        .execute(
+            "UPDATE status_outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+            &[&sent],
+        )
+        .await;
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "Could not mark status events sent; they will be sent again.");
+        state.outbox = None;
+        return Err(());
+    }
+    counter!("ferry_status_events_sent_total").increment(sent.len() as u64);
+    if let Some((id, error)) = failure {
+        counter!("ferry_kafka_send_errors_total", "topic" => "status").increment(1);
+        tracing::warn!(outbox_id = id, error = %error, "Could not send a status event; it waits in the outbox.");
+        let _ = outbox
+            .execute(
+                "UPDATE status_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                &[&id, &error],
+            )
+            .await;
+        let _ = backlog(state).await;
+        return Err(());
+    }
+    let full = rows.len() as i64 == ROUND;
+    if !full {
+        let _ = backlog(state).await;
+    }
+    Ok(if full { Round::Full } else { Round::Done })
+}
+
+/// The outbox connection, if this instance is (or now becomes) the
+/// publisher.
+async fn publisher_connection(state: &mut State) -> Option<&Client> {
+    if state.outbox.as_ref().is_some_and(|c| c.is_closed()) {
+        state.outbox = None;
+    }
+    if state.outbox.is_none() {
+        let client = pg::connect(&pg::named(&state.args.database, "ferry-outbox"))
+            .await
+            .ok()?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&OUTBOX_LOCK])
+            .await
+            .ok()?
+            .get(0);
+        if !locked {
+            return None;
+        }
+        tracing::info!("This instance publishes the status events.");
+        state.outbox = Some(client);
+    }
+    state.outbox.as_ref()
+}
+
+/// Unsent events: the `ferry_outbox_backlog` gauge.
+async fn backlog(state: &State) -> Option<i64> {
+    let client = state.outbox.as_ref()?;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM status_outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .ok()?
+        .get(0);
+    gauge!("ferry_outbox_backlog").set(n as f64);
+    Some(n)
+}
+
+fn spawn_listener(
+    database: DatabaseSettings,
+    myself: ActorRef<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Ok((_client, mut notifications)) =
+                pg::listen(&pg::named(&database, "ferry-listen"), OUTBOX_CHANNEL).await
+            {
+                while notifications.recv().await.is_some() {
+                    if myself.cast(Msg::Publish).is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}

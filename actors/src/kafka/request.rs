@@ -1,0 +1,379 @@
+//! Import requests: a `NodeExchange` (seed 004 §8.3.1), from Kafka or the
+//! HTTP API, checked before it becomes a job. Unknown fields are ignored;
+//! anything else wrong is a [`Rejected`] that names the field.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::job::{InputFormat, NewJob, Target};
+use crate::settings::StorageSettings;
+use crate::source::Source;
+
+/// Why a request cannot become a job: the DLQ's `error` header and the
+/// `reason` label of `ferry_kafka_dlq_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    TooLarge,
+    MalformedJson,
+    MissingField,
+    InvalidField,
+    Unroutable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::MalformedJson => "malformed_json",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::Unroutable => "unroutable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Rejected {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+fn rejected(reason: Reason, detail: impl Into<String>) -> Rejected {
+    Rejected {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// How big a request may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_reference_ids: usize,
+}
+
+const MAX_GROUP_ID_CHARS: usize = 255;
+const MAX_PATH_CHARS: usize = 4096;
+const MAX_NODE_TYPE_CHARS: usize = 50;
+const MAX_REQUEST_ID_CHARS: usize = 200;
+
+/// The wire form; every field optional so a missing one gets our message,
+/// not serde's.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    domain_id: Option<String>,
+    group_id: Option<String>,
+    file_path: Option<String>,
+    reference_ids: Option<Vec<String>>,
+    /// ferry's own: the node type (default: the route's).
+    node_type: Option<String>,
+    /// ferry's own: requests with the same id make one job; without it,
+    /// the same payload twice makes one job.
+    request_id: Option<String>,
+}
+
+/// A checked request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRequest {
+    pub domain_id: Uuid,
+    pub group_key: String,
+    pub input: Input,
+    pub node_type: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    File(String),
+    ReferenceIds(Vec<String>),
+}
+
+/// Parses and checks one request.
+pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
+    if bytes.len() > limits.max_bytes {
+        return Err(rejected(
+            Reason::TooLarge,
+            format!(
+                "{} bytes, over the limit of {}",
+                bytes.len(),
+                limits.max_bytes
+            ),
+        ));
+    }
+    let wire: Wire = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => rejected(Reason::InvalidField, e.to_string()),
+        _ => rejected(Reason::MalformedJson, e.to_string()),
+    })?;
+    let domain_id = wire
+        .domain_id
+        .ok_or_else(|| rejected(Reason::MissingField, "domainId is required"))?;
+    let domain_id = Uuid::parse_str(domain_id.trim()).map_err(|_| {
+        rejected(
+            Reason::InvalidField,
+            format!("domainId {:?} is not a UUID", excerpt(&domain_id)),
+        )
+    })?;
+    let group_key = wire
+        .group_id
+        .ok_or_else(|| rejected(Reason::MissingField, "groupId is required"))?;
+    let group_key = group_key.trim().to_string();
+    if group_key.is_empty() || group_key.chars().count() > MAX_GROUP_ID_CHARS {
+        return Err(rejected(
+            Reason::InvalidField,
+            format!("groupId must have 1 to {MAX_GROUP_ID_CHARS} characters"),
+        ));
+    }
+    let input = match (wire.file_path, wire.reference_ids) {
+        (Some(path), None) => {
+            let path = path.trim().to_string();
+            if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
+                return Err(rejected(
+                    Reason::InvalidField,
+                    format!("filePath must have 1 to {MAX_PATH_CHARS} characters"),
+                ));
+            }
+            Input::File(path)
+        }
+        (None, Some(ids)) => {
+            if ids.is_empty() || ids.len() > limits.max_reference_ids {
+                return Err(rejected(
+                    Reason::InvalidField,
+                    format!(
+                        "referenceIds must list 1 to {} ids, not {}",
+                        limits.max_reference_ids,
+                        ids.len()
+                    ),
+                ));
+            }
+            Input::ReferenceIds(ids)
+        }
+        (Some(_), Some(_)) => {
+            return Err(rejected(
+                Reason::InvalidField,
+                "give filePath or referenceIds, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(rejected(
+                Reason::MissingField,
+                "filePath or referenceIds is required",
+            ))
+        }
+    };
+    let node_type = bounded(wire.node_type, "nodeType", MAX_NODE_TYPE_CHARS)?;
+    let request_id = bounded(wire.request_id, "requestId", MAX_REQUEST_ID_CHARS)?;
+    Ok(ImportRequest {
+        domain_id,
+        group_key,
+        input,
+        node_type,
+        request_id,
+    })
+}
+
+fn bounded(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, Rejected> {
+    match value.map(|v| v.trim().to_string()) {
+        Some(v) if v.is_empty() || v.chars().count() > max => Err(rejected(
+            Reason::InvalidField,
+            format!("{field} must have 1 to {max} characters"),
+        )),
+        v => Ok(v),
+    }
+}
+
+/// The first 64 characters of a value, for a message.
+fn excerpt(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+impl ImportRequest {
+    /// The job this request asks for, importing into `target`. A file must
+    /// be one the storage settings allow; a local path only when
+    /// `storage.local_root` confines them.
+    pub fn into_job(
+        self,
+        target: Target,
+        default_node_type: &str,
+        storage: &StorageSettings,
+    ) -> Result<NewJob, Rejected> {
+        let node_type = match target {
+            Target::Nodes => self
+                .node_type
+                .unwrap_or_else(|| default_node_type.to_string()),
+            Target::Matches => String::new(),
+        };
+        match (target, self.input) {
+            (Target::Nodes, Input::ReferenceIds(ids)) => Ok(NewJob::inline_refs(
+                self.domain_id,
+                &self.group_key,
+                &node_type,
+                ids,
+            )),
+            (Target::Matches, Input::ReferenceIds(_)) => Err(rejected(
+                Reason::InvalidField,
+                "match suggestions are imported from a Parquet filePath, not referenceIds",
+            )),
+            (target, Input::File(path)) => {
+                let source = Source::parse(&path, storage)
+                    .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
+                if matches!(source, Source::Local(_)) && storage.local_root.is_empty() {
+                    return Err(rejected(
+                        Reason::InvalidField,
+                        "filePath: local paths are accepted only under storage.local_root",
+                    ));
+                }
+                let format = match target {
+                    Target::Matches => InputFormat::Parquet,
+                    Target::Nodes if path.to_ascii_lowercase().ends_with(".parquet") => {
+                        return Err(rejected(
+                            Reason::InvalidField,
+                            "filePath: nodes are imported from CSV; Parquet match suggestions go to a matches topic",
+                        ))
+                    }
+                    Target::Nodes => InputFormat::Csv,
+                };
+                Ok(NewJob::file(
+                    target,
+                    self.domain_id,
+                    &self.group_key,
+                    &node_type,
+                    &path,
+                    format,
+                ))
+            }
+        }
+    }
+}
+
+/// The key that makes a request one job however often it is delivered:
+/// its `requestId` within its domain, else a hash of what it asks
+/// (`target` and the payload's bytes).
+pub fn idempotency_key(request: &ImportRequest, target: Target, payload: &[u8]) -> String {
+    match &request.request_id {
+        Some(id) => format!("request:{}:{id}", request.domain_id),
+        None => {
+            let mut hash = Sha256::new();
+            hash.update(target.as_str().as_bytes());
+            hash.update([0]);
+            hash.update(payload);
+            format!("sha256:{}", hex::encode(hash.finalize()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 4096,
+        max_reference_ids: 3,
+    };
+    const DOMAIN: &str = "0b5c3f4e-8f0a-4c1e-9f6e-2d7a4b1c3e5f";
+
+    fn reason(payload: &str) -> Reason {
+        parse(payload.as_bytes(), LIMITS).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_seed_request_parses_and_unknown_fields_are_ignored() {
+        let payload = format!(
+            r#"{{"domainId":"{DOMAIN}","groupId":"mentors","filePath":"s3://b/k.csv.gz",
+                "fileName":"k.csv.gz","contentType":"application/gzip","extra":{{"x":1}}}}"#
+        );
+        let r = parse(payload.as_bytes(), LIMITS).unwrap();
+        assert_eq!(r.group_key, "mentors");
+        assert_eq!(r.input, Input::File("s3://b/k.csv.gz".into()));
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert_eq!(reason("{not json"), Reason::MalformedJson);
+        assert_eq!(
+            reason(r#"{"groupId":"g","filePath":"x"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"domainId":"nope","groupId":"g","filePath":"x"}"#),
+            Reason::InvalidField
+        );
+        let d = DOMAIN;
+        assert_eq!(
+            reason(&format!(r#"{{"domainId":"{d}","filePath":"x"}}"#)),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(&format!(r#"{{"domainId":"{d}","groupId":"g"}}"#)),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(&format!(
+                r#"{{"domainId":"{d}","groupId":"g","filePath":"x","referenceIds":["a"]}}"#
+            )),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(&format!(
+                r#"{{"domainId":"{d}","groupId":"g","referenceIds":["a","b","c","d"]}}"#
+            )),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(&format!(
+                r#"{{"domainId":"{d}","groupId":"g","referenceIds":[1]}}"#
+            )),
+            Reason::InvalidField
+        );
+        assert_eq!(reason(&" ".repeat(5000)), Reason::TooLarge);
+    }
+
+    #[test]
+    fn the_same_payload_has_the_same_key_and_a_request_id_wins() {
+        let payload = format!(r#"{{"domainId":"{DOMAIN}","groupId":"g","referenceIds":["a"]}}"#);
+        let r = parse(payload.as_bytes(), LIMITS).unwrap();
+        let k1 = idempotency_key(&r, Target::Nodes, payload.as_bytes());
+        assert_eq!(k1, idempotency_key(&r, Target::Nodes, payload.as_bytes()));
+        assert_ne!(k1, idempotency_key(&r, Target::Matches, payload.as_bytes()));
+        let with_id = ImportRequest {
+            request_id: Some("r1".into()),
+            ..r
+        };
+        assert_eq!(
+            idempotency_key(&with_id, Target::Nodes, b"other bytes"),
+            format!("request:{DOMAIN}:r1")
+        );
+    }
+
+    #[test]
+    fn a_request_must_fit_its_target_and_the_storage_rules() {
+        let storage = StorageSettings::default();
+        let request = |input| ImportRequest {
+            domain_id: Uuid::nil(),
+            group_key: "g".into(),
+            input,
+            node_type: None,
+            request_id: None,
+        };
+        let refs = request(Input::ReferenceIds(vec!["a".into()]));
+        assert!(refs
+            .clone()
+            .into_job(Target::Nodes, "USER", &storage)
+            .is_ok());
+        assert!(refs.into_job(Target::Matches, "USER", &storage).is_err());
+        let local = request(Input::File("/etc/passwd".into()));
+        let err = local.into_job(Target::Nodes, "USER", &storage).unwrap_err();
+        assert!(err.detail.contains("local_root"), "{err}");
+        let metadata = request(Input::File("http://169.254.169.254/latest/x".into()));
+        assert!(metadata.into_job(Target::Nodes, "USER", &storage).is_err());
+        let parquet = request(Input::File("s3://b/m.parquet".into()));
+        assert!(parquet
+            .clone()
+            .into_job(Target::Nodes, "USER", &storage)
+            .is_err());
+        let job = parquet.into_job(Target::Matches, "USER", &storage).unwrap();
+        assert_eq!(job.format, InputFormat::Parquet);
+    }
+}

@@ -1,0 +1,186 @@
+//! Status events: how a job's end is announced on Kafka, in the shape of
+//! seed 004's `NodesTransferJobExchange`. The event is written to the
+//! outbox with the job's terminal update; the StatusPublisher sends it.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::job::{Job, JobStatus, Outcome};
+
+/// `NodesTransferJobExchange`, plus the counts, the rejects file and flags
+/// that say whether a list was cut at `jobs.max_status_ids`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEvent {
+    pub job_id: Uuid,
+    /// The request's `groupId`, as it was sent.
+    pub group_id: String,
+    pub domain_id: Uuid,
+    /// `nodes` or `matches`.
+    pub kind: String,
+    pub status: JobStatus,
+    /// Rows stored (inserted, updated, or merged as duplicates).
+    pub processed: u64,
+    /// Rows read: processed plus rejected.
+    pub total: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub success_list: Vec<String>,
+    pub failed_list: Vec<String>,
+    pub success_list_truncated: bool,
+    pub failed_list_truncated: bool,
+    /// Every rejected row, with its reason.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rejects_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub failure_reason: Option<String>,
+}
+
+impl StatusEvent {
+    pub fn new(job: &Job, outcome: &Outcome, lists: IdLists) -> Self {
+        Self {
+            job_id: job.id,
+            group_id: job.group_key.clone(),
+            domain_id: job.domain_id,
+            kind: job.kind.clone(),
+            status: outcome.status,
+            processed: outcome.inserted + outcome.updated + outcome.duplicates,
+            total: outcome.total,
+            inserted: outcome.inserted,
+            updated: outcome.updated,
+            duplicates: outcome.duplicates,
+            rejected: outcome.rejected,
+            success_list: lists.success,
+            failed_list: lists.failed,
+            success_list_truncated: lists.success_truncated,
+            failed_list_truncated: lists.failed_truncated,
+            rejects_path: outcome
+                .rejects_path
+                .clone()
+                .filter(|_| outcome.rejected > 0),
+            failure_reason: outcome.failure_reason.clone(),
+        }
+    }
+
+    /// Events of one job share a key, so they keep their order in a partition.
+    pub fn message_key(&self) -> String {
+        self.job_id.to_string()
+    }
+}
+
+/// The ids a status event lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdLists {
+    pub success: Vec<String>,
+    pub failed: Vec<String>,
+    pub success_truncated: bool,
+    pub failed_truncated: bool,
+}
+
+impl IdLists {
+    /// A file job: its rows are counted, not listed (a file may hold
+    /// millions); a list is "truncated" when it has rows to list. The
+    /// rejects file has every rejected row.
+    pub fn counts_only(outcome: &Outcome) -> Self {
+        Self {
+            success_truncated: outcome.inserted + outcome.updated + outcome.duplicates > 0,
+            failed_truncated: outcome.rejected > 0,
+            ..Self::default()
+        }
+    }
+
+    /// A reference list (seed 004 UC-2): the ids stored and the ids
+    /// rejected, each cut at `cap`. `failed` are the rejected ids as the
+    /// rejects file lists them; `failed_complete` says whether that is all.
+    pub fn of_reference_list(
+        ids: &[String],
+        failed: Vec<String>,
+        failed_complete: bool,
+        cap: usize,
+    ) -> Self {
+        let rejected: HashSet<&str> = failed.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        let mut success = Vec::new();
+        let mut success_truncated = false;
+        for id in ids {
+            let id = id.trim();
+            // Blank lines are skipped by the reader, as here.
+            if id.is_empty() || rejected.contains(id) || !seen.insert(id) {
+                continue;
+            }
+            if success.len() == cap {
+                success_truncated = true;
+                break;
+            }
+            success.push(id.to_string());
+        }
+        let failed_truncated = !failed_complete || failed.len() > cap;
+        let mut failed = failed;
+        failed.truncate(cap);
+        Self {
+            success,
+            failed,
+            success_truncated,
+            failed_truncated,
+        }
+    }
+}
+
+/// The first `cap` ids of a reference list's rejects file (columns: line,
+/// reason, id), and whether that was all of them. No file: none rejected.
+pub async fn rejected_ids(path: &Path, cap: usize) -> std::io::Result<(Vec<String>, bool)> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+        Err(e) => return Err(e),
+    };
+    let mut records = csv_async::AsyncReader::from_reader(file).into_records();
+    let mut ids = Vec::new();
+    while let Some(record) = records.next().await {
+        let record = record.map_err(std::io::Error::other)?;
+        if ids.len() > cap {
+            return Ok((ids, false));
+        }
+        ids.push(record.get(2).unwrap_or_default().to_string());
+    }
+    Ok((ids, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reference_list_lists_stored_and_rejected_ids_once() {
+        let lists = IdLists::of_reference_list(
+            &ids(&["a", "b", "a", "", "x\0", "c"]),
+            ids(&["x\0"]),
+            true,
+            10,
+        );
+        assert_eq!(lists.success, ids(&["a", "b", "c"]));
+        assert_eq!(lists.failed, ids(&["x\0"]));
+        assert!(!lists.success_truncated && !lists.failed_truncated);
+    }
+
+    #[test]
+    fn lists_are_cut_at_the_cap_and_say_so() {
+        let lists =
+            IdLists::of_reference_list(&ids(&["a", "b", "c"]), ids(&["x", "y", "z"]), true, 2);
+        assert_eq!(lists.success, ids(&["a", "b"]));
+        assert_eq!(lists.failed, ids(&["x", "y"]));
+        assert!(lists.success_truncated && lists.failed_truncated);
+        let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), true, 2);
+        assert!(!exact.success_truncated);
+    }
+}

@@ -1,0 +1,193 @@
+//! `ferry dlq list` and `ferry dlq replay`: read the dead-letter topic
+//! from its start to its end, show each entry's error and an excerpt of
+//! its payload, or send entries back to the topics they came from
+//! (seed 004 UC-3), with their original key, bytes and headers.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use ferry_actors::kafka::{self, dlq_headers};
+use ferry_actors::settings::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One dead letter, as read back.
+pub struct DeadLetter {
+    pub offset: i64,
+    pub partition: i32,
+    pub failed_at_ms: Option<u64>,
+    pub source_topic: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Headers it came with, without ferry's.
+    pub original_headers: Vec<(String, Vec<u8>)>,
+}
+
+impl DeadLetter {
+    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        let mut letter = DeadLetter {
+            offset: m.offset(),
+            partition: m.partition(),
+            failed_at_ms: None,
+            source_topic: None,
+            reason: None,
+            error: None,
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            original_headers: Vec::new(),
+        };
+        for h in m.headers().into_iter().flat_map(|hs| hs.iter()) {
+            let text = || h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+            match h.key {
+                dlq_headers::FAILED_AT => letter.failed_at_ms = text().and_then(|t| t.parse().ok()),
+                dlq_headers::SOURCE_TOPIC => letter.source_topic = text(),
+                dlq_headers::REASON => letter.reason = text(),
+                dlq_headers::ERROR => letter.error = text(),
+                k if k.starts_with("ferry-") => {}
+                k => letter
+                    .original_headers
+                    .push((k.to_string(), h.value.unwrap_or_default().to_vec())),
+            }
+        }
+        letter
+    }
+}
+
+/// Every dead letter from the topic's start to its current end.
+pub fn read_all(settings: &KafkaSettings, brokers: &str) -> Result<Vec<DeadLetter>> {
+    let topic = &settings.dlq_topic;
+    let consumer: BaseConsumer = kafka::client_config(settings, brokers)
+        .set("group.id", "ferry-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating a Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+        if high > low {
+            assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
+            ends.push((p, high));
+        }
+    }
+    let mut letters = Vec::new();
+    if ends.is_empty() {
+        return Ok(letters);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + TIMEOUT * 3;
+    while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
+            bail!("timed out reading {topic}");
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message?;
+        letters.push(DeadLetter::from_message(&message));
+        let (partition, offset) = (message.partition(), message.offset());
+        ends.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
+    }
+    letters.sort_by_key(|l| (l.failed_at_ms, l.partition, l.offset));
+    Ok(letters)
+}
+
+pub fn list(settings: &KafkaSettings, brokers: &str, out: &mut impl Write) -> Result<()> {
+    let letters = read_all(settings, brokers)?;
+    writeln!(
+        out,
+        "{} dead letter(s) in {}",
+        letters.len(),
+        settings.dlq_topic
+    )?;
+    for l in &letters {
+        let payload = l
+            .payload
+            .as_deref()
+            .map(|p| {
+                String::from_utf8_lossy(p)
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}:{}  from {}  at {}  {}\n    error: {}\n    payload: {}",
+            l.partition,
+            l.offset,
+            l.source_topic.as_deref().unwrap_or("?"),
+            l.failed_at_ms.map_or("?".into(), |t| t.to_string()),
+            l.reason.as_deref().unwrap_or("?"),
+            l.error.as_deref().unwrap_or("?"),
+            payload.replace('\n', " "),
+        )?;
+    }
+    Ok(())
+}
+
+/// Sends the dead letters back (those from `topic`, failed within
+/// `since`); returns how many.
+pub fn replay(
+    settings: &KafkaSettings,
+    brokers: &str,
+    topic: Option<&str>,
+    since: Option<Duration>,
+) -> Result<usize> {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let from_ms = since.map(|s| now_ms.saturating_sub(s.as_millis() as u64));
+    let letters = read_all(settings, brokers)?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka::producer_config(settings, brokers)
+            .create()
+            .context("creating a Kafka producer")?;
+    let mut sent = 0;
+    for l in &letters {
+        let Some(source) = l.source_topic.as_deref() else {
+            continue;
+        };
+        if topic.is_some_and(|t| t != source)
+            || from_ms.is_some_and(|f| l.failed_at_ms.is_none_or(|t| t < f))
+        {
+            continue;
+        }
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &l.original_headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(source).headers(headers);
+        if let Some(key) = &l.key {
+            record = record.key(key);
+        }
+        if let Some(payload) = &l.payload {
+            record = record.payload(payload);
+        }
+        producer
+            .send(record)
+            .map_err(|(e, _)| anyhow::anyhow!("sending to {source}: {e}"))?;
+        sent += 1;
+    }
+    producer
+        .flush(TIMEOUT)
+        .context("flushing the replayed messages")?;
+    Ok(sent)
+}

@@ -1,0 +1,218 @@
+//! `ferry serve` put together: the database, the broker (or an embedded
+//! one), the supervised actors, and the HTTP endpoints; and the shutdown
+//! that stops them in the right order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
+use ferry_actors::actors::service::{self, Child};
+use ferry_actors::actors::{dlq, kafka_ingress, status_publisher};
+use ferry_actors::kafka::embedded::EmbeddedBroker;
+use ferry_actors::kafka::{self, Router};
+use ferry_actors::pg;
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::{Actor, ActorRef};
+use rdkafka::producer::{FutureProducer, Producer};
+
+use crate::config::Config;
+use crate::http::{self, Api};
+
+pub struct Service {
+    /// Where the HTTP endpoints listen.
+    pub http_addr: SocketAddr,
+    /// The Kafka bootstrap servers in use.
+    pub brokers: String,
+    /// Set when no brokers were configured; lives as long as the service.
+    pub embedded: Option<EmbeddedBroker>,
+    config: Config,
+    coordinator: JobCoordinatorRef,
+    supervisor: ActorRef<service::Msg>,
+    producer: FutureProducer,
+    http: tokio::task::JoinHandle<()>,
+    http_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Service {
+    pub async fn start(config: Config, metrics: PrometheusHandle) -> Result<Self> {
+        {
+            let mut client = pg::connect(&config.database).await?;
+            pg::migrations::migrate(&mut client)
+                .await
+                .context("applying migrations")?;
+        }
+        let pool = pg::pool(&config.database)?;
+        let router = Router::new(&config.kafka).map_err(anyhow::Error::msg)?;
+        let embedded = match config.kafka.brokers.trim() {
+            "" => {
+                let mut topics = config.kafka.embedded_topics.clone();
+                topics.extend(router.own_topics().iter().cloned());
+                let broker = EmbeddedBroker::start(&topics, config.kafka.embedded_partitions)
+                    .map_err(anyhow::Error::msg)
+                    .context("starting the embedded Kafka broker")?;
+                tracing::info!(
+                    bootstrap = broker.bootstrap_servers(),
+                    topics = ?topics,
+                    "No brokers configured: started an embedded Kafka broker (librdkafka's mock cluster)."
+                );
+                Some(broker)
+            }
+            _ => None,
+        };
+        let brokers = embedded.as_ref().map_or(config.kafka.brokers.clone(), |b| {
+            b.bootstrap_servers().to_string()
+        });
+        let producer: FutureProducer = kafka::producer_config(&config.kafka, &brokers)
+            .create()
+            .context("creating the Kafka producer")?;
+
+        let owner = ferry_actors::job::lease_owner("serve");
+        let coordinator = job_coordinator::spawn(job_coordinator::Args {
+            database: config.database.clone(),
+            import: Arc::new(config.import.clone()),
+            retry: config.retry.clone(),
+            storage: config.storage.clone(),
+            jobs: config.jobs.clone(),
+            owner: owner.clone(),
+            pool: pool.clone(),
+            claim: true,
+        })
+        .await
+        .context("starting the job coordinator")?;
+
+        let children = vec![
+            Child::Dlq(dlq::Args {
+                producer: producer.clone(),
+                topic: config.kafka.dlq_topic.clone(),
+                send_timeout: config.kafka.send_timeout,
+            }),
+            Child::Publisher(status_publisher::Args {
+                database: config.database.clone(),
+                producer: producer.clone(),
+                send_timeout: config.kafka.send_timeout,
+                tick: Duration::from_secs(1),
+            }),
+            Child::Ingress(kafka_ingress::Args {
+                kafka: config.kafka.clone(),
+                brokers: brokers.clone(),
+                storage: config.storage.clone(),
+                node_type: config.import.node_type.clone(),
+                pool: pool.clone(),
+            }),
+        ];
+        let (supervisor, _) = Actor::spawn(
+            Some(service::NAME.into()),
+            service::Service,
+            service::Args {
+                children,
+                retry: config.retry.clone(),
+            },
+        )
+        .await
+        .context("starting the service's actors")?;
+
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        let api = Arc::new(Api {
+            config: config.clone(),
+            pool,
+            producer: producer.clone(),
+            metrics,
+        });
+        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, http::router(api))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "The HTTP server stopped.");
+            }
+        });
+        tracing::info!(
+            http = %http_addr,
+            brokers = %brokers,
+            owner = %owner,
+            concurrency = config.jobs.concurrency,
+            "ferry serve is running."
+        );
+        Ok(Self {
+            http_addr,
+            brokers,
+            embedded,
+            config,
+            coordinator,
+            supervisor,
+            producer,
+            http,
+            http_stop,
+        })
+    }
+
+    /// The supervisor's handle, to notice the service giving up.
+    pub fn supervisor(&self) -> &ActorRef<service::Msg> {
+        &self.supervisor
+    }
+
+    /// Stops consuming and claiming; gives running jobs `jobs.drain_timeout`
+    /// to finish, then stops them at their last checkpoint and releases
+    /// their leases; flushes the outbox; commits offsets; stops the rest.
+    pub async fn shutdown(self) -> Result<()> {
+        tracing::info!("Shutting down: no more requests or claims.");
+        if let Some(ingress) = ractor::registry::where_is(kafka_ingress::NAME.to_string()) {
+            let ingress: ActorRef<kafka_ingress::Msg> = ingress.into();
+            let _ = ingress
+                .call(kafka_ingress::Msg::Stop, Some(Duration::from_secs(10)))
+                .await;
+        }
+        let drained = self
+            .coordinator
+            .call(
+                job_coordinator::Msg::Drain,
+                Some(self.config.jobs.drain_timeout),
+            )
+            .await;
+        if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+            tracing::warn!(
+                timeout = ?self.config.jobs.drain_timeout,
+                "Jobs still running after the drain timeout: stopping them at their last checkpoint."
+            );
+        }
+        let _ = self
+            .coordinator
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+            .await;
+        if let Some(publisher) = ractor::registry::where_is(status_publisher::NAME.to_string()) {
+            let publisher: ActorRef<status_publisher::Msg> = publisher.into();
+            let flushed = publisher
+                .call(
+                    status_publisher::Msg::Flush,
+                    Some(self.config.kafka.send_timeout * 2),
+                )
+                .await;
+            if let Ok(ractor::rpc::CallResult::Success(left)) = flushed {
+                if left > 0 {
+                    tracing::warn!(
+                        unsent = left,
+                        "Status events left in the outbox; the next instance sends them."
+                    );
+                }
+            }
+        }
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        let _ = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
+        let _ = self.http_stop.send(());
+        let _ = self.http.await;
+        tracing::info!("ferry serve stopped.");
+        Ok(())
+    }
+}
