@@ -12,3 +12,4 @@ mod matches;
 mod reference_lists;
 mod s3;
 mod service;
+mod service_faults;
