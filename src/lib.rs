@@ -17,6 +17,7 @@
 //! - `sample`: deterministic sample files.
 //! - `service`: `ferry serve` assembled, and its shutdown.
 //! - `http`: the API, health and metrics endpoints.
+//! - `topics`: reading a Kafka topic from its start (DLQ, status events).
 
 pub mod cli;
 pub mod config;
@@ -27,3 +28,4 @@ pub mod report;
 pub mod sample;
 pub mod service;
 pub mod telemetry;
+pub mod topics;

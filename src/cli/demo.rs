@@ -1,24 +1,32 @@
-//! `ferry demo`: the main flows on embedded defaults. It starts a throwaway
-//! PostgreSQL when none is configured, generates a sample users file,
-//! imports it (a new group: the fast path), imports it again (every row an
-//! update), shows a node's metadata through the seed's `node_metadata`
-//! view, then imports a Parquet file of match suggestions (seed 003) and
-//! shows one participant's top picks.
+//! `ferry demo`: the whole loop of `ferry serve` on embedded defaults. It
+//! starts a throwaway PostgreSQL when none is configured and an embedded
+//! Kafka broker, writes a sample users CSV.gz and a Parquet file of match
+//! suggestions to a local store, produces seed-style requests (a file, a
+//! reference list, the same file again, a Parquet file, and one bad
+//! request), waits for the status events and prints them, then shows what
+//! landed in the tables and where the metrics are.
 
-use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ferry_actors::job::{InputFormat, NewJob, Target};
+use ferry_actors::kafka;
 use ferry_actors::pg;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::localpg::{LocalPostgres, Tuning};
 use crate::report::grouped;
 use crate::sample;
+use crate::service::Service;
+use crate::topics::{self, Until};
 
 pub const DEMO_DOMAIN: Uuid = Uuid::from_u128(0x0d0d_0000_0000_4000_8000_0000_0000_0001);
+const USERS_TOPIC: &str = "demo-users";
+const MATCHES_TOPIC: &str = "demo-matches";
 
 pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Result<bool> {
     let mut out = std::io::stdout();
@@ -35,52 +43,193 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     };
     writeln!(out, "PostgreSQL: {}", config.database.url)?;
 
-    let file = work.join("users.csv.gz");
+    let users = work.join("users.csv.gz");
+    let matches = work.join("matches.parquet");
+    let match_rows = rows * sample::MATCHES_PER_PARTICIPANT;
     let t = Instant::now();
-    let path = file.clone();
-    tokio::task::spawn_blocking(move || sample::write_users_csv_gz(&path, rows, 42)).await??;
+    let (u, m) = (users.clone(), matches.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        sample::write_users_csv_gz(&u, rows, 42)?;
+        sample::write_matches_parquet(&m, match_rows, 200_000, 42)
+    })
+    .await??;
     writeln!(
         out,
-        "Sample: {} users, 9 metadata columns, gzip CSV, {} bytes, written in {:.1} s: {}\n",
+        "Local store {}: users.csv.gz ({} users, {} bytes), matches.parquet ({} suggestions, {} bytes), written in {:.1} s",
+        work.display(),
         grouped(rows as i64),
-        grouped(std::fs::metadata(&file)?.len() as i64),
+        grouped(std::fs::metadata(&users)?.len() as i64),
+        grouped(match_rows as i64),
+        grouped(std::fs::metadata(&matches)?.len() as i64),
         t.elapsed().as_secs_f64(),
-        file.display()
+    )?;
+
+    // Requests may name files of the local store only.
+    config.storage.local_root = work.display().to_string();
+    if config.http.listen == crate::config::HttpSettings::default().listen {
+        config.http.listen = "127.0.0.1:0".into();
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let service = Service::start(config.clone(), metrics).await?;
+    writeln!(
+        out,
+        "ferry serve is running in this process: Kafka at {} ({}), HTTP at http://{}\n",
+        service.brokers,
+        if service.embedded.is_some() {
+            "embedded broker"
+        } else {
+            "configured"
+        },
+        service.http_addr,
     )?;
 
     let group = format!("demo-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let new = NewJob::file(
-        Target::Nodes,
-        DEMO_DOMAIN,
-        &group,
-        &config.import.node_type,
-        &file.display().to_string(),
-        InputFormat::Csv,
-    );
-    let progress = std::io::stderr().is_terminal();
-    let mut all_completed = true;
-    for title in [
-        "First import (new group: plain INSERT fast path)",
-        "Same file again (every row an update)",
-    ] {
-        writeln!(out, "== {title}")?;
-        let report = super::import::run(&config, new.clone(), progress).await?;
-        report.write_text(&mut out)?;
-        writeln!(out)?;
-        all_completed &= report.status == ferry_actors::job::JobStatus::Completed;
+    let file_request = |path: &std::path::Path, extra: Value| {
+        let mut request = json!({
+            "domainId": DEMO_DOMAIN,
+            "groupId": group,
+            "filePath": path.display().to_string(),
+            "fileName": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        });
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        request.to_string()
+    };
+    let requests = [
+        ("users file (new group: plain INSERT fast path)", USERS_TOPIC, file_request(&users, json!({"contentType": "application/gzip"}))),
+        ("reference list (seed 004 UC-2)", USERS_TOPIC, json!({"domainId": DEMO_DOMAIN, "groupId": group, "referenceIds": ["vip-1", "vip-2", "vip-3"]}).to_string()),
+        ("same users file again (every row an update)", USERS_TOPIC, file_request(&users, json!({"requestId": "second-run"}))),
+        ("match suggestions from Parquet (seed 003)", MATCHES_TOPIC, file_request(&matches, json!({}))),
+        ("a bad request (to the DLQ)", USERS_TOPIC, json!({"domainId": "not-a-uuid", "groupId": group, "filePath": "users.csv.gz"}).to_string()),
+    ];
+    let producer: FutureProducer = kafka::client_config(&config.kafka, &service.brokers)
+        .create()
+        .context("creating the demo's producer")?;
+    writeln!(out, "== Producing seed-style requests")?;
+    let started = Instant::now();
+    for (what, topic, payload) in &requests {
+        producer
+            .send(
+                FutureRecord::to(topic).key(&group).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .context("producing a request")?;
+        writeln!(out, "  -> {topic:<13} {what}")?;
     }
 
+    writeln!(out, "\n== Status events (NodesTransferJobExchange)")?;
+    let expected = [("ferry-nodes-status", 3), ("ferry-matches-status", 1)];
+    let mut all_completed = true;
+    for (topic, n) in expected {
+        let events = read_json(&config, &service.brokers, topic, Until::Count(n)).await?;
+        if events.len() < n {
+            writeln!(
+                out,
+                "  {topic}: only {} of {n} events arrived",
+                events.len()
+            )?;
+            all_completed = false;
+        }
+        for e in events {
+            all_completed &= e["status"] == "COMPLETED";
+            writeln!(out, "  {topic}: {}", summary(&e))?;
+        }
+    }
+    writeln!(
+        out,
+        "  (all within {:.1} s of producing)",
+        started.elapsed().as_secs_f64()
+    )?;
+
+    let letters = dead_letters(&config, &service.brokers).await?;
+    writeln!(out, "\n== Dead-letter topic {}", config.kafka.dlq_topic)?;
+    for error in &letters {
+        writeln!(out, "  {error}")?;
+    }
+
+    show_tables(&config, &group, &mut out).await?;
+    writeln!(
+        out,
+        "\nMetrics: http://{addr}/metrics   Health: http://{addr}/health/ready\n\
+         (`ferry serve` runs the same service until SIGTERM; see the README.)",
+        addr = service.http_addr,
+    )?;
+    service.shutdown().await?;
+    Ok(all_completed && !letters.is_empty())
+}
+
+/// One line per event: status, kind, counts, and the lists when short.
+fn summary(e: &Value) -> String {
+    let mut line = format!(
+        "{} {:<7} processed {}/{}  inserted {} updated {} rejected {}",
+        e["status"].as_str().unwrap_or("?"),
+        e["kind"].as_str().unwrap_or("?"),
+        grouped(e["processed"].as_i64().unwrap_or(0)),
+        grouped(e["total"].as_i64().unwrap_or(0)),
+        grouped(e["inserted"].as_i64().unwrap_or(0)),
+        grouped(e["updated"].as_i64().unwrap_or(0)),
+        grouped(e["rejected"].as_i64().unwrap_or(0)),
+    );
+    let list = |name: &str| {
+        e[name]
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("  {name} {}", Value::Array(l.clone())))
+    };
+    line.extend(list("successList"));
+    line.extend(list("failedList"));
+    line
+}
+
+async fn read_json(
+    config: &Config,
+    brokers: &str,
+    topic: &str,
+    until: Until,
+) -> Result<Vec<Value>> {
+    let (kafka, brokers, topic) = (config.kafka.clone(), brokers.to_string(), topic.to_string());
+    let messages = tokio::task::spawn_blocking(move || {
+        topics::read(&kafka, &brokers, &topic, until, Duration::from_secs(300))
+    })
+    .await??;
+    Ok(messages
+        .iter()
+        .filter_map(|m| serde_json::from_slice(m.payload()?).ok())
+        .collect())
+}
+
+/// The DLQ entries' errors.
+async fn dead_letters(config: &Config, brokers: &str) -> Result<Vec<String>> {
+    let (kafka, brokers) = (config.kafka.clone(), brokers.to_string());
+    let letters =
+        tokio::task::spawn_blocking(move || super::dlq::read_all(&kafka, &brokers)).await??;
+    Ok(letters
+        .into_iter()
+        .map(|l| l.error.unwrap_or_default())
+        .collect())
+}
+
+/// A node's metadata through the seed's `node_metadata` view, and one
+/// participant's top picks.
+async fn show_tables(config: &Config, group: &str, out: &mut impl Write) -> Result<()> {
     let client = pg::connect(&config.database).await?;
+    let ids = [&ferry_actors::job::group_uuid(group), &DEMO_DOMAIN];
     let metadata = client
         .query(
             "SELECT m.metadata_key, m.metadata_value FROM node_metadata m
              JOIN nodes n ON n.id = m.node_id
              WHERE n.reference_id = 'u00000001' AND n.group_id = $1 AND n.domain_id = $2
              ORDER BY 1",
-            &[&ferry_actors::job::group_uuid(&group), &DEMO_DOMAIN],
+            &[ids[0], ids[1]],
         )
         .await?;
-    writeln!(out, "== node_metadata of u00000001 (group {group})")?;
+    writeln!(out, "\n== node_metadata of u00000001 (group {group})")?;
     for r in metadata {
         writeln!(
             out,
@@ -89,47 +238,12 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
             r.get::<_, String>(1)
         )?;
     }
-    all_completed &= import_matches(&config, &work, rows, &group, progress, &mut out).await?;
-    Ok(all_completed)
-}
-
-/// Seed 003: the engine's Parquet file of suggestions, ten per user.
-async fn import_matches(
-    config: &Config,
-    work: &std::path::Path,
-    users: u64,
-    group: &str,
-    progress: bool,
-    out: &mut impl Write,
-) -> Result<bool> {
-    let file = work.join("matches.parquet");
-    let rows = users * sample::MATCHES_PER_PARTICIPANT;
-    let path = file.clone();
-    tokio::task::spawn_blocking(move || sample::write_matches_parquet(&path, rows, 200_000, 42))
-        .await??;
-    writeln!(
-        out,
-        "\n== Match suggestions: {} rows of Parquet (snappy, 200K-row row groups, {} bytes)",
-        grouped(rows as i64),
-        grouped(std::fs::metadata(&file)?.len() as i64),
-    )?;
-    let new = NewJob::file(
-        Target::Matches,
-        DEMO_DOMAIN,
-        group,
-        "",
-        &file.display().to_string(),
-        InputFormat::Parquet,
-    );
-    let report = super::import::run(config, new, progress).await?;
-    report.write_text(out)?;
-    let client = pg::connect(&config.database).await?;
     let picks = client
         .query(
             "SELECT rank, matched_participant_id, compatibility_score FROM match_suggestions
              WHERE group_id = $1 AND domain_id = $2 AND participant_id = 'u00000001'
              ORDER BY rank LIMIT 3",
-            &[&ferry_actors::job::group_uuid(group), &DEMO_DOMAIN],
+            &[ids[0], ids[1]],
         )
         .await?;
     writeln!(out, "\n== Top picks of u00000001")?;
@@ -142,5 +256,26 @@ async fn import_matches(
             r.get::<_, f64>(2)
         )?;
     }
-    Ok(report.status == ferry_actors::job::JobStatus::Completed)
+    let jobs = client
+        .query(
+            "SELECT kind, status, total_rows, extract(epoch FROM finished_at - started_at)::float8
+             FROM import_jobs WHERE group_key = $1 ORDER BY created_at",
+            &[&group],
+        )
+        .await?;
+    writeln!(out, "\n== import_jobs")?;
+    for r in jobs {
+        let (rows, secs): (i64, Option<f64>) = (r.get(2), r.get(3));
+        let secs = secs.unwrap_or(0.0);
+        writeln!(
+            out,
+            "  {:<7} {:<9} {:>10} rows in {:.2} s ({} rows/s)",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            grouped(rows),
+            secs,
+            grouped((rows as f64 / secs.max(0.001)) as i64),
+        )?;
+    }
+    Ok(())
 }

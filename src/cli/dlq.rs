@@ -6,13 +6,14 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ferry_actors::kafka::{self, dlq_headers};
 use ferry_actors::settings::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
+
+use crate::topics::{self, Until};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,7 +32,7 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+    fn from_message(m: &OwnedMessage) -> Self {
         let mut letter = DeadLetter {
             offset: m.offset(),
             partition: m.partition(),
@@ -62,48 +63,14 @@ impl DeadLetter {
 
 /// Every dead letter from the topic's start to its current end.
 pub fn read_all(settings: &KafkaSettings, brokers: &str) -> Result<Vec<DeadLetter>> {
-    let topic = &settings.dlq_topic;
-    let consumer: BaseConsumer = kafka::client_config(settings, brokers)
-        .set("group.id", "ferry-dlq-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .context("creating a Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .with_context(|| format!("reading the metadata of {topic}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
-        if high > low {
-            assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
-            ends.push((p, high));
-        }
-    }
-    let mut letters = Vec::new();
-    if ends.is_empty() {
-        return Ok(letters);
-    }
-    consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + TIMEOUT * 3;
-    while !ends.is_empty() {
-        if std::time::Instant::now() > deadline {
-            bail!("timed out reading {topic}");
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message?;
-        letters.push(DeadLetter::from_message(&message));
-        let (partition, offset) = (message.partition(), message.offset());
-        ends.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
-    }
+    let messages = topics::read(
+        settings,
+        brokers,
+        &settings.dlq_topic,
+        Until::End,
+        TIMEOUT * 3,
+    )?;
+    let mut letters: Vec<DeadLetter> = messages.iter().map(DeadLetter::from_message).collect();
     letters.sort_by_key(|l| (l.failed_at_ms, l.partition, l.offset));
     Ok(letters)
 }

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferry::topics::{self, Until};
 use ferry_actors::kafka::embedded::EmbeddedBroker;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use ferry_actors::settings::KafkaSettings;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
@@ -182,32 +183,24 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload:
 }
 
 /// Every message on `topic` so far, read from the start, waiting until at
-/// least `want` are there.
+/// least `want` are there: each message's headers and payload.
 pub fn read_topic(
     brokers: &str,
     topic: &str,
     want: usize,
     wait: Duration,
 ) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + wait;
-    let mut out = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+    let messages = topics::read(
+        &KafkaSettings::default(),
+        brokers,
+        topic,
+        Until::Count(want),
+        wait,
+    )
+    .expect("read a topic");
+    messages
+        .iter()
+        .map(|m| {
             let headers = m
                 .headers()
                 .map(|hs| {
@@ -221,12 +214,9 @@ pub fn read_topic(
                         .collect()
                 })
                 .unwrap_or_default();
-            out.push((headers, m.payload().unwrap_or_default().to_vec()));
-        } else if out.len() >= want {
-            break;
-        }
-    }
-    out
+            (headers, m.payload().unwrap_or_default().to_vec())
+        })
+        .collect()
 }
 
 /// The status events on `topic`, as JSON.
@@ -567,4 +557,38 @@ async fn the_api_shows_a_domain_only_its_own_jobs() {
         "{metrics}"
     );
     serve.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_shows_the_whole_loop() {
+    let db = TestDb::new().await;
+    let out = db.ferry(&["demo", "--rows", "2000"], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(line("ferry-nodes-status: COMPLETED nodes"), 3, "{text}");
+    assert_eq!(
+        line("ferry-matches-status: COMPLETED matches processed 20,000/20,000"),
+        1,
+        "{text}"
+    );
+    assert_eq!(line("processed 2,000/2,000  inserted 2,000"), 1, "{text}");
+    assert_eq!(
+        line("processed 2,000/2,000  inserted 0 updated 2,000"),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("successList [\"vip-1\",\"vip-2\",\"vip-3\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("invalid_field: domainId \"not-a-uuid\" is not a UUID"),
+        "{text}"
+    );
+    assert!(text.contains("/metrics"), "{text}");
 }

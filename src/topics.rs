@@ -1,0 +1,73 @@
+//! Reading a topic from its start, outside any consumer group: for
+//! `ferry dlq`, the demo's status events, and the tests.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ferry_actors::kafka;
+use ferry_actors::settings::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When to stop reading.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// At the end the topic had when reading began.
+    End,
+    /// Once this many messages were read (or `wait` ran out).
+    Count(usize),
+}
+
+/// The messages of `topic` from its start, in each partition's order.
+pub fn read(
+    settings: &KafkaSettings,
+    brokers: &str,
+    topic: &str,
+    until: Until,
+    wait: Duration,
+) -> Result<Vec<OwnedMessage>> {
+    let consumer: BaseConsumer = kafka::client_config(settings, brokers)
+        .set("group.id", "ferry-topic-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating a Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)?;
+        assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+        if high > low {
+            ends.push((p.id(), high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + wait;
+    let mut messages = Vec::new();
+    loop {
+        let done = match until {
+            Until::End => ends.is_empty(),
+            Until::Count(n) => messages.len() >= n,
+        };
+        if done {
+            return Ok(messages);
+        }
+        if Instant::now() > deadline {
+            match until {
+                Until::End => bail!("timed out reading {topic}"),
+                Until::Count(_) => return Ok(messages),
+            }
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message?.detach();
+            let (partition, offset) = (message.partition(), message.offset());
+            ends.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
+            messages.push(message);
+        }
+    }
+}
