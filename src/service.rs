@@ -94,13 +94,13 @@ impl Service {
                 send_timeout: config.kafka.send_timeout,
                 tick: Duration::from_secs(1),
             }),
-            Child::Ingress(kafka_ingress::Args {
+            Child::Ingress(Box::new(kafka_ingress::Args {
                 kafka: config.kafka.clone(),
                 brokers: brokers.clone(),
                 storage: config.storage.clone(),
                 node_type: config.import.node_type.clone(),
                 pool: pool.clone(),
-            }),
+            })),
         ];
         let (supervisor, _) = Actor::spawn(
             Some(service::NAME.into()),
@@ -164,7 +164,7 @@ impl Service {
     /// their leases; flushes the outbox; commits offsets; stops the rest.
     pub async fn shutdown(self) -> Result<()> {
         tracing::info!("Shutting down: no more requests or claims.");
-        if let Some(ingress) = ractor::registry::where_is(kafka_ingress::NAME.to_string()) {
+        if let Some(ingress) = ractor::registry::where_is(kafka_ingress::NAME) {
             let ingress: ActorRef<kafka_ingress::Msg> = ingress.into();
             let _ = ingress
                 .call(kafka_ingress::Msg::Stop, Some(Duration::from_secs(10)))
@@ -187,7 +187,7 @@ impl Service {
             .coordinator
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
             .await;
-        if let Some(publisher) = ractor::registry::where_is(status_publisher::NAME.to_string()) {
+        if let Some(publisher) = ractor::registry::where_is(status_publisher::NAME) {
             let publisher: ActorRef<status_publisher::Msg> = publisher.into();
             let flushed = publisher
                 .call(

@@ -182,14 +182,12 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload:
         .expect("produce");
 }
 
+/// A message's headers (key, value) and payload.
+pub type Record = (Vec<(String, String)>, Vec<u8>);
+
 /// Every message on `topic` so far, read from the start, waiting until at
 /// least `want` are there: each message's headers and payload.
-pub fn read_topic(
-    brokers: &str,
-    topic: &str,
-    want: usize,
-    wait: Duration,
-) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+pub fn read_topic(brokers: &str, topic: &str, want: usize, wait: Duration) -> Vec<Record> {
     let messages = topics::read(
         &KafkaSettings::default(),
         brokers,

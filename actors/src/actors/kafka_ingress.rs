@@ -88,7 +88,12 @@ impl Actor for KafkaIngress {
                 "topic.metadata.refresh.interval.ms",
                 args.kafka.metadata_refresh.as_millis().to_string(),
             )
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            // An idle fetch returns after this long at most: a request
+            // waits no longer than this to be fetched from a broker that
+            // does not answer a long poll early (librdkafka's default,
+            // 500 ms, was the whole of the request-to-status latency).
+            .set("fetch.wait.max.ms", "50");
         let consumer: StreamConsumer<IngressContext> =
             config.create_with_context(IngressContext)?;
         let patterns = router.subscription();

@@ -23,7 +23,7 @@ pub const NAME: &str = "service";
 pub enum Child {
     Dlq(dlq::Args),
     Publisher(status_publisher::Args),
-    Ingress(kafka_ingress::Args),
+    Ingress(Box<kafka_ingress::Args>),
 }
 
 impl Child {
@@ -49,7 +49,7 @@ impl Child {
                     .get_cell()
             }
             Self::Ingress(args) => {
-                Actor::spawn_linked(name, kafka_ingress::KafkaIngress, args, supervisor)
+                Actor::spawn_linked(name, kafka_ingress::KafkaIngress, *args, supervisor)
                     .await?
                     .0
                     .get_cell()

@@ -215,8 +215,8 @@ pub async fn claim(
     Ok(jobs)
 }
 
-/// Extends `owner`'s leases on `ids`; returns the ids it still holds (a
-/// job missing from the answer was taken over, or finished).
+/// Extends `owner`'s leases on `ids`; returns the ids it still holds or
+/// that have finished (a job missing from the answer was taken over).
 pub async fn renew(
     c: &impl GenericClient,
     owner: &str,
@@ -225,10 +225,15 @@ pub async fn renew(
 ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "UPDATE import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
-             WHERE id = ANY($2) AND lease_owner = $1
-               AND status IN ('PENDING', 'RUNNING')
-             RETURNING id",
+            "WITH renewed AS (
+                 UPDATE import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
+                 WHERE id = ANY($2) AND lease_owner = $1
+                   AND status IN ('PENDING', 'RUNNING')
+                 RETURNING id)
+             SELECT id FROM renewed
+             UNION ALL
+             SELECT id FROM import_jobs
+             WHERE id = ANY($2) AND status IN ('COMPLETED', 'FAILED')",
             &[&owner, &ids, &lease.as_secs_f64()],
         )
         .await?;
