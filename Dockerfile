@@ -15,5 +15,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 ferry
 COPY --from=build /src/target/release/ferry /usr/local/bin/ferry
 USER ferry
+# In a container the API must listen beyond loopback.
+ENV FERRY__HTTP__LISTEN=0.0.0.0:8080
+EXPOSE 8080
 ENTRYPOINT ["ferry"]
-CMD ["--help"]
+CMD ["serve"]
