@@ -109,7 +109,12 @@ impl Actor for JobCoordinator {
         myself.send_interval(every, || Msg::RenewLeases);
         let listener = args.claim.then(|| {
             myself.send_interval(args.jobs.poll, || Msg::Claim);
-            spawn_listener(args.database.clone(), myself.clone())
+            pg::wake_on(
+                args.database.clone(),
+                jobs::JOBS_CHANNEL,
+                myself.clone(),
+                || Msg::Claim,
+            )
         });
         Ok(State {
             args,
@@ -225,30 +230,6 @@ fn track(
         },
     );
     gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
-}
-
-/// Wakes the coordinator whenever a job is created; reconnects when the
-/// connection drops (the poll covers the gap).
-fn spawn_listener(
-    database: DatabaseSettings,
-    myself: ActorRef<Msg>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match pg::listen(&pg::named(&database, "ferry-listen"), jobs::JOBS_CHANNEL).await {
-                Ok((_client, mut notifications)) => {
-                    let _ = myself.cast(Msg::Claim);
-                    while notifications.recv().await.is_some() {
-                        if myself.cast(Msg::Claim).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "Could not LISTEN for new jobs; polling."),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    })
 }
 
 /// Claims jobs for the free slots and starts them.

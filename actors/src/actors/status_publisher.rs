@@ -65,7 +65,12 @@ impl Actor for StatusPublisher {
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
         myself.send_interval(args.tick, || Msg::Publish);
-        let listener = spawn_listener(args.database.clone(), myself.clone());
+        let listener = pg::wake_on(
+            args.database.clone(),
+            OUTBOX_CHANNEL,
+            myself.clone(),
+            || Msg::Publish,
+        );
         Ok(State {
             args,
             outbox: None,
@@ -220,24 +225,4 @@ async fn backlog(state: &State) -> Option<i64> {
         .get(0);
     gauge!("ferry_outbox_backlog").set(n as f64);
     Some(n)
-}
-
-fn spawn_listener(
-    database: DatabaseSettings,
-    myself: ActorRef<Msg>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Ok((_client, mut notifications)) =
-                pg::listen(&pg::named(&database, "ferry-listen"), OUTBOX_CHANNEL).await
-            {
-                while notifications.recv().await.is_some() {
-                    if myself.cast(Msg::Publish).is_err() {
-                        return;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    })
 }

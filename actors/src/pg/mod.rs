@@ -113,6 +113,33 @@ pub async fn listen(
     Ok((client, rx))
 }
 
+/// Casts `msg()` to `actor` on each notification on `channel`, and once
+/// on each (re)connect; reconnects when the connection drops (the actor's
+/// own poll covers the gap). Ends when the actor is gone.
+pub fn wake_on<M: ractor::Message>(
+    database: DatabaseSettings,
+    channel: &'static str,
+    actor: ractor::ActorRef<M>,
+    msg: fn() -> M,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listen(&named(&database, "ferry-listen"), channel).await {
+                Ok((_client, mut notifications)) => {
+                    let _ = actor.cast(msg());
+                    while notifications.recv().await.is_some() {
+                        if actor.cast(msg()).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, channel, "Could not LISTEN; polling."),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+}
+
 /// The shared pool for bookkeeping and reads.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
