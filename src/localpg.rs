@@ -91,21 +91,7 @@ impl LocalPostgres {
         let mut text = std::fs::read_to_string(&conf_path)?;
         text.push_str(&conf);
         std::fs::write(&conf_path, text)?;
-        let log = me.dir.join("server.log");
-        me.run_pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&data)?,
-                "-l",
-                path_str(&log)?,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
-        .with_context(|| format!("pg_ctl start (log: {})", log.display()))?;
+        me.start_again()?;
         me.watchdog()?;
         Ok(me)
     }
@@ -123,7 +109,7 @@ impl LocalPostgres {
         )
     }
 
-    /// Starts the server again after [`LocalPostgres::stop`].
+    /// Starts the server: at creation, and again after [`LocalPostgres::stop`].
     pub fn start_again(&self) -> Result<()> {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");
@@ -140,6 +126,7 @@ impl LocalPostgres {
                 "start",
             ],
         )
+        .with_context(|| format!("pg_ctl start (log: {})", log.display()))
     }
 
     fn run_pg(&self, tool: &str, args: &[&str]) -> Result<()> {
