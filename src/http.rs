@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -57,19 +58,31 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// The domain of the request's API key.
-async fn domain(api: &Api, headers: &HeaderMap) -> Result<Uuid, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "an API key is required".into()))?;
-    let client = api.pool.get().await.map_err(internal)?;
-    api_keys::domain_of(&**client, key.trim())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown API key".into()))
+/// The caller of a `/v1` endpoint: its API key's domain, and the pooled
+/// connection that checked the key, which the handler goes on using.
+struct Tenant {
+    domain: Uuid,
+    client: deadpool_postgres::Object,
+}
+
+impl FromRequestParts<Arc<Api>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "an API key is required".into()))?;
+        let client = api.pool.get().await.map_err(internal)?;
+        let domain = api_keys::domain_of(&**client, key.trim())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown API key".into()))?;
+        Ok(Self { domain, client })
+    }
 }
 
 /// Ready when PostgreSQL answers and a Kafka broker gives metadata.
@@ -139,10 +152,9 @@ struct ListQuery {
 
 async fn list(
     State(api): State<Arc<Api>>,
-    headers: HeaderMap,
+    Tenant { domain, client }: Tenant,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let domain = domain(&api, &headers).await?;
     let status =
         match q.status {
             Some(s) => Some(JobStatus::parse(&s.to_uppercase()).ok_or_else(|| {
@@ -151,7 +163,6 @@ async fn list(
             None => None,
         };
     let limit = q.limit.unwrap_or(50).clamp(1, api.config.http.max_page);
-    let client = api.pool.get().await.map_err(internal)?;
     let page = jobs::page_in_domain(&**client, domain, status, q.before, limit)
         .await
         .map_err(internal)?;
@@ -162,14 +173,11 @@ async fn list(
 }
 
 async fn show(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
+    Tenant { domain, client }: Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let domain = domain(&api, &headers).await?;
     let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no import {id}"));
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let client = api.pool.get().await.map_err(internal)?;
     let job = jobs::get_in_domain(&**client, domain, id)
         .await
         .map_err(internal)?
@@ -188,11 +196,11 @@ struct CreateQuery {
 /// `Idempotency-Key` header twice gives the same job.
 async fn create(
     State(api): State<Arc<Api>>,
+    Tenant { domain, client }: Tenant,
     headers: HeaderMap,
     Query(q): Query<CreateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let domain = domain(&api, &headers).await?;
     let target = match q.target.as_deref() {
         None => Target::Nodes,
         Some(t) => Target::parse(t).ok_or_else(|| {
@@ -203,12 +211,8 @@ async fn create(
         })?,
     };
     let kafka = &api.config.kafka;
-    let limits = Limits {
-        max_bytes: kafka.max_request_bytes,
-        max_reference_ids: kafka.max_reference_ids,
-    };
     let bad = |e: request::Rejected| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-    let request = request::parse(&body, limits).map_err(bad)?;
+    let request = request::parse(&body, Limits::of(kafka)).map_err(bad)?;
     if request.domain_id != domain {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -216,10 +220,8 @@ async fn create(
         ));
     }
     let route = kafka.routes.iter().find(|r| r.target == target);
-    let node_type = route
-        .map(|r| r.node_type.as_str())
-        .filter(|t| !t.is_empty())
-        .unwrap_or(&api.config.import.node_type);
+    let default_node_type = api.config.import.node_type.as_str();
+    let node_type = route.map_or(default_node_type, |r| r.node_type_or(default_node_type));
     let mut new = request
         .into_job(target, node_type, &api.config.storage)
         .map_err(bad)?;
@@ -229,7 +231,6 @@ async fn create(
     if let Some(route) = route {
         new = new.reporting_to(route.status_topic.clone(), json!({ "api": true }));
     }
-    let client = api.pool.get().await.map_err(internal)?;
     let created = jobs::create(&**client, &new).await.map_err(internal)?;
     let id = created.job.id;
     Ok((

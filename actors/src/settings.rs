@@ -458,6 +458,16 @@ pub struct RouteSettings {
     pub node_type: String,
 }
 
+impl RouteSettings {
+    /// The route's node type, else `default` (`import.node_type`).
+    pub fn node_type_or<'a>(&'a self, default: &'a str) -> &'a str {
+        match self.node_type.as_str() {
+            "" => default,
+            own => own,
+        }
+    }
+}
+
 fn default_group_id() -> String {
     "ferry".into()
 }

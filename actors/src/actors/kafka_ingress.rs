@@ -151,6 +151,11 @@ async fn next_message(state: &mut State) -> Option<OwnedMessage> {
 
 /// One message: a job, or a dead letter; then its offset is stored.
 async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorProcessingErr> {
+    let (topic, partition, next) = (
+        message.topic().to_string(),
+        message.partition(),
+        message.offset() + 1,
+    );
     let outcome = match job_for(state, &message) {
         Ok(new) => store_job(state, &new, &message).await,
         Err(rejected) => Err(rejected),
@@ -167,7 +172,7 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
         let sent = dlq
             .call(
                 |reply| dlq::Msg::Send {
-                    message: message.clone(),
+                    message,
                     rejected,
                     reply,
                 },
@@ -179,9 +184,7 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
             return Err("the DlqActor stopped before the dead letter was sent".into());
         }
     }
-    state
-        .consumer
-        .store_offset(message.topic(), message.partition(), message.offset() + 1)?;
+    state.consumer.store_offset(&topic, partition, next)?;
     Ok(())
 }
 
@@ -193,16 +196,9 @@ fn job_for(state: &State, message: &OwnedMessage) -> Result<NewJob, Rejected> {
         detail: format!("no route for topic {topic}"),
     })?;
     let payload = message.payload().unwrap_or_default();
-    let limits = Limits {
-        max_bytes: state.args.kafka.max_request_bytes,
-        max_reference_ids: state.args.kafka.max_reference_ids,
-    };
-    let request = request::parse(payload, limits)?;
+    let request = request::parse(payload, Limits::of(&state.args.kafka))?;
     let key = request::idempotency_key(&request, route.target, payload);
-    let node_type = match route.node_type.as_str() {
-        "" => state.args.node_type.as_str(),
-        t => t,
-    };
+    let node_type = route.node_type_or(&state.args.node_type);
     let origin = serde_json::json!({
         "topic": topic,
         "partition": message.partition(),

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::job::{InputFormat, NewJob, Target};
-use crate::settings::StorageSettings;
+use crate::settings::{KafkaSettings, StorageSettings};
 use crate::source::Source;
 
 /// Why a request cannot become a job: the DLQ's `error` header and the
@@ -52,6 +52,15 @@ fn rejected(reason: Reason, detail: impl Into<String>) -> Rejected {
 pub struct Limits {
     pub max_bytes: usize,
     pub max_reference_ids: usize,
+}
+
+impl Limits {
+    pub fn of(kafka: &KafkaSettings) -> Self {
+        Self {
+            max_bytes: kafka.max_request_bytes,
+            max_reference_ids: kafka.max_reference_ids,
+        }
+    }
 }
 
 const MAX_GROUP_ID_CHARS: usize = 255;
