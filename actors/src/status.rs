@@ -60,10 +60,7 @@ impl StatusEvent {
             failed_list: lists.failed,
             success_list_truncated: lists.success_truncated,
             failed_list_truncated: lists.failed_truncated,
-            rejects_path: outcome
-                .rejects_path
-                .clone()
-                .filter(|_| outcome.rejected > 0),
+            rejects_path: outcome.rejects_path.clone(),
             failure_reason: outcome.failure_reason.clone(),
         }
     }
@@ -96,14 +93,9 @@ impl IdLists {
     }
 
     /// A reference list (seed 004 UC-2): the ids stored and the ids
-    /// rejected, each cut at `cap`. `failed` are the rejected ids as the
-    /// rejects file lists them; `failed_complete` says whether that is all.
-    pub fn of_reference_list(
-        ids: &[String],
-        failed: Vec<String>,
-        failed_complete: bool,
-        cap: usize,
-    ) -> Self {
+    /// rejected (all of them, as the rejects file lists them), each list
+    /// cut at `cap`.
+    pub fn of_reference_list(ids: &[String], mut failed: Vec<String>, cap: usize) -> Self {
         let rejected: HashSet<&str> = failed.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         let mut success = Vec::new();
@@ -120,8 +112,7 @@ impl IdLists {
             }
             success.push(id.to_string());
         }
-        let failed_truncated = !failed_complete || failed.len() > cap;
-        let mut failed = failed;
+        let failed_truncated = failed.len() > cap;
         failed.truncate(cap);
         Self {
             success,
@@ -132,24 +123,22 @@ impl IdLists {
     }
 }
 
-/// The first `cap` ids of a reference list's rejects file (columns: line,
-/// reason, id), and whether that was all of them. No file: none rejected.
-pub async fn rejected_ids(path: &Path, cap: usize) -> std::io::Result<(Vec<String>, bool)> {
+/// The ids in a reference list's rejects file (columns: line, reason,
+/// id). All of them: every one must be kept out of `successList`, and there
+/// are no more than the list has. No file: none rejected.
+pub async fn rejected_ids(path: &Path) -> std::io::Result<Vec<String>> {
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut records = csv_async::AsyncReader::from_reader(file).into_records();
     let mut ids = Vec::new();
     while let Some(record) = records.next().await {
         let record = record.map_err(std::io::Error::other)?;
-        if ids.len() > cap {
-            return Ok((ids, false));
-        }
         ids.push(record.get(2).unwrap_or_default().to_string());
     }
-    Ok((ids, true))
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -162,12 +151,8 @@ mod tests {
 
     #[test]
     fn a_reference_list_lists_stored_and_rejected_ids_once() {
-        let lists = IdLists::of_reference_list(
-            &ids(&["a", "b", "a", "", "x\0", "c"]),
-            ids(&["x\0"]),
-            true,
-            10,
-        );
+        let lists =
+            IdLists::of_reference_list(&ids(&["a", "b", "a", "", "x\0", "c"]), ids(&["x\0"]), 10);
         assert_eq!(lists.success, ids(&["a", "b", "c"]));
         assert_eq!(lists.failed, ids(&["x\0"]));
         assert!(!lists.success_truncated && !lists.failed_truncated);
@@ -175,12 +160,11 @@ mod tests {
 
     #[test]
     fn lists_are_cut_at_the_cap_and_say_so() {
-        let lists =
-            IdLists::of_reference_list(&ids(&["a", "b", "c"]), ids(&["x", "y", "z"]), true, 2);
+        let lists = IdLists::of_reference_list(&ids(&["a", "b", "c"]), ids(&["x", "y", "z"]), 2);
         assert_eq!(lists.success, ids(&["a", "b"]));
         assert_eq!(lists.failed, ids(&["x", "y"]));
         assert!(lists.success_truncated && lists.failed_truncated);
-        let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), true, 2);
+        let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), 2);
         assert!(!exact.success_truncated);
     }
 }

@@ -84,6 +84,8 @@ pub struct Running {
     job: Job,
     owner: String,
     max_status_ids: usize,
+    /// The ids of an inline reference list, for its status event.
+    reference_ids: Option<Arc<Vec<String>>>,
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     mode: WriteMode,
@@ -230,6 +232,10 @@ async fn prepare<T: Table>(
         started: Instant::now(),
         owner: args.owner.clone(),
         max_status_ids: args.max_status_ids,
+        reference_ids: match source {
+            Source::Inline(ids) => Some(ids.clone()),
+            _ => None,
+        },
         job,
     };
     let rows = spawn_writers(myself, &mut run, args, table).await;
@@ -357,11 +363,10 @@ async fn rejects_location(state: &Running) -> String {
 /// The ids a reference-list job's status event lists: the list given, less
 /// the ids its rejects file holds. `None` for a file job (counts only).
 async fn status_lists(state: &Running) -> Result<Option<IdLists>, ImportError> {
-    let Some(ids) = jobs::reference_ids(&state.control, state.job.id).await? else {
+    let Some(ids) = &state.reference_ids else {
         return Ok(None);
     };
-    let cap = state.max_status_ids;
-    let (failed, complete) = status::rejected_ids(&state.rejects_path, cap)
+    let failed = status::rejected_ids(&state.rejects_path)
         .await
         .map_err(|e| ImportError::Stage {
             actor: NAME,
@@ -372,7 +377,9 @@ async fn status_lists(state: &Running) -> Result<Option<IdLists>, ImportError> {
             retriable: true,
         })?;
     Ok(Some(IdLists::of_reference_list(
-        &ids, failed, complete, cap,
+        ids,
+        failed,
+        state.max_status_ids,
     )))
 }
 
