@@ -97,12 +97,12 @@ impl Actor for StatusPublisher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Publish => {
-                if let Ok(Round::Full) = publish(state).await {
+                if publish(state).await {
                     myself.cast(Msg::Publish)?;
                 }
             }
             Msg::Flush(reply) => {
-                while let Ok(Round::Full) = publish(state).await {}
+                while publish(state).await {}
                 let _ = reply.send(backlog(state).await.unwrap_or(-1));
             }
         }
@@ -110,17 +110,12 @@ impl Actor for StatusPublisher {
     }
 }
 
-enum Round {
-    /// There may be more to send.
-    Full,
-    /// Everything was sent, or a send failed (tried again next tick), or
-    /// another instance publishes.
-    Done,
-}
-
-async fn publish(state: &mut State) -> Result<Round, ()> {
+/// Sends one round of unsent events. True when there may be more to send
+/// at once; false when all was sent, a send failed (tried again next tick),
+/// or another instance publishes.
+async fn publish(state: &mut State) -> bool {
     let Some(outbox) = publisher_connection(state).await else {
-        return Ok(Round::Done);
+        return false;
     };
     let rows = match outbox
         .query(
@@ -134,9 +129,13 @@ async fn publish(state: &mut State) -> Result<Round, ()> {
         Err(e) => {
             tracing::warn!(error = %e, "Could not read the outbox.");
             state.outbox = None;
-            return Err(());
+            return false;
         }
     };
+    if rows.is_empty() {
+        gauge!("ferry_outbox_backlog").set(0.0);
+        return false;
+    }
     // Queued together, delivered in order by the idempotent producer.
     let sends = rows.iter().map(|row| {
         let topic: &str = row.get(1);
@@ -166,7 +165,7 @@ async fn publish(state: &mut State) -> Result<Round, ()> {
     if let Err(e) = marked {
         tracing::warn!(error = %e, "Could not mark status events sent; they will be sent again.");
         state.outbox = None;
-        return Err(());
+        return false;
     }
     counter!("ferry_status_events_sent_total").increment(sent.len() as u64);
     if let Some((id, error)) = failure {
@@ -179,13 +178,14 @@ async fn publish(state: &mut State) -> Result<Round, ()> {
             )
             .await;
         let _ = backlog(state).await;
-        return Err(());
+        return false;
     }
     let full = rows.len() as i64 == ROUND;
     if !full {
-        let _ = backlog(state).await;
+        // A short round that all went out emptied the outbox.
+        gauge!("ferry_outbox_backlog").set(0.0);
     }
-    Ok(if full { Round::Full } else { Round::Done })
+    full
 }
 
 /// The outbox connection, if this instance is (or now becomes) the
