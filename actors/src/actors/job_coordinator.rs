@@ -143,13 +143,14 @@ impl Actor for JobCoordinator {
         if ids.is_empty() {
             return Ok(());
         }
-        match state.args.pool.get().await {
-            Ok(c) => match jobs::release(&**c, &state.args.owner, &ids).await {
-                Ok(n) => tracing::info!(released = n, "Released the leases of unfinished jobs."),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Could not release job leases; they run out instead.")
-                }
-            },
+        let released = match state.args.pool.get().await {
+            Ok(c) => jobs::release(&**c, &state.args.owner, &ids)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match released {
+            Ok(n) => tracing::info!(released = n, "Released the leases of unfinished jobs."),
             Err(e) => {
                 tracing::warn!(error = %e, "Could not release job leases; they run out instead.")
             }
