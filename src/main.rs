@@ -360,7 +360,7 @@ async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
             NewJob::inline_refs(args.domain, &args.group, &node_type, ids)
         }
         (Target::Nodes, _, _, Some(path)) => file(&path, job::Target::Nodes, InputFormat::Refs),
-        (Target::Nodes, Some(path), ..) if is_parquet(&path) => {
+        (Target::Nodes, Some(path), ..) if ferry_actors::source::is_parquet(&path) => {
             bail!("nodes are imported from CSV or reference lists; Parquet files hold matches (--target matches)")
         }
         (Target::Nodes, Some(path), ..) => file(&path, job::Target::Nodes, InputFormat::Csv),
@@ -390,12 +390,6 @@ async fn import(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Whether a path names a Parquet file (by its extension).
-fn is_parquet(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    name.ends_with(".parquet") || name.ends_with(".parq")
 }
 
 /// With a progress bar or a demo on screen, only warnings are logged unless

@@ -13,6 +13,12 @@ use uuid::Uuid;
 use crate::error::ImportError;
 use crate::settings::StorageSettings;
 
+/// Whether a path or URL names a Parquet file (by its extension).
+pub fn is_parquet(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    name.ends_with(".parquet") || name.ends_with(".parq")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Local(PathBuf),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::job::{InputFormat, NewJob, Target};
 use crate::settings::{KafkaSettings, StorageSettings};
-use crate::source::Source;
+use crate::source::{self, Source};
 
 /// Why a request cannot become a job: the DLQ's `error` header and the
 /// `reason` label of `ferry_kafka_dlq_total`.
@@ -236,7 +236,7 @@ impl ImportRequest {
                 }
                 let format = match target {
                     Target::Matches => InputFormat::Parquet,
-                    Target::Nodes if path.to_ascii_lowercase().ends_with(".parquet") => {
+                    Target::Nodes if source::is_parquet(&path) => {
                         return Err(rejected(
                             Reason::InvalidField,
                             "filePath: nodes are imported from CSV; Parquet match suggestions go to a matches topic",
