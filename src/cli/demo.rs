@@ -219,14 +219,14 @@ async fn dead_letters(config: &Config, brokers: &str) -> Result<Vec<String>> {
 /// participant's top picks.
 async fn show_tables(config: &Config, group: &str, out: &mut impl Write) -> Result<()> {
     let client = pg::connect(&config.database).await?;
-    let ids = [&ferry_actors::job::group_uuid(group), &DEMO_DOMAIN];
+    let group_id = ferry_actors::job::group_uuid(group);
     let metadata = client
         .query(
             "SELECT m.metadata_key, m.metadata_value FROM node_metadata m
              JOIN nodes n ON n.id = m.node_id
              WHERE n.reference_id = 'u00000001' AND n.group_id = $1 AND n.domain_id = $2
              ORDER BY 1",
-            &[ids[0], ids[1]],
+            &[&group_id, &DEMO_DOMAIN],
         )
         .await?;
     writeln!(out, "\n== node_metadata of u00000001 (group {group})")?;
@@ -243,7 +243,7 @@ async fn show_tables(config: &Config, group: &str, out: &mut impl Write) -> Resu
             "SELECT rank, matched_participant_id, compatibility_score FROM match_suggestions
              WHERE group_id = $1 AND domain_id = $2 AND participant_id = 'u00000001'
              ORDER BY rank LIMIT 3",
-            &[ids[0], ids[1]],
+            &[&group_id, &DEMO_DOMAIN],
         )
         .await?;
     writeln!(out, "\n== Top picks of u00000001")?;

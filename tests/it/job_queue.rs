@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ferry_actors::job::{InputFormat, NewJob, Target};
+use ferry_actors::job::{InputFormat, Job, JobStatus, NewJob, Outcome, Target};
 use ferry_actors::pg::{jobs, migrations};
 use ferry_actors::status::{IdLists, StatusEvent};
 use futures::StreamExt;
@@ -110,17 +110,7 @@ async fn finished_jobs_are_never_claimed() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
     let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
-    let outcome = ferry_actors::job::Outcome {
-        status: ferry_actors::job::JobStatus::Completed,
-        total: 0,
-        inserted: 0,
-        updated: 0,
-        duplicates: 0,
-        rejected: 0,
-        rejects_path: None,
-        failure_reason: None,
-    };
-    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
+    let (outcome, event) = completed(&job, 0);
     let lease = Duration::from_secs(30);
     assert_eq!(jobs::claim(&c, "a", lease, 10).await.unwrap().len(), 1);
     assert!(jobs::finish(&c, job.id, "a", &outcome, &event)
@@ -163,17 +153,7 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
     assert!(jobs::save_checkpoint(&c, job.id, "taker", &cp)
         .await
         .unwrap());
-    let outcome = ferry_actors::job::Outcome {
-        status: ferry_actors::job::JobStatus::Completed,
-        total: 10,
-        inserted: 10,
-        updated: 0,
-        duplicates: 0,
-        rejected: 0,
-        rejects_path: None,
-        failure_reason: None,
-    };
-    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
+    let (outcome, event) = completed(&job, 10);
     assert!(!jobs::finish(&c, job.id, "stalled", &outcome, &event)
         .await
         .unwrap());
@@ -308,4 +288,20 @@ async fn queued(c: &tokio_postgres::Client) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// A COMPLETED outcome of `rows` inserted rows, and its status event.
+fn completed(job: &Job, rows: u64) -> (Outcome, StatusEvent) {
+    let outcome = Outcome {
+        status: JobStatus::Completed,
+        total: rows,
+        inserted: rows,
+        updated: 0,
+        duplicates: 0,
+        rejected: 0,
+        rejects_path: None,
+        failure_reason: None,
+    };
+    let event = StatusEvent::new(job, &outcome, IdLists::counts_only(&outcome));
+    (outcome, event)
 }
