@@ -389,19 +389,16 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
         }
         Decision::GiveUp => {
             let started = tracked.started;
-            let result = give_up(&state.args, job_id, &reason, started).await;
-            reply(myself, state, job_id, Some(result)).await;
+            let given_up = give_up(&state.args, job_id, &reason, started).await;
+            reply(myself, state, job_id, given_up.err().map(Err)).await;
         }
     }
 }
 
 /// Marks the job FAILED with what its checkpoint says was committed.
-async fn give_up(args: &Args, job_id: Uuid, reason: &str, started: Instant) -> JobResult {
+async fn give_up(args: &Args, job_id: Uuid, reason: &str, started: Instant) -> Result<(), String> {
     let client = args.pool.get().await.map_err(|e| e.to_string())?;
-    let job = jobs::get(&**client, job_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("job {job_id} disappeared"))?;
+    let job = stored(&client, job_id).await?;
     let cp = &job.checkpoint;
     let outcome = Outcome {
         status: JobStatus::Failed,
@@ -429,7 +426,12 @@ async fn give_up(args: &Args, job_id: Uuid, reason: &str, started: Instant) -> J
         reason: Some(reason),
     }
     .emit();
-    jobs::get(&**client, job_id)
+    Ok(())
+}
+
+/// The job row as stored.
+async fn stored(client: &tokio_postgres::Client, job_id: Uuid) -> JobResult {
+    jobs::get(client, job_id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("job {job_id} disappeared"))
@@ -450,10 +452,7 @@ async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: 
     let result = match result {
         Some(r) => r,
         None => match state.args.pool.get().await {
-            Ok(c) => jobs::get(&**c, job_id)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|j| j.ok_or_else(|| format!("job {job_id} disappeared"))),
+            Ok(c) => stored(&c, job_id).await,
             Err(e) => Err(e.to_string()),
         },
     };
