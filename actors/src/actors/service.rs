@@ -36,26 +36,28 @@ impl Child {
     }
 
     async fn spawn(&self, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-        let name = Some(self.name().to_string());
-        Ok(match self.clone() {
-            Self::Dlq(args) => Actor::spawn_linked(name, dlq::DlqActor, args, supervisor)
-                .await?
-                .0
-                .get_cell(),
+        let name = self.name();
+        match self.clone() {
+            Self::Dlq(args) => linked(name, dlq::DlqActor, args, supervisor).await,
             Self::Publisher(args) => {
-                Actor::spawn_linked(name, status_publisher::StatusPublisher, args, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                linked(name, status_publisher::StatusPublisher, args, supervisor).await
             }
             Self::Ingress(args) => {
-                Actor::spawn_linked(name, kafka_ingress::KafkaIngress, *args, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                linked(name, kafka_ingress::KafkaIngress, *args, supervisor).await
             }
-        })
+        }
     }
+}
+
+/// Spawns `actor` under `name`, linked to `supervisor`.
+async fn linked<A: Actor>(
+    name: &str,
+    actor: A,
+    args: A::Arguments,
+    supervisor: ActorCell,
+) -> Result<ActorCell, SpawnErr> {
+    let (actor, _) = Actor::spawn_linked(Some(name.to_string()), actor, args, supervisor).await?;
+    Ok(actor.get_cell())
 }
 
 pub enum Msg {
