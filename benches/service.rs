@@ -8,12 +8,13 @@
 //!   jobs per second until the last status event.
 //! - Service overhead: a 1M-row CSV.gz job through Kafka (produce → status
 //!   event) against the same file through `ferry import`, in the same run.
+//! - The `ferry serve` process's peak RSS over the whole run.
 //!
 //! `FERRY_BENCH_LATENCY_JOBS`, `FERRY_BENCH_TINY_JOBS` and
 //! `FERRY_BENCH_BIG_ROWS` change the sizes. Run it with
 //! `benches/run.sh service`.
 
-// Only `check` and `DOMAIN` are used here; the rest serves the import benches.
+// Only `check`, `vm_hwm_kib` and `DOMAIN` are used here; the rest serves the import benches.
 #[allow(dead_code)]
 mod common;
 
@@ -24,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{check, DOMAIN};
+use common::{check, vm_hwm_kib, DOMAIN};
 use ferry::localpg::{LocalPostgres, Tuning};
 use ferry::report::grouped;
 use ferry::sample;
@@ -140,6 +141,9 @@ fn main() -> Result<()> {
             .stdout(Stdio::null()),
     )?;
     let import_secs = t.elapsed().as_secs_f64();
+    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", serve.0.id()))
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s));
     drop(serve);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -164,6 +168,12 @@ fn main() -> Result<()> {
         import_secs,
         kafka_secs / import_secs
     );
+    if let Some(kib) = peak_kib {
+        println!(
+            "| ferry serve peak RSS, whole run | {} MiB | | |",
+            kib / 1024
+        );
+    }
     Ok(())
 }
 

@@ -121,7 +121,7 @@ pub fn ferry_run(
     })
 }
 
-fn vm_hwm_kib(status: &str) -> Option<u64> {
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
