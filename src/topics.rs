@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use ferry_actors::kafka;
 use ferry_actors::settings::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -34,21 +35,23 @@ pub fn read(
         .set("enable.auto.commit", "false")
         .create()
         .context("creating a Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .with_context(|| format!("reading the metadata of {topic}"))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)?;
-        assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-        if high > low {
-            ends.push((p.id(), high));
-        }
-    }
-    consumer.assign(&assignment)?;
     let deadline = Instant::now() + wait;
+    let mut ends = loop {
+        match assign_from_start(&consumer, topic) {
+            Ok(ends) => break ends,
+            // The broker may be coming back: try again while there is time.
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(topic, error = %e, "Could not assign the topic yet; retrying.");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut messages = Vec::new();
+    // A consumer error is mostly the broker's connection coming and going
+    // (right after it came back, say): librdkafka reconnects, so it is
+    // kept only to explain a timeout.
+    let mut last_error: Option<KafkaError> = None;
     loop {
         let done = match until {
             Until::End => ends.is_empty(),
@@ -59,15 +62,46 @@ pub fn read(
         }
         if Instant::now() > deadline {
             match until {
-                Until::End => bail!("timed out reading {topic}"),
+                Until::End => match last_error {
+                    Some(e) => bail!("timed out reading {topic}; the last consumer error: {e}"),
+                    None => bail!("timed out reading {topic}"),
+                },
                 Until::Count(_) => return Ok(messages),
             }
         }
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message?.detach();
-            let (partition, offset) = (message.partition(), message.offset());
-            ends.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
-            messages.push(message);
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => {
+                tracing::debug!(topic, error = %e, "Kafka consumer error while reading; retrying.");
+                last_error = Some(e);
+            }
+            Some(Ok(message)) => {
+                let message = message.detach();
+                let (partition, offset) = (message.partition(), message.offset());
+                ends.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
+                messages.push(message);
+            }
         }
     }
+}
+
+/// Assigns every partition of `topic` from its low watermark; the
+/// partitions that hold messages, each with its high watermark.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64)>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)
+            .with_context(|| format!("reading the offsets of {topic} [{}]", p.id()))?;
+        assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+        if high > low {
+            ends.push((p.id(), high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok(ends)
 }
