@@ -12,7 +12,6 @@ use crate::job::{Checkpoint, JobStatus, Outcome};
 pub struct ReadPosition {
     pub records: u64,
     pub rejected: u64,
-    pub rejects_len: u64,
 }
 
 /// A batch the accumulator sealed: `parts` shards went to writers.
@@ -110,7 +109,6 @@ impl CommitTracker {
             let cp = &mut self.checkpoint;
             cp.records = p.sealed.upto.records;
             cp.rejected = p.sealed.upto.rejected;
-            cp.rejects_len = p.sealed.upto.rejects_len;
             cp.inserted += p.inserted;
             cp.updated += p.updated;
             cp.duplicates += p.sealed.duplicates;
@@ -207,7 +205,6 @@ mod tests {
             ReadPosition {
                 records: 10,
                 rejected: 2,
-                rejects_len: 99,
             },
             None,
         );

@@ -79,8 +79,6 @@ pub struct Checkpoint {
     /// Data records consumed (loaded, merged as duplicates, or rejected).
     pub records: u64,
     pub rejected: u64,
-    /// Length of the rejects file at this point.
-    pub rejects_len: u64,
     pub inserted: u64,
     pub updated: u64,
     pub duplicates: u64,

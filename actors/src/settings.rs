@@ -91,8 +91,9 @@ pub struct ImportSettings {
     /// Normalised headers tried, in order, when `reference_column` is empty.
     #[serde(default = "default_reference_candidates")]
     pub reference_candidates: Vec<String>,
-    /// Folder for rejects files (`JOBID.csv`). Empty: a `rejects/` folder
-    /// beside the source file.
+    /// Folder for rejects files (`JOBID.csv`), written when a job ends.
+    /// Empty: a `rejects/` folder beside a local source, else a temp
+    /// folder. An object's rejects file is then uploaded beside it.
     #[serde(default)]
     pub rejects_dir: String,
     /// Node type when the request names none (seed 004: `type VARCHAR(50)`).

@@ -2,12 +2,13 @@
 //! arrive, the broker down while jobs finish, an instance killed with
 //! `kill -9` mid-job, and SIGTERM mid-job.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ferry::localpg::{LocalPostgres, Tuning};
 use serde_json::json;
 
-use crate::harness::{TestDb, DOMAIN};
+use crate::harness::{gzip, TestDb, DOMAIN};
 use crate::service::{
     broker, file_request, produce, producer, request, status_events, wait_for, Serve, USERS_TOPIC,
 };
@@ -223,6 +224,97 @@ async fn an_instance_killed_mid_job_is_replaced_by_the_other() {
     assert!(attempts >= 2, "resumed by the other instance");
     assert!(last_owner_gone);
     assert!(survivor.log_text().contains("Claimed a job."));
+    survivor.terminate().await;
+}
+
+/// A users file of `rows` rows in which every `bad_every`-th is one field
+/// short; returns the lines of the bad rows.
+fn users_with_bad_rows(path: &std::path::Path, rows: u64, bad_every: u64) -> Vec<u64> {
+    let mut csv = Vec::new();
+    let mut rng = ferry::sample::Rng::new(17);
+    writeln!(csv, "{}", ferry::sample::USER_HEADER).unwrap();
+    let mut bad = Vec::new();
+    for n in 1..=rows {
+        if n % bad_every == 0 {
+            write!(csv, "u{n:08},short").unwrap();
+            bad.push(n + 1); // the header is line 1
+        } else {
+            ferry::sample::user_row(&mut csv, n, &mut rng).unwrap();
+        }
+        csv.push(b'\n');
+    }
+    std::fs::write(path, gzip(&csv)).unwrap();
+    bad
+}
+
+/// The rejects an instance read before it was killed are in the rejects
+/// file the other instance writes, in a directory of its own (as on
+/// another machine), each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejects_outlive_the_instance_that_read_them() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let file = db.path("users.csv.gz");
+    let bad = users_with_bad_rows(&file, BIG, 1000);
+    let dirs = [db.path("rejects-a"), db.path("rejects-b")];
+    fn env(dir: &std::path::Path) -> Vec<(&'static str, &str)> {
+        let mut env = SLOW.to_vec();
+        env.push(("FERRY__IMPORT__REJECTS_DIR", dir.to_str().unwrap()));
+        env
+    }
+    let a = Serve::start(&db, &brokers, &env(&dirs[0])).await;
+    let b = Serve::start(&db, &brokers, &env(&dirs[1])).await;
+    produce(
+        &producer(&brokers),
+        USERS_TOPIC,
+        "k",
+        &file_request("rejects", &file),
+    )
+    .await;
+
+    let owner = wait_mid_job(&db).await;
+    let saved = wait_for(
+        &db,
+        "SELECT count(*) FROM import_rejects",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(saved >= 1, "the first instance saved some rejects");
+    let pid = owner_pid(&owner);
+    let (victim, survivor, survivor_dir) = if a.child.id() == Some(pid) {
+        (a, b, &dirs[1])
+    } else {
+        (b, a, &dirs[0])
+    };
+    victim.kill().await;
+
+    let events = status_events(&brokers, 1, Duration::from_secs(90));
+    assert_eq!(events.len(), 1, "{}", survivor.log_text());
+    let event = &events[0];
+    assert_eq!(event["status"], "FAILED", "{event}");
+    assert_eq!(event["processed"], BIG - bad.len() as u64, "{event}");
+    let path = event["rejectsPath"].as_str().expect("a rejects file");
+    assert!(path.starts_with(survivor_dir.to_str().unwrap()), "{path}");
+    let rejects = std::fs::read_to_string(path).unwrap();
+    let mut lines = rejects.lines();
+    assert!(lines.next().unwrap().starts_with("line,reason,user_id,"));
+    let listed: Vec<u64> = lines
+        .map(|l| {
+            assert!(l.contains(",short"), "{l}");
+            l.split(',').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(listed, bad, "every reject, once, in line order");
+    let left = wait_for(
+        &db,
+        "SELECT count(*) FROM import_rejects",
+        0,
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(left, 0, "a finished job's saved rejects are gone");
     survivor.terminate().await;
 }
 

@@ -8,7 +8,6 @@
 //! skips the records the checkpoint says are committed: gzip cannot seek.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -19,6 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
+use uuid::Uuid;
 
 use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::FetchError;
@@ -28,10 +28,11 @@ use crate::error::ImportError;
 use crate::formats::compression::decompress;
 use crate::formats::csv::Header;
 use crate::formats::limits::{limit_error, LimitedReader, Limits};
-use crate::formats::rejects::RejectsFile;
+use crate::formats::rejects::Rejects;
 use crate::job::InputFormat;
+use crate::pg::rejects::RejectsStore;
 use crate::progress::Progress;
-use crate::settings::ImportSettings;
+use crate::settings::{DatabaseSettings, ImportSettings};
 use crate::telemetry::{Depth, RowsRejected};
 
 pub const NAME: &str = "csv_reader";
@@ -48,7 +49,9 @@ pub struct Args {
     pub bytes_depth: Depth,
     /// Where the last attempt's checkpoint left off.
     pub resume: ReadPosition,
-    pub rejects_path: PathBuf,
+    pub job_id: Uuid,
+    /// Where the rejects are saved.
+    pub database: DatabaseSettings,
     pub feed: Feed<NodeBatch>,
     pub progress: Arc<Progress>,
 }
@@ -60,7 +63,6 @@ pub struct State {
     settings: Arc<ImportSettings>,
     bytes_depth: Depth,
     resume: ReadPosition,
-    rejects_path: PathBuf,
     feed: Feed<NodeBatch>,
     progress: Arc<Progress>,
     input: Option<Input>,
@@ -70,7 +72,9 @@ pub struct State {
     /// Held until the first step opens the stream.
     bytes: Option<mpsc::Receiver<io::Result<Bytes>>>,
     header: Option<Header>,
-    rejects: Option<RejectsFile>,
+    /// This step's rejects, from when the header is known.
+    rejects: Option<Rejects>,
+    store: RejectsStore,
     record: ByteRecord,
     pos: ReadPosition,
     done: bool,
@@ -90,8 +94,8 @@ impl Actor for CsvReader {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        // Records are counted from the top of the file again; rejects and
-        // the rejects file go on from the checkpoint.
+        // Records are counted from the top of the file again; rejects go
+        // on from the checkpoint.
         let pos = ReadPosition {
             records: 0,
             ..args.resume
@@ -102,7 +106,6 @@ impl Actor for CsvReader {
             settings: args.settings,
             bytes_depth: args.bytes_depth,
             resume: args.resume,
-            rejects_path: args.rejects_path,
             feed: args.feed,
             progress: args.progress,
             input: None,
@@ -110,6 +113,7 @@ impl Actor for CsvReader {
             bytes: Some(args.bytes),
             header: None,
             rejects: None,
+            store: RejectsStore::new(args.job_id, args.database),
             record: ByteRecord::new(),
             pos,
             done: false,
@@ -149,7 +153,7 @@ impl Actor for CsvReader {
             },
         };
         if let Some(rejects) = &mut state.rejects {
-            state.pos.rejects_len = rejects.checkpoint(NAME).await?;
+            state.store.save(rejects).await?;
         }
         RowsRejected {
             target: "nodes",
@@ -189,7 +193,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         state.since_record = since_record;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
-            state.rejects = Some(rejects_for(&h, &state.rejects_path, state.resume));
+            state.rejects = Some(Rejects::new("line", &h.columns));
             state.header = Some(h);
         }
     }
@@ -212,7 +216,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(header) = &state.header else {
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
-                    state.rejects = Some(rejects_for(&h, &state.rejects_path, state.resume));
+                    state.rejects = Some(Rejects::new("line", &h.columns));
                     state.header = Some(h);
                     continue;
                 }
@@ -234,16 +238,6 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         }
     }
     Ok(Step::More)
-}
-
-/// The rejects file for `header`'s columns, kept up to the checkpoint.
-fn rejects_for(header: &Header, path: &std::path::Path, resume: ReadPosition) -> RejectsFile {
-    RejectsFile::new(
-        path.to_path_buf(),
-        "line",
-        &header.columns,
-        resume.rejects_len,
-    )
 }
 
 /// The byte stream, decompressed by its magic bytes and held to the input

@@ -334,6 +334,26 @@ fn on_stage_event(
     .into())
 }
 
+/// Writes the rejects file from the rejects the job's readers saved, in
+/// whichever attempt and instance they were read.
+async fn write_rejects(state: &Running) -> Result<(), ImportError> {
+    if state.tracker.rejected() == 0 {
+        return Ok(());
+    }
+    let path = &state.rejects_path;
+    let written = pg::rejects::write_file(&state.control, state.job.id, path, NAME).await?;
+    if written != state.tracker.rejected() {
+        tracing::warn!(
+            job_id = %state.job.id,
+            path = %path.display(),
+            written,
+            counted = state.tracker.rejected(),
+            "The rejects file does not hold every rejected row counted."
+        );
+    }
+    Ok(())
+}
+
 /// Where the job's rejects can be found: for an object source the file is
 /// uploaded beside the object (`…/rejects/JOBID.csv`); if that fails the
 /// local copy stays, and its path is what the job records.
@@ -477,7 +497,6 @@ fn resume_position(state: &Running) -> ReadPosition {
     ReadPosition {
         records: cp.records,
         rejected: cp.rejected,
-        rejects_len: cp.rejects_len,
     }
 }
 
@@ -498,7 +517,8 @@ async fn spawn_csv_input(
         bytes: rx,
         bytes_depth: bytes_depth.clone(),
         resume: resume_position(state),
-        rejects_path: state.rejects_path.clone(),
+        job_id: state.job.id,
+        database: args.database.clone(),
         feed: rows,
         progress: args.progress.clone(),
     };
@@ -529,7 +549,8 @@ async fn spawn_parquet_input(
         settings: import.clone(),
         fetcher,
         resume: resume_position(state),
-        rejects_path: state.rejects_path.clone(),
+        job_id: state.job.id,
+        database: args.database.clone(),
         feed: rows,
         progress: args.progress.clone(),
     };
@@ -590,6 +611,7 @@ async fn save_checkpoint(
 /// Every batch is committed: write the terminal job row and its status
 /// event (if the job is still ours).
 async fn finish(state: &mut Running) -> Result<(), ImportError> {
+    write_rejects(state).await?;
     let lists = status_lists(state).await?;
     let location = rejects_location(state).await;
     let outcome = state.tracker.outcome(&location);

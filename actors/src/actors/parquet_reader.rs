@@ -8,7 +8,6 @@
 //! A restart resumes at the checkpoint's row group and offset: row groups
 //! before it are never fetched again.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use uuid::Uuid;
 
 use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::{self, FetchError};
@@ -30,9 +30,10 @@ use crate::error::ImportError;
 use crate::formats::parquet::{
     check_footer, resume_at, row_group_rows, FooterLimits, MatchSchema, MATCH_COLUMNS,
 };
-use crate::formats::rejects::RejectsFile;
+use crate::formats::rejects::Rejects;
+use crate::pg::rejects::RejectsStore;
 use crate::progress::Progress;
-use crate::settings::ImportSettings;
+use crate::settings::{DatabaseSettings, ImportSettings};
 use crate::telemetry::RowsRejected;
 
 pub const NAME: &str = "parquet_reader";
@@ -51,7 +52,9 @@ pub struct Args {
     pub fetcher: ActorRef<file_fetcher::Msg>,
     /// Where the last attempt's checkpoint left off.
     pub resume: ReadPosition,
-    pub rejects_path: PathBuf,
+    pub job_id: Uuid,
+    /// Where the rejects are saved.
+    pub database: DatabaseSettings,
     pub feed: Feed<MatchBatch>,
     pub progress: Arc<Progress>,
 }
@@ -59,7 +62,9 @@ pub struct Args {
 pub struct State {
     args: Args,
     input: Option<Input>,
-    rejects: RejectsFile,
+    /// This step's rejects.
+    rejects: Rejects,
+    store: RejectsStore,
     pos: ReadPosition,
     /// Scratch for integer ids written as text.
     bufs: [String; 2],
@@ -88,19 +93,15 @@ impl Actor for ParquetReader {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let columns = MATCH_COLUMNS.map(String::from);
-        let rejects = RejectsFile::new(
-            args.rejects_path.clone(),
-            "row",
-            &columns,
-            args.resume.rejects_len,
-        );
+        let rejects = Rejects::new("row", &MATCH_COLUMNS.map(String::from));
+        let store = RejectsStore::new(args.job_id, args.database.clone());
         myself.cast(Msg::Pump)?;
         Ok(State {
             pos: args.resume,
             args,
             input: None,
             rejects,
+            store,
             bufs: Default::default(),
             done: false,
         })
@@ -118,7 +119,7 @@ impl Actor for ParquetReader {
         let mut rows = MatchBatch::with_capacity(state.args.settings.read_rows);
         let rejected_before = state.pos.rejected;
         let step = read_step(state, &mut rows).await?;
-        state.pos.rejects_len = state.rejects.checkpoint(NAME).await?;
+        state.store.save(&mut state.rejects).await?;
         RowsRejected {
             target: "match_suggestions",
             rows: state.pos.rejected - rejected_before,

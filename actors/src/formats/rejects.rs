@@ -1,17 +1,12 @@
 //! The rejects file: one CSV line per rejected row, its position (`line`
 //! of a CSV file, `row` of a Parquet file), `reason`, then the row's
 //! original fields, so an operator can fix the rows and load them
-//! again (like pgloader's reject file). It is created on the first reject
-//! only, and it can be cut back to a checkpoint's length on resume so that a
-//! restarted job does not list a row twice.
-
-use std::io;
-use std::path::{Path, PathBuf};
-
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-
-use crate::error::ImportError;
+//! again (like pgloader's reject file).
+//!
+//! A reader collects a step's rejects in [`Rejects`] and saves them to the
+//! job's rows in the database (`pg::rejects`) before the step's rows go on,
+//! so a checkpoint never covers a reject that is not stored; the file is
+//! written from the database when the job finishes.
 
 /// Appends `field` to `out` as one CSV field, quoted when it must be.
 pub fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
@@ -43,20 +38,19 @@ pub fn push_csv_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &
     out.push(b'\n');
 }
 
-pub struct RejectsFile {
-    path: PathBuf,
+/// A reader's rejects not yet saved, each encoded as its rejects-file line.
+pub struct Rejects {
     header: Vec<u8>,
-    file: Option<File>,
-    buf: Vec<u8>,
-    /// Bytes in the file once `buf` is flushed: the checkpoint value.
-    len: u64,
+    positions: Vec<i64>,
+    lines: Vec<u8>,
+    /// Where each line ends in `lines`.
+    ends: Vec<usize>,
 }
 
-impl RejectsFile {
-    /// A rejects file at `path` whose first `resume_len` bytes are kept from
-    /// an earlier attempt (0: start afresh). `position` names the first
-    /// column; `columns` are the source's normalised headers.
-    pub fn new(path: PathBuf, position: &str, columns: &[String], resume_len: u64) -> Self {
+impl Rejects {
+    /// `position` names the first column; `columns` are the source's
+    /// normalised headers.
+    pub fn new(position: &str, columns: &[String]) -> Self {
         let mut header = Vec::new();
         push_csv_record(
             &mut header,
@@ -66,25 +60,16 @@ impl RejectsFile {
                 .map(str::as_bytes),
         );
         Self {
-            path,
             header,
-            file: None,
-            buf: Vec::new(),
-            len: resume_len,
+            positions: Vec::new(),
+            lines: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Bytes written so far, counting what is still buffered.
-    pub fn len(&self) -> u64 {
-        self.len + self.buf.len() as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The rejects file's header line.
+    pub fn header(&self) -> &[u8] {
+        &self.header
     }
 
     pub fn push<'a>(
@@ -93,57 +78,40 @@ impl RejectsFile {
         reason: &str,
         fields: impl IntoIterator<Item = &'a [u8]>,
     ) {
-        if self.is_empty() {
-            self.buf.extend_from_slice(&self.header);
-        }
-        self.buf.extend_from_slice(position.to_string().as_bytes());
-        self.buf.push(b',');
-        push_csv_field(&mut self.buf, reason.as_bytes());
-        self.buf.push(b',');
-        push_csv_record(&mut self.buf, fields);
+        self.lines
+            .extend_from_slice(position.to_string().as_bytes());
+        self.lines.push(b',');
+        push_csv_field(&mut self.lines, reason.as_bytes());
+        self.lines.push(b',');
+        push_csv_record(&mut self.lines, fields);
+        self.positions.push(position as i64);
+        self.ends.push(self.lines.len());
     }
 
-    /// Writes what is buffered and returns the length a checkpoint
-    /// records; a failure is `actor`'s, worth a restart.
-    pub async fn checkpoint(&mut self, actor: &'static str) -> Result<u64, ImportError> {
-        self.flush().await.map_err(|e| ImportError::Stage {
-            actor,
-            reason: format!("writing {}: {e}", self.path.display()),
-            retriable: true,
-        })?;
-        Ok(self.len)
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
     }
 
-    /// Writes what is buffered, so that `len()` is on disk.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        if self.file.is_none() {
-            self.file = Some(self.open().await?);
-        }
-        let file = self.file.as_mut().expect("opened above");
-        file.write_all(&self.buf).await?;
-        file.flush().await?;
-        self.len += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
+    /// The buffered rejects: each one's position and line.
+    pub fn pending(&self) -> (&[i64], Vec<&[u8]>) {
+        let mut start = 0;
+        let lines = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let line = &self.lines[start..end];
+                start = end;
+                line
+            })
+            .collect();
+        (&self.positions, lines)
     }
 
-    async fn open(&self) -> io::Result<File> {
-        if let Some(dir) = self.path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&self.path)
-            .await?;
-        // Cut back to the checkpoint: lines past it are written again.
-        file.set_len(self.len).await?;
-        file.seek(io::SeekFrom::Start(self.len)).await?;
-        Ok(file)
+    /// Forgets what was buffered, once it is saved.
+    pub fn clear(&mut self) {
+        self.positions.clear();
+        self.lines.clear();
+        self.ends.clear();
     }
 }
 
@@ -164,23 +132,16 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn resume_cuts_back_to_the_checkpoint() {
-        let dir = std::env::temp_dir().join(format!("ferry-rejects-{}", uuid::Uuid::new_v4()));
-        let path = dir.join("job.csv");
-        let cols = vec!["id".to_string()];
-        let mut r = RejectsFile::new(path.clone(), "line", &cols, 0);
-        r.push(2, "bad", [&b"a"[..]]);
-        r.flush().await.unwrap();
-        let checkpoint = r.len();
-        r.push(5, "bad", [&b"b"[..]]);
-        r.flush().await.unwrap();
-
-        let mut again = RejectsFile::new(path.clone(), "line", &cols, checkpoint);
-        again.push(5, "bad", [&b"b"[..]]);
-        again.flush().await.unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "line,reason,id\n2,bad,a\n5,bad,b\n");
-        std::fs::remove_dir_all(dir).unwrap();
+    #[test]
+    fn each_reject_is_one_line_under_the_header() {
+        let mut r = Rejects::new("line", &["id".to_string(), "name".to_string()]);
+        r.push(2, "bad, really", [&b"a"[..], b"x"]);
+        r.push(5, "bad", [&b"b"[..], b"\xff"]);
+        assert_eq!(r.header(), b"line,reason,id,name\n");
+        let (positions, lines) = r.pending();
+        assert_eq!(positions, [2, 5]);
+        assert_eq!(lines, [&b"2,\"bad, really\",a,x\n"[..], b"5,bad,b,\xff\n"]);
+        r.clear();
+        assert!(r.is_empty());
     }
 }

@@ -334,7 +334,8 @@ pub async fn record_failure(
 /// The terminal update, fenced like [`save_checkpoint`] (false: the lease
 /// was lost and nothing was written). A job with a status topic gets its
 /// status event in the outbox in the same statement, so the event exists
-/// if and only if the job ended.
+/// if and only if the job ended. The job's saved rejects go: its rejects
+/// file holds them by now.
 pub async fn finish(
     c: &impl GenericClient,
     id: Uuid,
@@ -353,6 +354,8 @@ pub async fn finish(
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND lease_owner = $11 AND status IN ('PENDING', 'RUNNING')
              RETURNING id, status_topic),
+         written AS (
+             DELETE FROM import_rejects WHERE job_id = $1 AND EXISTS (SELECT FROM done)),
          queued AS (
              INSERT INTO status_outbox (job_id, topic, message_key, payload)
              SELECT id, status_topic, $12, $13 FROM done WHERE status_topic IS NOT NULL)

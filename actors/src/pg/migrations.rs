@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "service",
         sql: include_str!("../../migrations/0005_service.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rejects",
+        sql: include_str!("../../migrations/0006_rejects.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod matches;
 pub mod migrations;
 pub mod nodes;
+pub mod rejects;
 pub mod table;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
