@@ -182,6 +182,30 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
     assert_eq!(queued(&c).await, 1);
 }
 
+/// A job that finishes while its lease is being renewed is finished, not
+/// lost: the renewal waits for the finish and must then see it.
+#[tokio::test]
+async fn a_job_finishing_during_a_renewal_is_not_taken_for_lost() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
+    let lease = Duration::from_secs(30);
+    assert_eq!(jobs::claim(&c, "me", lease, 1).await.unwrap().len(), 1);
+
+    let mut finisher = db.client().await;
+    let tx = finisher.transaction().await.unwrap();
+    let (outcome, event) = completed(&job, 10);
+    assert!(jobs::finish(&tx, job.id, "me", &outcome, &event)
+        .await
+        .unwrap());
+    let renewal = tokio::spawn(async move { jobs::renew(&c, "me", &[job.id], lease).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!renewal.is_finished(), "the renewal waits for the finish");
+    tx.commit().await.unwrap();
+    let held = renewal.await.unwrap().unwrap();
+    assert_eq!(held, [job.id], "finished, so not lost");
+}
+
 #[tokio::test]
 async fn a_new_job_is_announced() {
     let db = TestDb::new().await;

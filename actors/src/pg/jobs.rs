@@ -217,6 +217,11 @@ pub async fn claim(
 
 /// Extends `owner`'s leases on `ids`; returns the ids it still holds or
 /// that have finished (a job missing from the answer was taken over).
+///
+/// Finished jobs are looked up in a second statement: a job finishing
+/// while the update runs is not renewed (the update waits for the finish,
+/// then sees the job ended), yet the update's own snapshot, taken before
+/// the finish committed, would still show it running.
 pub async fn renew(
     c: &impl GenericClient,
     owner: &str,
@@ -225,19 +230,28 @@ pub async fn renew(
 ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "WITH renewed AS (
-                 UPDATE import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
-                 WHERE id = ANY($2) AND lease_owner = $1
-                   AND status IN ('PENDING', 'RUNNING')
-                 RETURNING id)
-             SELECT id FROM renewed
-             UNION ALL
-             SELECT id FROM import_jobs
-             WHERE id = ANY($2) AND status IN ('COMPLETED', 'FAILED')",
+            "UPDATE import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = ANY($2) AND lease_owner = $1 AND status IN ('PENDING', 'RUNNING')
+             RETURNING id",
             &[&owner, &ids, &lease.as_secs_f64()],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let mut held: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let rest: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !held.contains(id))
+        .copied()
+        .collect();
+    if !rest.is_empty() {
+        let finished = c
+            .query(
+                "SELECT id FROM import_jobs WHERE id = ANY($1) AND status IN ('COMPLETED', 'FAILED')",
+                &[&rest],
+            )
+            .await?;
+        held.extend(finished.iter().map(|r| r.get::<_, Uuid>(0)));
+    }
+    Ok(held)
 }
 
 /// Gives `owner`'s leases on `ids` up, so another instance can claim those
