@@ -1,6 +1,7 @@
-//! CopyWriter: one PostgreSQL connection that writes shards of batches with
-//! binary COPY. A transient error (connection lost, server restarting,
-//! deadlock) is retried on a fresh connection with backoff; the shard's
+//! CopyWriter: one PostgreSQL connection, from the writers' pool, that
+//! writes shards of batches with binary COPY. A transient error (connection
+//! lost, server restarting, deadlock) is retried on a fresh connection
+//! (the old one is closed, not pooled) with backoff; the shard's
 //! write is idempotent, so a retry cannot duplicate rows. When the attempts
 //! run out the actor fails, and its job pipeline restarts from the
 //! checkpoint.
@@ -9,19 +10,19 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
+use deadpool_postgres::{Object, Pool};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::job_pipeline;
 use crate::error::ImportError;
 use crate::flow::Credit;
 use crate::job::WriteMode;
-use crate::pg;
 use crate::pg::copy::copy_rows;
 use crate::pg::table::Table;
-use crate::settings::{DatabaseSettings, RetrySettings};
+use crate::pg::DbError;
+use crate::settings::RetrySettings;
 use crate::supervision::{backoff, jittered};
 use crate::telemetry::{BatchCommitted, BatchRetried, Depth, Mailbox};
 
@@ -43,7 +44,8 @@ pub enum Msg<B> {
 pub struct Args<T> {
     pub index: usize,
     pub job_id: Uuid,
-    pub database: DatabaseSettings,
+    /// The writers' pool (`pg::writer_pool`).
+    pub pool: Pool,
     pub retry: RetrySettings,
     pub mode: WriteMode,
     pub target: T,
@@ -53,7 +55,7 @@ pub struct Args<T> {
 
 pub struct State<T> {
     args: Args<T>,
-    client: Option<Client>,
+    client: Option<Object>,
 }
 
 pub type CopyWriterRef<B> = ActorRef<Msg<B>>;
@@ -105,17 +107,18 @@ impl<T: Table> Actor for CopyWriter<T> {
                         error: &e.to_string(),
                     }
                     .emit();
-                    state.client = None;
+                    discard(&mut state.client);
                     tokio::time::sleep(jittered(backoff(&state.args.retry, attempt))).await;
                     attempt += 1;
                 }
                 Err(e) => {
+                    discard(&mut state.client);
                     return Err(ImportError::Stage {
                         actor: NAME,
                         reason: format!("batch {}: {e}", shard.seq),
                         retriable: e.is_retriable(),
                     }
-                    .into())
+                    .into());
                 }
             }
         };
@@ -143,11 +146,29 @@ impl<T: Table> Actor for CopyWriter<T> {
     }
 }
 
-async fn connect<T: Table>(args: &Args<T>) -> Result<Client, ImportError> {
-    // Named so that operators (and the fault tests) can find these sessions.
-    let client = pg::connect_bulk(&pg::named(&args.database, "ferry-copy-writer")).await?;
-    client.batch_execute(T::CREATE_STAGE).await?;
+/// A pooled connection with this table's stage ready (it stays from an
+/// earlier job; emptied at each commit).
+async fn connect<T: Table>(args: &Args<T>) -> Result<Object, ImportError> {
+    let client = args
+        .pool
+        .get()
+        .await
+        .map_err(|e| DbError::Pool(e.to_string()))?;
+    client
+        .batch_execute(&format!(
+            "SET synchronous_commit = off; {}",
+            T::CREATE_STAGE
+        ))
+        .await?;
     Ok(client)
+}
+
+/// Closes the connection instead of handing it back to the pool: after an
+/// error its session may not be clean.
+fn discard(client: &mut Option<Object>) {
+    if let Some(object) = client.take() {
+        drop(Object::take(object));
+    }
 }
 
 /// Writes one shard in one transaction; returns (inserted, updated).
@@ -155,7 +176,7 @@ async fn write<T: Table>(
     state: &mut State<T>,
     shard: &Shard<T::Batch>,
 ) -> Result<(u64, u64), ImportError> {
-    if state.client.as_ref().is_none_or(Client::is_closed) {
+    if state.client.as_ref().is_none_or(|c| c.is_closed()) {
         state.client = Some(connect(&state.args).await?);
     }
     let client = state.client.as_mut().expect("connected above");

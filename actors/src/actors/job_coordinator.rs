@@ -79,6 +79,8 @@ struct Tracked {
 
 pub struct State {
     args: Args,
+    /// The CopyWriters' connections, kept across the jobs run here.
+    writers: Pool,
     jobs: HashMap<Uuid, Tracked>,
     pipelines: HashMap<ActorId, Uuid>,
     /// Set once draining: no more claims; answered when `jobs` is empty.
@@ -116,8 +118,15 @@ impl Actor for JobCoordinator {
                 || Msg::Claim,
             )
         });
+        // Connections are made when first needed, up to every writer of
+        // every job that can run at once.
+        let writers = pg::writer_pool(
+            &args.database,
+            args.jobs.concurrency.max(1) * args.import.writers.max(1),
+        )?;
         Ok(State {
             args,
+            writers,
             jobs: HashMap::new(),
             pipelines: HashMap::new(),
             drained: None,
@@ -316,6 +325,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
     let args = job_pipeline::Args {
         job,
         database: state.args.database.clone(),
+        writers: state.writers.clone(),
         import: state.args.import.clone(),
         retry: state.args.retry.clone(),
         storage: state.args.storage.clone(),

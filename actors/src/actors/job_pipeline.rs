@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Pool;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -63,6 +64,8 @@ pub enum Msg {
 pub struct Args {
     pub job: Job,
     pub database: DatabaseSettings,
+    /// The CopyWriters' connections, shared by every job.
+    pub writers: Pool,
     pub import: Arc<ImportSettings>,
     pub retry: RetrySettings,
     pub storage: StorageSettings,
@@ -455,7 +458,7 @@ async fn spawn_writers<T: Table>(
         let wargs = copy_writer::Args {
             index,
             job_id: state.job.id,
-            database: args.database.clone(),
+            pool: args.writers.clone(),
             retry: args.retry.clone(),
             mode: state.mode,
             target: table.clone(),

@@ -143,6 +143,18 @@ pub fn wake_on<M: ractor::Message>(
 
 /// The shared pool for bookkeeping and reads.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    pool_of(settings, settings.pool_size)
+}
+
+/// The CopyWriters' connections (`ferry-copy-writer`), kept from one job
+/// to the next: a job's writers start on warm sessions whose stage tables
+/// exist, instead of new backends. `size` is every writer that can run at
+/// once.
+pub fn writer_pool(settings: &DatabaseSettings, size: usize) -> Result<Pool, DbError> {
+    pool_of(&named(settings, "ferry-copy-writer"), size)
+}
+
+fn pool_of(settings: &DatabaseSettings, size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         pg_config(settings)?,
         NoTls,
@@ -151,7 +163,7 @@ pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
         },
     );
     Pool::builder(manager)
-        .max_size(settings.pool_size.max(1))
+        .max_size(size.max(1))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .create_timeout(Some(settings.connect_timeout))
         .wait_timeout(Some(settings.connect_timeout))
