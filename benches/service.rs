@@ -13,7 +13,8 @@
 //! - The `ferry serve` process's peak RSS over the whole run.
 //!
 //! `FERRY_BENCH_LATENCY_JOBS`, `FERRY_BENCH_TINY_JOBS`, `FERRY_BENCH_BIG_ROWS`
-//! and `FERRY_BENCH_BIG_RUNS` change the sizes. Run it with
+//! and `FERRY_BENCH_BIG_RUNS` change the sizes; `FERRY_BENCH_SERVE_LOG` is
+//! `ferry serve`'s `RUST_LOG` (`warn`). Run it with
 //! `benches/run.sh service`.
 
 // Only `check`, `vm_hwm_kib` and `DOMAIN` are used here; the rest serves the import benches.
@@ -97,8 +98,8 @@ fn main() -> Result<()> {
         let group = format!("lat-{i}");
         let t = Instant::now();
         send(&request(&group, json!({"filePath": small_path})))?;
-        events.wait_for(&[group], Duration::from_secs(60))?;
-        latencies.push(t.elapsed());
+        let read = events.wait_for(&[group], Duration::from_secs(60))?;
+        latencies.push(read - t);
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -116,8 +117,7 @@ fn main() -> Result<()> {
             .map_err(|(e, _)| e)?;
     }
     producer.flush(Duration::from_secs(30))?;
-    events.wait_for(&groups, Duration::from_secs(600))?;
-    let tiny_secs = t.elapsed().as_secs_f64();
+    let tiny_secs = (events.wait_for(&groups, Duration::from_secs(600))? - t).as_secs_f64();
 
     // One big job, through Kafka and through `ferry import` in turns: each
     // run loads a new group into a table that grows, so neither path gets
@@ -128,8 +128,8 @@ fn main() -> Result<()> {
         let group = format!("big-kafka-{run}");
         let t = Instant::now();
         send(&request(&group, json!({"filePath": big_path})))?;
-        events.wait_for(&[group], Duration::from_secs(900))?;
-        kafka_secs.push(t.elapsed().as_secs_f64());
+        let read = events.wait_for(&[group], Duration::from_secs(900))?;
+        kafka_secs.push((read - t).as_secs_f64());
 
         let t = Instant::now();
         check(
@@ -218,7 +218,10 @@ impl Serve {
             .env("FERRY__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("FERRY__STORAGE__LOCAL_ROOT", work)
             .env("FERRY__KAFKA__METADATA_REFRESH", "1s")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("FERRY_BENCH_SERVE_LOG").unwrap_or("warn".into()),
+            )
             .spawn()?;
         let serve = Self(child);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -241,7 +244,9 @@ impl Drop for Serve {
 
 /// The status topic, read from its end on a thread: each COMPLETED event's
 /// group.
-struct StatusEvents(mpsc::Receiver<Result<String>>);
+/// The groups whose status events arrived, each with when it was read (so
+/// a latency does not include the time the bench took to look).
+struct StatusEvents(mpsc::Receiver<Result<(String, Instant)>>);
 
 impl StatusEvents {
     fn start(brokers: &str) -> Result<Self> {
@@ -265,7 +270,7 @@ impl StatusEvents {
                 serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
             let group = event["groupId"].as_str().unwrap_or_default().to_string();
             let sent = match event["status"].as_str() {
-                Some("COMPLETED") => tx.send(Ok(group)),
+                Some("COMPLETED") => tx.send(Ok((group, Instant::now()))),
                 _ => tx.send(Err(anyhow::anyhow!(
                     "job of {group} did not complete: {event}"
                 ))),
@@ -279,18 +284,22 @@ impl StatusEvents {
         Ok(Self(rx))
     }
 
-    /// Waits until every group in `groups` has its event.
-    fn wait_for(&self, groups: &[String], wait: Duration) -> Result<()> {
+    /// Waits until every group in `groups` has its event; when the last
+    /// one was read.
+    fn wait_for(&self, groups: &[String], wait: Duration) -> Result<Instant> {
         let mut missing: HashMap<&str, ()> = groups.iter().map(|g| (g.as_str(), ())).collect();
         let deadline = Instant::now() + wait;
+        let mut last = Instant::now();
         while !missing.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let group = self
+            let (group, read) = self
                 .0
                 .recv_timeout(left)
                 .context("waiting for status events")??;
-            missing.remove(group.as_str());
+            if missing.remove(group.as_str()).is_some() {
+                last = read;
+            }
         }
-        Ok(())
+        Ok(last)
     }
 }
