@@ -297,6 +297,17 @@ async fn a_seed_message_becomes_a_completed_job_and_a_status_event() {
         .unwrap()
         .get(0);
     assert_eq!(job, "COMPLETED");
+    // The writers' connections stay open for the next jobs: no more than
+    // can write at once (2 jobs of 2 writers).
+    let pooled = wait_for(
+        &db,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'ferry-copy-writer' AND datname = current_database()",
+        1,
+        Duration::ZERO,
+    )
+    .await;
+    assert!((1..=4).contains(&pooled), "{pooled} writer connections");
 
     let (code, log) = serve.terminate().await;
     assert_eq!(code, 0, "{log}");
