@@ -11,6 +11,8 @@ CREATE TABLE IF NOT EXISTS import_rejects (
     PRIMARY KEY (job_id, position)
 );
 
--- The rejects file's header line: the position's name, `reason`, then the
--- source's columns.
+-- The rejects file's header line (the position's name, `reason`, then the
+-- source's columns), and which of its columns holds a row's reference id:
+-- the status event lists the rejected rows' ids from it.
 ALTER TABLE import_jobs ADD COLUMN IF NOT EXISTS rejects_header bytea;
+ALTER TABLE import_jobs ADD COLUMN IF NOT EXISTS rejects_key integer;

@@ -81,14 +81,23 @@ pub struct IdLists {
 }
 
 impl IdLists {
-    /// A file job: its rows are counted, not listed (a file may hold
-    /// millions); a list is "truncated" when it has rows to list. The
-    /// rejects file has every rejected row.
+    /// Counts only (a job given up on): a list is "truncated" when it has
+    /// rows to list.
     pub fn counts_only(outcome: &Outcome) -> Self {
+        Self::of_file(outcome, Vec::new(), 0)
+    }
+
+    /// A file job: the reference ids of its rejected rows, as seed 004 asks
+    /// ("add to failed list"), up to `cap`; its stored rows are counted,
+    /// not listed (a file may hold millions). The rejects file has every
+    /// rejected row, with or without an id.
+    pub fn of_file(outcome: &Outcome, mut failed: Vec<String>, cap: usize) -> Self {
+        failed.truncate(cap);
         Self {
+            success: Vec::new(),
             success_truncated: outcome.inserted + outcome.updated + outcome.duplicates > 0,
-            failed_truncated: outcome.rejected > 0,
-            ..Self::default()
+            failed_truncated: (failed.len() as u64) < outcome.rejected,
+            failed,
         }
     }
 
@@ -123,20 +132,35 @@ impl IdLists {
     }
 }
 
-/// The ids in a reference list's rejects file (columns: line, reason,
-/// id). All of them: every one must be kept out of `successList`, and there
-/// are no more than the list has. No file: none rejected.
-pub async fn rejected_ids(path: &Path) -> std::io::Result<Vec<String>> {
+/// The reference ids in a rejects file's `column`, blank ones left out, up
+/// to `limit`. Rejected rows may be ragged or not UTF-8: lines are read as
+/// bytes, of any length, and an id that is not UTF-8 is shown lossily. No
+/// file: none rejected.
+pub async fn rejected_ids(
+    path: &Path,
+    column: usize,
+    limit: usize,
+) -> std::io::Result<Vec<String>> {
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut records = csv_async::AsyncReader::from_reader(file).into_records();
+    let mut records = csv_async::AsyncReaderBuilder::new()
+        .flexible(true)
+        .create_reader(file)
+        .into_byte_records();
     let mut ids = Vec::new();
-    while let Some(record) = records.next().await {
+    while ids.len() < limit {
+        let Some(record) = records.next().await else {
+            break;
+        };
         let record = record.map_err(std::io::Error::other)?;
-        ids.push(record.get(2).unwrap_or_default().to_string());
+        let id = String::from_utf8_lossy(record.get(column).unwrap_or_default());
+        let id = id.trim();
+        if !id.is_empty() {
+            ids.push(id.to_string());
+        }
     }
     Ok(ids)
 }
@@ -166,5 +190,53 @@ mod tests {
         assert!(lists.success_truncated && lists.failed_truncated);
         let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), 2);
         assert!(!exact.success_truncated);
+    }
+
+    fn outcome(inserted: u64, rejected: u64) -> Outcome {
+        Outcome {
+            status: JobStatus::Failed,
+            total: inserted + rejected,
+            inserted,
+            updated: 0,
+            duplicates: 0,
+            rejected,
+            rejects_path: None,
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_file_lists_its_rejected_ids_and_says_when_some_are_missing() {
+        // Three rejected rows, one of them without an id.
+        let lists = IdLists::of_file(&outcome(5, 3), ids(&["r1", "r2"]), 10);
+        assert_eq!(lists.failed, ids(&["r1", "r2"]));
+        assert!(lists.failed_truncated, "one reject has no id to list");
+        assert!(lists.success.is_empty() && lists.success_truncated);
+
+        let all = IdLists::of_file(&outcome(5, 2), ids(&["r1", "r2"]), 10);
+        assert!(!all.failed_truncated);
+        let capped = IdLists::of_file(&outcome(5, 2), ids(&["r1", "r2"]), 1);
+        assert_eq!(capped.failed, ids(&["r1"]));
+        assert!(capped.failed_truncated);
+        let clean = IdLists::counts_only(&outcome(0, 0));
+        assert!(!clean.success_truncated && !clean.failed_truncated);
+    }
+
+    #[tokio::test]
+    async fn rejected_ids_are_read_from_ragged_and_non_utf8_lines() {
+        let dir = std::env::temp_dir().join(format!("ferry-status-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("job.csv");
+        std::fs::write(
+            &path,
+            b"line,reason,name,id\n3,\"has 1 fields, expected 2\",solo\n4,bad,x, r4 \n5,bad,y,\xff9\n6,empty,z,\n",
+        )
+        .unwrap();
+        let got = rejected_ids(&path, 3, 10).await.unwrap();
+        assert_eq!(got, ids(&["r4", "\u{fffd}9"]));
+        assert_eq!(rejected_ids(&path, 3, 1).await.unwrap(), ids(&["r4"]));
+        let none = rejected_ids(&dir.join("none.csv"), 3, 10).await;
+        assert!(none.unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -295,6 +295,10 @@ async fn rejects_outlive_the_instance_that_read_them() {
     let event = &events[0];
     assert_eq!(event["status"], "FAILED", "{event}");
     assert_eq!(event["processed"], BIG - bad.len() as u64, "{event}");
+    // The bad rows' ids, as seed 004's failedList (300, under the cap).
+    let failed: Vec<String> = bad.iter().map(|line| format!("u{:08}", line - 1)).collect();
+    assert_eq!(event["failedList"], json!(failed), "{event}");
+    assert_eq!(event["failedListTruncated"], false);
     let path = event["rejectsPath"].as_str().expect("a rejects file");
     assert!(path.starts_with(survivor_dir.to_str().unwrap()), "{path}");
     let rejects = std::fs::read_to_string(path).unwrap();

@@ -193,7 +193,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         state.since_record = since_record;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
-            state.rejects = Some(Rejects::new("line", &h.columns));
+            state.rejects = Some(Rejects::new("line", &h.columns, h.reference));
             state.header = Some(h);
         }
     }
@@ -216,7 +216,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(header) = &state.header else {
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
-                    state.rejects = Some(Rejects::new("line", &h.columns));
+                    state.rejects = Some(Rejects::new("line", &h.columns, h.reference));
                     state.header = Some(h);
                     continue;
                 }

@@ -338,23 +338,39 @@ fn on_stage_event(
 }
 
 /// Writes the rejects file from the rejects the job's readers saved, in
-/// whichever attempt and instance they were read.
-async fn write_rejects(state: &Running) -> Result<(), ImportError> {
+/// whichever attempt and instance they were read; then reads the ids the
+/// status event lists as failed back from it: every one for a reference
+/// list (each must stay out of `successList`; there are no more than the
+/// list has), up to the cap for a file.
+async fn write_rejects(state: &Running) -> Result<Vec<String>, ImportError> {
     if state.tracker.rejected() == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let path = &state.rejects_path;
-    let written = pg::rejects::write_file(&state.control, state.job.id, path, NAME).await?;
-    if written != state.tracker.rejected() {
+    let Some(written) = pg::rejects::write_file(&state.control, state.job.id, path, NAME).await?
+    else {
+        return Ok(Vec::new());
+    };
+    if written.rejects != state.tracker.rejected() {
         tracing::warn!(
             job_id = %state.job.id,
             path = %path.display(),
-            written,
+            written = written.rejects,
             counted = state.tracker.rejected(),
             "The rejects file does not hold every rejected row counted."
         );
     }
-    Ok(())
+    let limit = match state.reference_ids {
+        Some(_) => usize::MAX,
+        None => state.max_status_ids,
+    };
+    status::rejected_ids(path, written.key_column, limit)
+        .await
+        .map_err(|e| ImportError::Stage {
+            actor: NAME,
+            reason: format!("reading the rejects file {}: {e}", path.display()),
+            retriable: true,
+        })
 }
 
 /// Where the job's rejects can be found: for an object source the file is
@@ -381,29 +397,6 @@ async fn rejects_location(state: &Running) -> String {
             local
         }
     }
-}
-
-/// The ids a reference-list job's status event lists: the list given, less
-/// the ids its rejects file holds. `None` for a file job (counts only).
-async fn status_lists(state: &Running) -> Result<Option<IdLists>, ImportError> {
-    let Some(ids) = &state.reference_ids else {
-        return Ok(None);
-    };
-    let failed = status::rejected_ids(&state.rejects_path)
-        .await
-        .map_err(|e| ImportError::Stage {
-            actor: NAME,
-            reason: format!(
-                "reading the rejects file {}: {e}",
-                state.rejects_path.display()
-            ),
-            retriable: true,
-        })?;
-    Ok(Some(IdLists::of_reference_list(
-        ids,
-        failed,
-        state.max_status_ids,
-    )))
 }
 
 /// The stop reason of a pipeline that finished its job (COMPLETED or FAILED).
@@ -614,16 +607,15 @@ async fn save_checkpoint(
 /// Every batch is committed: write the terminal job row and its status
 /// event (if the job is still ours).
 async fn finish(state: &mut Running) -> Result<(), ImportError> {
-    write_rejects(state).await?;
-    let lists = status_lists(state).await?;
+    let failed = write_rejects(state).await?;
     let location = rejects_location(state).await;
     let outcome = state.tracker.outcome(&location);
     let job_id = state.job.id;
-    let event = StatusEvent::new(
-        &state.job,
-        &outcome,
-        lists.unwrap_or_else(|| IdLists::counts_only(&outcome)),
-    );
+    let lists = match &state.reference_ids {
+        Some(ids) => IdLists::of_reference_list(ids, failed, state.max_status_ids),
+        None => IdLists::of_file(&outcome, failed, state.max_status_ids),
+    };
+    let event = StatusEvent::new(&state.job, &outcome, lists);
     if !jobs::finish(&state.control, job_id, &state.owner, &outcome, &event).await? {
         return Err(ImportError::LeaseLost(job_id));
     }

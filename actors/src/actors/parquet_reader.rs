@@ -93,7 +93,8 @@ impl Actor for ParquetReader {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let rejects = Rejects::new("row", &MATCH_COLUMNS.map(String::from));
+        // A suggestion is its participant's.
+        let rejects = Rejects::new("row", &MATCH_COLUMNS.map(String::from), 0);
         let store = RejectsStore::new(args.job_id, args.database.clone());
         myself.cast(Msg::Pump)?;
         Ok(State {

@@ -41,6 +41,7 @@ pub fn push_csv_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &
 /// A reader's rejects not yet saved, each encoded as its rejects-file line.
 pub struct Rejects {
     header: Vec<u8>,
+    key: usize,
     positions: Vec<i64>,
     lines: Vec<u8>,
     /// Where each line ends in `lines`.
@@ -49,8 +50,8 @@ pub struct Rejects {
 
 impl Rejects {
     /// `position` names the first column; `columns` are the source's
-    /// normalised headers.
-    pub fn new(position: &str, columns: &[String]) -> Self {
+    /// normalised headers, and `columns[key]` holds a row's reference id.
+    pub fn new(position: &str, columns: &[String], key: usize) -> Self {
         let mut header = Vec::new();
         push_csv_record(
             &mut header,
@@ -61,6 +62,7 @@ impl Rejects {
         );
         Self {
             header,
+            key: key + 2,
             positions: Vec::new(),
             lines: Vec::new(),
             ends: Vec::new(),
@@ -70,6 +72,11 @@ impl Rejects {
     /// The rejects file's header line.
     pub fn header(&self) -> &[u8] {
         &self.header
+    }
+
+    /// The rejects file's column that holds a row's reference id.
+    pub fn key_column(&self) -> usize {
+        self.key
     }
 
     pub fn push<'a>(
@@ -134,7 +141,8 @@ mod tests {
 
     #[test]
     fn each_reject_is_one_line_under_the_header() {
-        let mut r = Rejects::new("line", &["id".to_string(), "name".to_string()]);
+        let mut r = Rejects::new("line", &["name".to_string(), "id".to_string()], 1);
+        assert_eq!(r.key_column(), 3);
         r.push(2, "bad, really", [&b"a"[..], b"x"]);
         r.push(5, "bad", [&b"b"[..], b"\xff"]);
         assert_eq!(r.header(), b"line,reason,id,name\n");

@@ -47,16 +47,17 @@ impl RejectsStore {
                 .insert(super::connect_bulk(&super::named(&self.database, "ferry-rejects")).await?),
         };
         let header = (!self.header_saved).then(|| rejects.header());
+        let key = rejects.key_column() as i32;
         let (positions, lines) = rejects.pending();
         let saved = client
             .execute(
                 "WITH header AS (
-                     UPDATE import_jobs SET rejects_header = $4
+                     UPDATE import_jobs SET rejects_header = $4, rejects_key = $5
                      WHERE id = $1 AND $4::bytea IS NOT NULL)
                  INSERT INTO import_rejects (job_id, position, line)
                  SELECT $1, p, l FROM unnest($2::bigint[], $3::bytea[]) AS r (p, l)
                  ON CONFLICT (job_id, position) DO NOTHING",
-                &[&self.job_id, &positions, &lines, &header],
+                &[&self.job_id, &positions, &lines, &header, &key],
             )
             .await;
         if let Err(e) = saved {
@@ -70,24 +71,34 @@ impl RejectsStore {
     }
 }
 
+/// A rejects file written.
+pub struct Written {
+    /// Rejected rows it lists.
+    pub rejects: u64,
+    /// Its column that holds a row's reference id.
+    pub key_column: usize,
+}
+
 /// Writes job `job_id`'s rejects file at `path`: the header, then every
-/// reject in position order, a page at a time. Returns how many rejects it
-/// holds; with none, no file is written.
+/// reject in position order, a page at a time. A job without rejects gets
+/// no file (`None`).
 pub async fn write_file(
     client: &Client,
     job_id: Uuid,
     path: &Path,
     actor: &'static str,
-) -> Result<u64, ImportError> {
-    let header: Option<Vec<u8>> = client
+) -> Result<Option<Written>, ImportError> {
+    let row = client
         .query_one(
-            "SELECT rejects_header FROM import_jobs WHERE id = $1",
+            "SELECT rejects_header, rejects_key FROM import_jobs WHERE id = $1",
             &[&job_id],
         )
-        .await?
-        .get(0);
-    let Some(header) = header else {
-        return Ok(0);
+        .await?;
+    let (Some(header), Some(key)) = (
+        row.get::<_, Option<Vec<u8>>>(0),
+        row.get::<_, Option<i32>>(1),
+    ) else {
+        return Ok(None);
     };
     let io_error = |e: std::io::Error| ImportError::Stage {
         actor,
@@ -122,5 +133,8 @@ pub async fn write_file(
     }
     out.flush().await.map_err(io_error)?;
     out.get_mut().sync_all().await.map_err(io_error)?;
-    Ok(written)
+    Ok(Some(Written {
+        rejects: written,
+        key_column: key as usize,
+    }))
 }
