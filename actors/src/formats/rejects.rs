@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(r.key_column(), 3);
         r.push(2, "bad, really", [&b"a"[..], b"x"]);
         r.push(5, "bad", [&b"b"[..], b"\xff"]);
-        assert_eq!(r.header(), b"line,reason,id,name\n");
+        assert_eq!(r.header(), b"line,reason,name,id\n");
         let (positions, lines) = r.pending();
         assert_eq!(positions, [2, 5]);
         assert_eq!(lines, [&b"2,\"bad, really\",a,x\n"[..], b"5,bad,b,\xff\n"]);
