@@ -133,6 +133,17 @@ fn owner_pid(owner: &str) -> u32 {
     owner.rsplit(':').nth(1).unwrap().parse().unwrap()
 }
 
+/// Of instances `a` and `b`, the one whose lease is `owner`, then the
+/// other, and the other's index (0: `a`).
+fn holder_first(owner: &str, a: Serve, b: Serve) -> (Serve, Serve, usize) {
+    let pid = owner_pid(owner);
+    if a.child.id() == Some(pid) {
+        return (a, b, 1);
+    }
+    assert_eq!(b.child.id(), Some(pid), "the job runs in one of the two");
+    (b, a, 0)
+}
+
 /// Waits until the one job has committed some rows; its lease owner.
 async fn wait_mid_job(db: &TestDb) -> String {
     let client = db.client().await;
@@ -191,17 +202,7 @@ async fn an_instance_killed_mid_job_is_replaced_by_the_other() {
     .await;
 
     let owner = wait_mid_job(&db).await;
-    let pid = owner_pid(&owner);
-    let (victim, survivor) = if a.child.id() == Some(pid) {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    assert_eq!(
-        victim.child.id(),
-        Some(pid),
-        "the job runs in one of the two"
-    );
+    let (victim, survivor, _) = holder_first(&owner, a, b);
     victim.kill().await;
 
     let events = status_events(&brokers, 1, Duration::from_secs(90));
@@ -282,12 +283,8 @@ async fn rejects_outlive_the_instance_that_read_them() {
     )
     .await;
     assert!(saved >= 1, "the first instance saved some rejects");
-    let pid = owner_pid(&owner);
-    let (victim, survivor, survivor_dir) = if a.child.id() == Some(pid) {
-        (a, b, &dirs[1])
-    } else {
-        (b, a, &dirs[0])
-    };
+    let (victim, survivor, other) = holder_first(&owner, a, b);
+    let survivor_dir = &dirs[other];
     victim.kill().await;
 
     let events = status_events(&brokers, 1, Duration::from_secs(90));
