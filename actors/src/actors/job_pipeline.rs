@@ -616,9 +616,17 @@ async fn finish(state: &mut Running) -> Result<(), ImportError> {
         None => IdLists::of_file(&outcome, failed, state.max_status_ids),
     };
     let event = StatusEvent::new(&state.job, &outcome, lists);
-    if !jobs::finish(&state.control, job_id, &state.owner, &outcome, &event).await? {
+    // The control connection commits asynchronously (a lost checkpoint
+    // only replays batches), but the terminal update is flushed before the
+    // publisher can send its event: a crash must not undo a job whose end
+    // was announced.
+    let tx = state.control.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await?;
+    if !jobs::finish(&tx, job_id, &state.owner, &outcome, &event).await? {
         return Err(ImportError::LeaseLost(job_id));
     }
+    tx.commit().await?;
     Progress::set(&state.progress.records_committed, outcome.total);
     JobFinished {
         job_id,
