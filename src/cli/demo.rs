@@ -2,9 +2,9 @@
 //! starts a throwaway PostgreSQL when none is configured and an embedded
 //! Kafka broker, writes a sample users CSV.gz and a Parquet file of match
 //! suggestions to a local store, produces seed-style requests (a file, a
-//! reference list, the same file again, a Parquet file, and one bad
-//! request), waits for the status events and prints them, then shows what
-//! landed in the tables and where the metrics are.
+//! reference list, the same file again, a Parquet file, a file with two bad
+//! rows, and one bad request), waits for the status events and prints them,
+//! then shows what landed in the tables and where the metrics are.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -45,12 +45,14 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
 
     let users = work.join("users.csv.gz");
     let matches = work.join("matches.parquet");
+    let typos = work.join("users-with-typos.csv");
     let match_rows = rows * sample::MATCHES_PER_PARTICIPANT;
     let t = Instant::now();
-    let (u, m) = (users.clone(), matches.clone());
+    let (u, m, t5) = (users.clone(), matches.clone(), typos.clone());
     tokio::task::spawn_blocking(move || -> Result<()> {
         sample::write_users_csv_gz(&u, rows, 42)?;
-        sample::write_matches_parquet(&m, match_rows, 200_000, 42)
+        sample::write_matches_parquet(&m, match_rows, 200_000, 42)?;
+        write_typos(&t5)
     })
     .await??;
     writeln!(
@@ -86,7 +88,8 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     )?;
 
     let group = format!("demo-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let file_request = |path: &std::path::Path, extra: Value| {
+    let typos_group = format!("{group}-typos");
+    let request_in = |group: &str, path: &std::path::Path, extra: Value| {
         let mut request = json!({
             "domainId": DEMO_DOMAIN,
             "groupId": group,
@@ -99,11 +102,13 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
             .extend(extra.as_object().cloned().unwrap_or_default());
         request.to_string()
     };
+    let file_request = |path: &std::path::Path, extra: Value| request_in(&group, path, extra);
     let requests = [
         ("users file (new group: plain INSERT fast path)", USERS_TOPIC, file_request(&users, json!({"contentType": "application/gzip"}))),
         ("reference list (seed 004 UC-2)", USERS_TOPIC, json!({"domainId": DEMO_DOMAIN, "groupId": group, "referenceIds": ["vip-1", "vip-2", "vip-3"]}).to_string()),
         ("same users file again (every row an update)", USERS_TOPIC, file_request(&users, json!({"requestId": "second-run"}))),
         ("match suggestions from Parquet (seed 003)", MATCHES_TOPIC, file_request(&matches, json!({}))),
+        ("a users file with two bad rows (FAILED, the rows listed)", USERS_TOPIC, request_in(&typos_group, &typos, json!({"contentType": "text/csv"}))),
         ("a bad request (to the DLQ)", USERS_TOPIC, json!({"domainId": "not-a-uuid", "groupId": group, "filePath": "users.csv.gz"}).to_string()),
     ];
     let producer: FutureProducer = kafka::client_config(&config.kafka, &service.brokers)
@@ -124,8 +129,8 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     }
 
     writeln!(out, "\n== Status events (NodesTransferJobExchange)")?;
-    let expected = [("ferry-nodes-status", 3), ("ferry-matches-status", 1)];
-    let mut all_completed = true;
+    let expected = [("ferry-nodes-status", 4), ("ferry-matches-status", 1)];
+    let mut as_expected = true;
     for (topic, n) in expected {
         let events = read_json(&config, &service.brokers, topic, Until::Count(n)).await?;
         if events.len() < n {
@@ -134,10 +139,15 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
                 "  {topic}: only {} of {n} events arrived",
                 events.len()
             )?;
-            all_completed = false;
+            as_expected = false;
         }
         for e in events {
-            all_completed &= e["status"] == "COMPLETED";
+            // Every job completes but the one whose file has two bad rows.
+            as_expected &= if e["groupId"] == typos_group.as_str() {
+                e["status"] == "FAILED" && e["rejected"] == 2
+            } else {
+                e["status"] == "COMPLETED"
+            };
             writeln!(out, "  {topic}: {}", summary(&e))?;
         }
     }
@@ -161,7 +171,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
         addr = service.http_addr,
     )?;
     service.shutdown().await?;
-    Ok(all_completed && !letters.is_empty())
+    Ok(as_expected && !letters.is_empty())
 }
 
 /// One line per event: status, kind, counts, and the lists when short.
@@ -184,7 +194,29 @@ fn summary(e: &Value) -> String {
     };
     line.extend(list("successList"));
     line.extend(list("failedList"));
+    if let Some(path) = e["rejectsPath"].as_str() {
+        line.push_str(&format!("\n      rejects file {path}"));
+    }
     line
+}
+
+/// Five users, two of them cut short (lines 3 and 5): their rows are
+/// rejected with the reason, the others load.
+fn write_typos(path: &std::path::Path) -> Result<()> {
+    let mut csv = Vec::new();
+    let mut rng = sample::Rng::new(7);
+    writeln!(csv, "{}", sample::USER_HEADER)?;
+    for n in 1..=5 {
+        match n {
+            2 => writeln!(csv, "u00000002,Asha")?,
+            4 => writeln!(csv, "u00000004,Ravi,Kumar")?,
+            _ => {
+                sample::user_row(&mut csv, n, &mut rng)?;
+                writeln!(csv)?;
+            }
+        }
+    }
+    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn read_json(

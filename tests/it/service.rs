@@ -595,6 +595,21 @@ async fn the_demo_shows_the_whole_loop() {
         text.contains("successList [\"vip-1\",\"vip-2\",\"vip-3\"]"),
         "{text}"
     );
+    assert_eq!(
+        line("FAILED nodes   processed 3/5  inserted 3 updated 0 rejected 2  failedList [\"u00000002\",\"u00000004\"]"),
+        1,
+        "{text}"
+    );
+    let rejects = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rejects file "))
+        .expect("the rejects file is named");
+    let rejects = std::fs::read_to_string(rejects).unwrap();
+    assert_eq!(rejects.lines().count(), 3, "{rejects}");
+    assert!(
+        rejects.contains("\n3,\"has 2 fields, expected 10\",u00000002,Asha\n"),
+        "{rejects}"
+    );
     assert!(
         text.contains("invalid_field: domainId \"not-a-uuid\" is not a UUID"),
         "{text}"
