@@ -17,8 +17,9 @@ pub struct DatabaseSettings {
     /// libpq-style URL or key=value string. `DATABASE_URL` overrides it.
     #[serde(default = "default_database_url")]
     pub url: String,
-    /// Connections in the shared pool (job bookkeeping, API reads). CopyWriters
-    /// hold their own connection each, outside this pool.
+    /// Connections in the shared pool (job bookkeeping, API reads).
+    /// CopyWriters have a pool of their own (`jobs.concurrency` ×
+    /// `import.writers` connections).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// How long to wait for a connection before giving up.

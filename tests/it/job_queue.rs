@@ -5,8 +5,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use ferry_actors::formats::rejects::Rejects;
 use ferry_actors::job::{InputFormat, Job, JobStatus, NewJob, Outcome, Target};
+use ferry_actors::pg::rejects::RejectsStore;
 use ferry_actors::pg::{jobs, migrations};
+use ferry_actors::settings::DatabaseSettings;
 use ferry_actors::status::{IdLists, StatusEvent};
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -204,6 +207,59 @@ async fn a_job_finishing_during_a_renewal_is_not_taken_for_lost() {
     tx.commit().await.unwrap();
     let held = renewal.await.unwrap().unwrap();
     assert_eq!(held, [job.id], "finished, so not lost");
+}
+
+/// A job's saved rejects stay until its rejects file holds them: a job
+/// given up on before writing one keeps them; a finished one drops them.
+/// Saving a reject again (a resumed job reading the line again) adds
+/// nothing.
+#[tokio::test]
+async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    let database = DatabaseSettings {
+        url: db.url.clone(),
+        ..Default::default()
+    };
+    let lease = Duration::from_secs(30);
+    let mut made = Vec::new();
+    for n in 0..2 {
+        let job = jobs::create(&c, &new_job(n)).await.unwrap().job;
+        let mut store = RejectsStore::new(job.id, database.clone());
+        for _attempt in 0..2 {
+            let mut rejects = Rejects::new("line", &["id".to_string()], 0);
+            rejects.push(7, "bad", [&b"r7"[..]]);
+            store.save(&mut rejects).await.unwrap();
+        }
+        made.push(job);
+    }
+    assert_eq!(jobs::claim(&c, "me", lease, 10).await.unwrap().len(), 2);
+    let saved = |id: Uuid| {
+        let c = &c;
+        async move {
+            c.query_one(
+                "SELECT count(*) FROM import_rejects WHERE job_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(saved(made[0].id).await, 1, "saved once");
+
+    let (given_up, event) = completed(&made[0], 10);
+    assert!(jobs::finish(&c, made[0].id, "me", &given_up, &event)
+        .await
+        .unwrap());
+    assert_eq!(saved(made[0].id).await, 1, "no file: the rejects stay");
+
+    let (mut done, event) = completed(&made[1], 10);
+    done.rejects_path = Some("/r/job.csv".into());
+    assert!(jobs::finish(&c, made[1].id, "me", &done, &event)
+        .await
+        .unwrap());
+    assert_eq!(saved(made[1].id).await, 0, "in the file: the rows go");
 }
 
 #[tokio::test]

@@ -348,8 +348,9 @@ pub async fn record_failure(
 /// The terminal update, fenced like [`save_checkpoint`] (false: the lease
 /// was lost and nothing was written). A job with a status topic gets its
 /// status event in the outbox in the same statement, so the event exists
-/// if and only if the job ended. The job's saved rejects go: its rejects
-/// file holds them by now.
+/// if and only if the job ended. The job's saved rejects go once its
+/// rejects file holds them (`rejects_path` is set); a job given up on
+/// before writing one keeps them.
 pub async fn finish(
     c: &impl GenericClient,
     id: Uuid,
@@ -369,7 +370,8 @@ pub async fn finish(
              WHERE id = $1 AND lease_owner = $11 AND status IN ('PENDING', 'RUNNING')
              RETURNING id, status_topic),
          written AS (
-             DELETE FROM import_rejects WHERE job_id = $1 AND EXISTS (SELECT FROM done)),
+             DELETE FROM import_rejects
+             WHERE job_id = $1 AND $9::text IS NOT NULL AND EXISTS (SELECT FROM done)),
          queued AS (
              INSERT INTO status_outbox (job_id, topic, message_key, payload)
              SELECT id, status_topic, $12, $13 FROM done WHERE status_topic IS NOT NULL)
