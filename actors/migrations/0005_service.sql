@@ -23,17 +23,25 @@ CREATE TABLE IF NOT EXISTS status_outbox (
 );
 CREATE INDEX IF NOT EXISTS status_outbox_unsent_idx ON status_outbox (id) WHERE sent_at IS NULL;
 
-CREATE OR REPLACE FUNCTION ferry_notify_outbox() RETURNS trigger
+-- One trigger function announces a new row on the channel its trigger
+-- names; the job queue's trigger (migration 4) moves to it too.
+CREATE OR REPLACE FUNCTION ferry_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('ferry_outbox', NEW.id::text);
+    PERFORM pg_notify(TG_ARGV[0], NEW.id::text);
     RETURN NULL;
 END
 $$;
 
 DROP TRIGGER IF EXISTS status_outbox_notify ON status_outbox;
 CREATE TRIGGER status_outbox_notify AFTER INSERT ON status_outbox
-    FOR EACH ROW EXECUTE FUNCTION ferry_notify_outbox();
+    FOR EACH ROW EXECUTE FUNCTION ferry_notify('ferry_outbox');
+
+DROP TRIGGER IF EXISTS import_jobs_notify ON import_jobs;
+CREATE TRIGGER import_jobs_notify AFTER INSERT ON import_jobs
+    FOR EACH ROW WHEN (NEW.status = 'PENDING' AND NEW.lease_owner IS NULL)
+    EXECUTE FUNCTION ferry_notify('ferry_jobs');
+DROP FUNCTION IF EXISTS ferry_notify_job();
 
 -- API keys: each belongs to one domain and sees only that domain's jobs.
 -- Only the SHA-256 of a key is stored.
