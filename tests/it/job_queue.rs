@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry_actors::formats::rejects::Rejects;
 use ferry_actors::job::{InputFormat, Job, JobStatus, NewJob, Outcome, Target};
 use ferry_actors::pg::rejects::RejectsStore;
-use ferry_actors::pg::{jobs, migrations};
+use ferry_actors::pg::{self, jobs, migrations};
 use ferry_actors::settings::DatabaseSettings;
 use ferry_actors::status::{IdLists, StatusEvent};
 use futures::StreamExt;
@@ -384,4 +384,26 @@ fn completed(job: &Job, rows: u64) -> (Outcome, StatusEvent) {
     };
     let event = StatusEvent::new(job, &outcome, IdLists::counts_only(&outcome));
     (outcome, event)
+}
+
+/// Bulk sessions (a job's control connection, its writers' pool) commit
+/// without waiting for the WAL flush from their first statement; others do.
+#[tokio::test]
+async fn bulk_sessions_commit_asynchronously_from_the_start() {
+    let db = TestDb::new().await;
+    let settings = DatabaseSettings {
+        url: db.url.clone(),
+        ..Default::default()
+    };
+    let setting = "SELECT current_setting('synchronous_commit')";
+    let bulk = pg::connect_bulk(&settings).await.unwrap();
+    let mode: String = bulk.query_one(setting, &[]).await.unwrap().get(0);
+    assert_eq!(mode, "off");
+    let writers = pg::writer_pool(&settings, 1).unwrap();
+    let writer = writers.get().await.unwrap();
+    let mode: String = writer.query_one(setting, &[]).await.unwrap().get(0);
+    assert_eq!(mode, "off");
+    let plain = pg::connect(&settings).await.unwrap();
+    let mode: String = plain.query_one(setting, &[]).await.unwrap().get(0);
+    assert_eq!(mode, "on");
 }

@@ -146,20 +146,15 @@ impl<T: Table> Actor for CopyWriter<T> {
     }
 }
 
-/// A pooled connection with this table's stage ready (it stays from an
-/// earlier job; emptied at each commit).
+/// A pooled bulk connection with this table's stage ready (it stays from
+/// an earlier job; emptied at each commit).
 async fn connect<T: Table>(args: &Args<T>) -> Result<Object, ImportError> {
     let client = args
         .pool
         .get()
         .await
         .map_err(|e| DbError::Pool(e.to_string()))?;
-    client
-        .batch_execute(&format!(
-            "SET synchronous_commit = off; {}",
-            T::CREATE_STAGE
-        ))
-        .await?;
+    client.batch_execute(T::CREATE_STAGE).await?;
     Ok(client)
 }
 

@@ -52,12 +52,26 @@ pub fn named(settings: &DatabaseSettings, name: &str) -> DatabaseSettings {
     }
 }
 
+/// The same connection settings for bulk writes: the session's commits do
+/// not wait for the WAL flush (set at connection start, so a pooled
+/// session has it from its first use).
+fn bulk_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
+    let mut config = pg_config(settings)?;
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c synchronous_commit=off"),
+        None => "-c synchronous_commit=off".to_string(),
+    };
+    config.options(&options);
+    Ok(config)
+}
+
 /// A dedicated connection, driven on its own task.
 pub async fn connect(settings: &DatabaseSettings) -> Result<Client, DbError> {
-    let (client, connection) = pg_config(settings)?
-        .connect(NoTls)
-        .await
-        .map_err(DbError::Connect)?;
+    connect_with(pg_config(settings)?).await
+}
+
+async fn connect_with(config: tokio_postgres::Config) -> Result<Client, DbError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed.");
@@ -70,12 +84,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Client, DbError> {
 /// A crash may lose the last batches' commits, never corrupt them, and the
 /// job's checkpoint only ever counts what was committed before it.
 pub async fn connect_bulk(settings: &DatabaseSettings) -> Result<Client, DbError> {
-    let client = connect(settings).await?;
-    client
-        .batch_execute("SET synchronous_commit = off")
-        .await
-        .map_err(DbError::Connect)?;
-    Ok(client)
+    connect_with(bulk_config(settings)?).await
 }
 
 /// A connection that `LISTEN`s on `channel`; the payloads of its
@@ -143,20 +152,25 @@ pub fn wake_on<M: ractor::Message>(
 
 /// The shared pool for bookkeeping and reads.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
-    pool_of(settings, settings.pool_size)
+    pool_of(pg_config(settings)?, settings, settings.pool_size)
 }
 
-/// The CopyWriters' connections (`ferry-copy-writer`), kept from one job
-/// to the next: a job's writers start on warm sessions whose stage tables
-/// exist, instead of new backends. `size` is every writer that can run at
-/// once.
+/// The CopyWriters' bulk connections (`ferry-copy-writer`), kept from one
+/// job to the next: a job's writers start on warm sessions whose stage
+/// tables exist, instead of new backends. `size` is every writer that can
+/// run at once.
 pub fn writer_pool(settings: &DatabaseSettings, size: usize) -> Result<Pool, DbError> {
-    pool_of(&named(settings, "ferry-copy-writer"), size)
+    let named = named(settings, "ferry-copy-writer");
+    pool_of(bulk_config(&named)?, settings, size)
 }
 
-fn pool_of(settings: &DatabaseSettings, size: usize) -> Result<Pool, DbError> {
+fn pool_of(
+    config: tokio_postgres::Config,
+    settings: &DatabaseSettings,
+    size: usize,
+) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
-        pg_config(settings)?,
+        config,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
