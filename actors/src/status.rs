@@ -3,9 +3,7 @@
 //! outbox with the job's terminal update; the StatusPublisher sends it.
 
 use std::collections::HashSet;
-use std::path::Path;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -132,39 +130,6 @@ impl IdLists {
     }
 }
 
-/// The reference ids in a rejects file's `column`, blank ones left out, up
-/// to `limit`. Rejected rows may be ragged or not UTF-8: lines are read as
-/// bytes, of any length, and an id that is not UTF-8 is shown lossily. No
-/// file: none rejected.
-pub async fn rejected_ids(
-    path: &Path,
-    column: usize,
-    limit: usize,
-) -> std::io::Result<Vec<String>> {
-    let file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut records = csv_async::AsyncReaderBuilder::new()
-        .flexible(true)
-        .create_reader(file)
-        .into_byte_records();
-    let mut ids = Vec::new();
-    while ids.len() < limit {
-        let Some(record) = records.next().await else {
-            break;
-        };
-        let record = record.map_err(std::io::Error::other)?;
-        let id = String::from_utf8_lossy(record.get(column).unwrap_or_default());
-        let id = id.trim();
-        if !id.is_empty() {
-            ids.push(id.to_string());
-        }
-    }
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,23 +185,5 @@ mod tests {
         assert!(capped.failed_truncated);
         let clean = IdLists::counts_only(&outcome(0, 0));
         assert!(!clean.success_truncated && !clean.failed_truncated);
-    }
-
-    #[tokio::test]
-    async fn rejected_ids_are_read_from_ragged_and_non_utf8_lines() {
-        let dir = std::env::temp_dir().join(format!("ferry-status-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("job.csv");
-        std::fs::write(
-            &path,
-            b"line,reason,name,id\n3,\"has 1 fields, expected 2\",solo\n4,bad,x, r4 \n5,bad,y,\xff9\n6,empty,z,\n",
-        )
-        .unwrap();
-        let got = rejected_ids(&path, 3, 10).await.unwrap();
-        assert_eq!(got, ids(&["r4", "\u{fffd}9"]));
-        assert_eq!(rejected_ids(&path, 3, 1).await.unwrap(), ids(&["r4"]));
-        let none = rejected_ids(&dir.join("none.csv"), 3, 10).await;
-        assert!(none.unwrap().is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

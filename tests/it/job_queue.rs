@@ -247,6 +247,8 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
         }
     };
     assert_eq!(saved(made[0].id).await, 1, "saved once");
+    let ids = pg::rejects::failed_ids(&c, made[0].id, 10).await.unwrap();
+    assert_eq!(ids, ["r7"], "the reject's reference id, for failedList");
 
     let (given_up, event) = completed(&made[0], 10);
     assert!(jobs::finish(&c, made[0].id, "me", &given_up, &event)

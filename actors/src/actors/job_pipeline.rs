@@ -35,7 +35,7 @@ use crate::pg::{self, jobs};
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::source::Source;
-use crate::status::{self, IdLists, StatusEvent};
+use crate::status::{IdLists, StatusEvent};
 use crate::storage::Store;
 use crate::telemetry::{Depth, JobFinished, Mailbox};
 
@@ -338,39 +338,31 @@ fn on_stage_event(
 }
 
 /// Writes the rejects file from the rejects the job's readers saved, in
-/// whichever attempt and instance they were read; then reads the ids the
-/// status event lists as failed back from it: every one for a reference
-/// list (each must stay out of `successList`; there are no more than the
-/// list has), up to the cap for a file.
+/// whichever attempt and instance they were read; returns the ids the
+/// status event lists as failed: every one for a reference list (each must
+/// stay out of `successList`; there are no more than the list has), up to
+/// the cap for a file.
 async fn write_rejects(state: &Running) -> Result<Vec<String>, ImportError> {
-    if state.tracker.rejected() == 0 {
+    let counted = state.tracker.rejected();
+    if counted == 0 {
         return Ok(Vec::new());
     }
-    let path = &state.rejects_path;
-    let Some(written) = pg::rejects::write_file(&state.control, state.job.id, path, NAME).await?
-    else {
-        return Ok(Vec::new());
-    };
-    if written.rejects != state.tracker.rejected() {
+    let (client, job_id, path) = (&state.control, state.job.id, &state.rejects_path);
+    let written = pg::rejects::write_file(client, job_id, path, NAME).await?;
+    if written != counted {
         tracing::warn!(
-            job_id = %state.job.id,
+            job_id = %job_id,
             path = %path.display(),
-            written = written.rejects,
-            counted = state.tracker.rejected(),
+            written,
+            counted,
             "The rejects file does not hold every rejected row counted."
         );
     }
     let limit = match state.reference_ids {
-        Some(_) => usize::MAX,
-        None => state.max_status_ids,
+        Some(_) => i64::MAX,
+        None => state.max_status_ids as i64,
     };
-    status::rejected_ids(path, written.key_column, limit)
-        .await
-        .map_err(|e| ImportError::Stage {
-            actor: NAME,
-            reason: format!("reading the rejects file {}: {e}", path.display()),
-            retriable: true,
-        })
+    Ok(pg::rejects::failed_ids(client, job_id, limit).await?)
 }
 
 /// Where the job's rejects can be found: for an object source the file is

@@ -38,14 +38,25 @@ pub fn push_csv_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &
     out.push(b'\n');
 }
 
-/// A reader's rejects not yet saved, each encoded as its rejects-file line.
+/// A reader's rejects not yet saved, each encoded as its rejects-file line,
+/// with the row's reference id (the status event's `failedList`).
 pub struct Rejects {
     header: Vec<u8>,
+    /// Which field holds the reference id.
     key: usize,
     positions: Vec<i64>,
     lines: Vec<u8>,
     /// Where each line ends in `lines`.
     ends: Vec<usize>,
+    /// Each row's reference id, trimmed; `None` when it is blank.
+    keys: Vec<Option<Vec<u8>>>,
+}
+
+/// The buffered rejects, one entry per row in each.
+pub struct Pending<'a> {
+    pub positions: &'a [i64],
+    pub lines: Vec<&'a [u8]>,
+    pub keys: Vec<Option<&'a [u8]>>,
 }
 
 impl Rejects {
@@ -62,21 +73,17 @@ impl Rejects {
         );
         Self {
             header,
-            key: key + 2,
+            key,
             positions: Vec::new(),
             lines: Vec::new(),
             ends: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
     /// The rejects file's header line.
     pub fn header(&self) -> &[u8] {
         &self.header
-    }
-
-    /// The rejects file's column that holds a row's reference id.
-    pub fn key_column(&self) -> usize {
-        self.key
     }
 
     pub fn push<'a>(
@@ -90,17 +97,26 @@ impl Rejects {
         self.lines.push(b',');
         push_csv_field(&mut self.lines, reason.as_bytes());
         self.lines.push(b',');
+        let mut key = None;
+        let fields = fields.into_iter().enumerate().map(|(i, field)| {
+            if i == self.key {
+                key = Some(field.trim_ascii());
+            }
+            field
+        });
         push_csv_record(&mut self.lines, fields);
         self.positions.push(position as i64);
         self.ends.push(self.lines.len());
+        self.keys
+            .push(key.filter(|k| !k.is_empty()).map(<[u8]>::to_vec));
     }
 
     pub fn is_empty(&self) -> bool {
         self.positions.is_empty()
     }
 
-    /// The buffered rejects: each one's position and line.
-    pub fn pending(&self) -> (&[i64], Vec<&[u8]>) {
+    /// The buffered rejects: each one's position, line and reference id.
+    pub fn pending(&self) -> Pending<'_> {
         let mut start = 0;
         let lines = self
             .ends
@@ -111,7 +127,11 @@ impl Rejects {
                 line
             })
             .collect();
-        (&self.positions, lines)
+        Pending {
+            positions: &self.positions,
+            lines,
+            keys: self.keys.iter().map(Option::as_deref).collect(),
+        }
     }
 
     /// Forgets what was buffered, once it is saved.
@@ -119,6 +139,7 @@ impl Rejects {
         self.positions.clear();
         self.lines.clear();
         self.ends.clear();
+        self.keys.clear();
     }
 }
 
@@ -142,13 +163,23 @@ mod tests {
     #[test]
     fn each_reject_is_one_line_under_the_header() {
         let mut r = Rejects::new("line", &["name".to_string(), "id".to_string()], 1);
-        assert_eq!(r.key_column(), 3);
         r.push(2, "bad, really", [&b"a"[..], b"x"]);
         r.push(5, "bad", [&b"b"[..], b"\xff"]);
+        r.push(6, "has 1 fields, expected 2", [&b"solo"[..]]);
+        r.push(7, "bad", [&b"c"[..], b" r7 "]);
+        r.push(8, "empty", [&b"d"[..], b" "]);
         assert_eq!(r.header(), b"line,reason,name,id\n");
-        let (positions, lines) = r.pending();
-        assert_eq!(positions, [2, 5]);
-        assert_eq!(lines, [&b"2,\"bad, really\",a,x\n"[..], b"5,bad,b,\xff\n"]);
+        let pending = r.pending();
+        assert_eq!(pending.positions, [2, 5, 6, 7, 8]);
+        assert_eq!(
+            pending.lines[..2],
+            [&b"2,\"bad, really\",a,x\n"[..], b"5,bad,b,\xff\n"]
+        );
+        // The id field, trimmed; none for a ragged row without it or a blank one.
+        assert_eq!(
+            pending.keys,
+            [Some(&b"x"[..]), Some(b"\xff"), None, Some(b"r7"), None]
+        );
         r.clear();
         assert!(r.is_empty());
     }

@@ -47,17 +47,22 @@ impl RejectsStore {
                 .insert(super::connect_bulk(&super::named(&self.database, "ferry-rejects")).await?),
         };
         let header = (!self.header_saved).then(|| rejects.header());
-        let key = rejects.key_column() as i32;
-        let (positions, lines) = rejects.pending();
+        let pending = rejects.pending();
         let saved = client
             .execute(
                 "WITH header AS (
-                     UPDATE import_jobs SET rejects_header = $4, rejects_key = $5
-                     WHERE id = $1 AND $4::bytea IS NOT NULL)
-                 INSERT INTO import_rejects (job_id, position, line)
-                 SELECT $1, p, l FROM unnest($2::bigint[], $3::bytea[]) AS r (p, l)
+                     UPDATE import_jobs SET rejects_header = $5
+                     WHERE id = $1 AND $5::bytea IS NOT NULL)
+                 INSERT INTO import_rejects (job_id, position, line, key)
+                 SELECT $1, p, l, k FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS r (p, l, k)
                  ON CONFLICT (job_id, position) DO NOTHING",
-                &[&self.job_id, &positions, &lines, &header, &key],
+                &[
+                    &self.job_id,
+                    &pending.positions,
+                    &pending.lines,
+                    &pending.keys,
+                    &header,
+                ],
             )
             .await;
         if let Err(e) = saved {
@@ -71,34 +76,24 @@ impl RejectsStore {
     }
 }
 
-/// A rejects file written.
-pub struct Written {
-    /// Rejected rows it lists.
-    pub rejects: u64,
-    /// Its column that holds a row's reference id.
-    pub key_column: usize,
-}
-
 /// Writes job `job_id`'s rejects file at `path`: the header, then every
-/// reject in position order, a page at a time. A job without rejects gets
-/// no file (`None`).
+/// reject in position order, a page at a time. Returns how many rejects it
+/// holds; a job without rejects gets no file (0).
 pub async fn write_file(
     client: &Client,
     job_id: Uuid,
     path: &Path,
     actor: &'static str,
-) -> Result<Option<Written>, ImportError> {
-    let row = client
+) -> Result<u64, ImportError> {
+    let header: Option<Vec<u8>> = client
         .query_one(
-            "SELECT rejects_header, rejects_key FROM import_jobs WHERE id = $1",
+            "SELECT rejects_header FROM import_jobs WHERE id = $1",
             &[&job_id],
         )
-        .await?;
-    let (Some(header), Some(key)) = (
-        row.get::<_, Option<Vec<u8>>>(0),
-        row.get::<_, Option<i32>>(1),
-    ) else {
-        return Ok(None);
+        .await?
+        .get(0);
+    let Some(header) = header else {
+        return Ok(0);
     };
     let io_error = |e: std::io::Error| ImportError::Stage {
         actor,
@@ -133,8 +128,26 @@ pub async fn write_file(
     }
     out.flush().await.map_err(io_error)?;
     out.get_mut().sync_all().await.map_err(io_error)?;
-    Ok(Some(Written {
-        rejects: written,
-        key_column: key as usize,
-    }))
+    Ok(written)
+}
+
+/// The reference ids of job `job_id`'s rejected rows, in file order, up to
+/// `limit`; rows without one are left out, and an id that is not UTF-8 is
+/// shown lossily.
+pub async fn failed_ids(
+    client: &Client,
+    job_id: Uuid,
+    limit: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT key FROM import_rejects WHERE job_id = $1 AND key IS NOT NULL
+             ORDER BY position LIMIT $2",
+            &[&job_id, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned())
+        .collect())
 }
