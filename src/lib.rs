@@ -10,14 +10,18 @@
 //! - `config`: layered configuration (built-in `config/default.toml`, file,
 //!   `FERRY__…` env vars; flags are applied by `main`).
 //! - `telemetry`: tracing setup (text or JSON logs).
-//! - `cli`: one module per subcommand (`import`, `jobs`, `migrate`, `demo`).
+//! - `cli`: one module per subcommand (`import`, `jobs`, `serve`, `apikey`,
+//!   `dlq`, `migrate`, `demo`), each with its clap arguments beside its
+//!   handler.
 //! - `report`: the end-of-import report, as text or JSON.
+//! - `service`: `ferry serve` assembled (database, broker or an embedded
+//!   one, the supervised actors, HTTP), and its shutdown.
+//! - `http`: the API (`/v1/imports`, with the API's own view of a job),
+//!   health and metrics endpoints.
+//! - `topics`: reading a Kafka topic from its start (DLQ, status events).
 //! - `localpg`: a throwaway PostgreSQL cluster for the demo, tests, benches.
 //! - `locals3`: a local S3 server (s3s-fs) for the same.
 //! - `sample`: deterministic sample files.
-//! - `service`: `ferry serve` assembled, and its shutdown.
-//! - `http`: the API, health and metrics endpoints.
-//! - `topics`: reading a Kafka topic from its start (DLQ, status events).
 
 pub mod cli;
 pub mod config;

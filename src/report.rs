@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use ferry_actors::job::{Job, JobStatus};
+use ferry_actors::job::{Job, JobStatus, Work};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -15,11 +15,11 @@ pub struct ImportReport {
     pub status: JobStatus,
     pub source: String,
     pub target: String,
-    pub rows_read: i64,
-    pub inserted: i64,
-    pub updated: i64,
-    pub duplicates: i64,
-    pub rejected: i64,
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
     pub duration_secs: f64,
     pub rows_per_sec: f64,
     pub rejects_path: Option<String>,
@@ -30,24 +30,26 @@ pub struct ImportReport {
 impl ImportReport {
     /// `elapsed` is the wall time the caller waited for the job.
     pub fn new(job: &Job, elapsed: Duration) -> Self {
+        let Work::Import(import) = &job.work;
+        let counts = &import.counts;
         let secs = elapsed.as_secs_f64();
         Self {
             job_id: job.id,
             status: job.status,
-            source: job.source.clone(),
-            target: job.kind.clone(),
-            rows_read: job.total_rows,
-            inserted: job.inserted_rows,
-            updated: job.updated_rows,
-            duplicates: job.duplicate_rows,
-            rejected: job.rejected_rows,
+            source: import.source.clone(),
+            target: job.kind().as_str().to_string(),
+            rows_read: counts.records,
+            inserted: counts.inserted,
+            updated: counts.updated,
+            duplicates: counts.duplicates,
+            rejected: counts.rejected,
             duration_secs: (secs * 1000.0).round() / 1000.0,
             rows_per_sec: if secs > 0.0 {
-                (job.total_rows as f64 / secs).round()
+                (counts.records as f64 / secs).round()
             } else {
                 0.0
             },
-            rejects_path: job.rejects_path.clone(),
+            rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,
         }
@@ -88,7 +90,8 @@ impl ImportReport {
 }
 
 /// 1234567 → "1,234,567".
-pub fn grouped(n: i64) -> String {
+pub fn grouped(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
@@ -113,5 +116,6 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(-1234567), "-1,234,567");
+        assert_eq!(grouped(u64::MAX), "18,446,744,073,709,551,615");
     }
 }

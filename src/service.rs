@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
 use ferry_actors::actors::service::{self, Child};
-use ferry_actors::actors::{dlq, kafka_ingress, status_publisher};
+use ferry_actors::actors::{dlq, job_sweeper, kafka_ingress, status_publisher};
 use ferry_actors::kafka::embedded::EmbeddedBroker;
 use ferry_actors::kafka::{self, Router};
 use ferry_actors::pg;
@@ -101,6 +101,10 @@ impl Service {
                 node_type: config.import.node_type.clone(),
                 pool: pool.clone(),
             })),
+            Child::Sweeper(job_sweeper::Args {
+                database: config.database.clone(),
+                jobs: config.jobs.clone(),
+            }),
         ];
         let (supervisor, _) = Actor::spawn(
             Some(service::NAME.into()),

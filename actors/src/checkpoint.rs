@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::job::{Checkpoint, JobStatus, Outcome};
+use crate::job::{Checkpoint, Counts, Outcome};
+use crate::status::IdLists;
 
 /// How far the reader got: the reader's part of a checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,12 +107,12 @@ impl CommitTracker {
                 break;
             }
             let p = entry.remove();
-            let cp = &mut self.checkpoint;
-            cp.records = p.sealed.upto.records;
-            cp.rejected = p.sealed.upto.rejected;
-            cp.inserted += p.inserted;
-            cp.updated += p.updated;
-            cp.duplicates += p.sealed.duplicates;
+            let counts = &mut self.checkpoint.counts;
+            counts.records = p.sealed.upto.records;
+            counts.rejected = p.sealed.upto.rejected;
+            counts.inserted += p.inserted;
+            counts.updated += p.updated;
+            counts.duplicates += p.sealed.duplicates;
             self.next_seq += 1;
             moved = true;
         }
@@ -129,37 +130,39 @@ impl CommitTracker {
     pub fn rejected(&self) -> u64 {
         self.ended
             .as_ref()
-            .map_or(self.checkpoint.rejected, |e| e.upto.rejected)
+            .map_or(self.checkpoint.counts.rejected, |e| e.upto.rejected)
+    }
+
+    /// The job's counts, once [`Self::is_done`]: every record read and
+    /// rejected, and what the commits made of the rest.
+    pub fn final_counts(&self) -> Counts {
+        let ended = self.ended.as_ref().expect("counts after the input ended");
+        Counts {
+            records: ended.upto.records,
+            rejected: ended.upto.rejected,
+            ..self.checkpoint.counts
+        }
     }
 
     /// The job's end, once [`Self::is_done`]: COMPLETED only when every row
     /// loaded (seed 004), FAILED with the reason otherwise. `rejects` is
-    /// where the rejects file can be found.
-    pub fn outcome(&self, rejects: &str) -> Outcome {
+    /// where the rejects file can be found; `lists` what the event lists.
+    pub fn outcome(&self, rejects: &str, lists: IdLists) -> Outcome {
         let ended = self.ended.as_ref().expect("outcome after the input ended");
-        let cp = &self.checkpoint;
-        let rejected = ended.upto.rejected;
+        let counts = self.final_counts();
         let failure_reason = match &ended.error {
             Some(error) => Some(error.clone()),
-            None if rejected > 0 => Some(format!(
-                "{rejected} of {} rows rejected; see {rejects}",
-                ended.upto.records,
+            None if counts.rejected > 0 => Some(format!(
+                "{} of {} rows rejected; see {rejects}",
+                counts.rejected, counts.records,
             )),
             None => None,
         };
         Outcome {
-            status: if failure_reason.is_some() {
-                JobStatus::Failed
-            } else {
-                JobStatus::Completed
-            },
-            total: ended.upto.records,
-            inserted: cp.inserted,
-            updated: cp.updated,
-            duplicates: cp.duplicates,
-            rejected,
-            rejects_path: (rejected > 0).then(|| rejects.to_string()),
+            counts,
+            rejects_path: (counts.rejected > 0).then(|| rejects.to_string()),
             failure_reason,
+            lists,
         }
     }
 }
@@ -192,8 +195,9 @@ mod tests {
         assert!(!t.advance(), "batch 1 has a shard left");
         t.committed(1, 3, 3).unwrap();
         assert!(t.advance());
-        assert_eq!(t.checkpoint().records, 20);
-        assert_eq!((t.checkpoint().inserted, t.checkpoint().updated), (17, 3));
+        let counts = t.checkpoint().counts;
+        assert_eq!(counts.records, 20);
+        assert_eq!((counts.inserted, counts.updated), (17, 3));
     }
 
     #[test]
@@ -210,8 +214,8 @@ mod tests {
         );
         assert!(t.advance());
         assert!(t.is_done());
-        let o = t.outcome("/r/j.csv");
-        assert_eq!(o.status, JobStatus::Failed);
+        let o = t.outcome("/r/j.csv", IdLists::default());
+        assert_eq!(o.status(), crate::job::JobStatus::Failed);
         assert_eq!(
             o.failure_reason.as_deref(),
             Some("2 of 10 rows rejected; see /r/j.csv")

@@ -14,6 +14,9 @@ pub enum ImportError {
     /// The database refused or dropped a statement.
     #[error("database: {}", chain(.0))]
     Database(#[from] tokio_postgres::Error),
+    /// The job store refused, or a job row could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::job::store::StoreError),
     /// No connection could be made.
     #[error(transparent)]
     Connect(#[from] crate::pg::DbError),
@@ -35,6 +38,7 @@ impl ImportError {
         match self {
             Self::Source { retriable, .. } | Self::Stage { retriable, .. } => *retriable,
             Self::Database(e) => crate::pg::is_transient(e),
+            Self::Store(e) => e.is_transient(),
             Self::Connect(_) => true,
             Self::LeaseLost(_) => false,
         }

@@ -7,15 +7,27 @@
 //! # Layout
 //!
 //! - `settings`: the engine's configuration structs (`[database]`,
-//!   `[import]`, `[retry]`), documented key by key.
-//! - `job`: job, status, checkpoint and outcome types; `groupId` → UUID.
-//! - `batch`: `NodeBatch` and `MatchBatch`, rows packed in one text arena;
+//!   `[import]`, `[jobs]`, `[kafka]`, `[storage]`, `[retry]`), documented
+//!   key by key.
+//! - `job`: jobs and their one lifecycle. `job::lifecycle` makes every
+//!   write to a job row (create, claim, start, checkpoint, fail, finish,
+//!   give up, cancel, sweep), each fenced on the lease; `job::store` reads
+//!   rows and never guesses. Also the `Counts` of an import, its
+//!   `Checkpoint`, its `Outcome`; `groupId` → UUID.
+//! - `status`: the status event a job's end is announced with (seed 004's
+//!   `NodesTransferJobExchange`) and the id lists it carries.
+//! - `batch`: rows packed in one text arena (`NodeBatch`, `MatchBatch`);
 //!   dedupe and routing.
 //! - `checkpoint`: out-of-order batch commits → a contiguous checkpoint and
 //!   the job's outcome.
-//! - `formats`: compression sniffing, CSV rows to nodes, the rejects file.
-//! - `pg`: connections, migrations, the job store, the binary COPY encoder
-//!   and the nodes SQL (upsert and fast path).
+//! - `formats`: compression sniffing, CSV rows to nodes, Parquet columns to
+//!   match suggestions, limits, the rejects file.
+//! - `pg`: connections and pools, migrations, API keys, the binary COPY
+//!   encoder, the target tables (`Table`: nodes, match suggestions), saved
+//!   rejects.
+//! - `kafka`: client settings, topic routes, request payloads
+//!   (`NodeExchange`) and their validation, DLQ headers, the embedded
+//!   broker.
 //! - `source`: where an import reads from, and what it may not read.
 //! - `storage`: S3-compatible object storage through aws-sdk-s3.
 //! - `flow`: credits, the bound on every hop that carries data.
@@ -23,7 +35,9 @@
 //! - `telemetry`: mailbox depth gauges and typed events (logs + metrics).
 //! - `progress`: live counters of a running job.
 //! - `error`: errors at a job attempt's boundary, retriable or not.
-//! - `actors`: JobCoordinator → JobPipeline → FileFetcher → CsvReader →
+//! - `actors`: the service (Service → KafkaIngress, DlqActor,
+//!   StatusPublisher, JobSweeper), and the jobs: JobCoordinator →
+//!   JobPipeline → FileFetcher → CsvReader | ParquetReader →
 //!   BatchAccumulator → CopyWriter × N.
 
 pub mod actors;

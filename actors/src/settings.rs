@@ -241,6 +241,15 @@ pub struct JobSettings {
     /// broker's message size.
     #[serde(default = "default_max_status_ids")]
     pub max_status_ids: usize,
+    /// Finished jobs (with their saved rejects and sent status events) are
+    /// deleted this long after they ended; seed 003 archives jobs after 30
+    /// days. A job whose event is still unsent stays until it is sent.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often `ferry serve` sweeps finished jobs past `retention` (one
+    /// instance at a time).
+    #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
 }
 
 fn default_lease() -> Duration {
@@ -258,6 +267,12 @@ fn default_drain() -> Duration {
 fn default_max_status_ids() -> usize {
     1000
 }
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(600)
+}
 
 impl Default for JobSettings {
     fn default() -> Self {
@@ -267,6 +282,8 @@ impl Default for JobSettings {
             poll: default_poll(),
             drain_timeout: default_drain(),
             max_status_ids: default_max_status_ids(),
+            retention: default_retention(),
+            sweep_interval: default_sweep_interval(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::job::{Job, JobStatus, Outcome};
+use crate::job::{Counts, Job, JobStatus, Outcome, Work};
 
 /// `NodesTransferJobExchange`, plus the counts, the rejects file and flags
 /// that say whether a list was cut at `jobs.max_status_ids`.
@@ -41,19 +41,22 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
-    pub fn new(job: &Job, outcome: &Outcome, lists: IdLists) -> Self {
+    /// The event of a job that ended as `status`, with `outcome`.
+    pub fn new(job: &Job, status: JobStatus, outcome: &Outcome) -> Self {
+        let Work::Import(import) = &job.work;
+        let (counts, lists) = (&outcome.counts, outcome.lists.clone());
         Self {
             job_id: job.id,
-            group_id: job.group_key.clone(),
+            group_id: import.group_key.clone(),
             domain_id: job.domain_id,
-            kind: job.kind.clone(),
-            status: outcome.status,
-            processed: outcome.inserted + outcome.updated + outcome.duplicates,
-            total: outcome.total,
-            inserted: outcome.inserted,
-            updated: outcome.updated,
-            duplicates: outcome.duplicates,
-            rejected: outcome.rejected,
+            kind: job.kind().as_str().to_string(),
+            status,
+            processed: counts.loaded(),
+            total: counts.records,
+            inserted: counts.inserted,
+            updated: counts.updated,
+            duplicates: counts.duplicates,
+            rejected: counts.rejected,
             success_list: lists.success,
             failed_list: lists.failed,
             success_list_truncated: lists.success_truncated,
@@ -81,20 +84,20 @@ pub struct IdLists {
 impl IdLists {
     /// Counts only (a job given up on): a list is "truncated" when it has
     /// rows to list.
-    pub fn counts_only(outcome: &Outcome) -> Self {
-        Self::of_file(outcome, Vec::new(), 0)
+    pub fn counts_only(counts: &Counts) -> Self {
+        Self::of_file(counts, Vec::new(), 0)
     }
 
     /// A file job: the reference ids of its rejected rows, as seed 004 asks
     /// ("add to failed list"), up to `cap`; its stored rows are counted,
     /// not listed (a file may hold millions). The rejects file has every
     /// rejected row, with or without an id.
-    pub fn of_file(outcome: &Outcome, mut failed: Vec<String>, cap: usize) -> Self {
+    pub fn of_file(counts: &Counts, mut failed: Vec<String>, cap: usize) -> Self {
         failed.truncate(cap);
         Self {
             success: Vec::new(),
-            success_truncated: outcome.inserted + outcome.updated + outcome.duplicates > 0,
-            failed_truncated: (failed.len() as u64) < outcome.rejected,
+            success_truncated: counts.loaded() > 0,
+            failed_truncated: (failed.len() as u64) < counts.rejected,
             failed,
         }
     }
@@ -157,33 +160,29 @@ mod tests {
         assert!(!exact.success_truncated);
     }
 
-    fn outcome(inserted: u64, rejected: u64) -> Outcome {
-        Outcome {
-            status: JobStatus::Failed,
-            total: inserted + rejected,
+    fn counts(inserted: u64, rejected: u64) -> Counts {
+        Counts {
+            records: inserted + rejected,
             inserted,
-            updated: 0,
-            duplicates: 0,
             rejected,
-            rejects_path: None,
-            failure_reason: None,
+            ..Counts::default()
         }
     }
 
     #[test]
     fn a_file_lists_its_rejected_ids_and_says_when_some_are_missing() {
         // Three rejected rows, one of them without an id.
-        let lists = IdLists::of_file(&outcome(5, 3), ids(&["r1", "r2"]), 10);
+        let lists = IdLists::of_file(&counts(5, 3), ids(&["r1", "r2"]), 10);
         assert_eq!(lists.failed, ids(&["r1", "r2"]));
         assert!(lists.failed_truncated, "one reject has no id to list");
         assert!(lists.success.is_empty() && lists.success_truncated);
 
-        let all = IdLists::of_file(&outcome(5, 2), ids(&["r1", "r2"]), 10);
+        let all = IdLists::of_file(&counts(5, 2), ids(&["r1", "r2"]), 10);
         assert!(!all.failed_truncated);
-        let capped = IdLists::of_file(&outcome(5, 2), ids(&["r1", "r2"]), 1);
+        let capped = IdLists::of_file(&counts(5, 2), ids(&["r1", "r2"]), 1);
         assert_eq!(capped.failed, ids(&["r1"]));
         assert!(capped.failed_truncated);
-        let clean = IdLists::counts_only(&outcome(0, 0));
+        let clean = IdLists::counts_only(&counts(0, 0));
         assert!(!clean.success_truncated && !clean.failed_truncated);
     }
 }

@@ -180,3 +180,22 @@ impl JobFinished<'_> {
             .record(self.elapsed.as_secs_f64());
     }
 }
+
+/// The retention sweep deleted finished jobs.
+pub struct JobsSwept {
+    pub jobs: u64,
+    pub retention: Duration,
+}
+
+impl JobsSwept {
+    pub fn emit(self) {
+        if self.jobs > 0 {
+            tracing::info!(
+                jobs = self.jobs,
+                retention_secs = self.retention.as_secs(),
+                "Deleted finished jobs past their retention."
+            );
+            counter!("ferry_jobs_swept_total").increment(self.jobs);
+        }
+    }
+}

@@ -291,11 +291,11 @@ async fn show_tables(config: &Config, group: &str, out: &mut impl Write) -> Resu
     let jobs = client
         .query(
             "SELECT kind, status, total_rows, extract(epoch FROM finished_at - started_at)::float8
-             FROM import_jobs WHERE group_key = $1 ORDER BY created_at",
+             FROM jobs WHERE group_key = $1 ORDER BY created_at",
             &[&group],
         )
         .await?;
-    writeln!(out, "\n== import_jobs")?;
+    writeln!(out, "\n== jobs")?;
     for r in jobs {
         let (rows, secs): (i64, Option<f64>) = (r.get(2), r.get(3));
         let secs = secs.unwrap_or(0.0);

@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
 use ferry_actors::kafka::{self, dlq_headers};
 use ferry_actors::settings::KafkaSettings;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -16,6 +17,48 @@ use rdkafka::Message;
 use crate::topics::{self, Until};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args)]
+pub struct DlqArgs {
+    /// Kafka bootstrap servers [default: kafka.brokers].
+    #[arg(long)]
+    pub brokers: Option<String>,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// Each dead letter: where it came from, the error, a payload excerpt.
+    List,
+    /// Send dead letters back to the topics they came from (seed 004 UC-3).
+    Replay {
+        /// Only those that came from this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only those dead-lettered within this long, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+    },
+}
+
+pub async fn command(settings: &KafkaSettings, args: DlqArgs) -> Result<()> {
+    let brokers = args.brokers.unwrap_or_else(|| settings.brokers.clone());
+    if brokers.is_empty() {
+        bail!("give --brokers (the embedded broker's address is in ferry serve's log)");
+    }
+    let settings = settings.clone();
+    // librdkafka's calls block: off the async threads.
+    tokio::task::spawn_blocking(move || match args.command {
+        DlqCommand::List => list(&settings, &brokers, &mut std::io::stdout()),
+        DlqCommand::Replay { topic, since } => {
+            let n = replay(&settings, &brokers, topic.as_deref(), since)?;
+            println!("replayed {n} message(s)");
+            Ok(())
+        }
+    })
+    .await?
+}
 
 /// One dead letter, as read back.
 pub struct DeadLetter {

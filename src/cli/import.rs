@@ -1,19 +1,160 @@
 //! `ferry import`: runs one job through the same actor pipeline the service
 //! uses, shows progress on a terminal, and ends with a report.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
-use ferry_actors::job::NewJob;
-use ferry_actors::pg::{self, jobs};
+use ferry_actors::job::{lifecycle, InputFormat, Job, JobStatus, NewJob, Target};
+use ferry_actors::pg;
 use ferry_actors::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ractor::rpc::CallResult;
+use uuid::Uuid;
 
 use crate::config::Config;
 use crate::report::{grouped, ImportReport};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    /// `nodes`, from CSV or a reference list (seed 004).
+    Nodes,
+    /// `match_suggestions`, from Parquet (seed 003).
+    Matches,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["source", "refs", "refs_file"])))]
+pub struct ImportArgs {
+    /// A local path, file:// URL, s3://bucket/key, or http(s)://ENDPOINT/bucket/key
+    /// of the configured store: gzip, zstd or plain CSV for nodes, Parquet
+    /// for matches.
+    pub source: Option<String>,
+    /// Reference ids to import as nodes, comma-separated (seed 004 UC-2).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub refs: Option<Vec<String>>,
+    /// A file of reference ids, one per line, no header (gzip, zstd or plain).
+    #[arg(long, value_name = "FILE")]
+    pub refs_file: Option<String>,
+    /// What the rows become.
+    #[arg(long, value_enum, default_value = "nodes")]
+    pub target: TargetArg,
+    /// The domain (tenant) UUID.
+    #[arg(long)]
+    pub domain: Uuid,
+    /// The matching group: a UUID, or any string (mapped to a UUIDv5).
+    #[arg(long)]
+    pub group: String,
+    /// Node type [default: import.node_type].
+    #[arg(long = "type")]
+    pub node_type: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Header holding the reference id [default: import.reference_column].
+    #[arg(long)]
+    pub reference_column: Option<String>,
+    /// Folder for the rejects file [default: rejects/ beside the source].
+    #[arg(long)]
+    pub rejects_dir: Option<String>,
+    /// CopyWriter workers [default: import.writers].
+    #[arg(long)]
+    pub writers: Option<usize>,
+    /// Rows per batch [default: import.batch_rows].
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
+    /// Always upsert, even into an empty group.
+    #[arg(long)]
+    pub no_fast_path: bool,
+    /// At the end, write the run's metrics to FILE in Prometheus text format
+    /// (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
+}
+
+/// `ferry import`: the flags applied over the config, the job made from
+/// the arguments, run, and reported. The exit code is 0 only for a
+/// COMPLETED job.
+pub async fn command(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
+    if let Some(v) = args.reference_column {
+        config.import.reference_column = v;
+    }
+    if let Some(v) = args.rejects_dir {
+        config.import.rejects_dir = v;
+    }
+    if let Some(v) = args.writers {
+        config.import.writers = v;
+    }
+    if let Some(v) = args.batch_rows {
+        config.import.batch_rows = v;
+    }
+    if args.no_fast_path {
+        config.import.fast_path = false;
+    }
+    let node_type = args
+        .node_type
+        .unwrap_or_else(|| config.import.node_type.clone());
+    if node_type.is_empty() || node_type.chars().count() > 50 {
+        bail!("--type must be 1 to 50 characters (seed 004: type VARCHAR(50))");
+    }
+    if args.group.trim().is_empty() {
+        bail!("--group must not be empty");
+    }
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    if show_progress {
+        super::quiet_logs(&mut config);
+    }
+    crate::telemetry::init(&config.log);
+    let file = |path: &str, target: Target, format: InputFormat| {
+        // Node type means nothing to match suggestions.
+        let node_type = if target == Target::Nodes {
+            node_type.as_str()
+        } else {
+            ""
+        };
+        NewJob::file(target, args.domain, &args.group, node_type, path, format)
+    };
+    let new = match (args.target, args.source, args.refs, args.refs_file) {
+        (TargetArg::Nodes, _, Some(ids), _) => {
+            NewJob::inline_refs(args.domain, &args.group, &node_type, ids)
+        }
+        (TargetArg::Nodes, _, _, Some(path)) => file(&path, Target::Nodes, InputFormat::Refs),
+        (TargetArg::Nodes, Some(path), ..) if ferry_actors::source::is_parquet(&path) => {
+            bail!("nodes are imported from CSV or reference lists; Parquet files hold matches (--target matches)")
+        }
+        (TargetArg::Nodes, Some(path), ..) => file(&path, Target::Nodes, InputFormat::Csv),
+        (TargetArg::Matches, Some(path), None, None) => {
+            file(&path, Target::Matches, InputFormat::Parquet)
+        }
+        (TargetArg::Matches, ..) => {
+            bail!("matches are imported from a Parquet file: give its SOURCE")
+        }
+        (TargetArg::Nodes, None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
+    };
+    let metrics = args
+        .metrics_textfile
+        .map(MetricsTextfile::install)
+        .transpose()?;
+    let report = run(&config, new, show_progress).await.context("import")?;
+    if let Some(m) = metrics {
+        m.write()?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.write_text(&mut std::io::stdout())?;
+    }
+    Ok(if report.status == JobStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 /// Creates the job, runs it to its end, and reports.
 pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<ImportReport> {
@@ -26,11 +167,11 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
     }
     let started = Instant::now();
     let owner = ferry_actors::job::lease_owner("import");
-    let job = {
+    let held = {
         let client = pool.get().await.context("database pool")?;
         // Held by this process while it runs: a `ferry serve` leaves it
         // alone, unless this process dies and the lease runs out.
-        jobs::create_held(&**client, &new, &owner, config.jobs.lease)
+        lifecycle::create_held(&**client, &new, &owner, config.jobs.lease)
             .await
             .context("creating the job")?
     };
@@ -48,7 +189,7 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
     .context("starting the job coordinator")?;
     let progress = Arc::new(Progress::default());
     let bar = show_progress.then(|| progress_bar(progress.clone()));
-    let result = wait(&coordinator, job.id, progress).await;
+    let result = wait(&coordinator, held, progress).await;
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();
@@ -60,13 +201,14 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
 
 async fn wait(
     coordinator: &JobCoordinatorRef,
-    job_id: uuid::Uuid,
+    held: lifecycle::Held,
     progress: Arc<Progress>,
-) -> Result<ferry_actors::job::Job> {
+) -> Result<Job> {
+    let job_id = held.job().id;
     let answer = coordinator
         .call(
             |reply| job_coordinator::Msg::Run {
-                job_id,
+                held: Box::new(held),
                 progress,
                 reply,
             },

@@ -2,13 +2,53 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
-use ferry_actors::job::{Job, JobStatus};
-use ferry_actors::pg::{self, jobs};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use ferry_actors::job::{store, Job, JobStatus, Work};
+use ferry_actors::pg;
 use ferry_actors::settings::DatabaseSettings;
 use uuid::Uuid;
 
+use crate::http::imports::ImportView;
 use crate::report::grouped;
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// The newest jobs first.
+    List {
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job, in full.
+    Show {
+        id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_status(s: &str) -> Result<JobStatus, String> {
+    JobStatus::parse(&s.to_uppercase()).ok_or_else(|| format!("unknown status `{s}`"))
+}
+
+pub async fn command(database: &DatabaseSettings, command: JobsCommand) -> Result<()> {
+    let mut out = std::io::stdout();
+    match command {
+        JobsCommand::List {
+            status,
+            limit,
+            json,
+        } => list(database, status, limit, json, &mut out).await,
+        JobsCommand::Show { id, json } => match show(database, id, json, &mut out).await? {
+            Some(_) => Ok(()),
+            None => bail!("no job {id}"),
+        },
+    }
+}
 
 pub async fn list(
     database: &DatabaseSettings,
@@ -18,11 +58,12 @@ pub async fn list(
     out: &mut impl Write,
 ) -> Result<()> {
     let client = pg::connect(database).await?;
-    let rows = jobs::list(&client, status, limit)
+    let rows = store::list(&client, status, limit)
         .await
         .context("listing jobs")?;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        let views: Vec<ImportView> = rows.iter().map(ImportView::from).collect();
+        serde_json::to_writer_pretty(&mut *out, &views)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -32,17 +73,18 @@ pub async fn list(
         "id", "kind", "status", "rows", "loaded", "rejected", "created"
     )?;
     for j in rows {
+        let Work::Import(import) = &j.work;
         writeln!(
             out,
             "{:<36}  {:<6}  {:<9}  {:>10}  {:>10}  {:>8}  {:<19}  {}",
             j.id,
-            j.kind,
+            j.kind().as_str(),
             j.status.as_str(),
-            grouped(j.total_rows),
-            grouped(j.processed_rows),
-            grouped(j.rejected_rows),
+            grouped(import.counts.records),
+            grouped(import.counts.loaded()),
+            grouped(import.counts.rejected),
             j.created_at.get(..19).unwrap_or(&j.created_at),
-            j.source
+            import.source
         )?;
     }
     Ok(())
@@ -56,34 +98,36 @@ pub async fn show(
     out: &mut impl Write,
 ) -> Result<Option<Job>> {
     let client = pg::connect(database).await?;
-    let Some(j) = jobs::get(&client, id).await.context("reading the job")? else {
+    let Some(j) = store::get(&client, id).await.context("reading the job")? else {
         return Ok(None);
     };
+    let Work::Import(import) = &j.work;
+    let counts = &import.counts;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &j)?;
+        serde_json::to_writer_pretty(&mut *out, &ImportView::from(&j))?;
         writeln!(out)?;
     } else {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         writeln!(out, "job        {}", j.id)?;
-        writeln!(out, "kind       {}", j.kind)?;
+        writeln!(out, "kind       {}", j.kind().as_str())?;
         writeln!(out, "status     {}", j.status.as_str())?;
-        writeln!(out, "source     {}", j.source)?;
+        writeln!(out, "source     {}", import.source)?;
         writeln!(out, "domain     {}", j.domain_id)?;
-        writeln!(out, "group      {} ({})", j.group_key, j.group_id)?;
+        writeln!(out, "group      {} ({})", import.group_key, import.group_id)?;
         writeln!(
             out,
             "rows       {} read, {} inserted, {} updated, {} duplicates, {} rejected",
-            grouped(j.total_rows),
-            grouped(j.inserted_rows),
-            grouped(j.updated_rows),
-            grouped(j.duplicate_rows),
-            grouped(j.rejected_rows)
+            grouped(counts.records),
+            grouped(counts.inserted),
+            grouped(counts.updated),
+            grouped(counts.duplicates),
+            grouped(counts.rejected)
         )?;
         writeln!(out, "attempts   {}", j.attempts)?;
         writeln!(out, "created    {}", j.created_at)?;
         writeln!(out, "started    {}", opt(&j.started_at))?;
         writeln!(out, "finished   {}", opt(&j.finished_at))?;
-        writeln!(out, "rejects    {}", opt(&j.rejects_path))?;
+        writeln!(out, "rejects    {}", opt(&import.rejects_path))?;
         writeln!(out, "reason     {}", opt(&j.failure_reason))?;
     }
     Ok(Some(j))

@@ -109,7 +109,7 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
 
     let job = client
         .query_one(
-            "SELECT status, total_rows, processed_rows, attempts FROM import_jobs WHERE id = $1",
+            "SELECT status, total_rows, processed_rows, attempts FROM jobs WHERE id = $1",
             &[&again["jobId"]
                 .as_str()
                 .unwrap()

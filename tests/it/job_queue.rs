@@ -1,16 +1,20 @@
-//! The durable job queue's primitives against a real PostgreSQL: claims
-//! with `FOR UPDATE SKIP LOCKED`, leases that expire with their instance,
-//! renewal, release, and the NOTIFY that announces a new job.
+//! The job lifecycle against a real PostgreSQL: claims with `FOR UPDATE
+//! SKIP LOCKED`, leases that expire with their instance, renewal, release,
+//! writes fenced on the lease, cancellation, the retention sweep, and the
+//! NOTIFY that announces a new job.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use ferry_actors::formats::rejects::Rejects;
-use ferry_actors::job::{InputFormat, Job, JobStatus, NewJob, Outcome, Target};
+use ferry_actors::job::lifecycle::{self, Attempt, Cancel, Held, Started};
+use ferry_actors::job::{
+    store, Checkpoint, Counts, InputFormat, JobStatus, NewJob, Outcome, Target, Work,
+};
 use ferry_actors::pg::rejects::RejectsStore;
-use ferry_actors::pg::{self, jobs, migrations};
+use ferry_actors::pg::{self, migrations};
 use ferry_actors::settings::DatabaseSettings;
-use ferry_actors::status::{IdLists, StatusEvent};
+use ferry_actors::status::IdLists;
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
@@ -40,7 +44,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
     let c = migrated(&db).await;
     let mut created = HashSet::new();
     for n in 0..40 {
-        created.insert(jobs::create(&c, &new_job(n)).await.unwrap().job.id);
+        created.insert(lifecycle::create(&c, &new_job(n)).await.unwrap().job.id);
     }
     let mut claimers = Vec::new();
     for w in 0..4 {
@@ -49,13 +53,13 @@ async fn concurrent_claimers_never_get_the_same_job() {
             let owner = format!("instance-{w}");
             let mut mine = Vec::new();
             loop {
-                let got = jobs::claim(&client, &owner, Duration::from_secs(30), 3)
+                let got = lifecycle::claim(&client, &owner, Duration::from_secs(30), 3)
                     .await
                     .unwrap();
                 if got.is_empty() {
                     return mine;
                 }
-                mine.extend(got.into_iter().map(|j| j.id));
+                mine.extend(got.iter().map(|h| h.job().id));
             }
         }));
     }
@@ -72,31 +76,40 @@ async fn concurrent_claimers_never_get_the_same_job() {
 async fn an_expired_lease_is_claimed_by_another_instance() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
     let short = Duration::from_millis(300);
 
-    let a = jobs::claim(&c, "a", short, 10).await.unwrap();
-    assert_eq!(a.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id]);
-    jobs::start_attempt(&c, job.id).await.unwrap();
-    assert!(jobs::claim(&c, "b", short, 10).await.unwrap().is_empty());
+    let a = lifecycle::claim(&c, "a", short, 10).await.unwrap();
+    assert_eq!(
+        a.iter().map(|h| h.job().id).collect::<Vec<_>>(),
+        vec![job.id]
+    );
+    running(&c, &a[0]).await;
+    assert!(lifecycle::claim(&c, "b", short, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // "a" renews while it lives: "b" still cannot take the job.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(
-            jobs::renew(&c, "a", &[job.id], short).await.unwrap(),
+            lifecycle::renew(&c, "a", &[job.id], short).await.unwrap(),
             vec![job.id]
         );
     }
-    assert!(jobs::claim(&c, "b", short, 10).await.unwrap().is_empty());
+    assert!(lifecycle::claim(&c, "b", short, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // "a" dies: its lease runs out and "b" takes the RUNNING job over.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let b = jobs::claim(&c, "b", short, 10).await.unwrap();
+    let b = lifecycle::claim(&c, "b", short, 10).await.unwrap();
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].status.as_str(), "RUNNING");
+    assert_eq!(b[0].job().status, JobStatus::Running);
     assert!(
-        jobs::renew(&c, "a", &[job.id], short)
+        lifecycle::renew(&c, "a", &[job.id], short)
             .await
             .unwrap()
             .is_empty(),
@@ -104,22 +117,25 @@ async fn an_expired_lease_is_claimed_by_another_instance() {
     );
 
     // A release hands it over at once.
-    assert_eq!(jobs::release(&c, "b", &[job.id]).await.unwrap(), 1);
-    assert_eq!(jobs::claim(&c, "c", short, 10).await.unwrap().len(), 1);
+    assert_eq!(lifecycle::release(&c, "b", &[job.id]).await.unwrap(), 1);
+    assert_eq!(lifecycle::claim(&c, "c", short, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn finished_jobs_are_never_claimed() {
     let db = TestDb::new().await;
-    let c = migrated(&db).await;
-    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
-    let (outcome, event) = completed(&job, 0);
+    let mut c = migrated(&db).await;
+    lifecycle::create(&c, &new_job(1)).await.unwrap();
     let lease = Duration::from_secs(30);
-    assert_eq!(jobs::claim(&c, "a", lease, 10).await.unwrap().len(), 1);
-    assert!(jobs::finish(&c, job.id, "a", &outcome, &event)
+    let claimed = lifecycle::claim(&c, "a", lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let attempt = running(&c, &claimed[0]).await;
+    assert!(attempt
+        .finish(&mut c, &completed(0))
         .await
-        .unwrap());
-    assert!(jobs::claim(&c, "a", Duration::from_secs(1), 10)
+        .unwrap()
+        .is_some());
+    assert!(lifecycle::claim(&c, "a", Duration::from_secs(1), 10)
         .await
         .unwrap()
         .is_empty());
@@ -131,58 +147,226 @@ async fn finished_jobs_are_never_claimed() {
 #[tokio::test]
 async fn writes_to_a_job_are_fenced_by_its_lease() {
     let db = TestDb::new().await;
-    let c = migrated(&db).await;
-    let new = new_job(1).reporting_to("status".into(), serde_json::json!({"test": true}));
-    let job = jobs::create(&c, &new).await.unwrap().job;
+    let mut c = migrated(&db).await;
+    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
     let short = Duration::from_millis(200);
-    assert_eq!(jobs::claim(&c, "stalled", short, 1).await.unwrap().len(), 1);
+    let stalled = lifecycle::claim(&c, "stalled", short, 1).await.unwrap();
+    let stalled = running(&c, &stalled[0]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        jobs::claim(&c, "taker", Duration::from_secs(30), 1)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let taker = lifecycle::claim(&c, "taker", Duration::from_secs(30), 1)
+        .await
+        .unwrap();
+    assert_eq!(taker.len(), 1);
+    let taker = running(&c, &taker[0]).await;
 
-    let cp = ferry_actors::job::Checkpoint {
-        records: 10,
-        inserted: 10,
-        ..Default::default()
+    let cp = Checkpoint {
+        counts: Counts {
+            records: 10,
+            inserted: 10,
+            ..Counts::default()
+        },
+        ..Checkpoint::default()
     };
-    assert!(!jobs::save_checkpoint(&c, job.id, "stalled", &cp)
+    assert!(!stalled.fence().checkpoint(&c, &cp).await.unwrap());
+    assert!(taker.fence().checkpoint(&c, &cp).await.unwrap());
+    assert!(stalled
+        .finish(&mut c, &completed(10))
         .await
-        .unwrap());
-    assert!(jobs::save_checkpoint(&c, job.id, "taker", &cp)
-        .await
-        .unwrap());
-    let (outcome, event) = completed(&job, 10);
-    assert!(!jobs::finish(&c, job.id, "stalled", &outcome, &event)
-        .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     assert_eq!(queued(&c).await, 0);
-    assert!(jobs::finish(&c, job.id, "taker", &outcome, &event)
-        .await
-        .unwrap());
+    let done = taker.finish(&mut c, &completed(10)).await.unwrap();
+    assert_eq!(done.unwrap().status, JobStatus::Completed);
     assert_eq!(
         queued(&c).await,
         1,
         "the event is queued with the terminal update"
     );
-    let payload: String = c
-        .query_one("SELECT payload FROM status_outbox", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    let payload = event_payload(&c).await;
     assert_eq!(payload["jobId"], job.id.to_string());
     assert_eq!(payload["status"], "COMPLETED");
     assert_eq!(payload["processed"], 10);
     // Finished once: a second finish, even by the holder, changes nothing.
-    assert!(!jobs::finish(&c, job.id, "taker", &outcome, &event)
+    assert!(taker
+        .finish(&mut c, &completed(10))
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     assert_eq!(queued(&c).await, 1);
+}
+
+/// An instance that stalled past its lease while another one ran the job
+/// to its end must not bring the job back: a late start of an attempt, a
+/// late failure, a late give-up leave the COMPLETED row as it is. (Before
+/// the lifecycle, the late start set it RUNNING again, claimable, to be
+/// run a second time with a second status event.)
+#[tokio::test]
+async fn a_stale_instance_leaves_a_finished_job_untouched() {
+    let db = TestDb::new().await;
+    let mut c = migrated(&db).await;
+    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
+    let short = Duration::from_millis(200);
+    let stale = lifecycle::claim(&c, "stale", short, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let stale_attempt = running(&c, &stale).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taker = lifecycle::claim(&c, "taker", Duration::from_secs(30), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let taken = running(&c, &taker).await;
+    taken.finish(&mut c, &completed(10)).await.unwrap().unwrap();
+    let before = store::get(&c, job.id).await.unwrap().unwrap();
+
+    match stale.start(&c).await.unwrap() {
+        Started::NotOurs(now) => assert_eq!(now.status, JobStatus::Completed),
+        Started::Running(_) => panic!("a stale instance started a finished job"),
+    }
+    assert!(stale_attempt
+        .fail(&c, "late failure")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(stale
+        .give_up(&mut c, "late give-up")
+        .await
+        .unwrap()
+        .is_none());
+
+    let after = store::get(&c, job.id).await.unwrap().unwrap();
+    assert_eq!(after.status, JobStatus::Completed);
+    assert_eq!(after.attempts, before.attempts, "no attempt was counted");
+    assert_eq!(after.failure_reason, None);
+    assert!(lifecycle::claim(&c, "third", short, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(queued(&c).await, 1, "one status event");
+}
+
+/// A cancelled job ends at once with its status event; the attempt that
+/// ran it can write nothing more, and its renewal reports the job lost.
+#[tokio::test]
+async fn a_cancelled_job_ends_and_its_attempt_is_fenced_off() {
+    let db = TestDb::new().await;
+    let mut c = migrated(&db).await;
+    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
+    let lease = Duration::from_secs(30);
+    let held = lifecycle::claim(&c, "me", lease, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let attempt = running(&c, &held).await;
+
+    let other_domain = Uuid::new_v4();
+    assert!(matches!(
+        lifecycle::cancel(&mut c, other_domain, job.id)
+            .await
+            .unwrap(),
+        Cancel::Missing
+    ));
+    match lifecycle::cancel(&mut c, domain(), job.id).await.unwrap() {
+        Cancel::Cancelled(j) => assert_eq!(j.status, JobStatus::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        lifecycle::cancel(&mut c, domain(), job.id).await.unwrap(),
+        Cancel::Ended(_)
+    ));
+    let cp = Checkpoint::default();
+    assert!(!attempt.fence().checkpoint(&c, &cp).await.unwrap());
+    assert!(attempt
+        .finish(&mut c, &completed(1))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(lifecycle::renew(&c, "me", &[job.id], lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(queued(&c).await, 1);
+    assert_eq!(event_payload(&c).await["status"], "CANCELLED");
+}
+
+/// Finished jobs go after the retention, with their saved rejects and
+/// sent events; running jobs, recent ones, and those whose event is still
+/// unsent stay. One sweeper at a time: a second one skips the round.
+#[tokio::test]
+async fn the_sweep_deletes_only_jobs_past_their_retention() {
+    let db = TestDb::new().await;
+    let mut c = migrated(&db).await;
+    let lease = Duration::from_secs(30);
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(lifecycle::create(&c, &reporting(n)).await.unwrap().job.id);
+    }
+    // 0, 1 and 2 finish; 3 keeps running.
+    let held = lifecycle::claim(&c, "me", lease, 10).await.unwrap();
+    for h in &held[..3] {
+        let attempt = running(&c, h).await;
+        attempt
+            .finish(&mut c, &completed(1))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    running(&c, &held[3]).await;
+    let database = DatabaseSettings {
+        url: db.url.clone(),
+        ..Default::default()
+    };
+    let mut saved = RejectsStore::new(ids[0], database);
+    let mut rejects = Rejects::new("line", &["id".to_string()], 0);
+    rejects.push(3, "bad", [&b"r3"[..]]);
+    saved.save(&mut rejects).await.unwrap();
+    // 0 and 1 ended two days ago; 1's event was never sent.
+    c.execute(
+        "UPDATE jobs SET finished_at = now() - interval '2 days' WHERE id = ANY($1)",
+        &[&vec![ids[0], ids[1]]],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE status_outbox SET sent_at = now() WHERE job_id <> $1",
+        &[&ids[1]],
+    )
+    .await
+    .unwrap();
+
+    // Another instance is sweeping: this one skips the round.
+    let day = Duration::from_secs(24 * 3600);
+    let mut other = db.client().await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lifecycle::SWEEP_LOCK],
+    )
+    .await
+    .unwrap();
+    assert_eq!(lifecycle::sweep(&mut c, day, 100).await.unwrap(), None);
+    tx.rollback().await.unwrap();
+
+    assert_eq!(lifecycle::sweep(&mut c, day, 100).await.unwrap(), Some(1));
+    let left: Vec<Uuid> = c
+        .query("SELECT id FROM jobs ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ids[1..].to_vec());
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM import_rejects").await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM status_outbox").await,
+        2,
+        "1 and 2 keep theirs"
+    );
 }
 
 /// A job that finishes while its lease is being renewed is finished, not
@@ -191,17 +375,21 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
 async fn a_job_finishing_during_a_renewal_is_not_taken_for_lost() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
     let lease = Duration::from_secs(30);
-    assert_eq!(jobs::claim(&c, "me", lease, 1).await.unwrap().len(), 1);
+    let held = lifecycle::claim(&c, "me", lease, 1).await.unwrap();
+    running(&c, &held[0]).await;
 
+    // A terminal write in flight: the row is updated, not yet committed.
     let mut finisher = db.client().await;
     let tx = finisher.transaction().await.unwrap();
-    let (outcome, event) = completed(&job, 10);
-    assert!(jobs::finish(&tx, job.id, "me", &outcome, &event)
-        .await
-        .unwrap());
-    let renewal = tokio::spawn(async move { jobs::renew(&c, "me", &[job.id], lease).await });
+    tx.execute(
+        "UPDATE jobs SET status = 'COMPLETED', lease_owner = NULL WHERE id = $1",
+        &[&job.id],
+    )
+    .await
+    .unwrap();
+    let renewal = tokio::spawn(async move { lifecycle::renew(&c, "me", &[job.id], lease).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!renewal.is_finished(), "the renewal waits for the finish");
     tx.commit().await.unwrap();
@@ -216,7 +404,7 @@ async fn a_job_finishing_during_a_renewal_is_not_taken_for_lost() {
 #[tokio::test]
 async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
     let db = TestDb::new().await;
-    let c = migrated(&db).await;
+    let mut c = migrated(&db).await;
     let database = DatabaseSettings {
         url: db.url.clone(),
         ..Default::default()
@@ -224,7 +412,7 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
     let lease = Duration::from_secs(30);
     let mut made = Vec::new();
     for n in 0..2 {
-        let job = jobs::create(&c, &new_job(n)).await.unwrap().job;
+        let job = lifecycle::create(&c, &new_job(n)).await.unwrap().job;
         let mut store = RejectsStore::new(job.id, database.clone());
         for _attempt in 0..2 {
             let mut rejects = Rejects::new("line", &["id".to_string()], 0);
@@ -233,9 +421,11 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
         }
         made.push(job);
     }
-    assert_eq!(jobs::claim(&c, "me", lease, 10).await.unwrap().len(), 2);
+    let held = lifecycle::claim(&c, "me", lease, 10).await.unwrap();
+    assert_eq!(held.len(), 2);
+    let reader = db.client().await;
     let saved = |id: Uuid| {
-        let c = &c;
+        let c = &reader;
         async move {
             c.query_one(
                 "SELECT count(*) FROM import_rejects WHERE job_id = $1",
@@ -250,17 +440,14 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
     let ids = pg::rejects::failed_ids(&c, made[0].id, 10).await.unwrap();
     assert_eq!(ids, ["r7"], "the reject's reference id, for failedList");
 
-    let (given_up, event) = completed(&made[0], 10);
-    assert!(jobs::finish(&c, made[0].id, "me", &given_up, &event)
-        .await
-        .unwrap());
+    let gave_up = held[0].give_up(&mut c, "too many failures").await.unwrap();
+    assert_eq!(gave_up.unwrap().status, JobStatus::Failed);
     assert_eq!(saved(made[0].id).await, 1, "no file: the rejects stay");
 
-    let (mut done, event) = completed(&made[1], 10);
+    let mut done = completed(10);
     done.rejects_path = Some("/r/job.csv".into());
-    assert!(jobs::finish(&c, made[1].id, "me", &done, &event)
-        .await
-        .unwrap());
+    let attempt = running(&c, &held[1]).await;
+    assert!(attempt.finish(&mut c, &done).await.unwrap().is_some());
     assert_eq!(saved(made[1].id).await, 0, "in the file: the rows go");
 }
 
@@ -279,15 +466,15 @@ async fn a_new_job_is_announced() {
         }
     });
     listener
-        .batch_execute(&format!("LISTEN {}", jobs::JOBS_CHANNEL))
+        .batch_execute(&format!("LISTEN {}", lifecycle::JOBS_CHANNEL))
         .await
         .unwrap();
-    let job = jobs::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
     let (channel, payload) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a notification")
         .unwrap();
-    assert_eq!(channel, jobs::JOBS_CHANNEL);
+    assert_eq!(channel, lifecycle::JOBS_CHANNEL);
     assert_eq!(payload, job.id.to_string());
 }
 
@@ -327,17 +514,14 @@ async fn an_import_holds_its_job_until_it_dies() {
     let started = tokio::time::Instant::now();
     loop {
         assert!(
-            jobs::claim(&c, "other", lease, 10)
+            lifecycle::claim(&c, "other", lease, 10)
                 .await
                 .unwrap()
                 .is_empty(),
             "a running import's job was claimable"
         );
         let committed: i64 = c
-            .query_one(
-                "SELECT coalesce(max(processed_rows), 0) FROM import_jobs",
-                &[],
-            )
+            .query_one("SELECT coalesce(max(processed_rows), 0) FROM jobs", &[])
             .await
             .unwrap()
             .get(0);
@@ -359,10 +543,15 @@ async fn an_import_holds_its_job_until_it_dies() {
 
     // Dead: after its lease, the job is there to be resumed.
     tokio::time::sleep(lease + Duration::from_millis(200)).await;
-    let taken = jobs::claim(&c, "other", lease, 10).await.unwrap();
+    let taken = lifecycle::claim(&c, "other", lease, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].status.as_str(), "RUNNING");
-    assert!(taken[0].checkpoint.records > 0, "{:?}", taken[0].checkpoint);
+    assert_eq!(taken[0].job().status, JobStatus::Running);
+    let Work::Import(import) = &taken[0].job().work;
+    assert!(
+        import.checkpoint.counts.records > 0,
+        "{:?}",
+        import.checkpoint
+    );
 }
 
 async fn queued(c: &tokio_postgres::Client) -> i64 {
@@ -372,20 +561,42 @@ async fn queued(c: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
-/// A COMPLETED outcome of `rows` inserted rows, and its status event.
-fn completed(job: &Job, rows: u64) -> (Outcome, StatusEvent) {
-    let outcome = Outcome {
-        status: JobStatus::Completed,
-        total: rows,
+/// A COMPLETED outcome of `rows` inserted rows.
+fn completed(rows: u64) -> Outcome {
+    let counts = Counts {
+        records: rows,
         inserted: rows,
-        updated: 0,
-        duplicates: 0,
-        rejected: 0,
+        ..Counts::default()
+    };
+    Outcome {
+        counts,
         rejects_path: None,
         failure_reason: None,
-    };
-    let event = StatusEvent::new(job, &outcome, IdLists::counts_only(&outcome));
-    (outcome, event)
+        lists: IdLists::counts_only(&counts),
+    }
+}
+
+/// A request whose end is announced on a status topic.
+fn reporting(n: usize) -> NewJob {
+    new_job(n).reporting_to("status".into(), serde_json::json!({"test": true}))
+}
+
+/// Starts an attempt of a held job.
+async fn running(c: &tokio_postgres::Client, held: &Held) -> Attempt {
+    match held.start(c).await.unwrap() {
+        Started::Running(attempt) => attempt,
+        Started::NotOurs(job) => panic!("not ours: {job:?}"),
+    }
+}
+
+/// The one status event queued, as JSON.
+async fn event_payload(c: &tokio_postgres::Client) -> serde_json::Value {
+    let payload: String = c
+        .query_one("SELECT payload FROM status_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&payload).unwrap()
 }
 
 /// Bulk sessions (a job's control connection, its writers' pool) commit

@@ -337,7 +337,7 @@ async fn import_through_a_crash(
     for _ in 0..200 {
         let committed: i64 = client
             .query_one(
-                "SELECT coalesce(max(processed_rows), 0) FROM import_jobs WHERE group_key = $1",
+                "SELECT coalesce(max(processed_rows), 0) FROM jobs WHERE group_key = $1",
                 &[&group],
             )
             .await

@@ -185,17 +185,18 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload:
 /// A message's headers (key, value) and payload.
 pub type Record = (Vec<(String, String)>, Vec<u8>);
 
-/// Every message on `topic` so far, read from the start, waiting until at
-/// least `want` are there: each message's headers and payload.
+/// Every message on `topic`, read from the start: once at least `want`
+/// are there, every message up to the topic's end, so a duplicate sent by
+/// then is among them (asserting on the count then proves "exactly once",
+/// which reading `want` messages alone could not). Each message's headers
+/// and payload.
 pub fn read_topic(brokers: &str, topic: &str, want: usize, wait: Duration) -> Vec<Record> {
-    let messages = topics::read(
-        &KafkaSettings::default(),
-        brokers,
-        topic,
-        Until::Count(want),
-        wait,
-    )
-    .expect("read a topic");
+    let settings = KafkaSettings::default();
+    let read = |until| topics::read(&settings, brokers, topic, until, wait).expect("read a topic");
+    let mut messages = read(Until::Count(want));
+    if messages.len() >= want {
+        messages = read(Until::End);
+    }
     messages
         .iter()
         .map(|m| {
@@ -217,7 +218,7 @@ pub fn read_topic(brokers: &str, topic: &str, want: usize, wait: Duration) -> Ve
         .collect()
 }
 
-/// The status events on `topic`, as JSON.
+/// The status events on the nodes status topic, as JSON (see [`read_topic`]).
 pub fn status_events(brokers: &str, want: usize, wait: Duration) -> Vec<Value> {
     read_topic(brokers, NODES_STATUS, want, wait)
         .into_iter()
@@ -290,7 +291,7 @@ async fn a_seed_message_becomes_a_completed_job_and_a_status_event() {
         .client()
         .await
         .query_one(
-            "SELECT status FROM import_jobs WHERE id = $1::text::uuid",
+            "SELECT status FROM jobs WHERE id = $1::text::uuid",
             &[&job_id],
         )
         .await
@@ -334,7 +335,7 @@ async fn the_same_message_twice_makes_one_job() {
     let events = status_events(&brokers, 2, Duration::from_secs(60));
     let jobs = wait_for(
         &db,
-        "SELECT count(*) FROM import_jobs WHERE status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE status = 'COMPLETED'",
         2,
         Duration::from_secs(30),
     )
@@ -344,7 +345,7 @@ async fn the_same_message_twice_makes_one_job() {
     let total: i64 = db
         .client()
         .await
-        .query_one("SELECT count(*) FROM import_jobs", &[])
+        .query_one("SELECT count(*) FROM jobs", &[])
         .await
         .unwrap()
         .get(0);
@@ -513,7 +514,23 @@ async fn the_api_shows_a_domain_only_its_own_jobs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(job["status"], "COMPLETED");
-    assert_eq!(job["inserted_rows"], 2);
+    assert_eq!(job["rows"]["inserted"], 2, "{job}");
+    assert_eq!(job["rows"]["read"], 2, "{job}");
+    assert_eq!(job["groupId"], "api", "{job}");
+    assert!(
+        job.get("checkpoint").is_none() && job.get("inserted_rows").is_none(),
+        "the API shows its own shape, not the row: {job}"
+    );
+    let (status, body) = request(
+        &serve.http,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth(&mine))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 409, "a finished job cannot be cancelled: {body}");
 
     let (status, _) = request(
         &serve.http,
@@ -528,6 +545,16 @@ async fn the_api_shows_a_domain_only_its_own_jobs() {
         status, 404,
         "another domain's job does not exist for this key"
     );
+    let (status, _) = request(
+        &serve.http,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth(&theirs))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "nor can it be cancelled");
     let (status, page) = request(
         &serve.http,
         "GET",
@@ -615,4 +642,127 @@ async fn the_demo_shows_the_whole_loop() {
         "{text}"
     );
     assert!(text.contains("/metrics"), "{text}");
+}
+
+/// Cancelling a running import over the API: the job is CANCELLED at once
+/// with one status event, its pipeline stops (no more rows arrive), and
+/// its slot goes to the next job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_import_is_cancelled_through_the_api() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let file = db.path("big.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 400_000, 5).unwrap();
+    let slow = [
+        ("FERRY__JOBS__CONCURRENCY", "1"),
+        ("FERRY__IMPORT__BATCH_ROWS", "2000"),
+        ("FERRY__IMPORT__WRITERS", "1"),
+        ("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1"),
+    ];
+    let serve = Serve::start(&db, &brokers, &slow).await;
+    let out = db
+        .ferry(&["apikey", "create", "--domain", DOMAIN], &[])
+        .await;
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let auth = format!("Bearer {key}");
+    let p = producer(&brokers);
+    produce(&p, USERS_TOPIC, "k", &file_request("cancel-me", &file)).await;
+    let loaded = "SELECT coalesce(max(processed_rows), 0) FROM jobs";
+    assert!(wait_for(&db, loaded, 1, Duration::from_secs(30)).await > 0);
+    let id: uuid::Uuid = db
+        .client()
+        .await
+        .query_one("SELECT id FROM jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let path = format!("/v1/imports/{id}");
+    let (status, body) = request(
+        &serve.http,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let job: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(job["status"], "CANCELLED", "{job}");
+    // The next job gets the only slot once the cancelled one has stopped.
+    let refs = json!({"domainId": DOMAIN, "groupId": "after-cancel", "referenceIds": ["a"]});
+    produce(&p, USERS_TOPIC, "k2", &refs.to_string()).await;
+
+    let events = status_events(&brokers, 2, Duration::from_secs(60));
+    assert_eq!(events.len(), 2, "{events:?}\n{}", serve.log_text());
+    let cancelled = events.iter().find(|e| e["groupId"] == "cancel-me").unwrap();
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
+    let next = events
+        .iter()
+        .find(|e| e["groupId"] == "after-cancel")
+        .unwrap();
+    assert_eq!(next["status"], "COMPLETED", "{next}");
+    let stored = db.count("cancel-me").await;
+    assert!(stored < 400_000, "the import went on to the end");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(db.count("cancel-me").await, stored, "rows still arrive");
+    let (status, body) = request(&serve.http, "GET", &path, &[("Authorization", &auth)], "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        "CANCELLED"
+    );
+    let (code, log) = serve.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("Stopped a job whose lease was lost."), "{log}");
+}
+
+/// Finished jobs go after `jobs.retention`, once their status event was
+/// sent: the job row and its outbox row are deleted by the sweep.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_jobs_are_swept_after_their_retention() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let short = [
+        ("FERRY__JOBS__RETENTION", "1s"),
+        ("FERRY__JOBS__SWEEP_INTERVAL", "300ms"),
+    ];
+    let serve = Serve::start(&db, &brokers, &short).await;
+    let p = producer(&brokers);
+    let refs = json!({"domainId": DOMAIN, "groupId": "swept", "referenceIds": ["a", "b"]});
+    produce(&p, USERS_TOPIC, "k", &refs.to_string()).await;
+    let events = status_events(&brokers, 1, Duration::from_secs(30));
+    assert_eq!(events.len(), 1, "{}", serve.log_text());
+    assert_eq!(events[0]["status"], "COMPLETED");
+
+    let gone = "SELECT (SELECT count(*) FROM jobs) + (SELECT count(*) FROM status_outbox)";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = wait_for(&db, gone, 0, Duration::ZERO).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} rows left\n{}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(db.count("swept").await, 2, "the rows themselves stay");
+    let (status, metrics) = request(&serve.http, "GET", "/metrics", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        harness::metric(&metrics, "ferry_jobs_swept_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    serve.terminate().await;
 }

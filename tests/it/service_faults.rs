@@ -84,18 +84,12 @@ async fn status_events_wait_out_a_broker_outage() {
         )
         .await;
     }
-    let ingested = wait_for(
-        &db,
-        "SELECT count(*) FROM import_jobs",
-        4,
-        Duration::from_secs(30),
-    )
-    .await;
+    let ingested = wait_for(&db, "SELECT count(*) FROM jobs", 4, Duration::from_secs(30)).await;
     assert_eq!(ingested, 4);
     kafka.down();
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM import_jobs WHERE status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE status = 'COMPLETED'",
         4,
         Duration::from_secs(60),
     )
@@ -151,7 +145,7 @@ async fn wait_mid_job(db: &TestDb) -> String {
     loop {
         let row = client
             .query_opt(
-                "SELECT lease_owner, processed_rows FROM import_jobs WHERE status = 'RUNNING'",
+                "SELECT lease_owner, processed_rows FROM jobs WHERE status = 'RUNNING'",
                 &[],
             )
             .await
@@ -215,7 +209,7 @@ async fn an_instance_killed_mid_job_is_replaced_by_the_other() {
             .client()
             .await
             .query_one(
-                "SELECT attempts, lease_owner IS NULL FROM import_jobs WHERE group_key = 'killed'",
+                "SELECT attempts, lease_owner IS NULL FROM jobs WHERE group_key = 'killed'",
                 &[],
             )
             .await
@@ -345,7 +339,7 @@ async fn sigterm_mid_job_exits_cleanly_and_the_job_finishes_after_restart() {
     let client = db.client().await;
     let row = client
         .query_one(
-            "SELECT status, lease_owner IS NULL FROM import_jobs WHERE group_key = 'sigterm'",
+            "SELECT status, lease_owner IS NULL FROM jobs WHERE group_key = 'sigterm'",
             &[],
         )
         .await
@@ -362,7 +356,7 @@ async fn sigterm_mid_job_exits_cleanly_and_the_job_finishes_after_restart() {
     assert_eq!(db.digest("sigterm").await, expected);
     let jobs = wait_for(
         &db,
-        "SELECT count(*) FROM import_jobs WHERE group_key = 'sigterm'",
+        "SELECT count(*) FROM jobs WHERE group_key = 'sigterm'",
         1,
         Duration::ZERO,
     )

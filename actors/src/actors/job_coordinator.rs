@@ -1,10 +1,12 @@
-//! JobCoordinator: runs jobs, one supervised JobPipeline each. When a
-//! pipeline fails it applies the restart policy: a retriable failure
-//! restarts the pipeline after a backoff, from the job's checkpoint; a
-//! permanent one, or one too many, makes the job FAILED with the reason.
-//! While a job runs it renews the job's lease, so no other instance takes
-//! the job over; if this process dies, the lease runs out and another
-//! instance may resume the job from its checkpoint.
+//! JobCoordinator: runs jobs of every kind through the job lifecycle
+//! (`job::lifecycle`), one supervised pipeline per attempt, picked by the
+//! job's kind. A pipeline only reports how its job ended; the coordinator
+//! makes every write: it starts each attempt, applies the restart policy
+//! when a pipeline fails (a retriable failure restarts it after a backoff,
+//! from the job's checkpoint; a permanent one, or one too many, gives the
+//! job up as FAILED), and finishes the job with the pipeline's outcome.
+//! While a job runs it renews the job's lease; a job whose lease is lost
+//! (taken over after this process stalled, or cancelled) is stopped.
 //!
 //! In `ferry serve` it also claims work from the queue: woken by `NOTIFY`
 //! when a job is created, and by a periodic poll (a missed notification, a
@@ -18,29 +20,32 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use metrics::{counter, gauge};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
 use crate::error::{is_retriable, ImportError};
-use crate::job::{Job, JobStatus, Outcome};
-use crate::pg::{self, jobs};
+use crate::job::lifecycle::{self, Attempt, Held, Started};
+use crate::job::{Job, JobKind, Outcome};
+use crate::pg;
 use crate::progress::Progress;
 use crate::settings::{
     DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
-use crate::status::{IdLists, StatusEvent};
 use crate::supervision::{Decision, RestartPolicy};
-use crate::telemetry::{ActorRestarted, JobFinished};
+use crate::telemetry::ActorRestarted;
 
 pub const NAME: &str = "job_coordinator";
 
 pub type JobResult = Result<Job, String>;
 
 pub enum Msg {
-    /// Runs a job to its end; the reply is its final row.
+    /// Runs a job this process holds to its end; the reply is its final row.
     Run {
-        job_id: Uuid,
+        held: Box<Held>,
         progress: Arc<Progress>,
         reply: RpcReplyPort<JobResult>,
     },
@@ -74,7 +79,19 @@ struct Tracked {
     /// nobody for a claimed job.
     reply: Option<RpcReplyPort<JobResult>>,
     policy: RestartPolicy,
-    started: Instant,
+    stage: Stage,
+}
+
+/// Where a tracked job is in its life, as far as this process is concerned.
+enum Stage {
+    /// Held, with no attempt running: before the first, or in a backoff.
+    Held(Held),
+    /// An attempt runs; its pipeline sends the outcome before it stops.
+    Running {
+        attempt: Attempt,
+        pipeline: ActorCell,
+        outcome: oneshot::Receiver<Outcome>,
+    },
 }
 
 pub struct State {
@@ -95,6 +112,9 @@ pub async fn spawn(args: Args) -> Result<JobCoordinatorRef, ractor::SpawnErr> {
     Ok(r)
 }
 
+/// The stop reason of a pipeline whose job's lease was lost.
+const LEASE_LOST: &str = "lease lost";
+
 pub struct JobCoordinator;
 
 impl Actor for JobCoordinator {
@@ -113,7 +133,7 @@ impl Actor for JobCoordinator {
             myself.send_interval(args.jobs.poll, || Msg::Claim);
             pg::wake_on(
                 args.database.clone(),
-                jobs::JOBS_CHANNEL,
+                lifecycle::JOBS_CHANNEL,
                 myself.clone(),
                 || Msg::Claim,
             )
@@ -153,7 +173,7 @@ impl Actor for JobCoordinator {
             return Ok(());
         }
         let released = match state.args.pool.get().await {
-            Ok(c) => jobs::release(&**c, &state.args.owner, &ids)
+            Ok(c) => lifecycle::release(&**c, &state.args.owner, &ids)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -175,15 +195,16 @@ impl Actor for JobCoordinator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Run {
-                job_id,
+                held,
                 progress,
                 reply,
             } => {
-                track(state, job_id, progress, Some(reply));
+                let job_id = held.job().id;
+                track(state, *held, progress, Some(reply));
                 attempt(&myself, state, job_id).await;
             }
             Msg::Attempt(job_id) => attempt(&myself, state, job_id).await,
-            Msg::RenewLeases => renew_leases(state).await,
+            Msg::RenewLeases => renew_leases(&myself, state).await,
             Msg::Claim => claim(&myself, state).await,
             Msg::Drain(reply) => {
                 state.drained.get_or_insert_with(Vec::new).push(reply);
@@ -204,12 +225,14 @@ impl Actor for JobCoordinator {
                 let Some(job_id) = state.pipelines.remove(&who.get_id()) else {
                     return Ok(());
                 };
-                if reason.as_deref() == Some(FINISHED) {
-                    reply(&myself, state, job_id, None).await;
-                } else {
-                    let err: ActorProcessingErr =
-                        format!("pipeline stopped: {}", reason.unwrap_or_default()).into();
-                    failed(&myself, state, job_id, err).await;
+                match reason.as_deref() {
+                    Some(FINISHED) => finish(&myself, state, job_id).await,
+                    Some(LEASE_LOST) => lost(&myself, state, job_id).await,
+                    reason => {
+                        let reason = reason.unwrap_or_default();
+                        let err = format!("pipeline stopped: {reason}").into();
+                        failed(&myself, state, job_id, err).await;
+                    }
                 }
             }
             SupervisionEvent::ActorFailed(who, err) => {
@@ -225,18 +248,18 @@ impl Actor for JobCoordinator {
 
 fn track(
     state: &mut State,
-    job_id: Uuid,
+    held: Held,
     progress: Arc<Progress>,
     reply: Option<RpcReplyPort<JobResult>>,
 ) {
     let policy = RestartPolicy::new(state.args.retry.clone());
     state.jobs.insert(
-        job_id,
+        held.job().id,
         Tracked {
             progress,
             reply,
             policy,
-            started: Instant::now(),
+            stage: Stage::Held(held),
         },
     );
     gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
@@ -249,7 +272,9 @@ async fn claim(myself: &ActorRef<Msg>, state: &mut State) {
         return;
     }
     let claimed = match state.args.pool.get().await {
-        Ok(c) => jobs::claim(&**c, &state.args.owner, state.args.jobs.lease, free as i64).await,
+        Ok(c) => lifecycle::claim(&**c, &state.args.owner, state.args.jobs.lease, free as i64)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => {
             tracing::debug!(error = %e, "Cannot claim jobs: no database connection.");
             return;
@@ -262,18 +287,19 @@ async fn claim(myself: &ActorRef<Msg>, state: &mut State) {
             return;
         }
     };
-    for job in claimed {
+    for held in claimed {
+        let job = held.job();
         tracing::info!(
             job_id = %job.id,
-            kind = %job.kind,
+            kind = job.kind().as_str(),
             status = job.status.as_str(),
-            resume_from = job.checkpoint.records,
             owner = %state.args.owner,
             "Claimed a job."
         );
         counter!("ferry_jobs_claimed_total").increment(1);
-        track(state, job.id, Arc::default(), None);
-        attempt(myself, state, job.id).await;
+        let job_id = job.id;
+        track(state, held, Arc::default(), None);
+        attempt(myself, state, job_id).await;
     }
 }
 
@@ -285,112 +311,210 @@ fn answer_drained(state: &mut State) {
     }
 }
 
-/// Renews the leases of every job being run. A job whose lease is gone was
-/// taken over by another instance after this one stalled past its lease.
-async fn renew_leases(state: &State) {
+/// Renews the leases of every job being run. A job whose lease is gone
+/// (another instance took it over after this one stalled past its lease,
+/// or it was cancelled) is stopped: its row is not ours to write.
+async fn renew_leases(myself: &ActorRef<Msg>, state: &mut State) {
     let ids: Vec<Uuid> = state.jobs.keys().copied().collect();
     if ids.is_empty() {
         return;
     }
     let renewed = match state.args.pool.get().await {
-        Ok(c) => jobs::renew(&**c, &state.args.owner, &ids, state.args.jobs.lease).await,
+        Ok(c) => lifecycle::renew(&**c, &state.args.owner, &ids, state.args.jobs.lease).await,
         Err(e) => {
             tracing::warn!(error = %e, "Could not renew job leases: no database connection.");
             return;
         }
     };
-    match renewed {
-        Ok(held) => {
-            for lost in ids.iter().filter(|id| !held.contains(id)) {
-                tracing::warn!(job_id = %lost, owner = %state.args.owner, "Lost the lease of a running job.");
-            }
+    let held = match renewed {
+        Ok(held) => held,
+        Err(e) => return tracing::warn!(error = %e, "Could not renew job leases."),
+    };
+    for job_id in ids.into_iter().filter(|id| !held.contains(id)) {
+        match state.jobs.get(&job_id).map(|t| &t.stage) {
+            // Its end comes back as the pipeline's termination.
+            Some(Stage::Running { pipeline, .. }) => pipeline.stop(Some(LEASE_LOST.into())),
+            Some(Stage::Held(_)) => lost(myself, state, job_id).await,
+            None => {}
         }
-        Err(e) => tracing::warn!(error = %e, "Could not renew job leases."),
     }
 }
 
-/// Starts one attempt of a job: counts it on the job row, spawns its
-/// pipeline linked to us.
+/// Starts one attempt of a held job: the lifecycle marks it RUNNING, and
+/// the pipeline for its kind is spawned, linked to us.
 async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
-    let Some(tracked) = state.jobs.get(&job_id) else {
+    let Some(Tracked {
+        stage: Stage::Held(held),
+        ..
+    }) = state.jobs.get(&job_id)
+    else {
         return;
     };
-    let job = match load_and_start(&state.args.pool, job_id).await {
-        Ok(job) => job,
+    let started = match state.args.pool.get().await {
+        Ok(c) => held.start(&**c).await.map_err(ImportError::from),
+        Err(e) => Err(pg::DbError::Pool(e.to_string()).into()),
+    };
+    let attempt = match started {
+        Ok(Started::Running(attempt)) => attempt,
+        Ok(Started::NotOurs(job)) => return reply(myself, state, job_id, not_ours(job)).await,
         Err(e) => return failed(myself, state, job_id, e.into()).await,
     };
-    if job.status.is_terminal() {
-        return reply(myself, state, job_id, Some(Ok(job))).await;
-    }
-    let args = job_pipeline::Args {
-        job,
-        database: state.args.database.clone(),
-        writers: state.writers.clone(),
-        import: state.args.import.clone(),
-        retry: state.args.retry.clone(),
-        storage: state.args.storage.clone(),
-        progress: tracked.progress.clone(),
-        owner: state.args.owner.clone(),
-        max_status_ids: state.args.jobs.max_status_ids,
-    };
-    match Actor::spawn_linked(None, JobPipeline, args, myself.get_cell()).await {
-        Ok((pipeline, _)) => {
-            state.pipelines.insert(pipeline.get_id(), job_id);
+    let (report, outcome) = oneshot::channel();
+    let spawned = match attempt.job().kind() {
+        JobKind::Import(_) => {
+            let tracked = &state.jobs[&job_id];
+            let args = job_pipeline::Args {
+                job: attempt.job().clone(),
+                fence: attempt.fence(),
+                report: Some(report),
+                database: state.args.database.clone(),
+                writers: state.writers.clone(),
+                import: state.args.import.clone(),
+                retry: state.args.retry.clone(),
+                storage: state.args.storage.clone(),
+                progress: tracked.progress.clone(),
+                max_status_ids: state.args.jobs.max_status_ids,
+            };
+            Actor::spawn_linked(None, JobPipeline, args, myself.get_cell())
+                .await
+                .map(|(pipeline, _)| pipeline.get_cell())
         }
-        Err(e) => failed(myself, state, job_id, startup_error(e)).await,
+    };
+    match spawned {
+        Ok(pipeline) => {
+            state.pipelines.insert(pipeline.get_id(), job_id);
+            if let Some(tracked) = state.jobs.get_mut(&job_id) {
+                tracked.stage = Stage::Running {
+                    attempt,
+                    pipeline,
+                    outcome,
+                };
+            }
+        }
+        Err(e) => {
+            // The attempt began on the row: it ends before it ran.
+            let err = startup_error(e);
+            match note_failure(&state.args.pool, &attempt, &err.to_string()).await {
+                Some(held) => {
+                    if let Some(tracked) = state.jobs.get_mut(&job_id) {
+                        tracked.stage = Stage::Held(held);
+                    }
+                    failed(myself, state, job_id, err).await
+                }
+                None => lost(myself, state, job_id).await,
+            }
+        }
     }
 }
 
-async fn load_and_start(pool: &Pool, job_id: Uuid) -> Result<Job, ImportError> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| crate::pg::DbError::Pool(e.to_string()))?;
-    let job = jobs::get(&**client, job_id)
-        .await?
-        .ok_or_else(|| ImportError::Stage {
-            actor: NAME,
-            reason: format!("job {job_id} does not exist"),
-            retriable: false,
-        })?;
-    if !job.status.is_terminal() {
-        jobs::start_attempt(&**client, job_id).await?;
-    }
-    Ok(job)
+/// Notes a failed attempt on the job row; the job is held again, for the
+/// next attempt. `None`: the job is not ours any more.
+async fn note_failure(pool: &Pool, attempt: &Attempt, reason: &str) -> Option<Held> {
+    let noted = match pool.get().await {
+        Ok(c) => attempt.fail(&**c, reason).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    noted.unwrap_or_else(|e| {
+        let job_id = attempt.job().id;
+        tracing::warn!(job_id = %job_id, error = %e, "Could not note the failure on the job.");
+        Some(attempt.stopped())
+    })
 }
 
-/// An attempt failed: restart after a backoff, or give up.
+/// The reply for a job that is not ours to run: its row when it has ended
+/// (cancelled while waiting for a retry, say), else the lease was lost.
+fn not_ours(job: Job) -> Option<JobResult> {
+    Some(match job.status.is_terminal() {
+        true => Ok(job),
+        false => Err(ImportError::LeaseLost(job.id).to_string()),
+    })
+}
+
+/// A pipeline stopped after reporting its outcome: the terminal write.
+async fn finish(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
+    let Some(Tracked {
+        stage: Stage::Running {
+            attempt, outcome, ..
+        },
+        ..
+    }) = state.jobs.get_mut(&job_id)
+    else {
+        return;
+    };
+    let (attempt, outcome) = (attempt.clone(), outcome.try_recv());
+    let Ok(outcome) = outcome else {
+        let err = "the pipeline finished without an outcome".into();
+        return failed(myself, state, job_id, err).await;
+    };
+    let finished = match state.args.pool.get().await {
+        Ok(mut c) => attempt
+            .finish(&mut c, &outcome)
+            .await
+            .map_err(ImportError::from),
+        Err(e) => Err(pg::DbError::Pool(e.to_string()).into()),
+    };
+    match finished {
+        Ok(Some(job)) => reply(myself, state, job_id, Some(Ok(job))).await,
+        Ok(None) => lost(myself, state, job_id).await,
+        // The next attempt resumes from the last checkpoint, at the end:
+        // it reads nothing and reports the same outcome.
+        Err(e) => failed(myself, state, job_id, e.into()).await,
+    }
+}
+
+/// The job's lease was lost: it is another instance's (or cancelled), so
+/// its row is left alone.
+async fn lost(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
+    tracing::warn!(job_id = %job_id, owner = %state.args.owner, "Stopped a job whose lease was lost.");
+    let result = match state.args.pool.get().await {
+        Ok(c) => match crate::job::store::get(&**c, job_id).await {
+            Ok(Some(job)) => not_ours(job),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let result = result.or_else(|| Some(Err(ImportError::LeaseLost(job_id).to_string())));
+    reply(myself, state, job_id, result).await;
+}
+
+/// An attempt failed (or could not start): restart after a backoff, or
+/// give up.
 async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: ActorProcessingErr) {
+    if let Some(ImportError::LeaseLost(_)) = err.downcast_ref::<ImportError>() {
+        return lost(myself, state, job_id).await;
+    }
     let reason = err.to_string();
     let actor = match err.downcast_ref::<ImportError>() {
         Some(ImportError::Stage { actor, .. }) => *actor,
         _ => job_pipeline::NAME,
     };
+    // Back to held, the failure noted on the row if an attempt ran.
+    let held = match state.jobs.get(&job_id).map(|t| &t.stage) {
+        None => return,
+        Some(Stage::Held(held)) => Some(held.clone()),
+        Some(Stage::Running { attempt, .. }) => {
+            let attempt = attempt.clone();
+            note_failure(&state.args.pool, &attempt, &reason).await
+        }
+    };
+    let Some(held) = held else {
+        return lost(myself, state, job_id).await;
+    };
     let Some(tracked) = state.jobs.get_mut(&job_id) else {
         return;
     };
-    if let Some(ImportError::LeaseLost(_)) = err.downcast_ref::<ImportError>() {
-        // The job is another instance's now: leave its row alone.
-        tracing::warn!(job_id = %job_id, owner = %state.args.owner, "Stopped a job whose lease was lost.");
-        return reply(myself, state, job_id, Some(Err(reason))).await;
-    }
     let decision = if is_retriable(&err) {
         tracked.policy.on_failure(Instant::now())
     } else {
         Decision::GiveUp
     };
+    tracked.stage = Stage::Held(held.clone());
     match decision {
         Decision::Restart { after } => {
-            let attempt = match state.args.pool.get().await {
-                Ok(c) => jobs::record_failure(&**c, job_id, &reason)
-                    .await
-                    .unwrap_or(0),
-                Err(_) => 0,
-            };
             ActorRestarted {
                 actor,
                 job_id,
-                attempt,
+                attempt: held.job().attempts,
                 backoff: after,
                 reason: &reason,
             }
@@ -398,56 +522,27 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
             myself.send_after(after, move || Msg::Attempt(job_id));
         }
         Decision::GiveUp => {
-            let started = tracked.started;
-            let given_up = give_up(&state.args, job_id, &reason, started).await;
-            reply(myself, state, job_id, given_up.err().map(Err)).await;
+            let given_up = match state.args.pool.get().await {
+                Ok(mut c) => held
+                    .give_up(&mut c, &reason)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match given_up {
+                Ok(Some(job)) => reply(myself, state, job_id, Some(Ok(job))).await,
+                Ok(None) => lost(myself, state, job_id).await,
+                Err(e) => {
+                    tracing::error!(job_id = %job_id, error = %e, "Could not give the job up; its lease runs out and it is tried again.");
+                    reply(myself, state, job_id, Some(Err(e))).await
+                }
+            }
         }
     }
 }
 
-/// Marks the job FAILED with what its checkpoint says was committed.
-async fn give_up(args: &Args, job_id: Uuid, reason: &str, started: Instant) -> Result<(), String> {
-    let client = args.pool.get().await.map_err(|e| e.to_string())?;
-    let job = stored(&client, job_id).await?;
-    let cp = &job.checkpoint;
-    let outcome = Outcome {
-        status: JobStatus::Failed,
-        total: cp.records,
-        inserted: cp.inserted,
-        updated: cp.updated,
-        duplicates: cp.duplicates,
-        rejected: cp.rejected,
-        rejects_path: job.rejects_path.clone(),
-        failure_reason: Some(reason.to_string()),
-    };
-    let event = StatusEvent::new(&job, &outcome, IdLists::counts_only(&outcome));
-    let finished = jobs::finish(&**client, job_id, &args.owner, &outcome, &event)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !finished {
-        return Err(ImportError::LeaseLost(job_id).to_string());
-    }
-    JobFinished {
-        job_id,
-        kind: &job.kind,
-        status: JobStatus::Failed.as_str(),
-        rows: outcome.total,
-        elapsed: started.elapsed(),
-        reason: Some(reason),
-    }
-    .emit();
-    Ok(())
-}
-
-/// The job row as stored.
-async fn stored(client: &tokio_postgres::Client, job_id: Uuid) -> JobResult {
-    jobs::get(client, job_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("job {job_id} disappeared"))
-}
-
-/// Answers the job's caller with `result`, or with the job row as stored.
+/// Forgets the job and answers its caller with `result`, or with the job
+/// row as stored.
 async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: Option<JobResult>) {
     let Some(tracked) = state.jobs.remove(&job_id) else {
         return;
@@ -462,7 +557,11 @@ async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: 
     let result = match result {
         Some(r) => r,
         None => match state.args.pool.get().await {
-            Ok(c) => stored(&c, job_id).await,
+            Ok(c) => match crate::job::store::get(&**c, job_id).await {
+                Ok(Some(job)) => Ok(job),
+                Ok(None) => Err(format!("job {job_id} disappeared")),
+                Err(e) => Err(e.to_string()),
+            },
             Err(e) => Err(e.to_string()),
         },
     };

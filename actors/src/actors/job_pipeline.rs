@@ -1,8 +1,9 @@
-//! JobPipeline: the root of one job's subtree. It decides the write mode
-//! under the group lock, spawns and links the stages
+//! JobPipeline: the root of one import attempt's subtree. It decides the
+//! write mode under the group lock, spawns and links the stages
 //! (FileFetcher → CsvReader or ParquetReader → BatchAccumulator →
 //! CopyWriter × N), turns the writers' commits into a contiguous
-//! checkpoint, and finishes the job.
+//! checkpoint, writes the rejects file, and reports the job's outcome to
+//! the JobCoordinator, which makes the terminal write.
 //!
 //! Any stage failing fails the whole subtree: the JobCoordinator restarts it
 //! from the checkpoint, which only ever counts batches that every writer
@@ -11,11 +12,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::batch_accumulator::{self, BatchAccumulator, Feed};
@@ -27,17 +28,19 @@ use crate::batch::{MatchBatch, NodeBatch};
 use crate::checkpoint::{CommitTracker, ReadPosition, Sealed};
 use crate::error::{is_retriable, ImportError};
 use crate::flow::Credits;
-use crate::job::{Checkpoint, InputFormat, Job, Target, WriteMode};
+use crate::job::lifecycle::Fence;
+use crate::job::store;
+use crate::job::{Checkpoint, Import, InputFormat, Job, Outcome, Target, Work, WriteMode};
+use crate::pg;
 use crate::pg::matches::Matches;
 use crate::pg::nodes::Nodes;
 use crate::pg::table::{self, Group, Table};
-use crate::pg::{self, jobs};
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::source::Source;
-use crate::status::{IdLists, StatusEvent};
+use crate::status::IdLists;
 use crate::storage::Store;
-use crate::telemetry::{Depth, JobFinished, Mailbox};
+use crate::telemetry::{Depth, Mailbox};
 
 pub const NAME: &str = "job_pipeline";
 
@@ -62,7 +65,12 @@ pub enum Msg {
 }
 
 pub struct Args {
+    /// The job as its attempt started.
     pub job: Job,
+    /// Every write to the job row is fenced on the attempt's lease.
+    pub fence: Fence,
+    /// Where the job's outcome goes, once every batch is committed.
+    pub report: Option<oneshot::Sender<Outcome>>,
     pub database: DatabaseSettings,
     /// The CopyWriters' connections, shared by every job.
     pub writers: Pool,
@@ -70,9 +78,6 @@ pub struct Args {
     pub retry: RetrySettings,
     pub storage: StorageSettings,
     pub progress: Arc<Progress>,
-    /// Whose lease the job is under: every write to the job row is fenced
-    /// on it.
-    pub owner: String,
     /// The cap on each id list of the status event.
     pub max_status_ids: usize,
 }
@@ -85,7 +90,8 @@ pub struct State {
 /// A started job.
 pub struct Running {
     job: Job,
-    owner: String,
+    fence: Fence,
+    report: Option<oneshot::Sender<Outcome>>,
     max_status_ids: usize,
     /// The ids of an inline reference list, for its status event.
     reference_ids: Option<Arc<Vec<String>>>,
@@ -101,7 +107,13 @@ pub struct Running {
     depth: Depth,
     progress: Arc<Progress>,
     finishing: bool,
-    started: Instant,
+}
+
+impl Running {
+    fn import(&self) -> &Import {
+        let Work::Import(import) = &self.job.work;
+        import
+    }
 }
 
 pub type JobPipelineRef = ActorRef<Msg>;
@@ -130,7 +142,7 @@ impl Actor for JobPipeline {
     ) -> Result<(), ActorProcessingErr> {
         let Some(run) = &mut state.run else {
             // `Start` is the first message; nothing else can come before it.
-            state.run = Some(start(&myself, &state.args).await?);
+            state.run = Some(start(&myself, &mut state.args).await?);
             return Ok(());
         };
         handle_msg(&myself, msg, run).await
@@ -162,38 +174,42 @@ impl Actor for JobPipeline {
 
 /// Connects, takes the group lock, picks the write mode and spawns the
 /// stages. A failure here fails the attempt like any stage failure.
-async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProcessingErr> {
-    let job = &args.job;
+async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, ActorProcessingErr> {
+    let Work::Import(import) = &args.job.work;
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
-    let source = match jobs::reference_ids(&control, job.id).await? {
+    let source = match store::reference_ids(&control, args.job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
-        None => Source::parse(&job.source, &args.storage)?,
+        None => Source::parse(&import.source, &args.storage)?,
     };
     let group = Group {
-        domain_id: job.domain_id,
-        group_id: job.group_id,
+        domain_id: args.job.domain_id,
+        group_id: import.group_id,
     };
-    match (job.target(), job.format) {
-        (Some(Target::Nodes), InputFormat::Csv | InputFormat::Refs) => {
+    match (import.target, import.format) {
+        (Target::Nodes, InputFormat::Csv | InputFormat::Refs) => {
             let table = Nodes {
                 group,
-                node_type: job.node_type.clone(),
+                node_type: import.node_type.clone(),
             };
             let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
             let input = spawn_csv_input(myself, &mut run, args, source, rows).await;
             unwind_on_error(myself, input)?;
             Ok(run)
         }
-        (Some(Target::Matches), InputFormat::Parquet) => {
+        (Target::Matches, InputFormat::Parquet) => {
             let table = Matches { group };
             let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
             let input = spawn_parquet_input(myself, &mut run, args, source, rows).await;
             unwind_on_error(myself, input)?;
             Ok(run)
         }
-        (_, format) => Err(ImportError::Source {
-            uri: job.source.clone(),
-            reason: format!("a `{}` job cannot read {} input", job.kind, format.as_str()),
+        (target, format) => Err(ImportError::Source {
+            uri: import.source.clone(),
+            reason: format!(
+                "a `{}` job cannot read {} input",
+                target.as_str(),
+                format.as_str()
+            ),
             retriable: false,
         }
         .into()),
@@ -205,22 +221,23 @@ async fn start(myself: &ActorRef<Msg>, args: &Args) -> Result<Running, ActorProc
 /// returns the state and the feed the reader will send rows into.
 async fn prepare<T: Table>(
     myself: &ActorRef<Msg>,
-    args: &Args,
+    args: &mut Args,
     control: Client,
     table: T,
     source: &Source,
 ) -> Result<(Running, Feed<T::Batch>), ActorProcessingErr> {
     let job = args.job.clone();
-    let (mode, checkpoint) = choose_mode(&control, &job, &table, &args.import).await?;
-    save_checkpoint(&control, &job, &args.owner, &checkpoint).await?;
+    let Work::Import(import) = &job.work;
+    let (mode, checkpoint) = choose_mode(&control, import, &table, &args.import).await?;
+    save_checkpoint(&control, &args.fence, &checkpoint).await?;
     tracing::info!(
         job_id = %job.id,
         table = T::NAME,
         mode = ?mode,
-        resume_from = checkpoint.records,
+        resume_from = checkpoint.counts.records,
         "Job pipeline starting."
     );
-    Progress::set(&args.progress.records_committed, checkpoint.records);
+    Progress::set(&args.progress.records_committed, checkpoint.counts.records);
     let mut run = Running {
         rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
         rejects_object: source.rejects_object(job.id),
@@ -232,8 +249,8 @@ async fn prepare<T: Table>(
         depth: Depth::new(NAME),
         progress: args.progress.clone(),
         finishing: false,
-        started: Instant::now(),
-        owner: args.owner.clone(),
+        fence: args.fence.clone(),
+        report: args.report.take(),
         max_status_ids: args.max_status_ids,
         reference_ids: match source {
             Source::Inline(ids) => Some(ids.clone()),
@@ -279,8 +296,8 @@ async fn handle_msg(
     }
     if state.tracker.advance() {
         let cp = state.tracker.checkpoint();
-        save_checkpoint(&state.control, &state.job, &state.owner, cp).await?;
-        Progress::set(&state.progress.records_committed, cp.records);
+        save_checkpoint(&state.control, &state.fence, cp).await?;
+        Progress::set(&state.progress.records_committed, cp.counts.records);
     }
     if state.tracker.is_done() {
         finish(state).await?;
@@ -402,7 +419,7 @@ const CHILDREN_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// job keeps its mode (and, in fast mode, takes its exclusive lock again).
 async fn choose_mode<T: Table>(
     control: &Client,
-    job: &Job,
+    job: &Import,
     table: &T,
     import: &ImportSettings,
 ) -> Result<(WriteMode, Checkpoint), ImportError> {
@@ -481,10 +498,10 @@ async fn spawn_writers<T: Table>(
 
 /// The reader's view of the checkpoint.
 fn resume_position(state: &Running) -> ReadPosition {
-    let cp = state.tracker.checkpoint();
+    let counts = state.tracker.checkpoint().counts;
     ReadPosition {
-        records: cp.records,
-        rejected: cp.rejected,
+        records: counts.records,
+        rejected: counts.rejected,
     }
 }
 
@@ -500,7 +517,7 @@ async fn spawn_csv_input(
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
     let bytes_depth = Depth::new(csv_reader::NAME);
     let reader_args = csv_reader::Args {
-        format: state.job.format,
+        format: state.import().format,
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),
@@ -533,7 +550,7 @@ async fn spawn_parquet_input(
     let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
     let import = &args.import;
     let reader_args = parquet_reader::Args {
-        uri: state.job.source.clone(),
+        uri: state.import().source.clone(),
         settings: import.clone(),
         fetcher,
         resume: resume_position(state),
@@ -559,7 +576,7 @@ async fn spawn_fetcher(
     let import = &args.import;
     let fetch_args = file_fetcher::Args {
         source,
-        uri: state.job.source.clone(),
+        uri: state.import().source.clone(),
         chunk_bytes: import.read_chunk_bytes.max(4096),
         max_object_bytes: import.max_object_bytes,
         storage: args.storage.clone(),
@@ -586,48 +603,29 @@ pub fn startup_error(e: SpawnErr) -> ActorProcessingErr {
 /// Writes committed progress, if the job is still ours.
 async fn save_checkpoint(
     control: &Client,
-    job: &Job,
-    owner: &str,
+    fence: &Fence,
     cp: &Checkpoint,
 ) -> Result<(), ImportError> {
-    match jobs::save_checkpoint(control, job.id, owner, cp).await? {
+    match fence.checkpoint(control, cp).await? {
         true => Ok(()),
-        false => Err(ImportError::LeaseLost(job.id)),
+        false => Err(ImportError::LeaseLost(fence.job_id())),
     }
 }
 
-/// Every batch is committed: write the terminal job row and its status
-/// event (if the job is still ours).
+/// Every batch is committed: writes the rejects file and reports the
+/// job's outcome, for the coordinator to finish the job with.
 async fn finish(state: &mut Running) -> Result<(), ImportError> {
     let failed = write_rejects(state).await?;
     let location = rejects_location(state).await;
-    let outcome = state.tracker.outcome(&location);
-    let job_id = state.job.id;
+    let counts = state.tracker.final_counts();
     let lists = match &state.reference_ids {
         Some(ids) => IdLists::of_reference_list(ids, failed, state.max_status_ids),
-        None => IdLists::of_file(&outcome, failed, state.max_status_ids),
+        None => IdLists::of_file(&counts, failed, state.max_status_ids),
     };
-    let event = StatusEvent::new(&state.job, &outcome, lists);
-    // The control connection commits asynchronously (a lost checkpoint
-    // only replays batches), but the terminal update is flushed before the
-    // publisher can send its event: a crash must not undo a job whose end
-    // was announced.
-    let tx = state.control.transaction().await?;
-    tx.batch_execute("SET LOCAL synchronous_commit = on")
-        .await?;
-    if !jobs::finish(&tx, job_id, &state.owner, &outcome, &event).await? {
-        return Err(ImportError::LeaseLost(job_id));
+    let outcome = state.tracker.outcome(&location, lists);
+    Progress::set(&state.progress.records_committed, counts.records);
+    if let Some(report) = state.report.take() {
+        let _ = report.send(outcome);
     }
-    tx.commit().await?;
-    Progress::set(&state.progress.records_committed, outcome.total);
-    JobFinished {
-        job_id,
-        kind: &state.job.kind,
-        status: outcome.status.as_str(),
-        rows: outcome.total,
-        elapsed: state.started.elapsed(),
-        reason: outcome.failure_reason.as_deref(),
-    }
-    .emit();
     Ok(())
 }

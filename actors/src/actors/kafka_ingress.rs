@@ -20,10 +20,9 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Message, Statistics};
 
 use super::dlq::{self, DlqRef};
-use crate::job::NewJob;
+use crate::job::{lifecycle, NewJob};
 use crate::kafka::request::{self, Limits, Reason, Rejected};
 use crate::kafka::{self, Router};
-use crate::pg::{self, jobs};
 use crate::settings::{KafkaSettings, StorageSettings};
 
 pub const NAME: &str = "kafka_ingress";
@@ -221,10 +220,9 @@ async fn store_job(
     let mut paused = false;
     let result = loop {
         let created = match state.args.pool.get().await {
-            Ok(client) => jobs::create(&**client, new).await.map_err(|e| {
-                let transient = pg::is_transient(&e);
-                (crate::error::chain(&e), transient)
-            }),
+            Ok(client) => lifecycle::create(&**client, new)
+                .await
+                .map_err(|e| (e.to_string(), e.is_transient())),
             Err(e) => Err((e.to_string(), true)),
         };
         match created {
@@ -232,7 +230,7 @@ async fn store_job(
                 tracing::info!(
                     job_id = %created.job.id,
                     new = created.is_new,
-                    kind = %created.job.kind,
+                    kind = created.job.kind().as_str(),
                     topic = message.topic(),
                     partition = message.partition(),
                     offset = message.offset(),

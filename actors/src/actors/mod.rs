@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod file_fetcher;
 pub mod job_coordinator;
 pub mod job_pipeline;
+pub mod job_sweeper;
 pub mod kafka_ingress;
 pub mod parquet_reader;
 pub mod service;

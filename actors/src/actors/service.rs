@@ -1,6 +1,6 @@
 //! Service: the root of a `ferry serve` process. It supervises the
-//! long-lived actors that talk to Kafka (KafkaIngress, DlqActor,
-//! StatusPublisher): one that fails is started again after a backoff, with
+//! long-lived actors (KafkaIngress, DlqActor, StatusPublisher, and the
+//! JobSweeper): one that fails is started again after a backoff, with
 //! the same arguments, under the same registered name (others find it by
 //! name, so a restart needs no rewiring). One that fails too often within
 //! the retry window stops the service, so the process exits non-zero and
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 
-use super::{dlq, kafka_ingress, status_publisher};
+use super::{dlq, job_sweeper, kafka_ingress, status_publisher};
 use crate::settings::RetrySettings;
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::ActorRestarted;
@@ -24,6 +24,7 @@ pub enum Child {
     Dlq(dlq::Args),
     Publisher(status_publisher::Args),
     Ingress(Box<kafka_ingress::Args>),
+    Sweeper(job_sweeper::Args),
 }
 
 impl Child {
@@ -32,6 +33,7 @@ impl Child {
             Self::Dlq(_) => dlq::NAME,
             Self::Publisher(_) => status_publisher::NAME,
             Self::Ingress(_) => kafka_ingress::NAME,
+            Self::Sweeper(_) => job_sweeper::NAME,
         }
     }
 
@@ -45,6 +47,7 @@ impl Child {
             Self::Ingress(args) => {
                 linked(name, kafka_ingress::KafkaIngress, *args, supervisor).await
             }
+            Self::Sweeper(args) => linked(name, job_sweeper::JobSweeper, args, supervisor).await,
         }
     }
 }

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rejects",
         sql: include_str!("../../migrations/0006_rejects.sql"),
     },
+    Migration {
+        version: 7,
+        name: "job_lifecycle",
+        sql: include_str!("../../migrations/0007_job_lifecycle.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

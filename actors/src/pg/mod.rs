@@ -3,7 +3,6 @@
 
 pub mod api_keys;
 pub mod copy;
-pub mod jobs;
 pub mod matches;
 pub mod migrations;
 pub mod nodes;

@@ -51,7 +51,7 @@ impl RejectsStore {
         let saved = client
             .execute(
                 "WITH header AS (
-                     UPDATE import_jobs SET rejects_header = $5
+                     UPDATE jobs SET rejects_header = $5
                      WHERE id = $1 AND $5::bytea IS NOT NULL)
                  INSERT INTO import_rejects (job_id, position, line, key)
                  SELECT $1, p, l, k FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS r (p, l, k)
@@ -86,10 +86,7 @@ pub async fn write_file(
     actor: &'static str,
 ) -> Result<u64, ImportError> {
     let header: Option<Vec<u8>> = client
-        .query_one(
-            "SELECT rejects_header FROM import_jobs WHERE id = $1",
-            &[&job_id],
-        )
+        .query_one("SELECT rejects_header FROM jobs WHERE id = $1", &[&job_id])
         .await?
         .get(0);
     let Some(header) = header else {

@@ -1,0 +1,218 @@
+//! Reading job rows. Reading never guesses: a value this build cannot read
+//! (an unknown status, kind or format, a checkpoint that does not parse, a
+//! negative count) is an error that names the job and the column, never a
+//! default that would run the job some other way.
+
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::{Checkpoint, Counts, Import, InputFormat, Job, JobKind, JobStatus, Work};
+
+/// Every column a [`Job`] is read from, by name.
+pub(super) const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type,
+    source, format, total_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
+    rejects_path, failure_reason, checkpoint, attempts, status_topic,
+    created_at::text AS created_at, updated_at::text AS updated_at,
+    started_at::text AS started_at, finished_at::text AS finished_at,
+    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS duration_secs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {}", crate::error::chain(.0))]
+    Database(#[from] tokio_postgres::Error),
+    #[error("job {job}: cannot read column {column}: {reason}")]
+    Unreadable {
+        job: Uuid,
+        column: &'static str,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Worth trying again: the database was unreachable or busy. An
+    /// unreadable row stays unreadable.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => crate::pg::is_transient(e),
+            Self::Unreadable { .. } => false,
+        }
+    }
+}
+
+pub(super) fn from_row(r: &Row) -> Result<Job, StoreError> {
+    let id: Uuid = r.try_get("id")?;
+    let JobKind::Import(target) = parse(r, id, "kind", JobKind::parse)?;
+    let status = parse(r, id, "status", JobStatus::parse)?;
+    let format = parse(r, id, "format", InputFormat::parse)?;
+    let checkpoint: Option<serde_json::Value> = column(r, id, "checkpoint")?;
+    let checkpoint: Checkpoint = match checkpoint {
+        None => Checkpoint::default(),
+        Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Unreadable {
+            job: id,
+            column: "checkpoint",
+            reason: e.to_string(),
+        })?,
+    };
+    let counts = Counts {
+        records: count(r, id, "total_rows")?,
+        inserted: count(r, id, "inserted_rows")?,
+        updated: count(r, id, "updated_rows")?,
+        duplicates: count(r, id, "duplicate_rows")?,
+        rejected: count(r, id, "rejected_rows")?,
+    };
+    Ok(Job {
+        id,
+        status,
+        domain_id: column(r, id, "domain_id")?,
+        attempts: column(r, id, "attempts")?,
+        failure_reason: column(r, id, "failure_reason")?,
+        status_topic: column(r, id, "status_topic")?,
+        created_at: column(r, id, "created_at")?,
+        updated_at: column(r, id, "updated_at")?,
+        started_at: column(r, id, "started_at")?,
+        finished_at: column(r, id, "finished_at")?,
+        duration_secs: column(r, id, "duration_secs")?,
+        work: Work::Import(Import {
+            target,
+            group_id: column(r, id, "group_id")?,
+            group_key: column(r, id, "group_key")?,
+            node_type: column(r, id, "node_type")?,
+            source: column(r, id, "source")?,
+            format,
+            counts,
+            rejects_path: column(r, id, "rejects_path")?,
+            checkpoint,
+        }),
+    })
+}
+
+pub(super) fn from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
+    rows.iter().map(from_row).collect()
+}
+
+fn column<'a, T: FromSql<'a>>(
+    r: &'a Row,
+    job: Uuid,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    r.try_get(column).map_err(|e| StoreError::Unreadable {
+        job,
+        column,
+        reason: crate::error::chain(&e),
+    })
+}
+
+/// A text column holding one of a set of names.
+fn parse<T>(
+    r: &Row,
+    job: Uuid,
+    name: &'static str,
+    known: impl Fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let text: String = column(r, job, name)?;
+    known(&text).ok_or_else(|| StoreError::Unreadable {
+        job,
+        column: name,
+        reason: format!("unknown value {text:?}"),
+    })
+}
+
+fn count(r: &Row, job: Uuid, name: &'static str) -> Result<u64, StoreError> {
+    let n: i64 = column(r, job, name)?;
+    u64::try_from(n).map_err(|_| StoreError::Unreadable {
+        job,
+        column: name,
+        reason: format!("a negative count ({n})"),
+    })
+}
+
+pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    c.query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// A job as its domain sees it: another domain's job does not exist.
+pub async fn get_in_domain(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND domain_id = $2");
+    c.query_opt(&sql, &[&id, &domain_id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// One page of a domain's jobs, newest first: those created before the
+/// job `before` (keyset pagination on the time-ordered ids).
+pub async fn page_in_domain(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+    status: Option<JobStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE domain_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    );
+    let status = status.map(JobStatus::as_str);
+    let rows = c
+        .query(&sql, &[&domain_id, &status, &before, &limit])
+        .await?;
+    from_rows(&rows)
+}
+
+/// Newest first.
+pub async fn list(
+    c: &impl GenericClient,
+    status: Option<JobStatus>,
+    limit: i64,
+) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    let status = status.map(JobStatus::as_str);
+    from_rows(&c.query(&sql, &[&status, &limit]).await?)
+}
+
+/// The ids of an inline reference-list job (read apart from the job row,
+/// which is listed often and should stay small).
+pub async fn reference_ids(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+    let row = c
+        .query_opt("SELECT reference_ids FROM jobs WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+/// Jobs per status, every status included, for the `ferry_jobs{status}` gauge.
+pub async fn count_by_status(
+    c: &impl GenericClient,
+) -> Result<Vec<(JobStatus, i64)>, tokio_postgres::Error> {
+    let rows = c
+        .query("SELECT status, count(*) FROM jobs GROUP BY status", &[])
+        .await?;
+    Ok(JobStatus::ALL
+        .into_iter()
+        .map(|status| {
+            let n = rows
+                .iter()
+                .find(|r| r.get::<_, &str>(0) == status.as_str())
+                .map_or(0, |r| r.get(1));
+            (status, n)
+        })
+        .collect())
+}

@@ -1,0 +1,217 @@
+//! `/v1/imports`: a domain's import jobs (list, show, cancel) and the
+//! manual trigger (seed 004's planned REST endpoint). A job is shown as an
+//! [`ImportView`], the API's own camelCase shape, never the database row.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ferry_actors::job::lifecycle::{self, Cancel};
+use ferry_actors::job::{store, Counts, Job, JobStatus, Target, Work};
+use ferry_actors::kafka::request::{self, Limits};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{internal, Api, ApiError, Tenant};
+
+/// An import job as the API (and `ferry jobs … --json`) shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportView {
+    pub id: Uuid,
+    /// `nodes` or `matches`.
+    pub kind: &'static str,
+    pub status: JobStatus,
+    pub domain_id: Uuid,
+    /// The request's `groupId`, as it was sent.
+    pub group_id: String,
+    pub node_type: String,
+    pub source: String,
+    pub format: &'static str,
+    pub rows: RowsView,
+    pub rejects_path: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// From the first attempt's start to the finish (or to now).
+    pub duration_secs: Option<f64>,
+}
+
+/// What became of a job's rows so far (as of its last checkpoint while it
+/// runs).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowsView {
+    pub read: u64,
+    /// Inserted, updated, or merged as duplicates.
+    pub loaded: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+impl From<&Counts> for RowsView {
+    fn from(c: &Counts) -> Self {
+        Self {
+            read: c.records,
+            loaded: c.loaded(),
+            inserted: c.inserted,
+            updated: c.updated,
+            duplicates: c.duplicates,
+            rejected: c.rejected,
+        }
+    }
+}
+
+impl From<&Job> for ImportView {
+    fn from(job: &Job) -> Self {
+        let Work::Import(import) = &job.work;
+        Self {
+            id: job.id,
+            kind: job.kind().as_str(),
+            status: job.status,
+            domain_id: job.domain_id,
+            group_id: import.group_key.clone(),
+            node_type: import.node_type.clone(),
+            source: import.source.clone(),
+            format: import.format.as_str(),
+            rows: RowsView::from(&import.counts),
+            rejects_path: import.rejects_path.clone(),
+            failure_reason: job.failure_reason.clone(),
+            attempts: job.attempts,
+            created_at: job.created_at.clone(),
+            started_at: job.started_at.clone(),
+            finished_at: job.finished_at.clone(),
+            duration_secs: job.duration_secs,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    /// The `next` of the previous page.
+    before: Option<Uuid>,
+}
+
+pub async fn list(
+    State(api): State<Arc<Api>>,
+    Tenant { domain, client }: Tenant,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status =
+        match q.status {
+            Some(s) => Some(JobStatus::parse(&s.to_uppercase()).ok_or_else(|| {
+                ApiError(StatusCode::BAD_REQUEST, format!("unknown status {s:?}"))
+            })?),
+            None => None,
+        };
+    let limit = q.limit.unwrap_or(50).clamp(1, api.config.http.max_page);
+    let page = store::page_in_domain(&**client, domain, status, q.before, limit)
+        .await
+        .map_err(internal)?;
+    let next = (page.len() as i64 == limit)
+        .then(|| page.last().map(|j| j.id))
+        .flatten();
+    let items: Vec<ImportView> = page.iter().map(ImportView::from).collect();
+    Ok(Json(json!({ "items": items, "next": next })).into_response())
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no import {id}"))
+}
+
+pub async fn show(
+    Tenant { domain, client }: Tenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
+    let job = store::get_in_domain(&**client, domain, uuid)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(ImportView::from(&job)).into_response())
+}
+
+/// Cancels a job that has not ended: it is CANCELLED at once (with its
+/// status event), and a running attempt stops at its next checkpoint.
+/// Rows already committed stay. 409 for a job that had ended.
+pub async fn cancel(
+    Tenant { domain, mut client }: Tenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
+    match lifecycle::cancel(&mut client, domain, uuid)
+        .await
+        .map_err(internal)?
+    {
+        Cancel::Cancelled(job) => Ok(Json(ImportView::from(&job)).into_response()),
+        Cancel::Ended(job) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("import {id} has ended: {}", job.status.as_str()),
+        )),
+        Cancel::Missing => Err(not_found(&id)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateQuery {
+    /// `nodes` (default) or `matches`.
+    target: Option<String>,
+}
+
+/// The manual trigger: the Kafka payload, checked the same way; 202 with
+/// the job id. The same `Idempotency-Key` header twice gives the same job.
+pub async fn create(
+    State(api): State<Arc<Api>>,
+    Tenant { domain, client }: Tenant,
+    headers: HeaderMap,
+    Query(q): Query<CreateQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let target = match q.target.as_deref() {
+        None => Target::Nodes,
+        Some(t) => Target::parse(t).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown target {t:?}: nodes or matches"),
+            )
+        })?,
+    };
+    let kafka = &api.config.kafka;
+    let bad = |e: request::Rejected| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+    let request = request::parse(&body, Limits::of(kafka)).map_err(bad)?;
+    if request.domain_id != domain {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "domainId is not this API key's domain".into(),
+        ));
+    }
+    let route = kafka.routes.iter().find(|r| r.target == target);
+    let default_node_type = api.config.import.node_type.as_str();
+    let node_type = route.map_or(default_node_type, |r| r.node_type_or(default_node_type));
+    let mut new = request
+        .into_job(target, node_type, &api.config.storage)
+        .map_err(bad)?;
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        new = new.keyed(format!("http:{domain}:{}", key.trim()));
+    }
+    if let Some(route) = route {
+        new = new.reporting_to(route.status_topic.clone(), json!({ "api": true }));
+    }
+    let created = lifecycle::create(&**client, &new).await.map_err(internal)?;
+    let id = created.job.id;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/imports/{id}"))],
+        Json(json!({ "jobId": id, "status": created.job.status, "new": created.is_new })),
+    )
+        .into_response())
+}
