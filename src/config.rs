@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use ferry_actors::settings::{
-    DatabaseSettings, ImportSettings, JobSettings, KafkaSettings, RetrySettings, StorageSettings,
+    DatabaseSettings, ExportSettings, ImportSettings, JobSettings, KafkaSettings, RetrySettings,
+    StorageSettings,
 };
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -27,6 +28,8 @@ pub struct Config {
     pub jobs: JobSettings,
     #[serde(default)]
     pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub exports: ExportSettings,
     #[serde(default)]
     pub http: HttpSettings,
     #[serde(default)]

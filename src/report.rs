@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use ferry_actors::job::{Job, JobStatus, Work};
+use ferry_actors::job::{Import, Job, JobStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -29,8 +29,7 @@ pub struct ImportReport {
 
 impl ImportReport {
     /// `elapsed` is the wall time the caller waited for the job.
-    pub fn new(job: &Job, elapsed: Duration) -> Self {
-        let Work::Import(import) = &job.work;
+    pub fn new(job: &Job, import: &Import, elapsed: Duration) -> Self {
         let counts = &import.counts;
         let secs = elapsed.as_secs_f64();
         Self {

@@ -72,6 +72,7 @@ impl Service {
         let coordinator = job_coordinator::spawn(job_coordinator::Args {
             database: config.database.clone(),
             import: Arc::new(config.import.clone()),
+            exports: Arc::new(config.exports.clone()),
             retry: config.retry.clone(),
             storage: config.storage.clone(),
             jobs: config.jobs.clone(),

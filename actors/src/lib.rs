@@ -14,6 +14,10 @@
 //!   give up, cancel, sweep), each fenced on the lease; `job::store` reads
 //!   rows and never guesses. Also the `Counts` of an import, its
 //!   `Checkpoint`, its `Outcome`; `groupId` → UUID.
+//! - `export`: exports' domain code: exportable objects read from the
+//!   catalog, the filter compiler, the query plan with keyset continuation,
+//!   value codecs, the CSV/JSON/JSONL/Parquet encoders, and the sinks (S3
+//!   multipart, local files).
 //! - `status`: the status event a job's end is announced with (seed 004's
 //!   `NodesTransferJobExchange`) and the id lists it carries.
 //! - `batch`: rows packed in one text arena (`NodeBatch`, `MatchBatch`);
@@ -44,6 +48,7 @@ pub mod actors;
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod export;
 pub mod flow;
 pub mod formats;
 pub mod job;

@@ -549,3 +549,180 @@ impl Default for KafkaSettings {
         }
     }
 }
+
+/// `[exports]`: rows out of PostgreSQL into files (seeds 000, 001, 002).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Exports read from this database (seed 001's read replica) instead
+    /// of `database.url`. Empty: the primary.
+    #[serde(default)]
+    pub read_url: String,
+    /// The bucket of the configured store that exports go to; created if
+    /// missing.
+    #[serde(default = "default_export_bucket")]
+    pub bucket: String,
+    /// The folder exports go to when no object store is configured (the
+    /// embedded default, so the demo needs no S3 server). Empty: the temp
+    /// folder's `ferry-exports`.
+    #[serde(default)]
+    pub local_dir: String,
+    /// Put before every key: `{prefix}/{domain}/exports/{yyyy}/{mm}/
+    /// {object}-{id}.{ext}` (seed 002's layout). Empty: no prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// A file's parts: S3 multipart parts of about this many bytes (5 MiB
+    /// at least, S3's minimum), each ending on a row. A restarted export
+    /// continues after the last part that was stored.
+    #[serde(default = "default_part_bytes")]
+    pub part_bytes: usize,
+    /// Parts uploading at once, per export.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
+    /// A new file starts once a file holds this many bytes (DuckDB's
+    /// FILE_SIZE_BYTES; Voucherify: "may be split into chunks"). 0: no
+    /// limit.
+    #[serde(default = "default_file_bytes")]
+    pub file_bytes: u64,
+    /// A new file starts once a file holds this many rows. 0: no limit.
+    #[serde(default)]
+    pub file_rows: u64,
+    /// Rows the ExportReader hands on in one message.
+    #[serde(default = "default_fetch_rows")]
+    pub fetch_rows: usize,
+    /// Row batches in flight from the reader to the encoder (backpressure).
+    #[serde(default = "default_export_in_flight")]
+    pub max_in_flight: usize,
+    /// gzip level, 1 (fastest, `gzip -1`) to 9.
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: u32,
+    /// zstd level, 1 to 19 (also Parquet's own compression).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// A Parquet row group holds at most this many rows …
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// … and about this many bytes, as encoded.
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: usize,
+    /// S3 server-side encryption of every file (seed 001: encrypted at
+    /// rest): `AES256` or `aws:kms`. Empty: the bucket's default.
+    #[serde(default)]
+    pub server_side_encryption: String,
+    /// Conditions in one request's filters, all groups together.
+    #[serde(default = "default_max_conditions")]
+    pub max_conditions: usize,
+    /// Values in one condition.
+    #[serde(default = "default_max_values")]
+    pub max_values: usize,
+    /// How deep filter groups nest.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// Objects declared by the operator, beside the built-in `node` and
+    /// `match_suggestion`.
+    #[serde(default)]
+    pub objects: Vec<ExportObjectSettings>,
+}
+
+/// `[[exports.objects]]`: a table or view that can be exported, with no
+/// code. Its columns and types are read from the catalog at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportObjectSettings {
+    /// What requests call it (`voucher`).
+    pub name: String,
+    /// The table or view, maybe schema-qualified (`public.vouchers`).
+    pub table: String,
+    /// The uuid column naming each row's domain.
+    #[serde(default = "default_tenant_column")]
+    pub tenant_column: String,
+    /// Columns that identify a row. Empty: the table's primary key (a view
+    /// must give them).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// The output's columns when a request names none. Empty: every column.
+    #[serde(default)]
+    pub default_fields: Vec<String>,
+    /// `field` or `-field` when a request gives no order. Empty: the key.
+    #[serde(default)]
+    pub default_order: String,
+}
+
+fn default_export_bucket() -> String {
+    "ferry-exports".into()
+}
+fn default_part_bytes() -> usize {
+    8 << 20
+}
+fn default_parts_in_flight() -> usize {
+    2
+}
+fn default_file_bytes() -> u64 {
+    1 << 30
+}
+fn default_fetch_rows() -> usize {
+    2000
+}
+fn default_export_in_flight() -> usize {
+    4
+}
+fn default_gzip_level() -> u32 {
+    1
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_row_group_rows() -> usize {
+    122_880
+}
+fn default_row_group_bytes() -> usize {
+    64 << 20
+}
+fn default_max_conditions() -> usize {
+    50
+}
+fn default_max_values() -> usize {
+    1000
+}
+fn default_max_depth() -> usize {
+    3
+}
+fn default_tenant_column() -> String {
+    "domain_id".into()
+}
+
+impl ExportSettings {
+    /// Where exports go without an object store.
+    pub fn local_dir(&self) -> std::path::PathBuf {
+        match self.local_dir.as_str() {
+            "" => std::env::temp_dir().join("ferry-exports"),
+            dir => dir.into(),
+        }
+    }
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            read_url: String::new(),
+            bucket: default_export_bucket(),
+            local_dir: String::new(),
+            prefix: String::new(),
+            part_bytes: default_part_bytes(),
+            parts_in_flight: default_parts_in_flight(),
+            file_bytes: default_file_bytes(),
+            file_rows: 0,
+            fetch_rows: default_fetch_rows(),
+            max_in_flight: default_export_in_flight(),
+            gzip_level: default_gzip_level(),
+            zstd_level: default_zstd_level(),
+            row_group_rows: default_row_group_rows(),
+            row_group_bytes: default_row_group_bytes(),
+            server_side_encryption: String::new(),
+            max_conditions: default_max_conditions(),
+            max_values: default_max_values(),
+            max_depth: default_max_depth(),
+            objects: Vec::new(),
+        }
+    }
+}

@@ -161,6 +161,135 @@ impl Store {
     }
 }
 
+/// How a file is stored: its content type and encoding, and server-side
+/// encryption when asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectMeta {
+    pub content_type: String,
+    pub content_encoding: Option<String>,
+    /// `AES256` or `aws:kms`; `None`: the bucket's default.
+    pub server_side_encryption: Option<String>,
+}
+
+impl Store {
+    /// Starts a multipart upload; returns its id.
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> Result<String, StorageError> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(&meta.content_type);
+        if let Some(encoding) = &meta.content_encoding {
+            req = req.content_encoding(encoding);
+        }
+        if let Some(sse) = &meta.server_side_encryption {
+            req = req.server_side_encryption(sse.as_str().into());
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", e))?;
+        out.upload_id()
+            .map(String::from)
+            .ok_or_else(|| StorageError {
+                message: "CreateMultipartUpload: no upload id".into(),
+                retriable: false,
+            })
+    }
+
+    /// Uploads one part; returns its ETag.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("UploadPart", e))?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// Completes a multipart upload from its parts, in order.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), StorageError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = parts
+            .iter()
+            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))?;
+        Ok(())
+    }
+
+    /// Drops an unfinished upload and its parts; one already gone is fine.
+    pub async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(StorageError::from_sdk("AbortMultipartUpload", e)),
+        }
+    }
+
+    /// Deletes an object; one already gone is fine.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("DeleteObject", e))?;
+        Ok(())
+    }
+}
+
 /// Reads one object, or a range of it, as a stream of chunks of at least
 /// `chunk` bytes. When the connection breaks mid-body it opens the object
 /// again with a range request at the byte it reached, after a backoff; only

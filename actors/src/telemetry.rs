@@ -199,3 +199,31 @@ impl JobsSwept {
         }
     }
 }
+
+/// An export's part is in the store.
+pub struct PartUploaded {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl PartUploaded {
+    pub fn emit(self) {
+        counter!("ferry_export_bytes_total").increment(self.bytes);
+        histogram!("ferry_export_part_seconds").record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// An export's rows are durable in its files (counted per part, not per
+/// row).
+pub struct RowsExported {
+    pub object: String,
+    pub rows: u64,
+}
+
+impl RowsExported {
+    pub fn emit(self) {
+        if self.rows > 0 {
+            counter!("ferry_rows_exported_total", "object" => self.object).increment(self.rows);
+        }
+    }
+}

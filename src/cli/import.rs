@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
-use ferry_actors::job::{lifecycle, InputFormat, Job, JobStatus, NewJob, Target};
+use ferry_actors::job::{lifecycle, InputFormat, Job, JobStatus, NewJob, Target, Work};
 use ferry_actors::pg;
 use ferry_actors::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -178,6 +178,7 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
     let coordinator = job_coordinator::spawn(job_coordinator::Args {
         database: config.database.clone(),
         import: Arc::new(config.import.clone()),
+        exports: Arc::new(config.exports.clone()),
         retry: config.retry.clone(),
         storage: config.storage.clone(),
         jobs: config.jobs.clone(),
@@ -196,7 +197,10 @@ pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<Im
     }
     coordinator.stop(None);
     let job = result?;
-    Ok(ImportReport::new(&job, started.elapsed()))
+    let Work::Import(import) = &job.work else {
+        anyhow::bail!("job {} is not an import", job.id);
+    };
+    Ok(ImportReport::new(&job, import, started.elapsed()))
 }
 
 async fn wait(

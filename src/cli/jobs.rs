@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ferry_actors::job::{store, Job, JobStatus, Work};
+use ferry_actors::job::{store, Family, Job, JobStatus, Work};
 use ferry_actors::pg;
 use ferry_actors::settings::DatabaseSettings;
 use uuid::Uuid;
@@ -58,11 +58,11 @@ pub async fn list(
     out: &mut impl Write,
 ) -> Result<()> {
     let client = pg::connect(database).await?;
-    let rows = store::list(&client, status, limit)
+    let rows = store::list(&client, Some(Family::Imports), status, limit)
         .await
         .context("listing jobs")?;
     if json {
-        let views: Vec<ImportView> = rows.iter().map(ImportView::from).collect();
+        let views: Vec<ImportView> = rows.iter().filter_map(ImportView::of).collect();
         serde_json::to_writer_pretty(&mut *out, &views)?;
         writeln!(out)?;
         return Ok(());
@@ -73,7 +73,9 @@ pub async fn list(
         "id", "kind", "status", "rows", "loaded", "rejected", "created"
     )?;
     for j in rows {
-        let Work::Import(import) = &j.work;
+        let Work::Import(import) = &j.work else {
+            continue;
+        };
         writeln!(
             out,
             "{:<36}  {:<6}  {:<9}  {:>10}  {:>10}  {:>8}  {:<19}  {}",
@@ -101,10 +103,12 @@ pub async fn show(
     let Some(j) = store::get(&client, id).await.context("reading the job")? else {
         return Ok(None);
     };
-    let Work::Import(import) = &j.work;
+    let Work::Import(import) = &j.work else {
+        anyhow::bail!("job {id} is an export: see `ferry exports show {id}`");
+    };
     let counts = &import.counts;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &ImportView::from(&j))?;
+        serde_json::to_writer_pretty(&mut *out, &ImportView::of(&j))?;
         writeln!(out)?;
     } else {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());

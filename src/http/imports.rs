@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_actors::job::lifecycle::{self, Cancel};
-use ferry_actors::job::{store, Counts, Job, JobStatus, Target, Work};
+use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, Target, Work};
 use ferry_actors::kafka::request::{self, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -69,9 +69,16 @@ impl From<&Counts> for RowsView {
     }
 }
 
-impl From<&Job> for ImportView {
-    fn from(job: &Job) -> Self {
-        let Work::Import(import) = &job.work;
+impl ImportView {
+    /// The view of an import job; `None` for a job of another kind.
+    pub fn of(job: &Job) -> Option<Self> {
+        match &job.work {
+            Work::Import(import) => Some(Self::of_import(job, import)),
+            Work::Export(_) => None,
+        }
+    }
+
+    fn of_import(job: &Job, import: &Import) -> Self {
         Self {
             id: job.id,
             kind: job.kind().as_str(),
@@ -114,13 +121,13 @@ pub async fn list(
             None => None,
         };
     let limit = q.limit.unwrap_or(50).clamp(1, api.config.http.max_page);
-    let page = store::page_in_domain(&**client, domain, status, q.before, limit)
+    let page = store::page_in_domain(&**client, Family::Imports, domain, status, q.before, limit)
         .await
         .map_err(internal)?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|j| j.id))
         .flatten();
-    let items: Vec<ImportView> = page.iter().map(ImportView::from).collect();
+    let items: Vec<ImportView> = page.iter().filter_map(ImportView::of).collect();
     Ok(Json(json!({ "items": items, "next": next })).into_response())
 }
 
@@ -133,11 +140,13 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
-    let job = store::get_in_domain(&**client, domain, uuid)
+    let view = store::get_in_domain(&**client, Family::Imports, domain, uuid)
         .await
         .map_err(internal)?
+        .as_ref()
+        .and_then(ImportView::of)
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(ImportView::from(&job)).into_response())
+    Ok(Json(view).into_response())
 }
 
 /// Cancels a job that has not ended: it is CANCELLED at once (with its
@@ -148,11 +157,11 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
-    match lifecycle::cancel(&mut client, domain, uuid)
+    match lifecycle::cancel(&mut client, Family::Imports, domain, uuid)
         .await
         .map_err(internal)?
     {
-        Cancel::Cancelled(job) => Ok(Json(ImportView::from(&job)).into_response()),
+        Cancel::Cancelled(job) => Ok(Json(ImportView::of(&job)).into_response()),
         Cancel::Ended(job) => Err(ApiError(
             StatusCode::CONFLICT,
             format!("import {id} has ended: {}", job.status.as_str()),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use ferry_actors::formats::rejects::Rejects;
 use ferry_actors::job::lifecycle::{self, Attempt, Cancel, Held, Started};
 use ferry_actors::job::{
-    store, Checkpoint, Counts, InputFormat, JobStatus, NewJob, Outcome, Target, Work,
+    store, Checkpoint, Counts, Family, ImportOutcome, InputFormat, JobStatus, NewJob, Outcome,
+    Target, Work,
 };
 use ferry_actors::pg::rejects::RejectsStore;
 use ferry_actors::pg::{self, migrations};
@@ -262,17 +263,22 @@ async fn a_cancelled_job_ends_and_its_attempt_is_fenced_off() {
 
     let other_domain = Uuid::new_v4();
     assert!(matches!(
-        lifecycle::cancel(&mut c, other_domain, job.id)
+        lifecycle::cancel(&mut c, Family::Imports, other_domain, job.id)
             .await
             .unwrap(),
         Cancel::Missing
     ));
-    match lifecycle::cancel(&mut c, domain(), job.id).await.unwrap() {
+    match lifecycle::cancel(&mut c, Family::Imports, domain(), job.id)
+        .await
+        .unwrap()
+    {
         Cancel::Cancelled(j) => assert_eq!(j.status, JobStatus::Cancelled),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        lifecycle::cancel(&mut c, domain(), job.id).await.unwrap(),
+        lifecycle::cancel(&mut c, Family::Imports, domain(), job.id)
+            .await
+            .unwrap(),
         Cancel::Ended(_)
     ));
     let cp = Checkpoint::default();
@@ -445,7 +451,9 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
     assert_eq!(saved(made[0].id).await, 1, "no file: the rejects stay");
 
     let mut done = completed(10);
-    done.rejects_path = Some("/r/job.csv".into());
+    if let Outcome::Import(o) = &mut done {
+        o.rejects_path = Some("/r/job.csv".into());
+    }
     let attempt = running(&c, &held[1]).await;
     assert!(attempt.finish(&mut c, &done).await.unwrap().is_some());
     assert_eq!(saved(made[1].id).await, 0, "in the file: the rows go");
@@ -546,7 +554,9 @@ async fn an_import_holds_its_job_until_it_dies() {
     let taken = lifecycle::claim(&c, "other", lease, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].job().status, JobStatus::Running);
-    let Work::Import(import) = &taken[0].job().work;
+    let Work::Import(import) = &taken[0].job().work else {
+        panic!("an import")
+    };
     assert!(
         import.checkpoint.counts.records > 0,
         "{:?}",
@@ -568,12 +578,12 @@ fn completed(rows: u64) -> Outcome {
         inserted: rows,
         ..Counts::default()
     };
-    Outcome {
+    Outcome::Import(ImportOutcome {
         counts,
         rejects_path: None,
         failure_reason: None,
         lists: IdLists::counts_only(&counts),
-    }
+    })
 }
 
 /// A request whose end is announced on a status topic.

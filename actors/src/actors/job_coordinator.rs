@@ -26,14 +26,17 @@ use ractor::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::export_pipeline::{self, ExportPipeline};
 use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
 use crate::error::{is_retriable, ImportError};
+use crate::export::object::Catalog;
+use crate::export::sink::Sink;
 use crate::job::lifecycle::{self, Attempt, Held, Started};
-use crate::job::{Job, JobKind, Outcome};
+use crate::job::{Job, Outcome, Work};
 use crate::pg;
 use crate::progress::Progress;
 use crate::settings::{
-    DatabaseSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
+    DatabaseSettings, ExportSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::ActorRestarted;
@@ -62,6 +65,7 @@ pub enum Msg {
 pub struct Args {
     pub database: DatabaseSettings,
     pub import: Arc<ImportSettings>,
+    pub exports: Arc<ExportSettings>,
     pub retry: RetrySettings,
     pub storage: StorageSettings,
     pub jobs: JobSettings,
@@ -98,6 +102,8 @@ pub struct State {
     args: Args,
     /// The CopyWriters' connections, kept across the jobs run here.
     writers: Pool,
+    /// What exports may read, from the catalog at start.
+    catalog: Arc<Catalog>,
     jobs: HashMap<Uuid, Tracked>,
     pipelines: HashMap<ActorId, Uuid>,
     /// Set once draining: no more claims; answered when `jobs` is empty.
@@ -144,9 +150,14 @@ impl Actor for JobCoordinator {
             &args.database,
             args.jobs.concurrency.max(1) * args.import.writers.max(1),
         )?;
+        let catalog = {
+            let client = args.pool.get().await?;
+            Arc::new(Catalog::load(&**client, &args.exports).await?)
+        };
         Ok(State {
             args,
             writers,
+            catalog,
             jobs: HashMap::new(),
             pipelines: HashMap::new(),
             drained: None,
@@ -360,22 +371,48 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
         Err(e) => return failed(myself, state, job_id, e.into()).await,
     };
     let (report, outcome) = oneshot::channel();
-    let spawned = match attempt.job().kind() {
-        JobKind::Import(_) => {
-            let tracked = &state.jobs[&job_id];
+    let progress = state.jobs[&job_id].progress.clone();
+    let job = attempt.job().clone();
+    let spawned = match &job.work {
+        Work::Import(import) => {
             let args = job_pipeline::Args {
-                job: attempt.job().clone(),
+                import: import.clone(),
+                job,
                 fence: attempt.fence(),
                 report: Some(report),
                 database: state.args.database.clone(),
                 writers: state.writers.clone(),
-                import: state.args.import.clone(),
+                settings: state.args.import.clone(),
                 retry: state.args.retry.clone(),
                 storage: state.args.storage.clone(),
-                progress: tracked.progress.clone(),
+                progress,
                 max_status_ids: state.args.jobs.max_status_ids,
             };
             Actor::spawn_linked(None, JobPipeline, args, myself.get_cell())
+                .await
+                .map(|(pipeline, _)| pipeline.get_cell())
+        }
+        Work::Export(export) => {
+            let read_database = match state.args.exports.read_url.as_str() {
+                "" => state.args.database.clone(),
+                url => DatabaseSettings {
+                    url: url.to_string(),
+                    ..state.args.database.clone()
+                },
+            };
+            let args = export_pipeline::Args {
+                export: (**export).clone(),
+                sink: export_sink(&state.args, export),
+                job,
+                fence: attempt.fence(),
+                report: Some(report),
+                catalog: state.catalog.clone(),
+                settings: state.args.exports.clone(),
+                database: state.args.database.clone(),
+                read_database,
+                progress,
+            };
+            Actor::spawn_linked(None, ExportPipeline, args, myself.get_cell())
                 .await
                 .map(|(pipeline, _)| pipeline.get_cell())
         }
@@ -530,7 +567,10 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Ac
                 Err(e) => Err(e.to_string()),
             };
             match given_up {
-                Ok(Some(job)) => reply(myself, state, job_id, Some(Ok(job))).await,
+                Ok(Some(job)) => {
+                    discard_files(&state.args, &job);
+                    reply(myself, state, job_id, Some(Ok(job))).await
+                }
                 Ok(None) => lost(myself, state, job_id).await,
                 Err(e) => {
                     tracing::error!(job_id = %job_id, error = %e, "Could not give the job up; its lease runs out and it is tried again.");
@@ -566,4 +606,24 @@ async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: 
         },
     };
     let _ = reply.send(result);
+}
+
+/// Where an export's files go.
+fn export_sink(args: &Args, export: &crate::job::Export) -> Sink {
+    Sink::for_spec(&export.spec, &args.storage, &args.exports, &args.retry)
+}
+
+/// A failed export's files are incomplete: they go, with the parts of an
+/// unfinished one, so no partial export is mistaken for a whole one.
+fn discard_files(args: &Args, job: &Job) {
+    let Work::Export(export) = &job.work else {
+        return;
+    };
+    let sink = export_sink(args, export);
+    let (checkpoint, job_id) = (export.checkpoint.clone(), job.id);
+    tokio::spawn(async move {
+        if let Err(e) = sink.discard(&checkpoint).await {
+            tracing::warn!(job_id = %job_id, error = %e, "Could not delete a failed export's files.");
+        }
+    });
 }

@@ -30,7 +30,7 @@ use crate::error::{is_retriable, ImportError};
 use crate::flow::Credits;
 use crate::job::lifecycle::Fence;
 use crate::job::store;
-use crate::job::{Checkpoint, Import, InputFormat, Job, Outcome, Target, Work, WriteMode};
+use crate::job::{Checkpoint, Import, InputFormat, Job, Outcome, Target, WriteMode};
 use crate::pg;
 use crate::pg::matches::Matches;
 use crate::pg::nodes::Nodes;
@@ -67,6 +67,8 @@ pub enum Msg {
 pub struct Args {
     /// The job as its attempt started.
     pub job: Job,
+    /// What it imports.
+    pub import: Import,
     /// Every write to the job row is fenced on the attempt's lease.
     pub fence: Fence,
     /// Where the job's outcome goes, once every batch is committed.
@@ -74,7 +76,7 @@ pub struct Args {
     pub database: DatabaseSettings,
     /// The CopyWriters' connections, shared by every job.
     pub writers: Pool,
-    pub import: Arc<ImportSettings>,
+    pub settings: Arc<ImportSettings>,
     pub retry: RetrySettings,
     pub storage: StorageSettings,
     pub progress: Arc<Progress>,
@@ -90,6 +92,7 @@ pub struct State {
 /// A started job.
 pub struct Running {
     job: Job,
+    import: Import,
     fence: Fence,
     report: Option<oneshot::Sender<Outcome>>,
     max_status_ids: usize,
@@ -107,13 +110,6 @@ pub struct Running {
     depth: Depth,
     progress: Arc<Progress>,
     finishing: bool,
-}
-
-impl Running {
-    fn import(&self) -> &Import {
-        let Work::Import(import) = &self.job.work;
-        import
-    }
 }
 
 pub type JobPipelineRef = ActorRef<Msg>;
@@ -175,7 +171,7 @@ impl Actor for JobPipeline {
 /// Connects, takes the group lock, picks the write mode and spawns the
 /// stages. A failure here fails the attempt like any stage failure.
 async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, ActorProcessingErr> {
-    let Work::Import(import) = &args.job.work;
+    let import = &args.import;
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
     let source = match store::reference_ids(&control, args.job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
@@ -227,8 +223,7 @@ async fn prepare<T: Table>(
     source: &Source,
 ) -> Result<(Running, Feed<T::Batch>), ActorProcessingErr> {
     let job = args.job.clone();
-    let Work::Import(import) = &job.work;
-    let (mode, checkpoint) = choose_mode(&control, import, &table, &args.import).await?;
+    let (mode, checkpoint) = choose_mode(&control, &args.import, &table, &args.settings).await?;
     save_checkpoint(&control, &args.fence, &checkpoint).await?;
     tracing::info!(
         job_id = %job.id,
@@ -239,7 +234,7 @@ async fn prepare<T: Table>(
     );
     Progress::set(&args.progress.records_committed, checkpoint.counts.records);
     let mut run = Running {
-        rejects_path: source.rejects_path(job.id, &args.import.rejects_dir),
+        rejects_path: source.rejects_path(job.id, &args.settings.rejects_dir),
         rejects_object: source.rejects_object(job.id),
         storage: args.storage.clone(),
         control,
@@ -251,6 +246,7 @@ async fn prepare<T: Table>(
         finishing: false,
         fence: args.fence.clone(),
         report: args.report.take(),
+        import: args.import.clone(),
         max_status_ids: args.max_status_ids,
         reference_ids: match source {
             Source::Inline(ids) => Some(ids.clone()),
@@ -452,7 +448,7 @@ async fn spawn_writers<T: Table>(
 ) -> Result<Feed<T::Batch>, ActorProcessingErr> {
     let cell = myself.get_cell();
     let me = Mailbox::new(myself.clone(), state.depth.clone());
-    let import = &args.import;
+    let import = &args.settings;
 
     let mut writers = Vec::with_capacity(import.writers.max(1));
     for index in 0..import.writers.max(1) {
@@ -513,11 +509,11 @@ async fn spawn_csv_input(
     source: Source,
     rows: Feed<NodeBatch>,
 ) -> Result<(), ActorProcessingErr> {
-    let import = &args.import;
+    let import = &args.settings;
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
     let bytes_depth = Depth::new(csv_reader::NAME);
     let reader_args = csv_reader::Args {
-        format: state.import().format,
+        format: state.import.format,
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),
@@ -548,9 +544,9 @@ async fn spawn_parquet_input(
     rows: Feed<MatchBatch>,
 ) -> Result<(), ActorProcessingErr> {
     let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
-    let import = &args.import;
+    let import = &args.settings;
     let reader_args = parquet_reader::Args {
-        uri: state.import().source.clone(),
+        uri: state.import.source.clone(),
         settings: import.clone(),
         fetcher,
         resume: resume_position(state),
@@ -573,10 +569,10 @@ async fn spawn_fetcher(
     source: Source,
     output: file_fetcher::Output,
 ) -> Result<ActorRef<file_fetcher::Msg>, ActorProcessingErr> {
-    let import = &args.import;
+    let import = &args.settings;
     let fetch_args = file_fetcher::Args {
         source,
-        uri: state.import().source.clone(),
+        uri: state.import.source.clone(),
         chunk_bytes: import.read_chunk_bytes.max(4096),
         max_object_bytes: import.max_object_bytes,
         storage: args.storage.clone(),
@@ -625,7 +621,7 @@ async fn finish(state: &mut Running) -> Result<(), ImportError> {
     let outcome = state.tracker.outcome(&location, lists);
     Progress::set(&state.progress.records_committed, counts.records);
     if let Some(report) = state.report.take() {
-        let _ = report.send(outcome);
+        let _ = report.send(Outcome::Import(outcome));
     }
     Ok(())
 }

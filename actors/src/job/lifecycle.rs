@@ -20,8 +20,11 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
 use super::store::{self, from_row, StoreError, COLUMNS};
-use super::{group_uuid, Checkpoint, Job, JobStatus, NewJob, Outcome, Work};
-use crate::status::StatusEvent;
+use super::{
+    group_uuid, Checkpoint, Family, Job, JobKind, JobStatus, NewExport, NewJob, Outcome, Work,
+};
+use crate::export::ExportCheckpoint;
+use crate::status::{ExportCompleted, StatusEvent};
 use crate::telemetry::JobFinished;
 
 /// The channel a new PENDING job is announced on (payload: its id).
@@ -40,9 +43,80 @@ pub struct Created {
     pub is_new: bool,
 }
 
+/// A request for a job of any kind: the columns its row starts with.
+pub trait Request {
+    fn domain_id(&self) -> Uuid;
+    fn idempotency_key(&self) -> Option<&str>;
+    fn columns(&self) -> NewRow<'_>;
+}
+
+/// The kind-specific columns of a new job row.
+pub struct NewRow<'a> {
+    kind: JobKind,
+    status_topic: Option<&'a str>,
+    origin: Option<&'a serde_json::Value>,
+    group_id: Option<Uuid>,
+    group_key: Option<&'a str>,
+    node_type: Option<&'a str>,
+    source: Option<&'a str>,
+    format: Option<&'static str>,
+    reference_ids: Option<&'a [String]>,
+    spec: Option<serde_json::Value>,
+}
+
+impl Request for NewJob {
+    fn domain_id(&self) -> Uuid {
+        self.domain_id
+    }
+
+    fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    fn columns(&self) -> NewRow<'_> {
+        NewRow {
+            kind: JobKind::Import(self.target),
+            status_topic: self.status_topic.as_deref(),
+            origin: self.origin.as_ref(),
+            group_id: Some(group_uuid(&self.group_key)),
+            group_key: Some(&self.group_key),
+            node_type: Some(&self.node_type),
+            source: Some(&self.source),
+            format: Some(self.format.as_str()),
+            reference_ids: self.reference_ids.as_deref(),
+            spec: None,
+        }
+    }
+}
+
+impl Request for NewExport {
+    fn domain_id(&self) -> Uuid {
+        self.domain_id
+    }
+
+    fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    fn columns(&self) -> NewRow<'_> {
+        NewRow {
+            kind: JobKind::Export,
+            status_topic: self.status_topic.as_deref(),
+            origin: self.origin.as_ref(),
+            group_id: None,
+            group_key: None,
+            node_type: None,
+            source: None,
+            format: None,
+            reference_ids: None,
+            spec: Some(serde_json::to_value(&self.spec).expect("a spec serialises")),
+        }
+    }
+}
+
 /// A PENDING job that any instance may claim, unless one with the same
 /// idempotency key exists (a redelivered request): then that one.
-pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Created, StoreError> {
+pub async fn create(c: &impl GenericClient, new: &impl Request) -> Result<Created, StoreError> {
     if let Some(row) = insert(c, new, None).await? {
         return Ok(Created {
             job: from_row(&row)?,
@@ -50,18 +124,19 @@ pub async fn create(c: &impl GenericClient, new: &NewJob) -> Result<Created, Sto
         });
     }
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
-    let row = c.query_one(&sql, &[&new.idempotency_key]).await?;
+    let row = c.query_one(&sql, &[&new.idempotency_key()]).await?;
     Ok(Created {
         job: from_row(&row)?,
         is_new: false,
     })
 }
 
-/// A PENDING job already leased to `owner` (a `ferry import` that runs it
-/// itself): no other instance takes it while the lease is renewed.
+/// A PENDING job already leased to `owner` (a `ferry import` or `ferry
+/// export` that runs it itself): no other instance takes it while the
+/// lease is renewed.
 pub async fn create_held(
     c: &impl GenericClient,
-    new: &NewJob,
+    new: &impl Request,
     owner: &str,
     lease: Duration,
 ) -> Result<Held, StoreError> {
@@ -75,19 +150,20 @@ pub async fn create_held(
 
 async fn insert(
     c: &impl GenericClient,
-    new: &NewJob,
+    new: &impl Request,
     held: Option<(&str, Duration)>,
 ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
     let (owner, lease) = match held {
         Some((owner, lease)) => (Some(owner), Some(lease.as_secs_f64())),
         None => (None, None),
     };
+    let row = new.columns();
     let sql = format!(
         "INSERT INTO jobs (id, kind, status, domain_id, group_id, group_key, node_type, source,
                            format, reference_ids, lease_owner, lease_expires_at,
-                           idempotency_key, status_topic, origin)
+                           idempotency_key, status_topic, origin, spec)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                 now() + make_interval(secs => $12), $13, $14, $15)
+                 now() + make_interval(secs => $12), $13, $14, $15, $16)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -95,20 +171,21 @@ async fn insert(
         &sql,
         &[
             &Uuid::now_v7(),
-            &new.target.as_str(),
+            &row.kind.as_str(),
             &JobStatus::Pending.as_str(),
-            &new.domain_id,
-            &group_uuid(&new.group_key),
-            &new.group_key,
-            &new.node_type,
-            &new.source,
-            &new.format.as_str(),
-            &new.reference_ids,
+            &new.domain_id(),
+            &row.group_id,
+            &row.group_key,
+            &row.node_type,
+            &row.source,
+            &row.format,
+            &row.reference_ids,
             &owner,
             &lease,
-            &new.idempotency_key,
-            &new.status_topic,
-            &new.origin,
+            &new.idempotency_key(),
+            &row.status_topic,
+            &row.origin,
+            &row.spec,
         ],
     )
     .await
@@ -268,8 +345,7 @@ impl Held {
         let Some(job) = locked(&tx, "id = $1", &[&self.job.id]).await? else {
             return Ok(None);
         };
-        let Work::Import(import) = &job.work;
-        let outcome = Outcome::as_checkpointed(import, reason);
+        let outcome = Outcome::as_checkpointed(&job, reason);
         let ended = end(&tx, &job, Some(&self.owner), JobStatus::Failed, &outcome).await?;
         tx.commit().await?;
         Ok(ended.map(emitted))
@@ -382,6 +458,32 @@ impl Fence {
     }
 }
 
+impl Fence {
+    /// Records an export's progress: what is stored, and where to go on
+    /// from. False: the job is not ours any more.
+    pub async fn export_checkpoint(
+        &self,
+        c: &impl GenericClient,
+        cp: &ExportCheckpoint,
+    ) -> Result<bool, tokio_postgres::Error> {
+        let json = serde_json::to_value(cp).expect("a checkpoint serialises");
+        let sql = format!(
+            "UPDATE jobs SET checkpoint = $3, processed_rows = $4, total_rows = $5,
+                 updated_at = now()
+             WHERE id = $1 AND lease_owner = $2 AND status IN {active}",
+            active = active()
+        );
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &self.job_id,
+            &&*self.owner,
+            &json,
+            &(cp.rows as i64),
+            &(cp.total as i64),
+        ];
+        c.execute(&sql, &args).await.map(|n| n == 1)
+    }
+}
+
 /// What [`cancel`] did.
 #[derive(Debug)]
 pub enum Cancel {
@@ -394,18 +496,23 @@ pub enum Cancel {
     Missing,
 }
 
-/// Cancels a domain's job (the API's, so without a lease). Like every end,
-/// it queues the job's status event.
-pub async fn cancel(c: &mut Client, domain_id: Uuid, id: Uuid) -> Result<Cancel, StoreError> {
+/// Cancels a domain's job of `family` (the API's, so without a lease).
+/// Like every end, it queues the job's event.
+pub async fn cancel(
+    c: &mut Client,
+    family: Family,
+    domain_id: Uuid,
+    id: Uuid,
+) -> Result<Cancel, StoreError> {
     let tx = durable(c).await?;
-    let Some(job) = locked(&tx, "id = $1 AND domain_id = $2", &[&id, &domain_id]).await? else {
+    let filter = format!("id = $1 AND domain_id = $2 AND {}", family.sql());
+    let Some(job) = locked(&tx, &filter, &[&id, &domain_id]).await? else {
         return Ok(Cancel::Missing);
     };
     if job.status.is_terminal() {
         return Ok(Cancel::Ended(job));
     }
-    let Work::Import(import) = &job.work;
-    let outcome = Outcome::as_checkpointed(import, "cancelled");
+    let outcome = Outcome::as_checkpointed(&job, "cancelled");
     let ended = end(&tx, &job, None, JobStatus::Cancelled, &outcome).await?;
     tx.commit().await?;
     let ended = ended.expect("a locked active job always ends");
@@ -436,44 +543,51 @@ async fn locked(
 }
 
 /// The terminal write, the one place a job ends: the row, fenced on
-/// `owner`'s lease when given, and in the same statement its status event
-/// in the outbox (so the event exists if and only if the job ended). The
-/// job's saved rejects go once its rejects file holds them (`rejects_path`
-/// is set); a job given up on before writing one keeps them. `None`: the
+/// `owner`'s lease when given, and in the same statement its event in the
+/// outbox (so the event exists if and only if the job ended). An import's
+/// saved rejects go once its rejects file holds them (`rejects_path` is
+/// set); an import given up on before writing one keeps them. `None`: the
 /// job was not active or not ours, and nothing was written.
 async fn end(
     tx: &Transaction<'_>,
     job: &Job,
     owner: Option<&str>,
     status: JobStatus,
-    o: &Outcome,
+    outcome: &Outcome,
 ) -> Result<Option<Job>, StoreError> {
-    let event = StatusEvent::new(job, status, o);
-    let payload = serde_json::to_string(&event).expect("a status event serialises");
-    let n = &o.counts;
-    let sql = format!(
-        "WITH done AS (
-             UPDATE jobs SET status = $2, total_rows = $3, processed_rows = $4,
-                 inserted_rows = $5, updated_rows = $6, duplicate_rows = $7, rejected_rows = $8,
-                 rejects_path = $9, failure_reason = $10, finished_at = now(), updated_at = now(),
-                 lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND ($11::text IS NULL OR lease_owner = $11) AND status IN {active}
-             RETURNING {COLUMNS}),
-         written AS (
-             DELETE FROM import_rejects
-             WHERE job_id = $1 AND $9::text IS NOT NULL AND EXISTS (SELECT FROM done)),
-         queued AS (
-             INSERT INTO status_outbox (job_id, topic, message_key, payload)
-             SELECT id, status_topic, $12, $13 FROM done WHERE status_topic IS NOT NULL)
-         SELECT * FROM done",
+    let fence = format!(
+        "WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) AND status IN {active}",
         active = active()
     );
-    let row = tx
-        .query_opt(
-            &sql,
-            &[
+    let queue = "queued AS (
+             INSERT INTO status_outbox (job_id, topic, message_key, payload)
+             SELECT id, status_topic, $4, $5 FROM done WHERE status_topic IS NOT NULL)";
+    let finished = "status = $3, finished_at = now(), updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL";
+    let key = job.id.to_string();
+    let row = match (&job.work, outcome) {
+        (Work::Import(import), Outcome::Import(o)) => {
+            let event = StatusEvent::new(job, import, status, o);
+            let payload = serde_json::to_string(&event).expect("a status event serialises");
+            let n = &o.counts;
+            let sql = format!(
+                "WITH done AS (
+                     UPDATE jobs SET {finished}, total_rows = $6, processed_rows = $7,
+                         inserted_rows = $8, updated_rows = $9, duplicate_rows = $10,
+                         rejected_rows = $11, rejects_path = $12, failure_reason = $13
+                     {fence} RETURNING {COLUMNS}),
+                 written AS (
+                     DELETE FROM import_rejects
+                     WHERE job_id = $1 AND $12::text IS NOT NULL AND EXISTS (SELECT FROM done)),
+                 {queue}
+                 SELECT * FROM done"
+            );
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
                 &job.id,
+                &owner,
                 &status.as_str(),
+                &key,
+                &payload,
                 &(n.records as i64),
                 &(n.loaded() as i64),
                 &(n.inserted as i64),
@@ -482,23 +596,58 @@ async fn end(
                 &(n.rejected as i64),
                 &o.rejects_path,
                 &o.failure_reason,
+            ];
+            tx.query_opt(&sql, &args).await?
+        }
+        (Work::Export(export), Outcome::Export(o)) => {
+            let event = ExportCompleted::new(job, export, status, o);
+            let payload = serde_json::to_string(&event).expect("an event serialises");
+            let result = serde_json::to_value(&o.result).expect("a result serialises");
+            let sql = format!(
+                "WITH done AS (
+                     UPDATE jobs SET {finished}, result = $6, processed_rows = $7,
+                         failure_reason = $8
+                     {fence} RETURNING {COLUMNS}),
+                 {queue}
+                 SELECT * FROM done"
+            );
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &job.id,
                 &owner,
-                &event.message_key(),
+                &status.as_str(),
+                &key,
                 &payload,
-            ],
-        )
-        .await?;
+                &result,
+                &(o.result.rows as i64),
+                &o.failure_reason,
+            ];
+            tx.query_opt(&sql, &args).await?
+        }
+        _ => {
+            return Err(StoreError::Unreadable {
+                job: job.id,
+                column: "kind",
+                reason: "an outcome of another kind of job".into(),
+            })
+        }
+    };
     row.as_ref().map(from_row).transpose()
 }
 
 /// Counts and logs a job that ended (once its end is committed).
 fn emitted(job: Job) -> Job {
-    let Work::Import(import) = &job.work;
+    let rows = match &job.work {
+        Work::Import(import) => import.counts.records,
+        Work::Export(export) => export
+            .result
+            .as_ref()
+            .map_or(export.checkpoint.rows, |r| r.rows),
+    };
     JobFinished {
         job_id: job.id,
         kind: job.kind().as_str(),
         status: job.status.as_str(),
-        rows: import.counts.records,
+        rows,
         elapsed: Duration::from_secs_f64(job.duration_secs.unwrap_or(0.0).max(0.0)),
         reason: job.failure_reason.as_deref(),
     }

@@ -24,6 +24,7 @@ pub mod store;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::export::{ExportCheckpoint, ExportResult, ExportSpec};
 use crate::status::IdLists;
 
 /// Namespace for group ids that are not UUIDs: such a `groupId` maps to
@@ -130,23 +131,47 @@ impl Target {
 pub enum JobKind {
     /// Rows from a file or a list into `target`.
     Import(Target),
+    /// Rows of one domain out into files.
+    Export,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Import(target) => target.as_str(),
+            Self::Export => "export",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Target::parse(s).map(Self::Import)
+        match s {
+            "export" => Some(Self::Export),
+            s => Target::parse(s).map(Self::Import),
+        }
     }
 }
 
 impl Serialize for JobKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// Kinds of jobs as the API and the CLI list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Imports,
+    Exports,
+}
+
+impl Family {
+    /// An SQL condition on `kind` for the family.
+    pub fn sql(self) -> String {
+        let export = JobKind::Export.as_str();
+        match self {
+            Self::Imports => format!("kind <> '{export}'"),
+            Self::Exports => format!("kind = '{export}'"),
+        }
     }
 }
 
@@ -331,6 +356,28 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub enum Work {
     Import(Import),
+    Export(Box<Export>),
+}
+
+/// An export: what was asked, how far it got, what it made.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub spec: ExportSpec,
+    pub checkpoint: ExportCheckpoint,
+    /// Set once it ended DONE.
+    pub result: Option<ExportResult>,
+}
+
+/// A request for an export.
+#[derive(Debug, Clone)]
+pub struct NewExport {
+    pub domain_id: Uuid,
+    pub spec: ExportSpec,
+    /// A second request with the same key gets the first one's job.
+    pub idempotency_key: Option<String>,
+    /// Where its end is announced; `None`: nowhere.
+    pub status_topic: Option<String>,
+    pub origin: Option<serde_json::Value>,
 }
 
 /// An import: where it reads, where its rows go, how far it got.
@@ -353,15 +400,66 @@ impl Job {
     pub fn kind(&self) -> JobKind {
         match &self.work {
             Work::Import(import) => JobKind::Import(import.target),
+            Work::Export(_) => JobKind::Export,
         }
     }
 }
 
-/// How an import's attempt ended, as its pipeline reports it (or as the
-/// coordinator makes it up when it gives the job up). The lifecycle turns
-/// it into the terminal row and the status event.
+/// How a job's attempt ended, as its pipeline reports it (or as the
+/// coordinator makes it up when it gives the job up, or the API when it
+/// cancels it). The lifecycle turns it into the terminal row and the event.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub enum Outcome {
+    Import(ImportOutcome),
+    Export(ExportOutcome),
+}
+
+impl Outcome {
+    pub fn status(&self) -> JobStatus {
+        match self.failure_reason() {
+            None => JobStatus::Completed,
+            Some(_) => JobStatus::Failed,
+        }
+    }
+
+    /// `None`: COMPLETED.
+    pub fn failure_reason(&self) -> Option<&str> {
+        match self {
+            Self::Import(o) => o.failure_reason.as_deref(),
+            Self::Export(o) => o.failure_reason.as_deref(),
+        }
+    }
+
+    /// A job given up on (or cancelled): what its last checkpoint says was
+    /// done, and why it ended.
+    pub fn as_checkpointed(job: &Job, reason: &str) -> Self {
+        match &job.work {
+            Work::Import(import) => Self::Import(ImportOutcome::as_checkpointed(import, reason)),
+            Work::Export(export) => Self::Export(ExportOutcome {
+                result: ExportResult {
+                    rows: export.checkpoint.rows,
+                    bytes: export.checkpoint.bytes(),
+                    files: export.checkpoint.files.clone(),
+                    data_as_of: export.checkpoint.data_as_of.clone(),
+                },
+                failure_reason: Some(reason.to_string()),
+            }),
+        }
+    }
+}
+
+/// How an export ended.
+#[derive(Debug, Clone)]
+pub struct ExportOutcome {
+    /// What it made (so far, when it failed).
+    pub result: ExportResult,
+    /// `None`: COMPLETED (the API says DONE).
+    pub failure_reason: Option<String>,
+}
+
+/// How an import ended.
+#[derive(Debug, Clone)]
+pub struct ImportOutcome {
     pub counts: Counts,
     pub rejects_path: Option<String>,
     /// `None`: COMPLETED.
@@ -370,16 +468,9 @@ pub struct Outcome {
     pub lists: IdLists,
 }
 
-impl Outcome {
-    pub fn status(&self) -> JobStatus {
-        match self.failure_reason {
-            None => JobStatus::Completed,
-            Some(_) => JobStatus::Failed,
-        }
-    }
-
-    /// A job given up on (or cancelled): what its last checkpoint says was
-    /// committed, and why it ended.
+impl ImportOutcome {
+    /// An import given up on (or cancelled): what its last checkpoint says
+    /// was committed, and why it ended.
     pub fn as_checkpointed(import: &Import, reason: &str) -> Self {
         let counts = import.checkpoint.counts;
         Self {

@@ -7,12 +7,14 @@ use tokio_postgres::types::FromSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{Checkpoint, Counts, Import, InputFormat, Job, JobKind, JobStatus, Work};
+use super::{
+    Checkpoint, Counts, Export, Family, Import, InputFormat, Job, JobKind, JobStatus, Work,
+};
 
 /// Every column a [`Job`] is read from, by name.
 pub(super) const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type,
     source, format, total_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
-    rejects_path, failure_reason, checkpoint, attempts, status_topic,
+    rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result,
     created_at::text AS created_at, updated_at::text AS updated_at,
     started_at::text AS started_at, finished_at::text AS finished_at,
     extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS duration_secs";
@@ -42,28 +44,21 @@ impl StoreError {
 
 pub(super) fn from_row(r: &Row) -> Result<Job, StoreError> {
     let id: Uuid = r.try_get("id")?;
-    let JobKind::Import(target) = parse(r, id, "kind", JobKind::parse)?;
-    let status = parse(r, id, "status", JobStatus::parse)?;
-    let format = parse(r, id, "format", InputFormat::parse)?;
-    let checkpoint: Option<serde_json::Value> = column(r, id, "checkpoint")?;
-    let checkpoint: Checkpoint = match checkpoint {
-        None => Checkpoint::default(),
-        Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Unreadable {
-            job: id,
-            column: "checkpoint",
-            reason: e.to_string(),
-        })?,
-    };
-    let counts = Counts {
-        records: count(r, id, "total_rows")?,
-        inserted: count(r, id, "inserted_rows")?,
-        updated: count(r, id, "updated_rows")?,
-        duplicates: count(r, id, "duplicate_rows")?,
-        rejected: count(r, id, "rejected_rows")?,
+    let work = match parse(r, id, "kind", JobKind::parse)? {
+        JobKind::Import(target) => Work::Import(import(r, id, target)?),
+        JobKind::Export => Work::Export(Box::new(Export {
+            spec: json(r, id, "spec")?.ok_or_else(|| StoreError::Unreadable {
+                job: id,
+                column: "spec",
+                reason: "an export without its spec".into(),
+            })?,
+            checkpoint: json(r, id, "checkpoint")?.unwrap_or_default(),
+            result: json(r, id, "result")?,
+        })),
     };
     Ok(Job {
         id,
-        status,
+        status: parse(r, id, "status", JobStatus::parse)?,
         domain_id: column(r, id, "domain_id")?,
         attempts: column(r, id, "attempts")?,
         failure_reason: column(r, id, "failure_reason")?,
@@ -73,18 +68,47 @@ pub(super) fn from_row(r: &Row) -> Result<Job, StoreError> {
         started_at: column(r, id, "started_at")?,
         finished_at: column(r, id, "finished_at")?,
         duration_secs: column(r, id, "duration_secs")?,
-        work: Work::Import(Import {
-            target,
-            group_id: column(r, id, "group_id")?,
-            group_key: column(r, id, "group_key")?,
-            node_type: column(r, id, "node_type")?,
-            source: column(r, id, "source")?,
-            format,
-            counts,
-            rejects_path: column(r, id, "rejects_path")?,
-            checkpoint,
-        }),
+        work,
     })
+}
+
+fn import(r: &Row, id: Uuid, target: super::Target) -> Result<Import, StoreError> {
+    let counts = Counts {
+        records: count(r, id, "total_rows")?,
+        inserted: count(r, id, "inserted_rows")?,
+        updated: count(r, id, "updated_rows")?,
+        duplicates: count(r, id, "duplicate_rows")?,
+        rejected: count(r, id, "rejected_rows")?,
+    };
+    let checkpoint: Checkpoint = json(r, id, "checkpoint")?.unwrap_or_default();
+    Ok(Import {
+        target,
+        group_id: column(r, id, "group_id")?,
+        group_key: column(r, id, "group_key")?,
+        node_type: column(r, id, "node_type")?,
+        source: column(r, id, "source")?,
+        format: parse(r, id, "format", InputFormat::parse)?,
+        counts,
+        rejects_path: column(r, id, "rejects_path")?,
+        checkpoint,
+    })
+}
+
+/// A jsonb column read as `T`; `None` when NULL.
+fn json<T: serde::de::DeserializeOwned>(
+    r: &Row,
+    job: Uuid,
+    name: &'static str,
+) -> Result<Option<T>, StoreError> {
+    let value: Option<serde_json::Value> = column(r, job, name)?;
+    value
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| StoreError::Unreadable {
+            job,
+            column: name,
+            reason: e.to_string(),
+        })
 }
 
 pub(super) fn from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
@@ -136,13 +160,18 @@ pub async fn get(c: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreE
         .transpose()
 }
 
-/// A job as its domain sees it: another domain's job does not exist.
+/// A job of `family` as its domain sees it: another domain's job does not
+/// exist.
 pub async fn get_in_domain(
     c: &impl GenericClient,
+    family: Family,
     domain_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Job>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND domain_id = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 AND domain_id = $2 AND {}",
+        family.sql()
+    );
     c.query_opt(&sql, &[&id, &domain_id])
         .await?
         .as_ref()
@@ -154,6 +183,7 @@ pub async fn get_in_domain(
 /// job `before` (keyset pagination on the time-ordered ids).
 pub async fn page_in_domain(
     c: &impl GenericClient,
+    family: Family,
     domain_id: Uuid,
     status: Option<JobStatus>,
     before: Option<Uuid>,
@@ -162,8 +192,9 @@ pub async fn page_in_domain(
     let sql = format!(
         "SELECT {COLUMNS} FROM jobs
          WHERE domain_id = $1 AND ($2::text IS NULL OR status = $2)
-           AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4"
+           AND ($3::uuid IS NULL OR id < $3) AND {family}
+         ORDER BY id DESC LIMIT $4",
+        family = family.sql()
     );
     let status = status.map(JobStatus::as_str);
     let rows = c
@@ -172,15 +203,17 @@ pub async fn page_in_domain(
     from_rows(&rows)
 }
 
-/// Newest first.
+/// Newest first; of one family, or of all.
 pub async fn list(
     c: &impl GenericClient,
+    family: Option<Family>,
     status: Option<JobStatus>,
     limit: i64,
 ) -> Result<Vec<Job>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
-         ORDER BY created_at DESC, id DESC LIMIT $2"
+        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) AND {}
+         ORDER BY created_at DESC, id DESC LIMIT $2",
+        family.map_or("true".into(), Family::sql)
     );
     let status = status.map(JobStatus::as_str);
     from_rows(&c.query(&sql, &[&status, &limit]).await?)

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "job_lifecycle",
         sql: include_str!("../../migrations/0007_job_lifecycle.sql"),
     },
+    Migration {
+        version: 8,
+        name: "exports",
+        sql: include_str!("../../migrations/0008_exports.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -1,0 +1,354 @@
+//! Rows into file bytes: one [`FileEncoder`] per format. The exporter feeds
+//! it rows and, whenever enough output is ready, cuts a part there: a
+//! part always ends on a row, so a restarted export can continue a file
+//! after its last stored part.
+//!
+//! Text formats are compressed in members: each part is a whole gzip
+//! member or zstd frame. Concatenated members are one valid `.gz` / `.zst`
+//! file (RFC 1952, the zstd frame format), so a file continued after a
+//! restart needs no state from the attempt that began it.
+
+use std::io::Write;
+
+use tokio_postgres::Row;
+
+use super::object::ColType;
+use super::plan::OutField;
+use super::value::{json_string, write_json, write_text, DecodeError, Raw};
+use super::{Compression, Format};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("compressing: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Value(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
+}
+
+/// Turns rows into a file's bytes, part by part.
+pub trait FileEncoder: Send + 'static {
+    /// Starts a file. `rows_before` rows of it are in parts already stored
+    /// (a file continued after a restart): no header then, and JSON goes on
+    /// after a comma.
+    fn begin(&mut self, rows_before: u64) -> Result<(), EncodeError>;
+
+    /// Encodes rows (the fields are the row's first columns).
+    fn rows(&mut self, rows: &[Row]) -> Result<(), EncodeError>;
+
+    /// Output bytes ready since the last cut.
+    fn ready(&self) -> usize;
+
+    /// Ends the current part after the last row given: its bytes.
+    fn cut(&mut self) -> Result<Vec<u8>, EncodeError>;
+
+    /// Ends the file: its last bytes.
+    fn finish(&mut self) -> Result<Vec<u8>, EncodeError>;
+}
+
+/// The encoder for `format`.
+pub fn encoder(
+    format: Format,
+    compression: Compression,
+    fields: &[OutField],
+    settings: &crate::settings::ExportSettings,
+) -> Box<dyn FileEncoder> {
+    match format {
+        Format::Parquet => Box::new(super::parquet::ParquetEncoder::new(
+            fields,
+            compression,
+            settings,
+        )),
+        text => Box::new(TextEncoder::new(
+            text,
+            fields,
+            Member::new(compression, settings),
+        )),
+    }
+}
+
+/// A compression member: one gzip member or zstd frame, or plain bytes.
+pub struct Member {
+    compression: Compression,
+    gzip_level: u32,
+    zstd_level: i32,
+    inner: Inner,
+}
+
+enum Inner {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Plain(Vec<u8>),
+}
+
+impl Member {
+    pub fn new(compression: Compression, settings: &crate::settings::ExportSettings) -> Self {
+        let (gzip_level, zstd_level) = (
+            settings.gzip_level.clamp(1, 9),
+            settings.zstd_level.clamp(1, 19),
+        );
+        Self {
+            compression,
+            gzip_level,
+            zstd_level,
+            inner: Self::open(compression, gzip_level, zstd_level),
+        }
+    }
+
+    fn open(compression: Compression, gzip_level: u32, zstd_level: i32) -> Inner {
+        match compression {
+            Compression::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(gzip_level),
+            )),
+            Compression::Zstd => Inner::Zstd(
+                zstd::stream::write::Encoder::new(Vec::new(), zstd_level)
+                    .expect("a zstd encoder with a level in range"),
+            ),
+            Compression::None => Inner::Plain(Vec::new()),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.inner {
+            Inner::Gzip(e) => e.write_all(bytes),
+            Inner::Zstd(e) => e.write_all(bytes),
+            Inner::Plain(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Compressed bytes so far (the compressor holds back a little).
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            Inner::Gzip(e) => e.get_ref().len(),
+            Inner::Zstd(e) => e.get_ref().len(),
+            Inner::Plain(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends the member: its bytes; the next writes start a new one.
+    pub fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+        let next = Self::open(self.compression, self.gzip_level, self.zstd_level);
+        match std::mem::replace(&mut self.inner, next) {
+            Inner::Gzip(e) => e.finish(),
+            Inner::Zstd(e) => e.finish(),
+            Inner::Plain(v) => Ok(v),
+        }
+    }
+}
+
+/// CSV (RFC 4180, a header row), JSON (an array) or JSONL.
+pub struct TextEncoder {
+    format: Format,
+    types: Vec<ColType>,
+    names: Vec<String>,
+    /// `"name":` for each field, escaped once.
+    keys: Vec<Vec<u8>>,
+    member: Member,
+    /// Rows of this file so far (JSON puts a comma before all but the first).
+    rows_in_file: u64,
+    scratch: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl TextEncoder {
+    pub fn new(format: Format, fields: &[OutField], member: Member) -> Self {
+        let keys = fields
+            .iter()
+            .map(|f| {
+                let mut k = Vec::new();
+                json_string(f.name.as_bytes(), &mut k);
+                k.push(b':');
+                k
+            })
+            .collect();
+        Self {
+            format,
+            types: fields.iter().map(|f| f.ty).collect(),
+            names: fields.iter().map(|f| f.name.clone()).collect(),
+            keys,
+            member,
+            rows_in_file: 0,
+            scratch: Vec::with_capacity(1 << 18),
+            value: Vec::new(),
+        }
+    }
+
+    fn csv_row(&mut self, row: &Row) -> Result<(), EncodeError> {
+        for (i, ty) in self.types.iter().enumerate() {
+            if i > 0 {
+                self.scratch.push(b',');
+            }
+            let Some(Raw(raw)) = row.try_get::<_, Option<Raw>>(i).map_err(value_error)? else {
+                continue; // NULL: an empty field
+            };
+            match ty {
+                ColType::Text | ColType::Other | ColType::Json | ColType::Jsonb => {
+                    self.value.clear();
+                    write_text(*ty, raw, &mut self.value)?;
+                    csv_field(&self.value, &mut self.scratch);
+                }
+                // Numbers, times, uuids and booleans never need quotes.
+                _ => write_text(*ty, raw, &mut self.scratch)?,
+            }
+        }
+        self.scratch.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    fn json_row(&mut self, row: &Row) -> Result<(), EncodeError> {
+        self.scratch.push(b'{');
+        for (i, ty) in self.types.iter().enumerate() {
+            if i > 0 {
+                self.scratch.push(b',');
+            }
+            self.scratch.extend_from_slice(&self.keys[i]);
+            match row.try_get::<_, Option<Raw>>(i).map_err(value_error)? {
+                None => self.scratch.extend_from_slice(b"null"),
+                Some(Raw(raw)) => write_json(*ty, raw, &mut self.scratch)?,
+            }
+        }
+        self.scratch.push(b'}');
+        Ok(())
+    }
+}
+
+fn value_error(e: tokio_postgres::Error) -> EncodeError {
+    EncodeError::Value(e.to_string())
+}
+
+/// A CSV field, quoted when it holds a comma, a quote, a line break, or
+/// nothing (an empty string, told apart from NULL's empty field).
+fn csv_field(v: &[u8], out: &mut Vec<u8>) {
+    let quote = v.is_empty() || v.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    if !quote {
+        return out.extend_from_slice(v);
+    }
+    out.push(b'"');
+    for &b in v {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+impl FileEncoder for TextEncoder {
+    fn begin(&mut self, rows_before: u64) -> Result<(), EncodeError> {
+        self.rows_in_file = rows_before;
+        if rows_before > 0 {
+            return Ok(());
+        }
+        self.scratch.clear();
+        match self.format {
+            Format::Csv => {
+                for (i, name) in self.names.iter().enumerate() {
+                    if i > 0 {
+                        self.scratch.push(b',');
+                    }
+                    csv_field(name.as_bytes(), &mut self.scratch);
+                }
+                self.scratch.extend_from_slice(b"\r\n");
+            }
+            Format::Json => self.scratch.extend_from_slice(b"[\n"),
+            Format::Jsonl | Format::Parquet => {}
+        }
+        self.member.write(&self.scratch)?;
+        Ok(())
+    }
+
+    fn rows(&mut self, rows: &[Row]) -> Result<(), EncodeError> {
+        self.scratch.clear();
+        for row in rows {
+            match self.format {
+                Format::Csv => self.csv_row(row)?,
+                Format::Json => {
+                    if self.rows_in_file > 0 {
+                        self.scratch.extend_from_slice(b",\n");
+                    }
+                    self.json_row(row)?;
+                }
+                Format::Jsonl | Format::Parquet => {
+                    self.json_row(row)?;
+                    self.scratch.push(b'\n');
+                }
+            }
+            self.rows_in_file += 1;
+        }
+        self.member.write(&self.scratch)?;
+        Ok(())
+    }
+
+    fn ready(&self) -> usize {
+        self.member.len()
+    }
+
+    fn cut(&mut self) -> Result<Vec<u8>, EncodeError> {
+        Ok(self.member.finish()?)
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
+        if self.format == Format::Json {
+            self.member.write(b"\n]\n")?;
+        }
+        Ok(self.member.finish()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        let mut out = Vec::new();
+        for v in [&b"plain"[..], b"a,b", b"say \"hi\"", b"two\nlines", b""] {
+            csv_field(v, &mut out);
+            out.push(b'|');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"\"|"
+        );
+    }
+
+    #[test]
+    fn members_concatenate_into_one_valid_file() {
+        let settings = crate::settings::ExportSettings::default();
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut m = Member::new(compression, &settings);
+            m.write(b"first part\n").unwrap();
+            let mut file = m.finish().unwrap();
+            m.write(b"second part\n").unwrap();
+            file.extend(m.finish().unwrap());
+            let mut text = String::new();
+            match compression {
+                Compression::Gzip => {
+                    flate2::read::MultiGzDecoder::new(&file[..])
+                        .read_to_string(&mut text)
+                        .unwrap();
+                }
+                Compression::Zstd => {
+                    zstd::stream::read::Decoder::new(&file[..])
+                        .unwrap()
+                        .read_to_string(&mut text)
+                        .unwrap();
+                }
+                Compression::None => text = String::from_utf8(file).unwrap(),
+            }
+            assert_eq!(text, "first part\nsecond part\n", "{compression:?}");
+        }
+    }
+}

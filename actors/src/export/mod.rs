@@ -1,0 +1,281 @@
+//! Exports: rows of one domain out of PostgreSQL, into files in a store.
+//!
+//! The plain domain code the export actors run:
+//!
+//! - `object`: what can be exported (the built-in `node` and
+//!   `match_suggestion`, and objects declared in `[[exports.objects]]`),
+//!   with columns and types read from the catalog.
+//! - `filter`: Voucherify-style filters compiled to SQL, values always bind
+//!   parameters, identifiers only the object's known columns.
+//! - `plan`: a request checked against its object, and the one query an
+//!   export runs (fields, tenant predicate, filters, total order, keyset
+//!   continuation).
+//! - `value`: PostgreSQL's binary values as text and JSON.
+//! - `encode`: rows as CSV, JSON or JSONL, compressed in members that a
+//!   part of a file can end on.
+//! - `parquet`: rows as Parquet, typed from PostgreSQL's types.
+//! - `sink`: where a file's parts go (an S3 multipart upload, or a local
+//!   file) and how an unfinished one is picked up again.
+
+pub mod encode;
+pub mod filter;
+pub mod object;
+pub mod parquet;
+pub mod plan;
+pub mod sink;
+pub mod value;
+
+use serde::{Deserialize, Serialize};
+
+/// A file format an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// RFC 4180, with a header row.
+    Csv,
+    /// One JSON array of objects, streamed.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Apache Parquet, typed columns, compressed inside (zstd).
+    Parquet,
+}
+
+impl Format {
+    pub const ALL: [Self; 4] = [Self::Csv, Self::Json, Self::Jsonl, Self::Parquet];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv",
+            Self::Json => "application/json",
+            Self::Jsonl => "application/x-ndjson",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// Whether an unfinished file can be continued after a restart: a
+    /// Parquet file's footer describes every row group, so a Parquet file
+    /// is written again from its start.
+    pub fn resumes_mid_file(self) -> bool {
+        !matches!(self, Self::Parquet)
+    }
+}
+
+/// How a text format is compressed (Parquet compresses inside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub const ALL: [Self; 3] = [Self::Gzip, Self::Zstd, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Gzip => ".gz",
+            Self::Zstd => ".zst",
+            Self::None => "",
+        }
+    }
+
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Self::Gzip => Some("gzip"),
+            Self::Zstd => Some("zstd"),
+            Self::None => None,
+        }
+    }
+}
+
+/// Where an export's files go: the first file at `base`, the n-th (from 2)
+/// beside it as `stem-n.ext`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// An object store: `s3://bucket/key`.
+    Store { bucket: String, key: String },
+    /// A local file.
+    Local { path: String },
+}
+
+impl Destination {
+    /// Where file `index` (from 0) goes: the base itself, then `stem-2.ext`,
+    /// `stem-3.ext`, … (the extension is everything from the first dot of
+    /// the last path segment, so `users.csv.gz` → `users-2.csv.gz`).
+    pub fn file(&self, index: usize) -> Self {
+        let numbered = |base: &str| {
+            if index == 0 {
+                return base.to_string();
+            }
+            let cut = base.rfind('/').map_or(0, |i| i + 1);
+            let dot = base[cut..].find('.').map_or(base.len(), |i| cut + i);
+            format!("{}-{}{}", &base[..dot], index + 1, &base[dot..])
+        };
+        match self {
+            Self::Store { bucket, key } => Self::Store {
+                bucket: bucket.clone(),
+                key: numbered(key),
+            },
+            Self::Local { path } => Self::Local {
+                path: numbered(path),
+            },
+        }
+    }
+
+    /// `s3://bucket/key` or the path.
+    pub fn uri(&self) -> String {
+        match self {
+            Self::Store { bucket, key } => format!("s3://{bucket}/{key}"),
+            Self::Local { path } => path.clone(),
+        }
+    }
+}
+
+/// What an export was asked to do, as stored on its job: checked against
+/// its object when it was created, and planned again at each attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSpec {
+    /// The object's name (`node`, `match_suggestion`, a declared one).
+    pub object: String,
+    /// The output's columns, in order (the object's defaults when the
+    /// request named none).
+    pub fields: Vec<String>,
+    /// `field` or `-field`; `None`: the primary key's order.
+    pub order: Option<String>,
+    /// The request's filters, as given.
+    pub filters: Option<serde_json::Value>,
+    pub format: Format,
+    pub compression: Compression,
+    pub destination: Destination,
+    /// Who asked (a JWT's subject), for the completion event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// A file an export finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDone {
+    pub location: Destination,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A part of an unfinished file that is in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    pub number: i32,
+    /// The store's tag for the part (S3's ETag; empty for a local file).
+    pub etag: String,
+    pub bytes: u64,
+}
+
+/// The keyset position after a row: the text of its order key (when the
+/// export has one) and of its primary key columns.
+pub type Position = Vec<Option<String>>;
+
+/// The file being written, as far as its parts are in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    pub index: usize,
+    pub location: Destination,
+    /// The S3 multipart upload, once started.
+    pub upload_id: Option<String>,
+    pub parts: Vec<PartDone>,
+    /// Rows in the parts above.
+    pub rows: u64,
+    /// Where the file began: rows before it, and the position after the
+    /// last of them (a file that cannot be continued is written again from
+    /// here).
+    pub start_rows: u64,
+    pub start: Option<Position>,
+}
+
+impl OpenFile {
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+}
+
+/// How far an export got: every row before `position` is in a finished
+/// file or a stored part of the open one. A restart continues after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportCheckpoint {
+    /// When the first attempt's snapshot was taken.
+    pub data_as_of: Option<String>,
+    /// Rows every snapshot so far counted (the progress total).
+    pub total: u64,
+    pub rows: u64,
+    pub position: Option<Position>,
+    pub files: Vec<FileDone>,
+    pub open: Option<OpenFile>,
+}
+
+impl ExportCheckpoint {
+    /// Bytes in finished files and stored parts.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum::<u64>()
+            + self.open.as_ref().map_or(0, OpenFile::bytes)
+    }
+}
+
+/// What a finished export made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportResult {
+    pub files: Vec<FileDone>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// When the snapshot the rows were read from was taken (the first
+    /// one, for an export resumed after a restart).
+    pub data_as_of: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_after_the_first_are_numbered_before_the_extension() {
+        let d = Destination::Store {
+            bucket: "b".into(),
+            key: "acme/exports/2026/11/node-1.v2.csv.gz".into(),
+        };
+        assert_eq!(d.file(0), d);
+        assert_eq!(
+            d.file(1).uri(),
+            "s3://b/acme/exports/2026/11/node-1-2.v2.csv.gz"
+        );
+        let local = Destination::Local {
+            path: "/tmp/out.d/users".into(),
+        };
+        assert_eq!(local.file(2).uri(), "/tmp/out.d/users-3");
+    }
+}

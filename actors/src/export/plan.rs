@@ -1,0 +1,491 @@
+//! A request checked against its object, and the one query an export runs.
+//!
+//! ```sql
+//! SELECT <fields>, <order key>::text, <primary key>::text
+//! FROM <relation> t
+//! WHERE t.<tenant> = $1 AND (<filters>) AND (<after the last row written>)
+//! ORDER BY <order> NULLS LAST, <primary key>
+//! ```
+//!
+//! The primary key always ends the order, so the order is total and a
+//! restarted export continues after the last row it made durable (keyset
+//! continuation), whatever the order. The tenant predicate comes from the
+//! job, never from the request; values are bind parameters; identifiers
+//! are the object's known columns, quoted.
+
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use uuid::Uuid;
+
+use super::object::{ColType, Column, ObjectDef};
+use super::{filter, ExportSpec, Format, Position};
+use crate::settings::ExportSettings;
+
+/// A request the export cannot run, with a machine-readable code and what
+/// is allowed instead (Voucherify's `invalid_export_fields` and kin).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", allowed_list(.allowed))]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+    pub allowed: Vec<String>,
+}
+
+fn allowed_list(allowed: &[String]) -> String {
+    match allowed {
+        [] => String::new(),
+        _ => format!(" (allowed: {})", allowed.join(", ")),
+    }
+}
+
+impl Invalid {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            allowed: Vec::new(),
+        }
+    }
+
+    pub fn allowing(self, allowed: Vec<String>) -> Self {
+        Self { allowed, ..self }
+    }
+}
+
+/// A bind parameter: every value of an export's query is one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Uuid(Uuid),
+    Text(String),
+    Texts(Vec<String>),
+}
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Self::Uuid(v) => v.to_sql(ty, out),
+            Self::Text(v) => v.to_sql(ty, out),
+            Self::Texts(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::UUID | Type::TEXT | Type::TEXT_ARRAY)
+    }
+
+    to_sql_checked!();
+}
+
+/// SQL being built: each value bound gets the next `$n`, cast explicitly so
+/// that PostgreSQL never has to guess a parameter's type.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    pub params: Vec<Param>,
+}
+
+impl Sql {
+    fn push(&mut self, p: Param) -> usize {
+        self.params.push(p);
+        self.params.len()
+    }
+
+    pub fn bind_uuid(&mut self, v: Uuid) -> String {
+        format!("${}::uuid", self.push(Param::Uuid(v)))
+    }
+
+    /// A value given as text, read as `cast`.
+    pub fn bind_text(&mut self, v: &str, cast: &str) -> String {
+        format!("${}::text::{cast}", self.push(Param::Text(v.to_string())))
+    }
+
+    /// Values given as text, read as an array of `cast`.
+    pub fn bind_texts(&mut self, vs: &[String], cast: &str) -> String {
+        format!(
+            "${}::text[]::{cast}[]",
+            self.push(Param::Texts(vs.to_vec()))
+        )
+    }
+
+    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// `"name"`, with any `"` doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A field a request names: a column, or one key of the `metadata` column.
+#[derive(Debug, Clone)]
+pub enum Field<'a> {
+    Column(&'a Column),
+    MetadataKey { column: &'a Column, key: String },
+}
+
+/// Metadata keys are stored normalised (seed 004 BR-5: lower snake case).
+fn valid_metadata_key(key: &str) -> bool {
+    (1..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl<'a> Field<'a> {
+    pub fn resolve(def: &'a ObjectDef, name: &str) -> Result<Self, Invalid> {
+        if let Some(c) = def.column(name) {
+            return Ok(Self::Column(c));
+        }
+        if let (Some(key), Some(column)) = (name.strip_prefix("metadata."), def.metadata()) {
+            if !valid_metadata_key(key) {
+                return Err(Invalid::new(
+                    "invalid_metadata_key",
+                    format!("`{name}`: a metadata key is 1 to 128 of a-z, 0-9 and _"),
+                ));
+            }
+            return Ok(Self::MetadataKey {
+                column,
+                key: key.to_string(),
+            });
+        }
+        Err(Invalid::new(
+            "invalid_export_fields",
+            format!("unknown field `{name}` for {}", def.name),
+        )
+        .allowing(def.field_names()))
+    }
+
+    /// The field as an SQL expression over the alias `t`; a metadata key
+    /// is its JSON value when `json`, else its text.
+    pub fn sql(&self, sql: &mut Sql, json: bool) -> String {
+        match self {
+            Self::Column(c) if c.ty == ColType::Other => {
+                format!("t.{}::text", quote_ident(&c.name))
+            }
+            Self::Column(c) => format!("t.{}", quote_ident(&c.name)),
+            Self::MetadataKey { column, key } => format!(
+                "(t.{} {} {})",
+                quote_ident(&column.name),
+                if json { "->" } else { "->>" },
+                sql.bind_text(key, "text")
+            ),
+        }
+    }
+
+    /// How its values arrive: `Other` columns and metadata text as text.
+    pub fn value_type(&self, json: bool) -> ColType {
+        match self {
+            Self::Column(c) if c.ty == ColType::Other => ColType::Text,
+            Self::Column(c) => c.ty,
+            Self::MetadataKey { .. } if json => ColType::Jsonb,
+            Self::MetadataKey { .. } => ColType::Text,
+        }
+    }
+}
+
+/// One output column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutField {
+    pub name: String,
+    pub ty: ColType,
+    /// The column's declared type, for Parquet's decimals.
+    pub column: Option<Column>,
+}
+
+/// An export's query, ready to run from any position.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub fields: Vec<OutField>,
+    /// `SELECT … FROM … WHERE tenant AND filters`, with its parameters.
+    select: String,
+    from_where: String,
+    base: Sql,
+    order_column: Option<(Column, bool)>,
+    key: Vec<Column>,
+}
+
+impl Plan {
+    /// Checks `spec` against `def` and plans its query, for `domain` only.
+    pub fn new(
+        def: &ObjectDef,
+        spec: &ExportSpec,
+        domain: Uuid,
+        limits: &ExportSettings,
+    ) -> Result<Self, Invalid> {
+        let json = matches!(spec.format, Format::Json | Format::Jsonl);
+        let mut sql = Sql::default();
+        let tenant = format!(
+            "t.{} = {}",
+            quote_ident(&def.tenant_column),
+            sql.bind_uuid(domain)
+        );
+        let names = if spec.fields.is_empty() {
+            default_fields(def)
+        } else {
+            spec.fields.clone()
+        };
+        let mut fields = Vec::with_capacity(names.len());
+        let mut exprs = Vec::with_capacity(names.len());
+        for name in &names {
+            if fields.iter().any(|f: &OutField| &f.name == name) {
+                return Err(Invalid::new(
+                    "duplicate_field",
+                    format!("field `{name}` is named twice"),
+                ));
+            }
+            let field = Field::resolve(def, name)?;
+            exprs.push(field.sql(&mut sql, json));
+            fields.push(OutField {
+                name: name.clone(),
+                ty: field.value_type(json),
+                column: match field {
+                    Field::Column(c) => Some(c.clone()),
+                    Field::MetadataKey { .. } => None,
+                },
+            });
+        }
+        if fields.is_empty() {
+            return Err(Invalid::new("invalid_export_fields", "no fields to export")
+                .allowing(def.field_names()));
+        }
+        let filters = match &spec.filters {
+            None | Some(serde_json::Value::Null) => "true".to_string(),
+            Some(f) => filter::compile(f, def, limits, &mut sql)?,
+        };
+        let order = spec.order.clone().or_else(|| def.default_order.clone());
+        let order_column = match order.as_deref() {
+            None | Some("") => None,
+            Some(o) => {
+                let (name, desc) = match o.strip_prefix('-') {
+                    Some(name) => (name, true),
+                    None => (o.strip_prefix('+').unwrap_or(o), false),
+                };
+                let column = def.column(name).ok_or_else(|| {
+                    Invalid::new("invalid_order", format!("cannot order by `{o}`")).allowing(
+                        def.columns
+                            .iter()
+                            .filter(|c| !matches!(c.ty, ColType::Jsonb | ColType::Json))
+                            .map(|c| c.name.clone())
+                            .collect(),
+                    )
+                })?;
+                if matches!(column.ty, ColType::Jsonb | ColType::Json) {
+                    return Err(Invalid::new(
+                        "invalid_order",
+                        format!("cannot order by JSON `{name}`"),
+                    ));
+                }
+                Some((column.clone(), desc))
+            }
+        };
+        let key = def
+            .key
+            .iter()
+            .map(|k| def.column(k).expect("the catalog checked the key").clone())
+            .collect();
+        Ok(Self {
+            fields,
+            select: exprs.join(", "),
+            from_where: format!("FROM {} t WHERE {tenant} AND {filters}", def.relation),
+            base: sql,
+            order_column,
+            key,
+        })
+    }
+
+    /// How many values of a row's position there are (after the fields).
+    pub fn position_len(&self) -> usize {
+        self.order_column.iter().count() + self.key.len()
+    }
+
+    /// The rows after `after` (all of them when `None`), in the export's
+    /// order; each row holds the fields, then its position as text.
+    pub fn query(&self, after: Option<&Position>) -> (String, Sql) {
+        let mut sql = self.base.clone();
+        let keyset = self.after(after, &mut sql);
+        let mut position: Vec<String> = Vec::new();
+        let mut order: Vec<String> = Vec::new();
+        if let Some((c, desc)) = &self.order_column {
+            position.push(format!("t.{}::text", quote_ident(&c.name)));
+            let dir = if *desc { "DESC" } else { "ASC" };
+            order.push(format!("t.{} {dir} NULLS LAST", quote_ident(&c.name)));
+        }
+        for k in &self.key {
+            position.push(format!("t.{}::text", quote_ident(&k.name)));
+            order.push(format!("t.{}", quote_ident(&k.name)));
+        }
+        let text = format!(
+            "SELECT {}, {} {} AND {keyset} ORDER BY {}",
+            self.select,
+            position.join(", "),
+            self.from_where,
+            order.join(", ")
+        );
+        (text, sql)
+    }
+
+    /// How many rows [`Self::query`] returns.
+    pub fn count(&self, after: Option<&Position>) -> (String, Sql) {
+        let mut sql = self.base.clone();
+        let keyset = self.after(after, &mut sql);
+        (
+            format!("SELECT count(*) {} AND {keyset}", self.from_where),
+            sql,
+        )
+    }
+
+    /// "After this position" in the order `ORDER BY o NULLS LAST, key`.
+    fn after(&self, position: Option<&Position>, sql: &mut Sql) -> String {
+        let Some(position) = position else {
+            return "true".into();
+        };
+        let (order_value, key_values) = match &self.order_column {
+            Some(_) => (position.first().cloned().flatten(), &position[1..]),
+            None => (None, &position[..]),
+        };
+        let mut columns = Vec::new();
+        let mut values = Vec::new();
+        for (k, v) in self.key.iter().zip(key_values) {
+            columns.push(format!("t.{}", quote_ident(&k.name)));
+            values.push(sql.bind_text(v.as_deref().unwrap_or_default(), k.ty.sql_cast()));
+        }
+        let key_after = format!("({}) > ({})", columns.join(", "), values.join(", "));
+        let Some((c, desc)) = &self.order_column else {
+            return key_after;
+        };
+        let o = format!("t.{}", quote_ident(&c.name));
+        match order_value {
+            // In the NULLs, which come last: only the key moves on.
+            None => format!("({o} IS NULL AND {key_after})"),
+            Some(v) => {
+                let v = sql.bind_text(&v, c.ty.sql_cast());
+                let beyond = if *desc { "<" } else { ">" };
+                format!("({o} {beyond} {v} OR {o} IS NULL OR ({o} = {v} AND {key_after}))")
+            }
+        }
+    }
+}
+
+/// The object's default fields: those declared, else every column.
+fn default_fields(def: &ObjectDef) -> Vec<String> {
+    if def.default_fields.is_empty() {
+        def.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        def.default_fields.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{Compression, Destination};
+
+    fn def() -> ObjectDef {
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+            sql_type: String::new(),
+        };
+        ObjectDef {
+            name: "node".into(),
+            relation: "public.nodes".into(),
+            tenant_column: "domain_id".into(),
+            key: vec!["id".into()],
+            columns: vec![
+                col("id", ColType::Uuid),
+                col("reference_id", ColType::Text),
+                col("domain_id", ColType::Uuid),
+                col("metadata", ColType::Jsonb),
+                col("created_at", ColType::Timestamptz),
+                col("ip", ColType::Other),
+            ],
+            default_fields: vec!["reference_id".into(), "metadata".into()],
+            default_order: Some("created_at".into()),
+        }
+    }
+
+    fn spec(fields: &[&str], order: Option<&str>) -> ExportSpec {
+        ExportSpec {
+            object: "node".into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            order: order.map(String::from),
+            filters: None,
+            format: Format::Csv,
+            compression: Compression::Gzip,
+            destination: Destination::Local { path: "/x".into() },
+            user_id: None,
+        }
+    }
+
+    #[test]
+    fn the_query_is_tenant_scoped_ordered_and_total() {
+        let plan = Plan::new(
+            &def(),
+            &spec(
+                &["reference_id", "metadata.city", "ip"],
+                Some("-created_at"),
+            ),
+            Uuid::nil(),
+            &ExportSettings::default(),
+        )
+        .unwrap();
+        let (text, sql) = plan.query(None);
+        assert_eq!(
+            text,
+            r#"SELECT t."reference_id", (t."metadata" ->> $2::text::text), t."ip"::text, t."created_at"::text, t."id"::text FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true AND true ORDER BY t."created_at" DESC NULLS LAST, t."id""#
+        );
+        assert_eq!(sql.params[1], Param::Text("city".into()));
+        assert_eq!(plan.position_len(), 2);
+        let at = vec![
+            Some("2026-01-01 00:00:00+00".to_string()),
+            Some(Uuid::nil().to_string()),
+        ];
+        let (text, sql) = plan.query(Some(&at));
+        assert!(text.contains(r#"(t."created_at" < $4::text::timestamptz OR t."created_at" IS NULL OR (t."created_at" = $4::text::timestamptz AND (t."id") > ($3::text::uuid)))"#), "{text}");
+        assert_eq!(sql.params.len(), 4);
+        let in_nulls = vec![None, Some(Uuid::nil().to_string())];
+        let (text, _) = plan.query(Some(&in_nulls));
+        assert!(
+            text.contains(r#"(t."created_at" IS NULL AND (t."id") > ($3::text::uuid))"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let plan = Plan::new(
+            &def(),
+            &spec(&[], None),
+            Uuid::nil(),
+            &ExportSettings::default(),
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["reference_id", "metadata"]);
+        let err = |fields: &[&str], order| {
+            Plan::new(
+                &def(),
+                &spec(fields, order),
+                Uuid::nil(),
+                &ExportSettings::default(),
+            )
+            .unwrap_err()
+        };
+        let unknown = err(&["nope"], None);
+        assert_eq!(unknown.code, "invalid_export_fields");
+        assert!(
+            unknown.allowed.contains(&"metadata.KEY".to_string()),
+            "{unknown}"
+        );
+        assert_eq!(err(&["id", "id"], None).code, "duplicate_field");
+        assert_eq!(err(&["id"], Some("-nope")).code, "invalid_order");
+        assert_eq!(err(&["id"], Some("metadata")).code, "invalid_order");
+        assert_eq!(err(&["metadata.A"], None).code, "invalid_metadata_key");
+    }
+}
