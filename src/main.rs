@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli::{
-    self, apikey::ApikeyCommand, dlq::DlqArgs, import::ImportArgs, jobs::JobsCommand,
+    self, apikey::ApikeyCommand, dlq::DlqArgs, export::ExportArgs, exports::ExportsCommand,
+    import::ImportArgs, jobs::JobsCommand,
 };
 use ferry::config::{self, LogFormat};
 use ferry_actors::settings::DatabaseSettings;
@@ -44,7 +45,16 @@ enum Command {
     /// Import one file through the pipeline, print a report, and exit
     /// (0 only when the job is COMPLETED).
     Import(Box<ImportArgs>),
-    /// Read the import jobs table.
+    /// Export one object's rows of a domain to CSV, JSON, JSONL or Parquet
+    /// (gzip or zstd), in a local folder or an S3 bucket; print a report
+    /// (0 only when the export is DONE).
+    Export(Box<ExportArgs>),
+    /// Read the export jobs.
+    Exports {
+        #[command(subcommand)]
+        command: ExportsCommand,
+    },
+    /// Read the import jobs.
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
@@ -126,6 +136,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => cli::import::command(config, *args).await,
+        Command::Export(args) => cli::export::command(config, *args).await,
+        Command::Exports { command } => {
+            cli::exports::command(&config.database, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Jobs { command } => {
             cli::jobs::command(&config.database, command).await?;
             Ok(ExitCode::SUCCESS)

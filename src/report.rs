@@ -1,10 +1,10 @@
-//! The report at the end of an import, as text for people or as one JSON
-//! object (`--json`) for scripts.
+//! The report at the end of an import or an export, as text for people or
+//! as one JSON object (`--json`) for scripts.
 
 use std::io::{self, Write};
 use std::time::Duration;
 
-use ferry_actors::job::{Import, Job, JobStatus};
+use ferry_actors::job::{Export, Import, Job, JobStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -80,6 +80,109 @@ impl ImportReport {
         }
         if let Some(p) = &self.rejects_path {
             writeln!(out, "  rejects      {p}")?;
+        }
+        if let Some(r) = &self.failure_reason {
+            writeln!(out, "  reason       {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The report at the end of `ferry export`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportReport {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub object: String,
+    pub format: String,
+    pub rows: u64,
+    pub files: Vec<ReportedFile>,
+    pub bytes: u64,
+    pub duration_secs: f64,
+    pub rows_per_sec: f64,
+    /// When the snapshot the rows were read from was taken.
+    pub data_as_of: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedFile {
+    pub location: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl ExportReport {
+    pub fn new(job: &Job, export: &Export, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let cp = &export.checkpoint;
+        let (files, rows, bytes, data_as_of) = match &export.result {
+            Some(r) => (&r.files, r.rows, r.bytes, r.data_as_of.clone()),
+            None => (&cp.files, cp.rows, cp.bytes(), cp.data_as_of.clone()),
+        };
+        Self {
+            job_id: job.id,
+            status: job.status,
+            object: export.spec.object.clone(),
+            format: format!(
+                "{}{}",
+                export.spec.format.as_str(),
+                match export.spec.format {
+                    ferry_actors::export::Format::Parquet => String::new(),
+                    _ => format!(" ({})", export.spec.compression.as_str()),
+                }
+            ),
+            rows,
+            files: files
+                .iter()
+                .map(|f| ReportedFile {
+                    location: f.location.uri(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            bytes,
+            duration_secs: (secs * 1000.0).round() / 1000.0,
+            rows_per_sec: if secs > 0.0 {
+                (rows as f64 / secs).round()
+            } else {
+                0.0
+            },
+            data_as_of,
+            failure_reason: job.failure_reason.clone(),
+            attempts: job.attempts,
+        }
+    }
+
+    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "export {}  {}", self.job_id, self.status.as_str())?;
+        writeln!(out, "  object       {}", self.object)?;
+        writeln!(out, "  format       {}", self.format)?;
+        writeln!(out, "  rows         {}", grouped(self.rows))?;
+        writeln!(out, "  bytes        {}", grouped(self.bytes))?;
+        for f in &self.files {
+            writeln!(
+                out,
+                "  file         {}  ({} rows, {} bytes)",
+                f.location,
+                grouped(f.rows),
+                grouped(f.bytes)
+            )?;
+        }
+        writeln!(
+            out,
+            "  duration     {:.2} s ({} rows/s)",
+            self.duration_secs,
+            grouped(self.rows_per_sec as i64)
+        )?;
+        if let Some(at) = &self.data_as_of {
+            writeln!(out, "  data as of   {at}")?;
+        }
+        if self.attempts > 1 {
+            writeln!(out, "  attempts     {}", self.attempts)?;
         }
         if let Some(r) = &self.failure_reason {
             writeln!(out, "  reason       {r}")?;

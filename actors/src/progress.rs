@@ -13,6 +13,8 @@ pub struct Progress {
     pub records_read: AtomicU64,
     /// Records committed (the checkpoint).
     pub records_committed: AtomicU64,
+    /// Records to go through, when known (an export's snapshot count).
+    pub records_total: AtomicU64,
 }
 
 impl Progress {

@@ -333,6 +333,18 @@ pub struct StorageSettings {
     pub read_timeout: Duration,
 }
 
+impl StorageSettings {
+    /// Whether an object store is configured: an endpoint or keys, here or
+    /// in the standard `AWS_*` variables.
+    pub fn configured(&self) -> bool {
+        let env = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+        !self.endpoint.is_empty()
+            || !self.access_key_id.is_empty()
+            || env("AWS_ENDPOINT_URL")
+            || env("AWS_ACCESS_KEY_ID")
+    }
+}
+
 fn default_storage_attempts() -> u32 {
     5
 }

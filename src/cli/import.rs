@@ -9,12 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
-use ferry_actors::job::{lifecycle, InputFormat, Job, JobStatus, NewJob, Target, Work};
-use ferry_actors::pg;
+use ferry_actors::job::{InputFormat, JobStatus, NewJob, Target, Work};
 use ferry_actors::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ractor::rpc::CallResult;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -158,78 +155,17 @@ pub async fn command(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
 
 /// Creates the job, runs it to its end, and reports.
 pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<ImportReport> {
-    let pool = pg::pool(&config.database)?;
-    {
-        let mut client = pg::connect(&config.database).await?;
-        pg::migrations::migrate(&mut client)
-            .await
-            .context("applying migrations")?;
-    }
     let started = Instant::now();
-    let owner = ferry_actors::job::lease_owner("import");
-    let held = {
-        let client = pool.get().await.context("database pool")?;
-        // Held by this process while it runs: a `ferry serve` leaves it
-        // alone, unless this process dies and the lease runs out.
-        lifecycle::create_held(&**client, &new, &owner, config.jobs.lease)
-            .await
-            .context("creating the job")?
-    };
-    let coordinator = job_coordinator::spawn(job_coordinator::Args {
-        database: config.database.clone(),
-        import: Arc::new(config.import.clone()),
-        exports: Arc::new(config.exports.clone()),
-        retry: config.retry.clone(),
-        storage: config.storage.clone(),
-        jobs: config.jobs.clone(),
-        owner,
-        pool,
-        claim: false,
-    })
-    .await
-    .context("starting the job coordinator")?;
-    let progress = Arc::new(Progress::default());
-    let bar = show_progress.then(|| progress_bar(progress.clone()));
-    let result = wait(&coordinator, held, progress).await;
-    if let Some((bar, ticker)) = bar {
-        ticker.abort();
-        bar.finish_and_clear();
-    }
-    coordinator.stop(None);
-    let job = result?;
+    let bar = show_progress.then_some(progress_bar as super::Bar);
+    let job = super::run_job(config, &new, "import", bar).await?;
     let Work::Import(import) = &job.work else {
         anyhow::bail!("job {} is not an import", job.id);
     };
     Ok(ImportReport::new(&job, import, started.elapsed()))
 }
 
-async fn wait(
-    coordinator: &JobCoordinatorRef,
-    held: lifecycle::Held,
-    progress: Arc<Progress>,
-) -> Result<Job> {
-    let job_id = held.job().id;
-    let answer = coordinator
-        .call(
-            |reply| job_coordinator::Msg::Run {
-                held: Box::new(held),
-                progress,
-                reply,
-            },
-            None,
-        )
-        .await
-        .context("the job coordinator stopped")?;
-    match answer {
-        CallResult::Success(Ok(job)) => Ok(job),
-        CallResult::Success(Err(e)) => anyhow::bail!("job {job_id}: {e}"),
-        CallResult::Timeout => anyhow::bail!("job {job_id}: timed out"),
-        CallResult::SenderError => anyhow::bail!("job {job_id}: the coordinator went away"),
-    }
-}
-
 /// A bar over the source's bytes, with rows read and committed and rows/s.
-fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+pub fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(

@@ -3,10 +3,22 @@
 pub mod apikey;
 pub mod demo;
 pub mod dlq;
+pub mod export;
+pub mod exports;
 pub mod import;
 pub mod jobs;
 pub mod migrate;
 pub mod serve;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ferry_actors::actors::job_coordinator;
+use ferry_actors::job::{lifecycle, Job};
+use ferry_actors::pg;
+use ferry_actors::progress::Progress;
+use indicatif::ProgressBar;
+use ractor::rpc::CallResult;
 
 use crate::config::{Config, LogSettings};
 
@@ -15,5 +27,71 @@ use crate::config::{Config, LogSettings};
 pub fn quiet_logs(config: &mut Config) {
     if config.log.level == LogSettings::default().level && std::env::var_os("RUST_LOG").is_none() {
         config.log.level = "warn".into();
+    }
+}
+
+/// A progress bar over a job's live counters, and the task that draws it.
+pub type Bar = fn(Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>);
+
+/// Runs one job in this process, the way `ferry serve` runs it: applies
+/// the migrations, creates the job already leased to this process (a
+/// `ferry serve` leaves it alone unless this process dies and the lease
+/// runs out), and waits for its end through a JobCoordinator.
+pub async fn run_job(
+    config: &Config,
+    new: &impl lifecycle::Request,
+    role: &str,
+    bar: Option<Bar>,
+) -> Result<Job> {
+    let pool = pg::pool(&config.database)?;
+    {
+        let mut client = pg::connect(&config.database).await?;
+        pg::migrations::migrate(&mut client)
+            .await
+            .context("applying migrations")?;
+    }
+    let owner = ferry_actors::job::lease_owner(role);
+    let held = {
+        let client = pool.get().await.context("database pool")?;
+        lifecycle::create_held(&**client, new, &owner, config.jobs.lease)
+            .await
+            .context("creating the job")?
+    };
+    let coordinator = job_coordinator::spawn(job_coordinator::Args {
+        database: config.database.clone(),
+        import: Arc::new(config.import.clone()),
+        exports: Arc::new(config.exports.clone()),
+        retry: config.retry.clone(),
+        storage: config.storage.clone(),
+        jobs: config.jobs.clone(),
+        owner,
+        pool,
+        claim: false,
+    })
+    .await
+    .context("starting the job coordinator")?;
+    let progress = Arc::new(Progress::default());
+    let bar = bar.map(|draw| draw(progress.clone()));
+    let job_id = held.job().id;
+    let answer = coordinator
+        .call(
+            |reply| job_coordinator::Msg::Run {
+                held: Box::new(held),
+                progress,
+                reply,
+            },
+            None,
+        )
+        .await;
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    coordinator.stop(None);
+    match answer.context("the job coordinator stopped")? {
+        CallResult::Success(Ok(job)) => Ok(job),
+        CallResult::Success(Err(e)) => anyhow::bail!("job {job_id}: {e}"),
+        CallResult::Timeout => anyhow::bail!("job {job_id}: timed out"),
+        CallResult::SenderError => anyhow::bail!("job {job_id}: the coordinator went away"),
     }
 }

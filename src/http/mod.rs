@@ -5,7 +5,9 @@
 //!
 //! - `imports`: the import jobs (list, show, create, cancel), and how the
 //!   API shows a job.
+//! - `exports`: how an export is shown (Voucherify's export object).
 
+pub mod exports;
 pub mod imports;
 
 use std::sync::Arc;

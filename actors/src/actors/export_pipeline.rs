@@ -325,6 +325,7 @@ async fn handle_msg(
         Msg::Snapshot { at, remaining } => {
             cp.data_as_of.get_or_insert(at);
             cp.total = cp.rows + remaining;
+            Progress::set(&args.progress.records_total, cp.total);
         }
         Msg::Stored(Stored::Begun(open)) => cp.open = Some(open),
         Msg::Stored(Stored::Part {

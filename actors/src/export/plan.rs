@@ -202,8 +202,10 @@ pub struct OutField {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub fields: Vec<OutField>,
-    /// `SELECT … FROM … WHERE tenant AND filters`, with its parameters.
-    select: String,
+    /// What each field selects: a column, or one key of it.
+    selected: Vec<(Column, Option<String>)>,
+    json: bool,
+    /// `FROM … WHERE tenant AND filters`, with its parameters.
     from_where: String,
     base: Sql,
     order_column: Option<(Column, bool)>,
@@ -231,7 +233,7 @@ impl Plan {
             spec.fields.clone()
         };
         let mut fields = Vec::with_capacity(names.len());
-        let mut exprs = Vec::with_capacity(names.len());
+        let mut selected = Vec::with_capacity(names.len());
         for name in &names {
             if fields.iter().any(|f: &OutField| &f.name == name) {
                 return Err(Invalid::new(
@@ -240,7 +242,10 @@ impl Plan {
                 ));
             }
             let field = Field::resolve(def, name)?;
-            exprs.push(field.sql(&mut sql, json));
+            selected.push(match &field {
+                Field::Column(c) => ((*c).clone(), None),
+                Field::MetadataKey { column, key } => ((*column).clone(), Some(key.clone())),
+            });
             fields.push(OutField {
                 name: name.clone(),
                 ty: field.value_type(json),
@@ -291,7 +296,8 @@ impl Plan {
             .collect();
         Ok(Self {
             fields,
-            select: exprs.join(", "),
+            selected,
+            json,
             from_where: format!("FROM {} t WHERE {tenant} AND {filters}", def.relation),
             base: sql,
             order_column,
@@ -309,6 +315,22 @@ impl Plan {
     pub fn query(&self, after: Option<&Position>) -> (String, Sql) {
         let mut sql = self.base.clone();
         let keyset = self.after(after, &mut sql);
+        // The fields' values are bound last: the count, which selects none
+        // of them, binds exactly the parameters before.
+        let select: Vec<String> = self
+            .selected
+            .iter()
+            .map(|(column, key)| {
+                let field = match key {
+                    None => Field::Column(column),
+                    Some(key) => Field::MetadataKey {
+                        column,
+                        key: key.clone(),
+                    },
+                };
+                field.sql(&mut sql, self.json)
+            })
+            .collect();
         let mut position: Vec<String> = Vec::new();
         let mut order: Vec<String> = Vec::new();
         if let Some((c, desc)) = &self.order_column {
@@ -322,7 +344,7 @@ impl Plan {
         }
         let text = format!(
             "SELECT {}, {} {} AND {keyset} ORDER BY {}",
-            self.select,
+            select.join(", "),
             position.join(", "),
             self.from_where,
             order.join(", ")
@@ -441,18 +463,25 @@ mod tests {
             r#"SELECT t."reference_id", (t."metadata" ->> $2::text::text), t."ip"::text, t."created_at"::text, t."id"::text FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true AND true ORDER BY t."created_at" DESC NULLS LAST, t."id""#
         );
         assert_eq!(sql.params[1], Param::Text("city".into()));
+        let (count, counted) = plan.count(None);
+        assert!(!count.contains("$2"), "{count}");
+        assert_eq!(counted.params.len(), 1);
         assert_eq!(plan.position_len(), 2);
         let at = vec![
             Some("2026-01-01 00:00:00+00".to_string()),
             Some(Uuid::nil().to_string()),
         ];
         let (text, sql) = plan.query(Some(&at));
-        assert!(text.contains(r#"(t."created_at" < $4::text::timestamptz OR t."created_at" IS NULL OR (t."created_at" = $4::text::timestamptz AND (t."id") > ($3::text::uuid)))"#), "{text}");
+        assert!(text.contains(r#"(t."created_at" < $3::text::timestamptz OR t."created_at" IS NULL OR (t."created_at" = $3::text::timestamptz AND (t."id") > ($2::text::uuid)))"#), "{text}");
+        assert!(
+            text.contains(r#"(t."metadata" ->> $4::text::text)"#),
+            "{text}"
+        );
         assert_eq!(sql.params.len(), 4);
         let in_nulls = vec![None, Some(Uuid::nil().to_string())];
         let (text, _) = plan.query(Some(&in_nulls));
         assert!(
-            text.contains(r#"(t."created_at" IS NULL AND (t."id") > ($3::text::uuid))"#),
+            text.contains(r#"(t."created_at" IS NULL AND (t."id") > ($2::text::uuid))"#),
             "{text}"
         );
     }

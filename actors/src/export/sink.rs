@@ -93,6 +93,12 @@ impl Sink {
             Destination::Store { bucket, key } => {
                 if file.upload_id.is_none() {
                     let store = self.store(&file.location)?;
+                    if file.index == 0 {
+                        self.retried(&file.location, "CreateBucket", || {
+                            store.create_bucket(bucket)
+                        })
+                        .await?;
+                    }
                     let id = self
                         .retried(&file.location, "CreateMultipartUpload", || {
                             store.create_multipart(bucket, key, &self.meta)

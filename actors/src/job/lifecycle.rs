@@ -52,6 +52,7 @@ pub trait Request {
 
 /// The kind-specific columns of a new job row.
 pub struct NewRow<'a> {
+    id: Uuid,
     kind: JobKind,
     status_topic: Option<&'a str>,
     origin: Option<&'a serde_json::Value>,
@@ -75,6 +76,7 @@ impl Request for NewJob {
 
     fn columns(&self) -> NewRow<'_> {
         NewRow {
+            id: Uuid::now_v7(),
             kind: JobKind::Import(self.target),
             status_topic: self.status_topic.as_deref(),
             origin: self.origin.as_ref(),
@@ -100,6 +102,7 @@ impl Request for NewExport {
 
     fn columns(&self) -> NewRow<'_> {
         NewRow {
+            id: self.id,
             kind: JobKind::Export,
             status_topic: self.status_topic.as_deref(),
             origin: self.origin.as_ref(),
@@ -170,7 +173,7 @@ async fn insert(
     c.query_opt(
         &sql,
         &[
-            &Uuid::now_v7(),
+            &row.id,
             &row.kind.as_str(),
             &JobStatus::Pending.as_str(),
             &new.domain_id(),

@@ -371,6 +371,8 @@ pub struct Export {
 /// A request for an export.
 #[derive(Debug, Clone)]
 pub struct NewExport {
+    /// The job's id, chosen first: the default file names hold it.
+    pub id: Uuid,
     pub domain_id: Uuid,
     pub spec: ExportSpec,
     /// A second request with the same key gets the first one's job.

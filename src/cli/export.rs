@@ -1,0 +1,199 @@
+//! `ferry export`: one export through the same actor pipeline the service
+//! runs, with a progress bar on a terminal, and a report at the end.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use ferry_actors::export::object::Catalog;
+use ferry_actors::export::plan::Plan;
+use ferry_actors::export::{Compression, Destination, ExportSpec, Format};
+use ferry_actors::job::{JobStatus, NewExport, Work};
+use ferry_actors::pg;
+use ferry_actors::progress::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::report::{grouped, ExportReport};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Json,
+    Jsonl,
+    Parquet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// What to export: `node`, `match_suggestion`, or an object declared in
+    /// `[[exports.objects]]`.
+    pub object: String,
+    /// The domain (tenant) UUID: only its rows are read.
+    #[arg(long)]
+    pub domain: Uuid,
+    /// The output's columns, in order (`metadata.KEY` for one metadata
+    /// value) [default: the object's default fields].
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Option<Vec<String>>,
+    /// Filters, as JSON (`{"created_at": {"conditions": {"$after": ["2026-01-01"]}}}`).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// `field` or `-field` (descending) [default: the object's].
+    #[arg(long, allow_hyphen_values = true)]
+    pub order: Option<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: FormatArg,
+    /// gzip or zstd compress the file (Parquet compresses inside).
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+    /// A local path or s3://bucket/key [default: seed 002's layout, in
+    /// `exports.bucket` of the configured store, else `exports.local_dir`].
+    #[arg(long)]
+    pub out: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry export`: checks the request against its object (nothing is made
+/// when it is bad), runs the export, reports. The exit code is 0 only for
+/// a finished export.
+pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    if show_progress {
+        super::quiet_logs(&mut config);
+    }
+    crate::telemetry::init(&config.log);
+    let format = match args.format {
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Json => Format::Json,
+        FormatArg::Jsonl => Format::Jsonl,
+        FormatArg::Parquet => Format::Parquet,
+    };
+    let compression = match (args.compression, format) {
+        // Parquet's own default.
+        (CompressionArg::Gzip, Format::Parquet) => Compression::Zstd,
+        (CompressionArg::Gzip, _) => Compression::Gzip,
+        (CompressionArg::Zstd, _) => Compression::Zstd,
+        (CompressionArg::None, _) => Compression::None,
+    };
+    let filters = match &args.filter {
+        Some(text) => Some(
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--filter is not JSON: {e}"))?,
+        ),
+        None => None,
+    };
+    let id = Uuid::now_v7();
+    let destination = match &args.out {
+        Some(out) => Destination::output(out, &config.storage)
+            .map_err(|e| anyhow::anyhow!("--out {out}: {e}"))?,
+        None => Destination::default_for(
+            &config.exports,
+            &config.storage,
+            args.domain,
+            &args.object,
+            id,
+            format,
+            compression,
+        ),
+    };
+    let spec = ExportSpec {
+        object: args.object.clone(),
+        fields: args.fields.clone().unwrap_or_default(),
+        order: args.order.clone(),
+        filters,
+        format,
+        compression,
+        destination,
+        user_id: None,
+    };
+    check(&config, &spec, args.domain).await?;
+    let new = NewExport {
+        id,
+        domain_id: args.domain,
+        spec,
+        idempotency_key: None,
+        status_topic: None,
+        origin: Some(serde_json::json!({ "cli": true })),
+    };
+    let started = Instant::now();
+    let bar = show_progress.then_some(progress_bar as super::Bar);
+    let job = super::run_job(&config, &new, "export", bar)
+        .await
+        .context("export")?;
+    let Work::Export(export) = &job.work else {
+        bail!("job {} is not an export", job.id);
+    };
+    let report = ExportReport::new(&job, export, started.elapsed());
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.write_text(&mut std::io::stdout())?;
+    }
+    Ok(match report.status {
+        JobStatus::Completed => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Plans the export against the catalog: an unknown object, field,
+/// operator or order is refused here, before any job exists.
+async fn check(config: &Config, spec: &ExportSpec, domain: Uuid) -> Result<()> {
+    let mut client = pg::connect(&config.database).await?;
+    pg::migrations::migrate(&mut client)
+        .await
+        .context("applying migrations")?;
+    let catalog = Catalog::load(&client, &config.exports).await?;
+    let def = catalog.get(&spec.object).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown object `{}` (allowed: {})",
+            spec.object,
+            catalog.names().join(", ")
+        )
+    })?;
+    Plan::new(def, spec, domain, &config.exports)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code))?;
+    Ok(())
+}
+
+/// Rows written of the snapshot's total, and rows/s.
+fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} rows {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let ticking = bar.clone();
+    let started = Instant::now();
+    let ticker = tokio::spawn(async move {
+        loop {
+            let read = Progress::get(&progress.records_read);
+            let stored = Progress::get(&progress.records_committed);
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            ticking.set_length(Progress::get(&progress.records_total));
+            ticking.set_position(read);
+            ticking.set_message(format!(
+                "({} stored, {} rows/s)",
+                grouped(stored),
+                grouped((read as f64 / secs) as i64)
+            ));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+    (bar, ticker)
+}
