@@ -184,3 +184,383 @@ async fn each_format_and_compression_reads_back_as_the_table() {
         assert_eq!(got, want, "{format}/{compression}: rows and their order");
     }
 }
+
+/// Seed 002's vouchers and orders, from a user's own tables: declared in
+/// the config, typed from the catalog.
+const DECLARED: &str = r#"
+[[exports.objects]]
+name = "voucher"
+table = "public.vouchers"
+default_fields = ["code", "voucher_type", "value", "discount_type"]
+default_order = "-created_at"
+
+[[exports.objects]]
+name = "order"
+table = "orders"
+default_fields = ["id", "source_id", "status"]
+"#;
+
+const OTHER_DOMAIN: &str = "11111111-2222-4333-8444-555555555555";
+
+async fn vouchers_and_orders(db: &TestDb) -> std::path::PathBuf {
+    let c = db.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE vouchers (
+             id uuid PRIMARY KEY, domain_id uuid NOT NULL, code text NOT NULL,
+             campaign text, category text, voucher_type text, value numeric(12,2),
+             discount_type text, gift_balance bigint, redemption_quantity integer,
+             redemption_count smallint, start_date timestamptz, expiration_date date,
+             active boolean, rating double precision, ip inet,
+             metadata jsonb NOT NULL DEFAULT '{{}}', created_at timestamptz NOT NULL,
+             updated_at timestamptz);
+         CREATE TABLE orders (
+             id uuid PRIMARY KEY, domain_id uuid NOT NULL, source_id text, status text,
+             amount numeric(14,2), total_amount numeric, created_at timestamptz NOT NULL,
+             customer_id text, metadata jsonb NOT NULL DEFAULT '{{}}');
+         INSERT INTO vouchers
+         SELECT gen_random_uuid(), CASE WHEN i % 10 = 0 THEN '{OTHER_DOMAIN}' ELSE '{DOMAIN}' END::uuid,
+                CASE i % 7 WHEN 0 THEN 'CODE,' || i WHEN 1 THEN 'say \"' || i || '\"'
+                           WHEN 2 THEN E'two\\nlines ' || i ELSE 'C' || i END,
+                'camp-' || (i % 3), NULL, CASE WHEN i % 2 = 0 THEN 'GIFT' ELSE 'DISCOUNT' END,
+                (i * 1.25 - 40)::numeric(12,2), CASE WHEN i % 4 = 0 THEN NULL ELSE 'AMOUNT' END,
+                i * 1000000000::bigint, i % 5, (i % 3)::smallint,
+                timestamptz '2026-01-01 00:00:00+00' + i * interval '1 hour 0.5 second',
+                date '2026-06-01' + i, i % 3 <> 0, i / 3.0, ('10.0.0.' || (i % 200))::inet,
+                jsonb_build_object('tier', CASE WHEN i % 3 = 0 THEN 'gold' ELSE 'basic' END,
+                                   'n', i, 'city', 'Pune, IN'),
+                timestamptz '2026-02-01 00:00:00+00' + i * interval '1 minute', NULL
+         FROM generate_series(1, 500) i;
+         INSERT INTO orders
+         SELECT gen_random_uuid(), '{DOMAIN}', 'ord-' || i, CASE WHEN i % 2 = 0 THEN 'PAID' ELSE 'CREATED' END,
+                i * 10.5, i * 10.5, now(), 'cust-' || (i % 7), jsonb_build_object('channel', 'web')
+         FROM generate_series(1, 40) i;"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let config = db.path("declared.toml");
+    std::fs::write(&config, DECLARED).unwrap();
+    config
+}
+
+/// One SQL value per row and field, as text, for comparisons.
+async fn column_text(db: &TestDb, sql: &str) -> Vec<Vec<Option<String>>> {
+    db.client()
+        .await
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_declared_object_exports_its_own_table_typed_and_only_its_domain() {
+    let db = TestDb::new().await;
+    assert!(db.ferry(&["migrate"], &[]).await.status.success());
+    let config = vouchers_and_orders(&db).await;
+    let config = config.to_str().unwrap();
+
+    // CSV, the declared default fields and order.
+    let out = db.path("vouchers.csv");
+    let (r, code) = export(
+        &db,
+        &[
+            "--config",
+            config,
+            "voucher",
+            "--domain",
+            DOMAIN,
+            "--compression",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rows"], 450, "only the domain's rows: {r}");
+    let (header, rows) = csv_rows(&read_back(&out));
+    assert_eq!(header, ["code", "voucher_type", "value", "discount_type"]);
+    let want: Vec<Vec<String>> = column_text(
+        &db,
+        &format!(
+            "SELECT code, voucher_type, value::text, coalesce(discount_type, '') FROM vouchers
+             WHERE domain_id = '{DOMAIN}' ORDER BY created_at DESC, id"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
+    .collect();
+    assert_eq!(rows, want, "quotes, commas and line breaks survive");
+
+    // JSON: typed values, metadata as an object, NULL as null.
+    let out = db.path("vouchers.json");
+    let fields = "id,code,value,gift_balance,redemption_count,active,rating,start_date,expiration_date,metadata,metadata.tier,ip,category";
+    let (r, code) = export(
+        &db,
+        &[
+            "--config",
+            config,
+            "voucher",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            fields,
+            "--order",
+            "code",
+            "--format",
+            "json",
+            "--compression",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    let text = String::from_utf8(read_back(&out)).unwrap();
+    let got: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(got.len(), 450);
+    let want = column_text(
+        &db,
+        &format!(
+            "SELECT id::text, code, value::text, gift_balance::text, redemption_count::text, active::text,
+                    rating::text, to_char(start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'),
+                    expiration_date::text, metadata->>'tier', ip::text
+             FROM vouchers WHERE domain_id = '{DOMAIN}' ORDER BY code, id"
+        ),
+    )
+    .await;
+    for (g, w) in got.iter().zip(&want) {
+        let w: Vec<&str> = w.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+        assert_eq!(g["id"], w[0]);
+        assert_eq!(g["code"], w[1]);
+        assert_eq!(
+            g["value"].as_f64().unwrap(),
+            w[2].parse::<f64>().unwrap(),
+            "{g}"
+        );
+        assert_eq!(g["gift_balance"].as_i64().unwrap().to_string(), w[3]);
+        assert_eq!(g["redemption_count"].as_i64().unwrap().to_string(), w[4]);
+        assert_eq!(g["active"].as_bool().unwrap().to_string(), w[5]);
+        // serde_json's float parsing may be an ulp off; the text is checked below.
+        let rating = g["rating"].as_f64().unwrap();
+        assert!((rating - w[6].parse::<f64>().unwrap()).abs() < 1e-9, "{g}");
+        assert!(g["start_date"].as_str().unwrap().starts_with(w[7]), "{g}");
+        assert!(g["start_date"].as_str().unwrap().ends_with('Z'), "{g}");
+        assert_eq!(g["expiration_date"], w[8]);
+        assert!(g["metadata"].is_object(), "{g}");
+        assert_eq!(g["metadata.tier"], w[9]);
+        assert_eq!(g["ip"], w[10], "a type without a codec comes as its text");
+        assert_eq!(g["category"], Value::Null);
+    }
+    assert!(
+        text.contains("\"value\":-38.75"),
+        "numeric digits as written"
+    );
+    assert!(
+        text.contains("\"rating\":90.33333333333333,"),
+        "floats round-trip exactly"
+    );
+
+    // Parquet: the columns keep their types.
+    let out = db.path("vouchers.parquet");
+    let (r, code) = export(
+        &db,
+        &[
+            "--config",
+            config,
+            "voucher",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            fields,
+            "--order",
+            "code",
+            "--format",
+            "parquet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    let file = std::fs::File::open(&out).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = reader.schema().clone();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "FixedSizeBinary(16)",
+            "Utf8",
+            "Decimal128(12, 2)",
+            "Int64",
+            "Int16",
+            "Boolean",
+            "Float64",
+            "Timestamp(µs, \"UTC\")",
+            "Date32",
+            "Utf8",
+            "Utf8",
+            "Utf8",
+            "Utf8"
+        ]
+    );
+    let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 450);
+    let first = &batches[0];
+    let values = first
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow_array::Decimal128Array>()
+        .unwrap();
+    assert_eq!(values.value_as_string(0), want[0][2].clone().unwrap());
+    let codes = first
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    assert_eq!(codes.value(0), want[0][1].clone().unwrap());
+
+    // The other domain sees only its own.
+    let out = db.path("theirs.jsonl");
+    let (r, code) = export(
+        &db,
+        &[
+            "--config",
+            config,
+            "voucher",
+            "--domain",
+            OTHER_DOMAIN,
+            "--format",
+            "jsonl",
+            "--compression",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rows"], 50, "{r}");
+
+    // Orders: another declared table, a metadata key as a field.
+    let out = db.path("orders.csv.gz");
+    let (r, code) = export(
+        &db,
+        &[
+            "--config",
+            config,
+            "order",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            "source_id,amount,metadata.channel",
+            "--order",
+            "-amount",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    let (_, rows) = csv_rows(&read_back(&out));
+    assert_eq!(rows.len(), 40);
+    assert_eq!(rows[0], ["ord-40", "420.00", "web"]);
+}
+
+#[tokio::test]
+async fn filters_select_exactly_the_rows_they_say() {
+    let db = TestDb::new().await;
+    assert!(db.ferry(&["migrate"], &[]).await.status.success());
+    let config = vouchers_and_orders(&db).await;
+    let config = config.to_str().unwrap();
+    let cases = [
+        (
+            r#"{"voucher_type": {"conditions": {"$in": ["GIFT"]}}, "metadata.tier": {"conditions": {"$is": ["gold"]}}}"#,
+            "voucher_type = 'GIFT' AND metadata->>'tier' = 'gold'",
+        ),
+        (
+            r#"{"junction": "or", "value": {"conditions": {"$less_than": [0]}}, "code": {"conditions": {"$starts_with": ["say"]}}}"#,
+            "value < 0 OR code LIKE 'say%'",
+        ),
+        (
+            r#"{"start_date": {"conditions": {"$after": ["2026-01-10T00:00:00Z"], "$before": ["2026-01-12"]}}}"#,
+            "start_date > '2026-01-10T00:00:00Z' AND start_date < '2026-01-12'",
+        ),
+        (
+            r#"{"discount_type": {"conditions": {"$is_unknown": []}}, "metadata.n": {"conditions": {"$more_than_equal": [400]}}}"#,
+            "discount_type IS NULL AND (metadata->>'n')::int >= 400",
+        ),
+        (
+            r#"{"code": {"conditions": {"$not_contain": [","]}}, "filters": [{"junction": "or", "active": {"conditions": {"$is": [false]}}, "redemption_quantity": {"conditions": {"$in": [1, 2]}}}]}"#,
+            "strpos(code, ',') = 0 AND (NOT active OR redemption_quantity IN (1, 2))",
+        ),
+    ];
+    for (i, (filter, sql)) in cases.iter().enumerate() {
+        let out = db.path(&format!("f{i}.jsonl"));
+        let (r, code) = export(
+            &db,
+            &[
+                "--config",
+                config,
+                "voucher",
+                "--domain",
+                DOMAIN,
+                "--fields",
+                "code",
+                "--order",
+                "code",
+                "--filter",
+                filter,
+                "--format",
+                "jsonl",
+                "--compression",
+                "none",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 0, "{filter}: {r}");
+        let got: Vec<String> = String::from_utf8(read_back(&out))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let want: Vec<String> = column_text(
+            &db,
+            &format!("SELECT code FROM vouchers WHERE domain_id = '{DOMAIN}' AND ({sql}) ORDER BY code, id"),
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+        assert!(!want.is_empty(), "case {i} selects something");
+        assert_eq!(got, want, "{filter}");
+    }
+}
