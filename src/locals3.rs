@@ -89,6 +89,12 @@ impl LocalS3 {
         Ok(())
     }
 
+    /// Where the server keeps an object's bytes (s3s-fs stores each object
+    /// as a file under `bucket/key`).
+    pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.dir.join(bucket).join(key)
+    }
+
     /// Kills the server, as a crash would.
     pub fn kill(&mut self) {
         for mut c in [self.child.take(), self.watchdog.take()]

@@ -564,3 +564,82 @@ async fn filters_select_exactly_the_rows_they_say() {
         assert_eq!(got, want, "{filter}");
     }
 }
+
+/// The rows of JSONL files, in file order, as (id, reference_id, city).
+fn jsonl_rows(bytes: &[u8]) -> Vec<(String, String, String)> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["reference_id"].as_str().unwrap().to_string(),
+                v["metadata"]["city"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn expected_jsonl_rows(db: &TestDb) -> Vec<(String, String, String)> {
+    column_text(
+        db,
+        &format!(
+            "SELECT id::text, reference_id, metadata->>'city' FROM nodes
+             WHERE domain_id = '{DOMAIN}' ORDER BY created_at, id"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
+    .collect()
+}
+
+/// To S3, in seed 002's layout (the bucket made on the way): several files,
+/// each a multipart upload of several parts, together every row once.
+#[tokio::test]
+async fn an_export_to_s3_splits_into_files_of_several_parts() {
+    let db = TestDb::new().await;
+    loaded(&db, 50_000).await;
+    let s3 = ferry::locals3::LocalS3::start().unwrap();
+    let mut env: Vec<(String, String)> = s3.env();
+    env.push(("FERRY__EXPORTS__FILE_ROWS".into(), "20000".into()));
+    env.push(("FERRY__EXPORTS__PART_BYTES".into(), "5242880".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (r, code) = export(
+        &db,
+        &["node", "--domain", DOMAIN, "--fields", "id,reference_id,metadata", "--format", "jsonl", "--compression", "none"],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rows"], 50_000, "{r}");
+    let files = r["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{r}");
+    let job = r["jobId"].as_str().unwrap();
+    let month = {
+        let now = db.client().await.query_one("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY/MM')", &[]).await.unwrap();
+        now.get::<_, String>(0)
+    };
+    let base = format!("s3://ferry-exports/{DOMAIN}/exports/{month}/node-{job}");
+    let mut all = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let suffix = if i == 0 { String::new() } else { format!("-{}", i + 1) };
+        assert_eq!(f["location"], format!("{base}{suffix}.jsonl"), "{r}");
+        assert_eq!(f["rows"], if i < 2 { 20_000 } else { 10_000 });
+        let key = f["location"].as_str().unwrap().strip_prefix("s3://ferry-exports/").unwrap();
+        let bytes = std::fs::read(s3.object_path("ferry-exports", key)).unwrap();
+        assert_eq!(f["bytes"], bytes.len() as u64);
+        if i < 2 {
+            assert!(bytes.len() > 5 << 20, "more than one part: {}", bytes.len());
+        }
+        all.extend(jsonl_rows(&bytes));
+    }
+    assert_eq!(all, expected_jsonl_rows(&db).await, "every row once, in order");
+    // The job says the same.
+    let show = db.ferry(&["exports", "show", job, "--json"], &[]).await;
+    let view: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(view["status"], "DONE", "{view}");
+    assert_eq!(view["progress"], serde_json::json!({"rows": 50000, "total": 50000}));
+    assert_eq!(view["result"]["files"].as_array().unwrap().len(), 3);
+}
