@@ -591,7 +591,13 @@ async fn expected_jsonl_rows(db: &TestDb) -> Vec<(String, String, String)> {
     )
     .await
     .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            r[1].clone().unwrap(),
+            r[2].clone().unwrap(),
+        )
+    })
     .collect()
 }
 
@@ -608,7 +614,17 @@ async fn an_export_to_s3_splits_into_files_of_several_parts() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (r, code) = export(
         &db,
-        &["node", "--domain", DOMAIN, "--fields", "id,reference_id,metadata", "--format", "jsonl", "--compression", "none"],
+        &[
+            "node",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            "id,reference_id,metadata",
+            "--format",
+            "jsonl",
+            "--compression",
+            "none",
+        ],
         &env,
     )
     .await;
@@ -618,16 +634,29 @@ async fn an_export_to_s3_splits_into_files_of_several_parts() {
     assert_eq!(files.len(), 3, "{r}");
     let job = r["jobId"].as_str().unwrap();
     let month = {
-        let now = db.client().await.query_one("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY/MM')", &[]).await.unwrap();
+        let now = db
+            .client()
+            .await
+            .query_one("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY/MM')", &[])
+            .await
+            .unwrap();
         now.get::<_, String>(0)
     };
     let base = format!("s3://ferry-exports/{DOMAIN}/exports/{month}/node-{job}");
     let mut all = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let suffix = if i == 0 { String::new() } else { format!("-{}", i + 1) };
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("-{}", i + 1)
+        };
         assert_eq!(f["location"], format!("{base}{suffix}.jsonl"), "{r}");
         assert_eq!(f["rows"], if i < 2 { 20_000 } else { 10_000 });
-        let key = f["location"].as_str().unwrap().strip_prefix("s3://ferry-exports/").unwrap();
+        let key = f["location"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("s3://ferry-exports/")
+            .unwrap();
         let bytes = std::fs::read(s3.object_path("ferry-exports", key)).unwrap();
         assert_eq!(f["bytes"], bytes.len() as u64);
         if i < 2 {
@@ -635,11 +664,214 @@ async fn an_export_to_s3_splits_into_files_of_several_parts() {
         }
         all.extend(jsonl_rows(&bytes));
     }
-    assert_eq!(all, expected_jsonl_rows(&db).await, "every row once, in order");
+    assert_eq!(
+        all,
+        expected_jsonl_rows(&db).await,
+        "every row once, in order"
+    );
     // The job says the same.
     let show = db.ferry(&["exports", "show", job, "--json"], &[]).await;
     let view: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(view["status"], "DONE", "{view}");
-    assert_eq!(view["progress"], serde_json::json!({"rows": 50000, "total": 50000}));
+    assert_eq!(
+        view["progress"],
+        serde_json::json!({"rows": 50000, "total": 50000})
+    );
     assert_eq!(view["result"]["files"].as_array().unwrap().len(), 3);
+}
+
+/// Polls `sql` (one bigint) until it reaches `want`.
+async fn reaches(db: &TestDb, sql: &str, want: i64, wait: std::time::Duration) -> i64 {
+    let c = db.client().await;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let n: i64 = c.query_one(sql, &[]).await.map(|r| r.get(0)).unwrap_or(-1);
+        if n >= want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `ferry export` killed with `kill -9` once a part is stored: its lease
+/// runs out, a `ferry serve` resumes the job after the last stored part,
+/// and the file, written by two processes, holds every row once, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_killed_mid_file_resumes_after_its_last_stored_part() {
+    let db = TestDb::new().await;
+    loaded(&db, 200_000).await;
+    let out = db.path("resumed.jsonl");
+    let env = [
+        ("FERRY__JOBS__LEASE", "1s"),
+        ("FERRY__EXPORTS__PART_BYTES", "5242880"),
+        ("FERRY__EXPORTS__MAX_IN_FLIGHT", "1"),
+        ("FERRY__EXPORTS__FETCH_ROWS", "500"),
+    ];
+    let mut child = db
+        .command(
+            &[
+                "export",
+                "node",
+                "--domain",
+                DOMAIN,
+                "--fields",
+                "id,reference_id,metadata",
+                "--format",
+                "jsonl",
+                "--compression",
+                "none",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stored = reaches(
+        &db,
+        "SELECT coalesce(max(processed_rows), 0) FROM jobs WHERE kind = 'export'",
+        1,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert!(stored > 0, "no part was stored");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the export ended before the kill"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let c = db.client().await;
+    let (status, rows): (String, i64) = {
+        let r = c
+            .query_one(
+                "SELECT status, processed_rows FROM jobs WHERE kind = 'export'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "RUNNING");
+    assert!(rows < 200_000, "killed before the end ({rows})");
+
+    let kafka = crate::service::broker();
+    let serve = crate::service::Serve::start(&db, kafka.bootstrap_servers(), &env).await;
+    let done = reaches(
+        &db,
+        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        1,
+        std::time::Duration::from_secs(90),
+    )
+    .await;
+    let log = serve.terminate().await.1;
+    assert_eq!(done, 1, "{log}");
+    let attempts: i32 = c
+        .query_one("SELECT attempts FROM jobs WHERE kind = 'export'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attempts >= 2, "{attempts}");
+    let resumed_at: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("Export pipeline starting."))
+        .filter_map(|l| {
+            l.split("resume_rows=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        resumed_at.iter().any(|r| *r > 0),
+        "resumed mid-file: {resumed_at:?}\n{log}"
+    );
+    assert_eq!(
+        jsonl_rows(&read_back(&out)),
+        expected_jsonl_rows(&db).await,
+        "every row once, in order"
+    );
+    assert!(!db.path("resumed.jsonl.partial").exists());
+}
+
+/// The S3 server dies mid-upload and comes back: the part fails (one
+/// attempt allowed), the pipeline restarts after the last stored part,
+/// and the object holds every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_server_killed_mid_upload_costs_no_row() {
+    let db = TestDb::new().await;
+    loaded(&db, 120_000).await;
+    let mut s3 = ferry::locals3::LocalS3::start().unwrap();
+    let mut env: Vec<(String, String)> = s3.env();
+    for (k, v) in [
+        ("FERRY__EXPORTS__PART_BYTES", "5242880"),
+        ("FERRY__EXPORTS__FETCH_ROWS", "500"),
+        ("FERRY__EXPORTS__MAX_IN_FLIGHT", "1"),
+        ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
+        ("FERRY__RETRY__INITIAL_BACKOFF", "1s"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = {
+        let args: Vec<String> = [
+            "node",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            "id,reference_id,metadata",
+            "--format",
+            "jsonl",
+            "--compression",
+            "none",
+            "--out",
+            "s3://dumps/nodes.jsonl",
+        ]
+        .map(String::from)
+        .to_vec();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let mut all = vec!["export".to_string()];
+            all.extend(args);
+            all.push("--json".into());
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args(&all)
+                .env("DATABASE_URL", url)
+                .env("RUST_LOG", "warn")
+                .envs(env)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let stored = reaches(
+        &db,
+        "SELECT coalesce(max(processed_rows), 0) FROM jobs WHERE kind = 'export'",
+        1,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert!(stored > 0);
+    s3.kill();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    s3.restart().unwrap();
+    let (code, stdout, stderr) = run.await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(r["attempts"].as_i64().unwrap() >= 2, "the fault hit: {r}");
+    assert_eq!(r["rows"], 120_000);
+    let bytes = std::fs::read(s3.object_path("dumps", "nodes.jsonl")).unwrap();
+    assert_eq!(jsonl_rows(&bytes), expected_jsonl_rows(&db).await);
 }
