@@ -875,3 +875,130 @@ async fn the_s3_server_killed_mid_upload_costs_no_row() {
     let bytes = std::fs::read(s3.object_path("dumps", "nodes.jsonl")).unwrap();
     assert_eq!(jsonl_rows(&bytes), expected_jsonl_rows(&db).await);
 }
+
+/// Each bad request is refused before any job exists, naming what is wrong
+/// (and what is allowed).
+#[tokio::test]
+async fn bad_requests_make_nothing() {
+    let db = TestDb::new().await;
+    loaded(&db, 10).await;
+    let root = db.path("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let inside = root.join("ok.csv");
+    let inside = inside.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["nope"],
+            "unknown object `nope` (allowed: match_suggestion, node)",
+        ),
+        (
+            vec!["node", "--fields", "id,nope"],
+            "unknown field `nope` for node (allowed: id, reference_id",
+        ),
+        (vec!["node", "--fields", "id,id"], "duplicate_field"),
+        (
+            vec!["node", "--fields", "metadata.First Name"],
+            "invalid_metadata_key",
+        ),
+        (vec!["node", "--order", "-nope"], "invalid_order"),
+        (
+            vec![
+                "node",
+                "--filter",
+                r#"{"reference_id": {"conditions": {"$regex": ["."]}}}"#,
+            ],
+            "unknown operator `$regex`",
+        ),
+        (
+            vec![
+                "node",
+                "--filter",
+                r#"{"created_at": {"conditions": {"$after": ["soon"]}}}"#,
+            ],
+            "is not a date or timestamp",
+        ),
+        (
+            vec![
+                "node",
+                "--filter",
+                r#"{"reference_id": {"conditions": {"$in": ["a"]}}, "'; DROP TABLE nodes; --": {"conditions": {"$is": ["x"]}}}"#,
+            ],
+            "unknown field",
+        ),
+        (
+            vec!["node", "--filter", "{not json"],
+            "--filter is not JSON",
+        ),
+        (
+            vec!["node", "--out", "/etc/ferry-escape.csv"],
+            "outside storage.local_root",
+        ),
+        (vec!["node", "--out", "../up.csv"], "may not contain `..`"),
+        (
+            vec!["node", "--out", "s3://dumps/x.csv"],
+            "no object store is configured",
+        ),
+    ];
+    let env = [("FERRY__STORAGE__LOCAL_ROOT", root.to_str().unwrap())];
+    for (args, says) in cases {
+        let mut all = args.clone();
+        all.extend(["--domain", DOMAIN]);
+        if !all.contains(&"--out") {
+            all.extend(["--out", inside]);
+        }
+        let (r, code) = export(&db, &all, &env).await;
+        assert_eq!(code, 2, "{args:?}: {r}");
+        let text = r.as_str().unwrap_or_default();
+        assert!(text.contains(says), "{args:?}: expected `{says}` in {text}");
+    }
+    let jobs: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM jobs WHERE kind = 'export'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0, "no bad request made a job");
+    let tables: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM nodes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 60, "nothing was dropped");
+}
+
+/// `exports.read_url`: the rows come from the replica, the job lives on
+/// the primary.
+#[tokio::test]
+async fn exports_read_from_the_read_replica_when_one_is_set() {
+    let primary = TestDb::new().await;
+    loaded(&primary, 100).await;
+    let replica = TestDb::new().await;
+    loaded(&replica, 300).await;
+    let out = primary.path("from-replica.csv");
+    let (r, code) = export(
+        &primary,
+        &[
+            "node",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            "reference_id",
+            "--compression",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("FERRY__EXPORTS__READ_URL", &replica.url)],
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rows"], 300, "the replica's rows: {r}");
+    let (_, rows) = csv_rows(&read_back(&out));
+    assert_eq!(rows.len(), 300);
+    let sql = "SELECT count(*)::text FROM jobs WHERE kind = 'export'";
+    assert_eq!(column_text(&primary, sql).await[0][0].as_deref(), Some("1"));
+    assert_eq!(column_text(&replica, sql).await[0][0].as_deref(), Some("0"));
+}

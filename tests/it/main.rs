@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod export_filters;
 mod exports;
 mod faults;
 mod import_nodes;

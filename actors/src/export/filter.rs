@@ -372,6 +372,9 @@ fn condition(
         }
     };
     let lhs = match (kind, op) {
+        // ISO-8601 text compares in byte order, whatever the database's
+        // collation.
+        (Kind::MetadataValue, o) if o.is_time() => format!("({expr}) COLLATE \"C\""),
         (Kind::MetadataValue, o) if o.is_order() => format!(
             "(CASE WHEN {expr} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' THEN ({expr})::numeric END)"
         ),
