@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the import benchmarks and prints their tables.
-#   benches/run.sh            all three: nodes (CSV.gz), matches (Parquet), service
+# Runs the benchmarks and prints their tables.
+#   benches/run.sh            all four: nodes (CSV.gz), matches (Parquet), service, export
 #   benches/run.sh nodes      FERRY_BENCH_ROWS=1000000,5000000 FERRY_BENCH_CASES=fresh,upsert,update,s3
 #   benches/run.sh matches    FERRY_BENCH_MATCH_ROWS=2000000 FERRY_BENCH_CASES=fresh,upsert,update
 #   benches/run.sh service    FERRY_BENCH_LATENCY_JOBS=200 FERRY_BENCH_TINY_JOBS=1000 FERRY_BENCH_BIG_ROWS=1000000
+#   benches/run.sh export     FERRY_BENCH_ROWS=1000000 FERRY_BENCH_BIG_ROWS=5000000 FERRY_BENCH_RUNS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
@@ -14,6 +15,7 @@ case "${1:-all}" in
   nodes) cargo bench --bench import_nodes ;;
   matches) cargo bench --bench import_matches ;;
   service) cargo bench --bench service ;;
-  all) cargo bench --bench import_nodes && cargo bench --bench import_matches && cargo bench --bench service ;;
-  *) echo "usage: benches/run.sh [nodes|matches|service|all]" >&2; exit 2 ;;
+  export) cargo bench --bench export ;;
+  all) cargo bench --bench import_nodes && cargo bench --bench import_matches && cargo bench --bench service && cargo bench --bench export ;;
+  *) echo "usage: benches/run.sh [nodes|matches|service|export|all]" >&2; exit 2 ;;
 esac

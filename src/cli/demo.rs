@@ -4,12 +4,15 @@
 //! suggestions to a local store, produces seed-style requests (a file, a
 //! reference list, the same file again, a Parquet file, a file with two bad
 //! rows, and one bad request), waits for the status events and prints them,
-//! then shows what landed in the tables and where the metrics are.
+//! shows what landed in the tables, exports some of it back out through the
+//! same job queue (and prints where the file is), and where the metrics are.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ferry_actors::export::{Compression, Destination, ExportSpec, Format};
+use ferry_actors::job::{lifecycle, store, JobStatus, NewExport, Work};
 use ferry_actors::kafka;
 use ferry_actors::pg;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -66,8 +69,9 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
         t.elapsed().as_secs_f64(),
     )?;
 
-    // Requests may name files of the local store only.
+    // Requests may name files of the local store only; exports go there too.
     config.storage.local_root = work.display().to_string();
+    config.exports.local_dir = work.join("exports").display().to_string();
     if config.http.listen == crate::config::HttpSettings::default().listen {
         config.http.listen = "127.0.0.1:0".into();
     }
@@ -164,6 +168,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     }
 
     show_tables(&config, &group, &mut out).await?;
+    as_expected &= export_nodes(&config, &mut out).await?;
     writeln!(
         out,
         "\nMetrics: http://{addr}/metrics   Health: http://{addr}/health/ready\n\
@@ -172,6 +177,80 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     )?;
     service.shutdown().await?;
     Ok(as_expected && !letters.is_empty())
+}
+
+/// An export of what was imported, through the same job queue: the
+/// service claims it like any job. Prints where the file is and its first
+/// lines.
+async fn export_nodes(config: &Config, out: &mut impl Write) -> Result<bool> {
+    let id = Uuid::now_v7();
+    let (format, compression) = (Format::Csv, Compression::Gzip);
+    let spec = ExportSpec {
+        object: "node".into(),
+        fields: [
+            "reference_id",
+            "metadata.first_name",
+            "metadata.city",
+            "metadata.plan",
+            "created_at",
+        ]
+        .map(String::from)
+        .to_vec(),
+        order: Some("reference_id".into()),
+        filters: Some(json!({"metadata.plan": {"conditions": {"$in": ["pro", "team"]}}})),
+        format,
+        compression,
+        destination: Destination::default_for(
+            &config.exports,
+            &config.storage,
+            DEMO_DOMAIN,
+            "node",
+            id,
+            format,
+            compression,
+        ),
+        user_id: None,
+    };
+    writeln!(
+        out,
+        "\n== Export: the domain's pro and team users, as CSV.gz (a job of the same queue)"
+    )?;
+    let started = Instant::now();
+    let client = pg::connect(&config.database).await?;
+    let new = NewExport {
+        id,
+        domain_id: DEMO_DOMAIN,
+        spec,
+        idempotency_key: None,
+        status_topic: None,
+        origin: Some(json!({ "demo": true })),
+    };
+    lifecycle::create(&client, &new).await?;
+    let job = loop {
+        let job = store::get(&client, id)
+            .await?
+            .context("the export job vanished")?;
+        if job.status.is_terminal() || started.elapsed() > Duration::from_secs(120) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let Work::Export(export) = &job.work else {
+        anyhow::bail!("job {id} is not an export");
+    };
+    let report = crate::report::ExportReport::new(&job, export, started.elapsed());
+    report.write_text(out)?;
+    let Some(file) = export.result.as_ref().and_then(|r| r.files.first()) else {
+        return Ok(false);
+    };
+    let path = file.location.uri();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
+    writeln!(out, "  first lines of {path}:")?;
+    for line in text.lines().take(4) {
+        writeln!(out, "    {line}")?;
+    }
+    Ok(job.status == JobStatus::Completed && text.lines().count() as u64 == file.rows + 1)
 }
 
 /// One line per event: status, kind, counts, and the lists when short.

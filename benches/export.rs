@@ -1,0 +1,458 @@
+//! Benchmark: `ferry export` of `nodes` (1M rows, the 9 metadata keys as
+//! columns, ordered by `created_at`) against what a data engineer would
+//! script, on the same server, in the same run. Every baseline runs the
+//! very query ferry runs (ferry's plan, its bind parameters written in as
+//! literals), so the ratios measure ferry's pipeline:
+//!
+//! - PostgreSQL's limit: `COPY (query) TO STDOUT` into /dev/null;
+//! - CSV.gz: `psql \copy (query) TO STDOUT CSV HEADER | gzip -1`;
+//! - JSONL.gz: `COPY (SELECT row_to_json(t) FROM (query) t) | gzip -1`;
+//! - Parquet (zstd): connectorx + pyarrow (a virtualenv made once under
+//!   `~/.cache/ferry/bench-venv`), with its peak RSS;
+//! - CSV.gz to S3 (s3s-fs), and an export in primary-key order only;
+//! - peak RSS at `FERRY_BENCH_BIG_ROWS` (default 5M) rows.
+//!
+//! Each pair runs `FERRY_BENCH_RUNS` times (default 3), alternating; the
+//! table shows medians. `FERRY_BENCH_ROWS` sets the size (default 1M).
+
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use common::{check, vm_hwm_kib, DOMAIN, GROUP};
+use ferry::localpg::{LocalPostgres, Tuning};
+use ferry::locals3::LocalS3;
+use ferry::report::grouped;
+use ferry::sample;
+use ferry_actors::export::object::Catalog;
+use ferry_actors::export::plan::{Param, Plan};
+use ferry_actors::export::{Compression, Destination, ExportSpec, Format};
+use ferry_actors::settings::ExportSettings;
+
+struct Timed {
+    secs: f64,
+    peak_kib: Option<u64>,
+}
+
+/// One line of the table: ferry's runs, and a baseline's.
+struct Case {
+    name: String,
+    rows: u64,
+    baseline: Option<(String, Vec<Timed>)>,
+    ferry: Vec<Timed>,
+}
+
+fn case(name: &str, rows: u64, baseline: Option<(&str, Vec<Timed>)>, ferry: Vec<Timed>) -> Case {
+    Case {
+        name: name.into(),
+        rows,
+        baseline: baseline.map(|(n, runs)| (n.to_string(), runs)),
+        ferry,
+    }
+}
+
+fn main() -> Result<()> {
+    let rows: u64 = env_num("FERRY_BENCH_ROWS", 1_000_000);
+    let big: u64 = env_num("FERRY_BENCH_BIG_ROWS", 5_000_000);
+    let runs: usize = env_num("FERRY_BENCH_RUNS", 3) as usize;
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-export");
+    std::fs::create_dir_all(&work)?;
+    let pg = LocalPostgres::start(Tuning { durable: true })?;
+    let url = pg.url();
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    check(Command::new(ferry).arg("migrate").env("DATABASE_URL", &url))?;
+    load(ferry, &url, &work, rows)?;
+    let fields: Vec<String> = std::iter::once("reference_id".to_string())
+        .chain(
+            sample::USER_METADATA_KEYS
+                .iter()
+                .map(|k| format!("metadata.{k}")),
+        )
+        .collect();
+    let query = literal_query(&url, &fields, Some("created_at"))?;
+    let pk_query = literal_query(&url, &fields, Some("id"))?;
+    eprintln!("the query: {query}");
+    let python = python_with_connectorx()?;
+    let out = |name: &str| work.join(name);
+    let fields = fields.join(",");
+    let ferry_export =
+        |format: &str, compression: &str, file: &Path, order: &str, env: &[(String, String)]| {
+            let mut args = vec![
+                "export",
+                "node",
+                "--domain",
+                DOMAIN,
+                "--fields",
+                &fields,
+                "--order",
+                order,
+                "--format",
+                format,
+                "--compression",
+                compression,
+                "--json",
+            ];
+            let target = file.to_str().unwrap().to_string();
+            let s3_target;
+            if env.is_empty() {
+                args.extend(["--out", &target]);
+            } else {
+                s3_target = format!("s3://bench/{}", file.file_name().unwrap().to_str().unwrap());
+                args.extend(["--out", &s3_target]);
+            }
+            timed(
+                Command::new(ferry)
+                    .args(&args)
+                    .env("DATABASE_URL", &url)
+                    .envs(env.iter().cloned())
+                    .env("RUST_LOG", "warn"),
+            )
+        };
+
+    let mut table: Vec<Case> = Vec::new();
+    let limit = repeat(runs, || {
+        sh(&format!(
+            "psql -X -q '{url}' -c \"COPY ({}) TO STDOUT\" > /dev/null",
+            escape(&query)
+        ))
+    })?;
+    table.push(case(
+        "PostgreSQL's limit: COPY (query) TO STDOUT > /dev/null",
+        rows,
+        None,
+        limit,
+    ));
+
+    let (psql_csv, ferry_csv) = alternate(
+        runs,
+        || {
+            sh(&format!(
+                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+                escape(&query),
+                out("psql.csv.gz").display()
+            ))
+        },
+        || ferry_export("csv", "gzip", &out("ferry.csv.gz"), "created_at", &[]),
+    )?;
+    table.push(case(
+        "CSV.gz",
+        rows,
+        Some(("psql \\copy | gzip -1", psql_csv)),
+        ferry_csv,
+    ));
+
+    let (psql_jsonl, ferry_jsonl) = alternate(
+        runs,
+        || {
+            sh(&format!("psql -X -q '{url}' -c \"COPY (SELECT row_to_json(t) FROM ({}) t) TO STDOUT\" | gzip -1 > {}", escape(&query), out("psql.jsonl.gz").display()))
+        },
+        || ferry_export("jsonl", "gzip", &out("ferry.jsonl.gz"), "created_at", &[]),
+    )?;
+    table.push(case(
+        "JSONL.gz",
+        rows,
+        Some(("psql row_to_json | gzip -1", psql_jsonl)),
+        ferry_jsonl,
+    ));
+
+    let script = work.join("connectorx_parquet.py");
+    std::fs::write(
+        &script,
+        "import sys, connectorx as cx, pyarrow.parquet as pq\n\
+         t = cx.read_sql(sys.argv[1], sys.argv[2], return_type='arrow')\n\
+         pq.write_table(t, sys.argv[3], compression='zstd')\n",
+    )?;
+    let (cx, ferry_parquet) = alternate(
+        runs,
+        || {
+            timed(
+                Command::new(&python)
+                    .arg(&script)
+                    .arg(url.replace("postgres://", "postgresql://"))
+                    .arg(&query)
+                    .arg(out("cx.parquet")),
+            )
+        },
+        || ferry_export("parquet", "zstd", &out("ferry.parquet"), "created_at", &[]),
+    )?;
+    table.push(case(
+        "Parquet (zstd)",
+        rows,
+        Some(("connectorx + pyarrow", cx)),
+        ferry_parquet,
+    ));
+
+    let s3 = LocalS3::start()?;
+    let s3_env = s3.env();
+    let (psql_csv2, ferry_s3) = alternate(
+        runs,
+        || {
+            sh(&format!(
+                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+                escape(&query),
+                out("psql.csv.gz").display()
+            ))
+        },
+        || {
+            ferry_export(
+                "csv",
+                "gzip",
+                &out("ferry-s3.csv.gz"),
+                "created_at",
+                &s3_env,
+            )
+        },
+    )?;
+    table.push(case(
+        "CSV.gz to S3 (s3s-fs)",
+        rows,
+        Some(("psql \\copy | gzip -1, local", psql_csv2)),
+        ferry_s3,
+    ));
+
+    let (psql_pk, ferry_pk) = alternate(
+        runs,
+        || {
+            sh(&format!(
+                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+                escape(&pk_query),
+                out("psql-pk.csv.gz").display()
+            ))
+        },
+        || ferry_export("csv", "gzip", &out("ferry-pk.csv.gz"), "id", &[]),
+    )?;
+    table.push(case(
+        "CSV.gz, primary-key order only",
+        rows,
+        Some(("psql \\copy | gzip -1", psql_pk)),
+        ferry_pk,
+    ));
+
+    if big > rows {
+        load(ferry, &url, &work, big)?;
+        let runs_big = repeat(1, || {
+            ferry_export("csv", "gzip", &out("ferry-big.csv.gz"), "created_at", &[])
+        })?;
+        table.push(case("CSV.gz, peak RSS at scale", big, None, runs_big));
+    }
+    print(&table);
+    drop(s3);
+    drop(pg);
+    Ok(())
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Loads `rows` sample users into the bench domain (replacing what was there).
+fn load(ferry: &str, url: &str, work: &Path, rows: u64) -> Result<()> {
+    let file = work.join(format!("users-{rows}.csv.gz"));
+    if !file.exists() {
+        eprintln!(
+            "generating {} rows → {}",
+            grouped(rows as i64),
+            file.display()
+        );
+        sample::write_users_csv_gz(&file, rows, 2024)?;
+    }
+    common::psql(url, "TRUNCATE nodes")?;
+    eprintln!("loading {} rows…", grouped(rows as i64));
+    check(
+        Command::new(ferry)
+            .args([
+                "import",
+                file.to_str().unwrap(),
+                "--domain",
+                DOMAIN,
+                "--group",
+                GROUP,
+                "--json",
+            ])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn"),
+    )?;
+    common::psql(url, "VACUUM ANALYZE nodes; CHECKPOINT;")
+}
+
+/// ferry's own query for the export, its parameters written in as
+/// literals, so psql and connectorx run exactly what ferry runs.
+fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<String> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let settings = ExportSettings::default();
+        let catalog = Catalog::load(&client, &settings).await?;
+        let spec = ExportSpec {
+            object: "node".into(),
+            fields: fields.to_vec(),
+            order: order.map(String::from),
+            filters: None,
+            format: Format::Csv,
+            compression: Compression::Gzip,
+            destination: Destination::Local {
+                path: "/dev/null".into(),
+            },
+            user_id: None,
+        };
+        let plan = Plan::new(
+            catalog.get("node").unwrap(),
+            &spec,
+            DOMAIN.parse()?,
+            &settings,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (mut sql, params) = plan.query(None);
+        // From the highest number down, so `$1` does not eat `$10`.
+        for (i, p) in params.params.iter().enumerate().rev() {
+            let literal = match p {
+                Param::Uuid(u) => format!("'{u}'"),
+                Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Param::Texts(_) => bail!("no list parameters in the bench query"),
+            };
+            sql = sql.replace(&format!("${}", i + 1), &literal);
+        }
+        Ok(sql)
+    })
+}
+
+/// A virtualenv with connectorx and pyarrow, made once.
+fn python_with_connectorx() -> Result<PathBuf> {
+    let venv = PathBuf::from(std::env::var("HOME")?).join(".cache/ferry/bench-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import connectorx, pyarrow"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!("installing connectorx and pyarrow into {}…", venv.display());
+        check(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        check(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "connectorx==0.4.3",
+            "pyarrow",
+        ]))?;
+    }
+    Ok(python)
+}
+
+/// `"` and `\` escaped for a shell double-quoted string.
+fn escape(sql: &str) -> String {
+    sql.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$")
+}
+
+fn sh(script: &str) -> Result<Timed> {
+    timed(Command::new("bash").args(["-o", "pipefail", "-c", script]))
+}
+
+/// Runs a command, sampling its peak RSS (VmHWM) until it exits.
+fn timed(cmd: &mut Command) -> Result<Timed> {
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).spawn().context("spawn")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|s| vm_hwm_kib(&s))
+        {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(Timed {
+        secs: started.elapsed().as_secs_f64(),
+        peak_kib: Some(peak),
+    })
+}
+
+fn repeat(runs: usize, mut f: impl FnMut() -> Result<Timed>) -> Result<Vec<Timed>> {
+    (0..runs.max(1)).map(|_| f()).collect()
+}
+
+/// `runs` of each, alternating, so drift on the machine hits both alike.
+fn alternate(
+    runs: usize,
+    mut baseline: impl FnMut() -> Result<Timed>,
+    mut ferry: impl FnMut() -> Result<Timed>,
+) -> Result<(Vec<Timed>, Vec<Timed>)> {
+    let (mut b, mut f) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        b.push(baseline()?);
+        f.push(ferry()?);
+    }
+    Ok((b, f))
+}
+
+fn median(runs: &[Timed]) -> (f64, f64, f64) {
+    let mut secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    (secs[secs.len() / 2], secs[0], secs[secs.len() - 1])
+}
+
+fn peak(runs: &[Timed]) -> String {
+    runs.iter()
+        .filter_map(|r| r.peak_kib)
+        .max()
+        .map_or("-".into(), |k| format!("{} MiB", k / 1024))
+}
+
+fn print(table: &[Case]) {
+    println!();
+    println!("| case | rows | baseline | baseline s (median, min–max) | ferry s (median, min–max) | ferry rows/s | ferry / baseline | ferry peak RSS | baseline peak RSS |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    let limit = median(&table[0].ferry).0;
+    for Case {
+        name: case,
+        rows,
+        baseline,
+        ferry,
+    } in table
+    {
+        let (f, fmin, fmax) = median(ferry);
+        let (name, b, ratio, bpeak) = match baseline {
+            Some((name, runs)) => {
+                let (b, bmin, bmax) = median(runs);
+                (
+                    name.clone(),
+                    format!("{b:.2} ({bmin:.2}–{bmax:.2})"),
+                    format!("{:.2}x", b / f),
+                    peak(runs),
+                )
+            }
+            None if case.starts_with("PostgreSQL") => {
+                ("-".into(), "-".into(), "1.00x".into(), "-".into())
+            }
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {case} | {} | {name} | {b} | {f:.2} ({fmin:.2}–{fmax:.2}) | {} | {ratio} | {} | {bpeak} |",
+            grouped(*rows),
+            grouped((*rows as f64 / f) as i64),
+            if case.starts_with("PostgreSQL") { "-".into() } else { peak(ferry) },
+        );
+    }
+    println!();
+    println!(
+        "ferry's CSV.gz time is {:.0}% over PostgreSQL's limit (COPY … TO STDOUT into /dev/null).",
+        (median(&table[1].ferry).0 / limit - 1.0) * 100.0
+    );
+}
