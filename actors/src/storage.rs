@@ -277,6 +277,52 @@ impl Store {
         }
     }
 
+    /// A GET of the object, signed for `ttl` (SigV4 allows at most 7 days):
+    /// anyone with the URL may download it until then, and no one after.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, StorageError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(|e| {
+            StorageError {
+                message: format!("presigning: {e}"),
+                retriable: false,
+            }
+        })?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| StorageError::from_sdk("presigning GET", e))?;
+        Ok(request.uri().to_string())
+    }
+
+    /// The object, or `range` of it (`bytes=…` as HTTP gives it), as a
+    /// stream: its length, and its `Content-Range` for a range.
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<&str>,
+    ) -> Result<(ByteStream, u64, Option<String>), StorageError> {
+        let mut req = self.client.get_object().bucket(bucket).key(key);
+        if let Some(range) = range {
+            req = req.range(range);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("GET", e))?;
+        let len = out.content_length().unwrap_or(0).max(0) as u64;
+        let content_range = out.content_range().map(String::from);
+        Ok((out.body, len, content_range))
+    }
+
     /// Deletes an object; one already gone is fine.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
         self.client

@@ -23,6 +23,7 @@ pub mod object;
 pub mod parquet;
 pub mod plan;
 pub mod sink;
+pub mod token;
 pub mod value;
 
 use std::path::{Component, Path, PathBuf};
