@@ -443,9 +443,17 @@ pub struct KafkaSettings {
     /// Where messages that cannot become a job go, with the reason in headers.
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
-    /// A request larger than this is sent to the DLQ unread (1 MiB).
-    #[serde(default = "default_max_request_bytes")]
-    pub max_request_bytes: usize,
+    /// The largest message the brokers take: their `message.max.bytes`
+    /// (Kafka's default is 1048588). The one setting every size follows: a
+    /// request larger than this is dead-lettered unread; the producer's
+    /// `message.max.bytes` is this; a dead letter or a status event that
+    /// would not fit is sent cut down to fit (and says so).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// The consumer is reported not ready (`/health/ready`) when one
+    /// message has been in hand this long without its offset moving on.
+    #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// A request may list at most this many `referenceIds`.
     #[serde(default = "default_max_reference_ids")]
     pub max_reference_ids: usize,
@@ -521,8 +529,11 @@ fn default_routes() -> Vec<RouteSettings> {
 fn default_dlq_topic() -> String {
     "ferry-dlq".into()
 }
-fn default_max_request_bytes() -> usize {
-    1 << 20
+fn default_max_message_bytes() -> usize {
+    1_000_000
+}
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_reference_ids() -> usize {
     100_000
@@ -550,7 +561,8 @@ impl Default for KafkaSettings {
             group_id: default_group_id(),
             routes: default_routes(),
             dlq_topic: default_dlq_topic(),
-            max_request_bytes: default_max_request_bytes(),
+            max_message_bytes: default_max_message_bytes(),
+            stall_timeout: default_stall_timeout(),
             max_reference_ids: default_max_reference_ids(),
             metadata_refresh: default_metadata_refresh(),
             session_timeout: default_session_timeout(),

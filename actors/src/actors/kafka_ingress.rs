@@ -10,7 +10,9 @@
 //! with backoff, and resumes when the database is back.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Pool;
 use metrics::{counter, gauge};
@@ -37,8 +39,42 @@ pub enum Msg {
     Stop(RpcReplyPort<()>),
 }
 
+/// Whether the consumer makes progress, for `/health/ready`: since when it
+/// has held the message in hand (none: it is between messages).
+#[derive(Debug, Default)]
+pub struct Health {
+    busy_since_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Health {
+    fn busy(&self) {
+        self.busy_since_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.busy_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the message in hand has been there, if that is longer than
+    /// `limit`.
+    pub fn stalled(&self, limit: Duration) -> Option<Duration> {
+        match self.busy_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(now_ms().saturating_sub(since))),
+        }
+        .filter(|held| *held > limit)
+    }
+}
+
 #[derive(Clone)]
 pub struct Args {
+    pub health: Arc<Health>,
     pub kafka: KafkaSettings,
     pub brokers: String,
     pub storage: StorageSettings,
@@ -117,7 +153,9 @@ impl Actor for KafkaIngress {
         match msg {
             Msg::Poll => {
                 if let Some(message) = next_message(state).await {
+                    state.args.health.busy();
                     ingest(state, message).await?;
+                    state.args.health.idle();
                 }
                 myself.cast(Msg::Poll)?;
             }
@@ -206,6 +244,7 @@ fn job_for(state: &State, message: &OwnedMessage) -> Result<NewJob, Rejected> {
     Ok(request
         .into_job(route.target, node_type, &state.args.storage)?
         .keyed(key)
+        .hashed(request::digest(route.target, payload))
         .reporting_to(route.status_topic.clone(), origin))
 }
 
@@ -226,6 +265,15 @@ async fn store_job(
             Err(e) => Err((e.to_string(), true)),
         };
         match created {
+            Ok(created) if !created.same_request => {
+                break Err(Rejected {
+                    reason: Reason::InvalidField,
+                    detail: format!(
+                        "requestId was used before for another request (job {})",
+                        created.job.id
+                    ),
+                })
+            }
             Ok(created) => {
                 tracing::info!(
                     job_id = %created.job.id,

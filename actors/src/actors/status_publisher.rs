@@ -16,8 +16,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_postgres::Client;
 
+use crate::kafka::{is_permanent, FRAMING_BYTES};
 use crate::pg;
 use crate::settings::DatabaseSettings;
+use crate::status;
 
 pub const NAME: &str = "status_publisher";
 
@@ -41,6 +43,8 @@ pub struct Args {
     pub producer: FutureProducer,
     pub send_timeout: Duration,
     pub tick: Duration,
+    /// The broker's message size limit: every event is cut to fit it.
+    pub max_message_bytes: usize,
 }
 
 pub struct State {
@@ -136,22 +140,41 @@ async fn publish(state: &mut State) -> bool {
         gauge!("ferry_outbox_backlog").set(0.0);
         return false;
     }
+    // Every event is cut to fit the broker's limit (its lists halved, the
+    // `…Truncated` flags set); one that cannot be is sent as counts only.
+    let limit = state.args.max_message_bytes.saturating_sub(FRAMING_BYTES);
+    let payloads: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let payload: &str = row.get(3);
+            status::fit(payload, limit).unwrap_or_else(|| counts_only(payload))
+        })
+        .collect();
     // Queued together, delivered in order by the idempotent producer.
-    let sends = rows.iter().map(|row| {
+    let sends = rows.iter().zip(&payloads).map(|(row, payload)| {
         let topic: &str = row.get(1);
         let key: &str = row.get(2);
-        let payload: &str = row.get(3);
-        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let record = FutureRecord::to(topic).key(key).payload(payload.as_str());
         state.args.producer.send(record, state.args.send_timeout)
     });
     let results = join_all(sends).await;
     let mut sent = Vec::new();
     let mut failure = None;
-    for (row, result) in rows.iter().zip(results) {
+    for ((row, payload), result) in rows.iter().zip(&payloads).zip(results) {
+        let id = row.get::<_, i64>(0);
         match result {
-            Ok(_) => sent.push(row.get::<_, i64>(0)),
+            Ok(_) => sent.push(id),
+            // Refused for good (too large for a smaller broker limit, say):
+            // never tried again as it is.
+            Err((e, _)) if is_permanent(&e) && failure.is_none() => {
+                refused(state, id, payload, &e.to_string()).await;
+                if payload.len() <= 4096 {
+                    sent.push(id);
+                }
+                failure = Some((id, e.to_string()));
+            }
             Err((e, _)) => {
-                failure.get_or_insert((row.get::<_, i64>(0), e.to_string()));
+                failure.get_or_insert((id, e.to_string()));
             }
         }
     }
@@ -186,6 +209,46 @@ async fn publish(state: &mut State) -> bool {
         gauge!("ferry_outbox_backlog").set(0.0);
     }
     full
+}
+
+/// The event as counts only: every list emptied and flagged truncated,
+/// long texts shortened (what is left when nothing else fits).
+fn counts_only(payload: &str) -> String {
+    status::fit(payload, 4096).unwrap_or_else(|| payload.chars().take(4000).collect())
+}
+
+/// An event the broker refused for good: its row gets the event cut down
+/// to counts (sent in the next round) or, when even that was refused, is
+/// marked sent. Counted and logged either way.
+async fn refused(state: &State, id: i64, payload: &str, error: &str) {
+    let Some(outbox) = state.outbox.as_ref() else {
+        return;
+    };
+    let shorter = counts_only(payload);
+    if payload.len() > 4096 {
+        counter!("ferry_status_events_reduced_total").increment(1);
+        tracing::warn!(
+            outbox_id = id,
+            error,
+            bytes = payload.len(),
+            "The broker refused a status event for good; sending it as counts only."
+        );
+        let _ = outbox
+            .execute(
+                "UPDATE status_outbox SET payload = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
+                &[&id, &shorter, &error],
+            )
+            .await;
+    } else {
+        counter!("ferry_status_events_dropped_total").increment(1);
+        tracing::error!(outbox_id = id, error, payload, "The broker refused even the counts of a status event; it is logged here and marked sent.");
+        let _ = outbox
+            .execute(
+                "UPDATE status_outbox SET last_error = $2 WHERE id = $1",
+                &[&id, &error],
+            )
+            .await;
+    }
 }
 
 /// The outbox connection, if this instance is (or now becomes) the

@@ -18,7 +18,33 @@ pub mod dlq_headers {
     pub const SOURCE_OFFSET: &str = "ferry-source-offset";
     /// Milliseconds since the Unix epoch.
     pub const FAILED_AT: &str = "ferry-failed-at-ms";
+    /// `true` when the dead letter is a cut-down copy: the original did not
+    /// fit the broker's limit.
+    pub const TRUNCATED: &str = "ferry-truncated";
+    pub const ORIGINAL_KEY_BYTES: &str = "ferry-original-key-bytes";
+    pub const ORIGINAL_VALUE_BYTES: &str = "ferry-original-value-bytes";
 }
+
+/// Whether a send failed for good: trying the same message again cannot
+/// help (too large, invalid, not allowed). Anything else (a broker away, a
+/// timeout, a leader moving) is worth another try.
+pub fn is_permanent(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::MessageBatchTooLarge
+                | C::InvalidRecord
+                | C::InvalidMessage
+                | C::TopicAuthorizationFailed
+        )
+    )
+}
+
+/// Room kept for a message's headers and the record's own framing.
+pub const FRAMING_BYTES: usize = 16 * 1024;
 
 /// A client config for `brokers` with the configured extra properties.
 pub fn client_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig {
@@ -37,6 +63,7 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("message.max.bytes", settings.max_message_bytes.to_string())
         .set(
             "message.timeout.ms",
             settings.send_timeout.as_millis().to_string(),
