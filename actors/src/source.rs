@@ -113,19 +113,56 @@ fn object(path: &str, storage: &StorageSettings) -> Result<Source, String> {
     })
 }
 
-/// A local path, confined to `storage.local_root` when one is set.
+/// A local path, confined to `storage.local_root` when one is set. A path
+/// outside the root gets the same answer whether or not it exists, and no
+/// answer names the root: a request must learn nothing of the files
+/// around it.
 fn local(path: &Path, storage: &StorageSettings) -> Result<Source, String> {
     if storage.local_root.is_empty() {
         return Ok(Source::Local(path.to_path_buf()));
     }
     let root = std::fs::canonicalize(&storage.local_root)
-        .map_err(|e| format!("storage.local_root {}: {e}", storage.local_root))?;
+        .map_err(|_| "storage.local_root is not a readable folder".to_string())?;
+    let outside = || "outside storage.local_root".to_string();
     // Resolves `..` and symlinks, so neither can lead out of the root.
-    let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
-    if !real.starts_with(&root) {
-        return Err(format!("outside storage.local_root ({})", root.display()));
+    match std::fs::canonicalize(path) {
+        Ok(real) if real.starts_with(&root) => match std::fs::metadata(&real) {
+            Ok(m) if m.is_file() => Ok(Source::Local(real)),
+            // A FIFO, a device or a socket would block or never end.
+            Ok(_) => Err("not a regular file".into()),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(_) => Err(outside()),
+        Err(_) => match lexically_within(path, &root) {
+            true => Err("no such file under storage.local_root".into()),
+            false => Err(outside()),
+        },
     }
-    Ok(Source::Local(real))
+}
+
+/// Whether `path`, made absolute and its `.` and `..` applied as text,
+/// lies under `root` (for a path that does not exist, so cannot be
+/// resolved).
+fn lexically_within(path: &Path, root: &Path) -> bool {
+    use std::path::Component;
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) => cwd.join(path),
+        Err(_) => return false,
+    };
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in absolute.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let normal: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    normal.starts_with(root)
 }
 
 /// `host:port` of the endpoint and the allowed hosts, ports made explicit.
@@ -269,10 +306,35 @@ mod tests {
             root.display(),
             outside.file_name().unwrap().to_str().unwrap()
         );
-        for bad in [outside.to_str().unwrap(), &dotdot, link.to_str().unwrap()] {
+        let missing_outside = root.parent().unwrap().join("no-such-file.csv");
+        for bad in [
+            outside.to_str().unwrap(),
+            &dotdot,
+            link.to_str().unwrap(),
+            missing_outside.to_str().unwrap(),
+            "/etc/passwd",
+            "/etc/no-such-file",
+        ] {
+            // The same answer whether or not it exists; only the path given.
             let err = Source::parse(bad, &st).unwrap_err().to_string();
-            assert!(err.contains("outside storage.local_root"), "{bad}: {err}");
+            assert_eq!(err, format!("source {bad}: outside storage.local_root"));
         }
+        let missing = root.join("missing.csv");
+        let err = Source::parse(missing.to_str().unwrap(), &st)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no such file under storage.local_root"),
+            "{err}"
+        );
+        // A FIFO would block its reader forever.
+        let fifo = root.join("pipe.csv");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = Source::parse(fifo.to_str().unwrap(), &st)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_file(&outside).unwrap();
     }

@@ -152,6 +152,57 @@ impl ExportCompleted {
     }
 }
 
+/// An event's JSON cut down to `max` bytes: its id lists (`successList`,
+/// `failedList`, an export's `files`) halved until it fits, each cut list's
+/// `…Truncated` flag set; then long texts (`failureReason`, `error`,
+/// `rejectsPath`) shortened. `None` when even that does not fit. An event
+/// within `max` comes back as it is.
+pub fn fit(payload: &str, max: usize) -> Option<String> {
+    if payload.len() <= max {
+        return Some(payload.to_string());
+    }
+    let mut event: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let lists = [
+        ("successList", "successListTruncated"),
+        ("failedList", "failedListTruncated"),
+        ("files", "filesTruncated"),
+    ];
+    loop {
+        let mut cut_any = false;
+        for (list, flag) in lists {
+            if let Some(items) = event.get_mut(list).and_then(|v| v.as_array_mut()) {
+                if !items.is_empty() {
+                    items.truncate(items.len() / 2);
+                    event[flag] = serde_json::Value::Bool(true);
+                    cut_any = true;
+                }
+            }
+        }
+        let text = serde_json::to_string(&event).ok()?;
+        if text.len() <= max {
+            return Some(text);
+        }
+        if !cut_any {
+            break;
+        }
+    }
+    for field in ["failureReason", "error", "rejectsPath"] {
+        if let Some(serde_json::Value::String(s)) = event.get_mut(field) {
+            if s.len() > 1024 {
+                let mut end = 1024;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push('…');
+            }
+        }
+    }
+    serde_json::to_string(&event)
+        .ok()
+        .filter(|t| t.len() <= max)
+}
+
 /// The ids a status event lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdLists {
@@ -185,15 +236,22 @@ impl IdLists {
     /// A reference list (seed 004 UC-2): the ids stored and the ids
     /// rejected (all of them, as the rejects file lists them), each list
     /// cut at `cap`.
-    pub fn of_reference_list(ids: &[String], mut failed: Vec<String>, cap: usize) -> Self {
-        let rejected: HashSet<&str> = failed.iter().map(String::as_str).collect();
+    /// `rejected` counts every rejected id: one that is empty has nothing to
+    /// list, and makes `failedList` "truncated" like a cut list.
+    pub fn of_reference_list(
+        ids: &[String],
+        mut failed: Vec<String>,
+        cap: usize,
+        rejected: u64,
+    ) -> Self {
+        let failed_ids: HashSet<&str> = failed.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         let mut success = Vec::new();
         let mut success_truncated = false;
         for id in ids {
             let id = id.trim();
-            // Blank lines are skipped by the reader, as here.
-            if id.is_empty() || rejected.contains(id) || !seen.insert(id) {
+            // An empty id is rejected, with nothing to list.
+            if id.is_empty() || failed_ids.contains(id) || !seen.insert(id) {
                 continue;
             }
             if success.len() == cap {
@@ -202,7 +260,7 @@ impl IdLists {
             }
             success.push(id.to_string());
         }
-        let failed_truncated = failed.len() > cap;
+        let failed_truncated = failed.len() > cap || (failed.len() as u64) < rejected;
         failed.truncate(cap);
         Self {
             success,
@@ -223,8 +281,12 @@ mod tests {
 
     #[test]
     fn a_reference_list_lists_stored_and_rejected_ids_once() {
-        let lists =
-            IdLists::of_reference_list(&ids(&["a", "b", "a", "", "x\0", "c"]), ids(&["x\0"]), 10);
+        let lists = IdLists::of_reference_list(
+            &ids(&["a", "b", "a", "", "x\0", "c"]),
+            ids(&["x\0"]),
+            10,
+            1,
+        );
         assert_eq!(lists.success, ids(&["a", "b", "c"]));
         assert_eq!(lists.failed, ids(&["x\0"]));
         assert!(!lists.success_truncated && !lists.failed_truncated);
@@ -232,12 +294,17 @@ mod tests {
 
     #[test]
     fn lists_are_cut_at_the_cap_and_say_so() {
-        let lists = IdLists::of_reference_list(&ids(&["a", "b", "c"]), ids(&["x", "y", "z"]), 2);
+        let lists = IdLists::of_reference_list(&ids(&["a", "b", "c"]), ids(&["x", "y", "z"]), 2, 3);
         assert_eq!(lists.success, ids(&["a", "b"]));
         assert_eq!(lists.failed, ids(&["x", "y"]));
         assert!(lists.success_truncated && lists.failed_truncated);
-        let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), 2);
+        let exact = IdLists::of_reference_list(&ids(&["a", "b"]), Vec::new(), 2, 0);
         assert!(!exact.success_truncated);
+        let blank = IdLists::of_reference_list(&ids(&["a", ""]), Vec::new(), 2, 1);
+        assert!(
+            blank.failed.is_empty() && blank.failed_truncated,
+            "an empty id was rejected"
+        );
     }
 
     fn counts(inserted: u64, rejected: u64) -> Counts {
@@ -247,6 +314,29 @@ mod tests {
             rejected,
             ..Counts::default()
         }
+    }
+
+    #[test]
+    fn an_event_is_cut_to_fit_and_says_so() {
+        let big = serde_json::json!({
+            "jobId": "j", "status": "FAILED",
+            "successList": (0..100).map(|i| format!("ok-{i}")).collect::<Vec<_>>(),
+            "failedList": (0..40).map(|_| "x".repeat(60_000)).collect::<Vec<_>>(),
+            "successListTruncated": false, "failedListTruncated": false,
+            "failureReason": "r".repeat(5000),
+        })
+        .to_string();
+        let fitted = fit(&big, 100_000).unwrap();
+        assert!(fitted.len() <= 100_000);
+        let v: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+        assert_eq!(v["failedListTruncated"], true);
+        assert!(v["failedList"].as_array().unwrap().len() <= 1);
+        let tiny = fit(&big, 2_000).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&tiny).unwrap();
+        assert_eq!(v["failedList"], serde_json::json!([]));
+        assert!(v["failureReason"].as_str().unwrap().len() < 1100);
+        assert_eq!(fit(r#"{"a":1}"#, 100).unwrap(), r#"{"a":1}"#);
+        assert_eq!(fit(&big, 10), None);
     }
 
     #[test]

@@ -212,7 +212,14 @@ async fn open(path: &std::path::Path, args: &Args) -> Result<(tokio::fs::File, u
         reason: e.to_string(),
         retriable: false,
     };
-    let file = tokio::fs::File::open(path).await.map_err(open_err)?;
+    // Opened without blocking: a FIFO with no writer would otherwise hang
+    // the job in `open` (reads of a regular file ignore the flag).
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(open_err)?;
     let meta = file.metadata().await.map_err(open_err)?;
     if !meta.is_file() {
         return Err(ImportError::Source {
@@ -310,7 +317,12 @@ async fn read_chunk(state: &mut State) -> io::Result<Option<Bytes>> {
         Input::Inline { ids, next } => {
             let mut buf = Vec::with_capacity(state.chunk_bytes);
             while *next < ids.len() && buf.len() < state.chunk_bytes {
-                push_csv_record(&mut buf, [ids[*next].as_bytes()]);
+                match ids[*next].as_str() {
+                    // A blank line is no record: an empty id is written as
+                    // `""`, so it is read, and rejected with its reason.
+                    "" => buf.extend_from_slice(b"\"\"\n"),
+                    id => push_csv_record(&mut buf, [id.as_bytes()]),
+                }
                 *next += 1;
             }
             Ok((!buf.is_empty()).then(|| Bytes::from(buf)))

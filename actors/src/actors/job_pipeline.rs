@@ -615,7 +615,7 @@ async fn finish(state: &mut Running) -> Result<(), ImportError> {
     let location = rejects_location(state).await;
     let counts = state.tracker.final_counts();
     let lists = match &state.reference_ids {
-        Some(ids) => IdLists::of_reference_list(ids, failed, state.max_status_ids),
+        Some(ids) => IdLists::of_reference_list(ids, failed, state.max_status_ids, counts.rejected),
         None => IdLists::of_file(&counts, failed, state.max_status_ids),
     };
     let outcome = state.tracker.outcome(&location, lists);

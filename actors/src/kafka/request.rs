@@ -57,7 +57,7 @@ pub struct Limits {
 impl Limits {
     pub fn of(kafka: &KafkaSettings) -> Self {
         Self {
-            max_bytes: kafka.max_request_bytes,
+            max_bytes: kafka.max_message_bytes,
             max_reference_ids: kafka.max_reference_ids,
         }
     }
@@ -129,6 +129,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
         .group_id
         .ok_or_else(|| rejected(Reason::MissingField, "groupId is required"))?;
     let group_key = group_key.trim().to_string();
+    no_nul(&group_key, "groupId")?;
     if group_key.is_empty() || group_key.chars().count() > MAX_GROUP_ID_CHARS {
         return Err(rejected(
             Reason::InvalidField,
@@ -138,6 +139,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
     let input = match (wire.file_path, wire.reference_ids) {
         (Some(path), None) => {
             let path = path.trim().to_string();
+            no_nul(&path, "filePath")?;
             if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
                 return Err(rejected(
                     Reason::InvalidField,
@@ -156,6 +158,9 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
                         ids.len()
                     ),
                 ));
+            }
+            for (i, id) in ids.iter().enumerate() {
+                no_nul(id, &format!("referenceIds[{i}]"))?;
             }
             Input::ReferenceIds(ids)
         }
@@ -183,8 +188,24 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
     })
 }
 
+/// PostgreSQL's text cannot hold NUL: such a field is the request's
+/// mistake, the same over Kafka and HTTP (never a database error).
+fn no_nul(value: &str, field: &str) -> Result<(), Rejected> {
+    match value.contains('\0') {
+        true => Err(rejected(
+            Reason::InvalidField,
+            format!("{field} contains a NUL character"),
+        )),
+        false => Ok(()),
+    }
+}
+
 fn bounded(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, Rejected> {
-    match value.map(|v| v.trim().to_string()) {
+    let value = value.map(|v| v.trim().to_string());
+    if let Some(v) = &value {
+        no_nul(v, field)?;
+    }
+    match value {
         Some(v) if v.is_empty() || v.chars().count() > max => Err(rejected(
             Reason::InvalidField,
             format!("{field} must have 1 to {max} characters"),
@@ -228,6 +249,12 @@ impl ImportRequest {
             (target, Input::File(path)) => {
                 let source = Source::parse(&path, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
+                if matches!(source, Source::S3 { .. }) && !storage.configured() {
+                    return Err(rejected(
+                        Reason::InvalidField,
+                        "filePath: no object store is configured (storage.endpoint)",
+                    ));
+                }
                 if matches!(source, Source::Local(_)) && storage.local_root.is_empty() {
                     return Err(rejected(
                         Reason::InvalidField,
@@ -263,14 +290,18 @@ impl ImportRequest {
 pub fn idempotency_key(request: &ImportRequest, target: Target, payload: &[u8]) -> String {
     match &request.request_id {
         Some(id) => format!("request:{}:{id}", request.domain_id),
-        None => {
-            let mut hash = Sha256::new();
-            hash.update(target.as_str().as_bytes());
-            hash.update([0]);
-            hash.update(payload);
-            format!("sha256:{}", hex::encode(hash.finalize()))
-        }
+        None => digest(target, payload),
     }
+}
+
+/// What a request asked for, as a digest: kept with its idempotency key,
+/// so the same key with another request is told apart from a retry.
+pub fn digest(target: Target, payload: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(target.as_str().as_bytes());
+    hash.update([0]);
+    hash.update(payload);
+    format!("sha256:{}", hex::encode(hash.finalize()))
 }
 
 #[cfg(test)]
@@ -337,6 +368,18 @@ mod tests {
             Reason::InvalidField
         );
         assert_eq!(reason(&" ".repeat(5000)), Reason::TooLarge);
+        for nul in [
+            format!(r#"{{"domainId":"{d}","groupId":"g\u0000","referenceIds":["a"]}}"#),
+            format!(r#"{{"domainId":"{d}","groupId":"g","referenceIds":["a","b\u0000"]}}"#),
+            format!(r#"{{"domainId":"{d}","groupId":"g","filePath":"x\u0000.csv"}}"#),
+            format!(
+                r#"{{"domainId":"{d}","groupId":"g","referenceIds":["a"],"nodeType":"\u0000"}}"#
+            ),
+        ] {
+            let err = parse(nul.as_bytes(), LIMITS).unwrap_err();
+            assert_eq!(err.reason, Reason::InvalidField, "{nul}");
+            assert!(err.detail.contains("NUL"), "{err}");
+        }
     }
 
     #[test]
@@ -358,7 +401,10 @@ mod tests {
 
     #[test]
     fn a_request_must_fit_its_target_and_the_storage_rules() {
-        let storage = StorageSettings::default();
+        let storage = StorageSettings {
+            endpoint: "http://minio:9000".into(),
+            ..StorageSettings::default()
+        };
         let request = |input| ImportRequest {
             domain_id: Uuid::nil(),
             group_key: "g".into(),
@@ -382,7 +428,18 @@ mod tests {
             .clone()
             .into_job(Target::Nodes, "USER", &storage)
             .is_err());
-        let job = parquet.into_job(Target::Matches, "USER", &storage).unwrap();
+        let job = parquet
+            .clone()
+            .into_job(Target::Matches, "USER", &storage)
+            .unwrap();
         assert_eq!(job.format, InputFormat::Parquet);
+        let unconfigured = StorageSettings::default();
+        let err = parquet
+            .into_job(Target::Matches, "USER", &unconfigured)
+            .unwrap_err();
+        assert!(
+            err.detail.contains("no object store is configured"),
+            "{err}"
+        );
     }
 }
