@@ -109,6 +109,34 @@ impl LocalPostgres {
         )
     }
 
+    /// Freezes the server and every backend (SIGSTOP), as a database that
+    /// stopped answering without closing its connections; `false` thaws it.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))?;
+        let main: i32 = pid_file.lines().next().unwrap_or_default().trim().parse()?;
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`: the parent is after the command.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if parent == Some(main) {
+                pids.push(pid);
+            }
+        }
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        for pid in pids {
+            // SAFETY: kill only sends a signal to a process of this cluster.
+            unsafe { libc::kill(pid, signal) };
+        }
+        Ok(())
+    }
+
     /// Starts the server: at creation, and again after [`LocalPostgres::stop`].
     pub fn start_again(&self) -> Result<()> {
         let data = self.dir.join("data");
