@@ -46,6 +46,18 @@ pub struct HttpSettings {
     /// Most jobs one `GET /v1/imports` page returns.
     #[serde(default = "default_max_page")]
     pub max_page: i64,
+    /// A request body must have arrived this long after its headers; a
+    /// slow client gets 408, and never holds a database connection: bodies
+    /// are read before the database is touched.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: std::time::Duration,
+    /// Requests one API key may have in flight; more get 429.
+    #[serde(default = "default_max_requests_per_key")]
+    pub max_requests_per_key: usize,
+    /// The API's own database connections. Ingestion, the job queue and
+    /// `/health/ready` have theirs, which the API cannot take.
+    #[serde(default = "default_api_pool_size")]
+    pub pool_size: usize,
 }
 
 fn default_listen() -> String {
@@ -54,12 +66,24 @@ fn default_listen() -> String {
 fn default_max_page() -> i64 {
     100
 }
+fn default_body_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+fn default_max_requests_per_key() -> usize {
+    8
+}
+fn default_api_pool_size() -> usize {
+    8
+}
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: default_listen(),
             max_page: default_max_page(),
+            body_timeout: default_body_timeout(),
+            max_requests_per_key: default_max_requests_per_key(),
+            pool_size: default_api_pool_size(),
         }
     }
 }

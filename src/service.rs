@@ -13,12 +13,46 @@ use ferry_actors::actors::{dlq, job_sweeper, kafka_ingress, status_publisher};
 use ferry_actors::kafka::embedded::EmbeddedBroker;
 use ferry_actors::kafka::{self, Router};
 use ferry_actors::pg;
+use ferry_actors::settings::DatabaseSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::{Actor, ActorRef};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use crate::config::Config;
 use crate::http::{self, Api};
+
+/// How long a shutdown may take beyond `jobs.drain_timeout` before the
+/// watchdog ends the process: every step has its own timeout, so only
+/// something stuck (a thread in a Kafka client's teardown, a database that
+/// stopped answering) gets this far.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What the shutdown is doing now: the watchdog's last word names it.
+static STAGE: std::sync::Mutex<&str> = std::sync::Mutex::new("running");
+
+fn stage(now: &'static str) {
+    tracing::info!(stage = now, "Shutting down.");
+    *STAGE.lock().unwrap_or_else(|e| e.into_inner()) = now;
+}
+
+/// Ends the process `limit` from now, whatever is stuck, with a non-zero
+/// code and a log line naming the step that did not finish.
+pub fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let stuck = *STAGE.lock().unwrap_or_else(|e| e.into_inner());
+        tracing::error!(
+            stuck,
+            limit_secs = limit.as_secs(),
+            "Shutdown did not finish in time; exiting anyway."
+        );
+        eprintln!(
+            "ferry serve: shutdown did not finish within {}s (stuck at: {stuck}); exiting",
+            limit.as_secs()
+        );
+        std::process::exit(3);
+    });
+}
 
 pub struct Service {
     /// Where the HTTP endpoints listen.
@@ -83,19 +117,23 @@ impl Service {
         .await
         .context("starting the job coordinator")?;
 
+        let ingress_health = Arc::new(kafka_ingress::Health::default());
         let children = vec![
             Child::Dlq(dlq::Args {
                 producer: producer.clone(),
                 topic: config.kafka.dlq_topic.clone(),
                 send_timeout: config.kafka.send_timeout,
+                max_message_bytes: config.kafka.max_message_bytes,
             }),
             Child::Publisher(status_publisher::Args {
                 database: config.database.clone(),
                 producer: producer.clone(),
                 send_timeout: config.kafka.send_timeout,
                 tick: Duration::from_secs(1),
+                max_message_bytes: config.kafka.max_message_bytes,
             }),
             Child::Ingress(Box::new(kafka_ingress::Args {
+                health: ingress_health.clone(),
                 kafka: config.kafka.clone(),
                 brokers: brokers.clone(),
                 storage: config.storage.clone(),
@@ -122,11 +160,21 @@ impl Service {
             .await
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
+        let api_database = pg::named(&config.database, "ferry-api");
         let api = Arc::new(Api {
             config: config.clone(),
-            pool,
+            pool: pg::pool(&DatabaseSettings {
+                pool_size: config.http.pool_size.max(1),
+                ..api_database.clone()
+            })?,
+            health_pool: pg::pool(&DatabaseSettings {
+                pool_size: 1,
+                ..pg::named(&config.database, "ferry-health")
+            })?,
             producer: producer.clone(),
             metrics,
+            ingress: ingress_health,
+            in_flight: Default::default(),
         });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(async move {
@@ -169,12 +217,14 @@ impl Service {
     /// their leases; flushes the outbox; commits offsets; stops the rest.
     pub async fn shutdown(self) -> Result<()> {
         tracing::info!("Shutting down: no more requests or claims.");
+        stage("stopping the Kafka consumer");
         if let Some(ingress) = ractor::registry::where_is(kafka_ingress::NAME) {
             let ingress: ActorRef<kafka_ingress::Msg> = ingress.into();
             let _ = ingress
                 .call(kafka_ingress::Msg::Stop, Some(Duration::from_secs(10)))
                 .await;
         }
+        stage("draining the running jobs");
         let drained = self
             .coordinator
             .call(
@@ -188,10 +238,12 @@ impl Service {
                 "Jobs still running after the drain timeout: stopping them at their last checkpoint."
             );
         }
+        stage("stopping the jobs at their checkpoints and releasing their leases");
         let _ = self
             .coordinator
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(15)))
             .await;
+        stage("flushing the status outbox");
         if let Some(publisher) = ractor::registry::where_is(status_publisher::NAME) {
             let publisher: ActorRef<status_publisher::Msg> = publisher.into();
             let flushed = publisher
@@ -209,14 +261,18 @@ impl Service {
                 }
             }
         }
+        stage("flushing the Kafka producer");
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        stage("stopping the service's actors");
         let _ = self
             .supervisor
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
             .await;
+        stage("closing the HTTP server");
         let _ = self.http_stop.send(());
-        let _ = self.http.await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        stage("exiting");
         tracing::info!("ferry serve stopped.");
         Ok(())
     }

@@ -222,6 +222,7 @@ async fn export_nodes(config: &Config, out: &mut impl Write) -> Result<bool> {
         domain_id: DEMO_DOMAIN,
         spec,
         idempotency_key: None,
+        request_hash: None,
         status_topic: None,
         origin: Some(json!({ "demo": true })),
     };

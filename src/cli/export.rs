@@ -125,6 +125,7 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
         domain_id: args.domain,
         spec,
         idempotency_key: None,
+        request_hash: None,
         status_topic: None,
         origin: Some(serde_json::json!({ "cli": true })),
     };

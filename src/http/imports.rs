@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{internal, Api, ApiError, Tenant};
+use super::{Api, ApiError, Body, Query, Tenant};
 
 /// An import job as the API (and `ferry jobs … --json`) shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -110,20 +110,19 @@ pub struct ListQuery {
 
 pub async fn list(
     State(api): State<Arc<Api>>,
-    Tenant { domain, client }: Tenant,
+    Tenant { domain, .. }: Tenant,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status =
-        match q.status {
-            Some(s) => Some(JobStatus::parse(&s.to_uppercase()).ok_or_else(|| {
-                ApiError(StatusCode::BAD_REQUEST, format!("unknown status {s:?}"))
-            })?),
-            None => None,
-        };
+    let status = match q.status {
+        Some(s) => Some(JobStatus::parse(&s.to_uppercase()).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown status {s:?}"))
+        })?),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, api.config.http.max_page);
-    let page = store::page_in_domain(&**client, Family::Imports, domain, status, q.before, limit)
-        .await
-        .map_err(internal)?;
+    let client = api.pool.get().await?;
+    let page =
+        store::page_in_domain(&**client, Family::Imports, domain, status, q.before, limit).await?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|j| j.id))
         .flatten();
@@ -132,17 +131,22 @@ pub async fn list(
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("no import {id}"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no import {id}"),
+    )
 }
 
 pub async fn show(
-    Tenant { domain, client }: Tenant,
+    State(api): State<Arc<Api>>,
+    Tenant { domain, .. }: Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
+    let client = api.pool.get().await?;
     let view = store::get_in_domain(&**client, Family::Imports, domain, uuid)
-        .await
-        .map_err(internal)?
+        .await?
         .as_ref()
         .and_then(ImportView::of)
         .ok_or_else(|| not_found(&id))?;
@@ -153,17 +157,17 @@ pub async fn show(
 /// status event), and a running attempt stops at its next checkpoint.
 /// Rows already committed stay. 409 for a job that had ended.
 pub async fn cancel(
-    Tenant { domain, mut client }: Tenant,
+    State(api): State<Arc<Api>>,
+    Tenant { domain, .. }: Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
-    match lifecycle::cancel(&mut client, Family::Imports, domain, uuid)
-        .await
-        .map_err(internal)?
-    {
+    let mut client = api.pool.get().await?;
+    match lifecycle::cancel(&mut client, Family::Imports, domain, uuid).await? {
         Cancel::Cancelled(job) => Ok(Json(ImportView::of(&job)).into_response()),
-        Cancel::Ended(job) => Err(ApiError(
+        Cancel::Ended(job) => Err(ApiError::new(
             StatusCode::CONFLICT,
+            "ended",
             format!("import {id} has ended: {}", job.status.as_str()),
         )),
         Cancel::Missing => Err(not_found(&id)),
@@ -176,31 +180,61 @@ pub struct CreateQuery {
     target: Option<String>,
 }
 
+/// An `Idempotency-Key`: printable ASCII, at most 255 characters (as
+/// Stripe's); anything else is refused rather than ignored, so a retry
+/// never makes a second job.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "an Idempotency-Key is 1 to 255 printable ASCII characters",
+        )
+    };
+    let key = value.to_str().map_err(|_| bad())?.trim();
+    let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
+    match (1..=255).contains(&key.len()) && printable {
+        true => Ok(Some(key.to_string())),
+        false => Err(bad()),
+    }
+}
+
 /// The manual trigger: the Kafka payload, checked the same way; 202 with
-/// the job id. The same `Idempotency-Key` header twice gives the same job.
+/// the job id. The same `Idempotency-Key` header twice gives the same job;
+/// the same key with another body is 409.
 pub async fn create(
     State(api): State<Arc<Api>>,
-    Tenant { domain, client }: Tenant,
+    Tenant { domain, .. }: Tenant,
     headers: HeaderMap,
     Query(q): Query<CreateQuery>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let target = match q.target.as_deref() {
         None => Target::Nodes,
         Some(t) => Target::parse(t).ok_or_else(|| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
+            ApiError::bad_request(
+                "invalid_query",
                 format!("unknown target {t:?}: nodes or matches"),
             )
         })?,
     };
+    let key = idempotency_key(&headers)?;
     let kafka = &api.config.kafka;
-    let bad = |e: request::Rejected| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+    let bad = |e: request::Rejected| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.reason.as_str(),
+            e.to_string(),
+        )
+    };
     let request = request::parse(&body, Limits::of(kafka)).map_err(bad)?;
     if request.domain_id != domain {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "domainId is not this API key's domain".into(),
+            "forbidden",
+            "domainId is not this API key's domain",
         ));
     }
     let route = kafka.routes.iter().find(|r| r.target == target);
@@ -209,14 +243,25 @@ pub async fn create(
     let mut new = request
         .into_job(target, node_type, &api.config.storage)
         .map_err(bad)?;
-    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        new = new.keyed(format!("http:{domain}:{}", key.trim()));
+    if let Some(key) = &key {
+        new = new
+            .keyed(format!("http:{domain}:{key}"))
+            .hashed(request::digest(target, &body));
     }
     if let Some(route) = route {
         new = new.reporting_to(route.status_topic.clone(), json!({ "api": true }));
     }
-    let created = lifecycle::create(&**client, &new).await.map_err(internal)?;
+    let client = api.pool.get().await?;
+    let created = lifecycle::create(&**client, &new).await?;
     let id = created.job.id;
+    if !created.same_request {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            format!("this Idempotency-Key was used for another request: import {id}"),
+        )
+        .with_details(json!({ "jobId": id })));
+    }
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/imports/{id}"))],

@@ -1,7 +1,19 @@
 //! The HTTP side of `ferry serve` (axum): health, metrics, and the API
 //! under `/v1`. Every `/v1` call needs an API key (`Authorization: Bearer
-//! KEY`); a key belongs to one domain and sees only that domain's jobs:
-//! another domain's job is a 404, like a missing one.
+//! KEY`, the scheme in any case, or `X-Api-Key`); a key belongs to one
+//! domain and sees only that domain's jobs: another domain's job is a 404,
+//! like a missing one.
+//!
+//! One tenant must not be able to slow the others: a request's body is read
+//! (within `http.body_timeout`) before the database is touched; a key has at
+//! most `http.max_requests_per_key` requests in flight; the API has its own
+//! connections, apart from those of ingestion, the job queue and
+//! `/health/ready`.
+//!
+//! Every error is JSON, `{"error": …, "code": …}`: a client's mistake is a
+//! 4xx that says what to fix; trouble on the server's side is a 503 with
+//! `Retry-After` when it is passing (the database away), else a 500 with an
+//! `errorId` that is in the log. No database text reaches a client.
 //!
 //! - `imports`: the import jobs (list, show, create, cancel), and how the
 //!   API shows a job.
@@ -10,30 +22,42 @@
 pub mod exports;
 pub mod imports;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use deadpool_postgres::Pool;
-use ferry_actors::job::store;
+use ferry_actors::actors::kafka_ingress;
+use ferry_actors::job::store::{self, StoreError};
 use ferry_actors::pg::api_keys;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::config::Config;
 
 pub struct Api {
     pub config: Config,
+    /// The API's own connections.
     pub pool: Pool,
+    /// `/health/ready`'s own connection.
+    pub health_pool: Pool,
     pub producer: FutureProducer,
     pub metrics: PrometheusHandle,
+    /// Whether the Kafka consumer makes progress.
+    pub ingress: Arc<kafka_ingress::Health>,
+    /// Requests in flight per API key (by the key's hash).
+    pub in_flight: Mutex<HashMap<Vec<u8>, Arc<Semaphore>>>,
 }
 
 pub fn router(api: Arc<Api>) -> Router {
@@ -46,56 +70,282 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/imports/{id}",
             get(imports::show).delete(imports::cancel),
         )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(api)
 }
 
-/// An API error: a status and a JSON `{"error": …}`.
-pub struct ApiError(StatusCode, String);
+/// An API error, always JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+    retry_after: Option<u32>,
+    error_id: Option<Uuid>,
+}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+            error_id: None,
+        }
+    }
+
+    pub fn with_details(self, details: Value) -> Self {
+        Self {
+            details: Some(details),
+            ..self
+        }
+    }
+
+    pub fn retry_after(self, secs: u32) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// Trouble that passes (the database away, busy): try again later.
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %e, "API request failed; the client is told to retry.");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "temporarily unavailable; try again later",
+        )
+        .retry_after(5)
+    }
+
+    /// Anything else on the server's side: an id the log has, nothing more.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        let id = Uuid::new_v4();
+        tracing::error!(error_id = %id, error = %e, "API request failed.");
+        Self {
+            error_id: Some(id),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("internal error {id}"),
+            )
+        }
+    }
+
+    /// A job store error: passing, or not.
+    pub fn store(e: StoreError) -> Self {
+        match e.is_transient() {
+            true => Self::unavailable(e),
+            false => Self::internal(e),
+        }
     }
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %e, "API request failed.");
-    ApiError(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("try again later: {e}"),
-    )
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::store(e)
+    }
 }
 
-/// The caller of a `/v1` endpoint: its API key's domain, and the pooled
-/// connection that checked the key, which the handler goes on using.
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::unavailable(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::store(StoreError::Database(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "code": self.code });
+        if let Some(details) = self.details {
+            body["details"] = details;
+        }
+        if let Some(id) = self.error_id {
+            body["errorId"] = json!(id);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
+    }
+}
+
+/// The caller of a `/v1` endpoint: its API key's domain, and its place
+/// among the key's requests in flight (held until the response).
 pub struct Tenant {
-    domain: Uuid,
-    client: deadpool_postgres::Object,
+    pub domain: Uuid,
+    _in_flight: OwnedSemaphorePermit,
+}
+
+/// The key a request carries: `Authorization: Bearer KEY` (the scheme in
+/// any case) or `X-Api-Key: KEY`.
+fn api_key(parts: &Parts) -> Option<&str> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        });
+    bearer.or_else(|| parts.headers.get("x-api-key")?.to_str().ok())
 }
 
 impl FromRequestParts<Arc<Api>> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
-        let headers = &parts.headers;
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "an API key is required".into()))?;
-        let client = api.pool.get().await.map_err(internal)?;
-        let domain = api_keys::domain_of(&**client, key.trim())
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown API key".into()))?;
-        Ok(Self { domain, client })
+        let key = api_key(parts)
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "an API key is required",
+                )
+            })?;
+        let permits = {
+            let mut in_flight = api.in_flight.lock().expect("no panic while held");
+            if in_flight.len() > 10_000 {
+                // Forget keys with nothing in flight.
+                in_flight.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            in_flight
+                .entry(api_keys::hash(key))
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(api.config.http.max_requests_per_key.max(1)))
+                })
+                .clone()
+        };
+        let permit = permits.try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "this key has {} requests in flight already",
+                    api.config.http.max_requests_per_key
+                ),
+            )
+            .retry_after(1)
+        })?;
+        // The connection goes back to the pool at once: nothing a caller
+        // does afterwards (a slow body) holds it.
+        let domain = {
+            let client = api.pool.get().await?;
+            api_keys::domain_of(&**client, key).await?
+        };
+        let domain = domain.ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
+        })?;
+        Ok(Self {
+            domain,
+            _in_flight: permit,
+        })
     }
 }
 
-/// Ready when PostgreSQL answers and a Kafka broker gives metadata.
+/// A JSON request body, read whole within `http.body_timeout` and the
+/// size limit before any handler work. A `Content-Type` other than JSON
+/// is 415.
+pub struct Body(pub Bytes);
+
+impl FromRequest<Arc<Api>> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, api: &Arc<Api>) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let media = ct
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default();
+            if !media.trim().eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the body is JSON: Content-Type: application/json",
+                ));
+            }
+        }
+        let limit = api.config.kafka.max_message_bytes;
+        let timeout = api.config.http.body_timeout;
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        match tokio::time::timeout(timeout, read).await {
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {timeout:?}"),
+            )),
+            Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over {limit} bytes"),
+            )),
+            Ok(Err(e)) => Err(ApiError::bad_request(
+                "bad_body",
+                format!("reading the body: {e}"),
+            )),
+            Ok(Ok(bytes)) => Ok(Self(bytes)),
+        }
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Query parameters; a bad one is a JSON 400 that names it.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<Api>> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, api)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// Ready when PostgreSQL answers, a Kafka broker gives metadata, and the
+/// consumer is running and not stuck on a message.
 async fn ready(State(api): State<Arc<Api>>) -> Response {
-    let postgres = match tokio::time::timeout(Duration::from_secs(2), api.pool.get()).await {
+    let postgres = match tokio::time::timeout(Duration::from_secs(2), api.health_pool.get()).await {
         Ok(Ok(c)) => c
             .simple_query("SELECT 1")
             .await
@@ -114,25 +364,37 @@ async fn ready(State(api): State<Arc<Api>>) -> Response {
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
+    let limit = api.config.kafka.stall_timeout;
+    let consumer = match ractor::registry::where_is(kafka_ingress::NAME) {
+        None => Err("the consumer is not running".to_string()),
+        Some(_) => match api.ingress.stalled(limit) {
+            Some(held) => Err(format!(
+                "stalled: one message has been in hand for {}s",
+                held.as_secs()
+            )),
+            None => Ok(()),
+        },
+    };
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_string(),
         Err(e) => e.clone(),
     };
-    let code = if postgres.is_ok() && kafka.is_ok() {
+    let code = if postgres.is_ok() && kafka.is_ok() && consumer.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        Json(json!({ "postgres": status(&postgres), "kafka": status(&kafka) })),
-    )
-        .into_response()
+    let body = json!({
+        "postgres": status(&postgres),
+        "kafka": status(&kafka),
+        "consumer": status(&consumer),
+    });
+    (code, Json(body)).into_response()
 }
 
 /// Prometheus text; the job and outbox gauges are read at scrape time.
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    if let Ok(client) = api.pool.get().await {
+    if let Ok(client) = api.health_pool.get().await {
         if let Ok(counts) = store::count_by_status(&**client).await {
             for (status, n) in counts {
                 metrics::gauge!("ferry_jobs", "status" => status.as_str()).set(n as f64);

@@ -7,6 +7,7 @@ mod cli;
 mod export_filters;
 mod exports;
 mod faults;
+mod hardening;
 mod import_nodes;
 mod job_queue;
 mod limits;

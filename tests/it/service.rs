@@ -279,12 +279,15 @@ async fn a_seed_message_becomes_a_completed_job_and_a_status_event() {
     assert_eq!(file_event["domainId"], DOMAIN);
     assert_eq!(db.count("svc-file").await, 5_000);
     let refs_event = events.iter().find(|e| e["groupId"] == "svc-refs").unwrap();
-    // The over-long id is rejected, the blank one skipped; "a" twice is one node.
+    // The over-long id and the empty one are rejected (the empty one has no
+    // id to list, which the flag says); "a" twice is one node.
     assert_eq!(refs_event["status"], "FAILED", "{refs_event}");
     assert_eq!(refs_event["successList"], json!(["a", "b", "c"]));
     assert_eq!(refs_event["failedList"], json!([long]));
+    assert_eq!(refs_event["failedListTruncated"], true);
     assert_eq!(refs_event["successListTruncated"], false);
-    assert_eq!(refs_event["rejected"], 1);
+    assert_eq!(refs_event["rejected"], 2);
+    assert_eq!(refs_event["total"], 6, "every id is counted");
     assert_eq!(db.count("svc-refs").await, 3);
     let job_id = file_event["jobId"].as_str().unwrap();
     let job: String = db

@@ -41,12 +41,16 @@ pub struct Created {
     /// False when a job with the request's idempotency key already existed:
     /// `job` is that job, and nothing was inserted.
     pub is_new: bool,
+    /// False when that job was made by another request with the same key
+    /// (their digests differ): a conflict, not a retry.
+    pub same_request: bool,
 }
 
 /// A request for a job of any kind: the columns its row starts with.
 pub trait Request {
     fn domain_id(&self) -> Uuid;
     fn idempotency_key(&self) -> Option<&str>;
+    fn request_hash(&self) -> Option<&str>;
     fn columns(&self) -> NewRow<'_>;
 }
 
@@ -72,6 +76,10 @@ impl Request for NewJob {
 
     fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
+    }
+
+    fn request_hash(&self) -> Option<&str> {
+        self.request_hash.as_deref()
     }
 
     fn columns(&self) -> NewRow<'_> {
@@ -100,6 +108,10 @@ impl Request for NewExport {
         self.idempotency_key.as_deref()
     }
 
+    fn request_hash(&self) -> Option<&str> {
+        self.request_hash.as_deref()
+    }
+
     fn columns(&self) -> NewRow<'_> {
         NewRow {
             id: self.id,
@@ -124,13 +136,16 @@ pub async fn create(c: &impl GenericClient, new: &impl Request) -> Result<Create
         return Ok(Created {
             job: from_row(&row)?,
             is_new: true,
+            same_request: true,
         });
     }
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
+    let sql = format!("SELECT {COLUMNS}, request_hash FROM jobs WHERE idempotency_key = $1");
     let row = c.query_one(&sql, &[&new.idempotency_key()]).await?;
+    let stored: Option<&str> = row.get("request_hash");
     Ok(Created {
         job: from_row(&row)?,
         is_new: false,
+        same_request: stored == new.request_hash(),
     })
 }
 
@@ -164,9 +179,9 @@ async fn insert(
     let sql = format!(
         "INSERT INTO jobs (id, kind, status, domain_id, group_id, group_key, node_type, source,
                            format, reference_ids, lease_owner, lease_expires_at,
-                           idempotency_key, status_topic, origin, spec)
+                           idempotency_key, status_topic, origin, spec, request_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                 now() + make_interval(secs => $12), $13, $14, $15, $16)
+                 now() + make_interval(secs => $12), $13, $14, $15, $16, $17)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -189,6 +204,7 @@ async fn insert(
             &row.status_topic,
             &row.origin,
             &row.spec,
+            &new.request_hash(),
         ],
     )
     .await

@@ -262,6 +262,9 @@ pub struct NewJob {
     pub reference_ids: Option<Vec<String>>,
     /// A second request with the same key gets the first one's job.
     pub idempotency_key: Option<String>,
+    /// A digest of the request, kept with its key: a second request with
+    /// the key but another digest is a conflict, not the first one again.
+    pub request_hash: Option<String>,
     /// Where the job's terminal status event is published; `None`: nowhere.
     pub status_topic: Option<String>,
     /// Where the request came from (a Kafka message's coordinates, the API).
@@ -288,6 +291,7 @@ impl NewJob {
             format,
             reference_ids: None,
             idempotency_key: None,
+            request_hash: None,
             status_topic: None,
             origin: None,
         }
@@ -318,6 +322,14 @@ impl NewJob {
     pub fn keyed(self, key: String) -> Self {
         Self {
             idempotency_key: Some(key),
+            ..self
+        }
+    }
+
+    /// The same request, with a digest of what it asked for.
+    pub fn hashed(self, hash: String) -> Self {
+        Self {
+            request_hash: Some(hash),
             ..self
         }
     }
@@ -377,6 +389,8 @@ pub struct NewExport {
     pub spec: ExportSpec,
     /// A second request with the same key gets the first one's job.
     pub idempotency_key: Option<String>,
+    /// A digest of the request, kept with its key.
+    pub request_hash: Option<String>,
     /// Where its end is announced; `None`: nowhere.
     pub status_topic: Option<String>,
     pub origin: Option<serde_json::Value>,

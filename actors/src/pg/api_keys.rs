@@ -12,11 +12,19 @@ pub async fn create(
 ) -> Result<String, tokio_postgres::Error> {
     let key = format!("fk_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     c.execute(
-        "INSERT INTO api_keys (key_hash, domain_id, name) VALUES (sha256($1::text::bytea), $2, $3)",
-        &[&key, &domain_id, &name],
+        "INSERT INTO api_keys (key_hash, domain_id, name) VALUES ($1, $2, $3)",
+        &[&hash(&key), &domain_id, &name],
     )
     .await?;
     Ok(key)
+}
+
+/// A key's SHA-256, computed here: whatever a caller sends (a backslash,
+/// a NUL), it is only ever bytes to hash, never text for the server to
+/// parse.
+pub fn hash(key: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).to_vec()
 }
 
 /// The domain a key belongs to; `None` for an unknown or revoked key.
@@ -26,9 +34,8 @@ pub async fn domain_of(
 ) -> Result<Option<Uuid>, tokio_postgres::Error> {
     let row = c
         .query_opt(
-            "SELECT domain_id FROM api_keys
-             WHERE key_hash = sha256($1::text::bytea) AND revoked_at IS NULL",
-            &[&key],
+            "SELECT domain_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            &[&hash(key)],
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
@@ -39,8 +46,8 @@ pub async fn revoke(c: &impl GenericClient, key: &str) -> Result<bool, tokio_pos
     let n = c
         .execute(
             "UPDATE api_keys SET revoked_at = now()
-             WHERE key_hash = sha256($1::text::bytea) AND revoked_at IS NULL",
-            &[&key],
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+            &[&hash(key)],
         )
         .await?;
     Ok(n == 1)

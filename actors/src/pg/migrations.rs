@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "exports",
         sql: include_str!("../../migrations/0008_exports.sql"),
     },
+    Migration {
+        version: 9,
+        name: "request_hash",
+        sql: include_str!("../../migrations/0009_request_hash.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.
