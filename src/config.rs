@@ -58,6 +58,60 @@ pub struct HttpSettings {
     /// `/health/ready` have theirs, which the API cannot take.
     #[serde(default = "default_api_pool_size")]
     pub pool_size: usize,
+    /// Secrets that sign download links (`/v1/exports/{id}/download?token=`):
+    /// the first signs, every one verifies, so a key can be rotated while
+    /// links signed with the old one live. Empty: a random key per process
+    /// (its links work on that process only, until it restarts).
+    #[serde(default)]
+    pub signing_keys: Vec<String>,
+    /// JWT bearer tokens (seed 001), beside API keys.
+    #[serde(default)]
+    pub jwt: JwtSettings,
+}
+
+/// `[http.jwt]`: bearer tokens signed with RS256 or ES256 by an identity
+/// provider; off unless a key is given. `alg: none` and HMAC algorithms are
+/// refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// A PEM public key (RSA or EC P-256).
+    #[serde(default)]
+    pub public_key_file: String,
+    /// A JWKS file (`{"keys": [...]}`); a token's `kid` picks the key.
+    #[serde(default)]
+    pub jwks_file: String,
+    /// `iss` a token must carry. Empty: any.
+    #[serde(default)]
+    pub issuer: String,
+    /// `aud` a token must carry. Empty: any.
+    #[serde(default)]
+    pub audience: String,
+    /// The claim that names the caller's domain (a UUID).
+    #[serde(default = "default_domain_claim")]
+    pub domain_claim: String,
+}
+
+fn default_domain_claim() -> String {
+    "domain_id".into()
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            public_key_file: String::new(),
+            jwks_file: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            domain_claim: default_domain_claim(),
+        }
+    }
+}
+
+impl JwtSettings {
+    pub fn enabled(&self) -> bool {
+        !self.public_key_file.is_empty() || !self.jwks_file.is_empty()
+    }
 }
 
 fn default_listen() -> String {
@@ -84,6 +138,8 @@ impl Default for HttpSettings {
             body_timeout: default_body_timeout(),
             max_requests_per_key: default_max_requests_per_key(),
             pool_size: default_api_pool_size(),
+            signing_keys: Vec::new(),
+            jwt: JwtSettings::default(),
         }
     }
 }

@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
 use ferry_actors::actors::service::{self, Child};
-use ferry_actors::actors::{dlq, job_sweeper, kafka_ingress, status_publisher};
+use ferry_actors::actors::{dlq, job_sweeper, kafka_ingress, status_publisher, webhook_sender};
+use ferry_actors::export::object::Catalog;
+use ferry_actors::export::token::Signer;
 use ferry_actors::kafka::embedded::EmbeddedBroker;
 use ferry_actors::kafka::{self, Router};
 use ferry_actors::pg;
 use ferry_actors::settings::DatabaseSettings;
+use ferry_actors::storage::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::{Actor, ActorRef};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -26,6 +29,33 @@ use crate::http::{self, Api};
 /// something stuck (a thread in a Kafka client's teardown, a database that
 /// stopped answering) gets this far.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The keys download links are signed with: `http.signing_keys`, or one
+/// made for this process (its links work on it alone, until it restarts).
+fn signing_keys(config: &Config) -> Vec<Vec<u8>> {
+    let keys: Vec<Vec<u8>> = config
+        .http
+        .signing_keys
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    if !keys.is_empty() {
+        return keys;
+    }
+    tracing::warn!(
+        "http.signing_keys is empty: download links are signed with a key of this process only."
+    );
+    vec![uuid::Uuid::new_v4().as_bytes().to_vec()]
+}
+
+/// The webhook secret: `exports.webhook_secret`, else the signing key.
+fn webhook_secret(config: &Config, signing_keys: &[Vec<u8>]) -> Vec<u8> {
+    match config.exports.webhook_secret.as_str() {
+        "" => signing_keys[0].clone(),
+        secret => secret.as_bytes().to_vec(),
+    }
+}
 
 /// What the shutdown is doing now: the watchdog's last word names it.
 static STAGE: std::sync::Mutex<&str> = std::sync::Mutex::new("running");
@@ -118,6 +148,7 @@ impl Service {
         .context("starting the job coordinator")?;
 
         let ingress_health = Arc::new(kafka_ingress::Health::default());
+        let signing_keys = signing_keys(&config);
         let children = vec![
             Child::Dlq(dlq::Args {
                 producer: producer.clone(),
@@ -140,10 +171,20 @@ impl Service {
                 node_type: config.import.node_type.clone(),
                 pool: pool.clone(),
             })),
-            Child::Sweeper(job_sweeper::Args {
+            Child::Sweeper(Box::new(job_sweeper::Args {
                 database: config.database.clone(),
                 jobs: config.jobs.clone(),
-            }),
+                exports: config.exports.clone(),
+                storage: config.storage.clone(),
+                retry: config.retry.clone(),
+            })),
+            Child::Webhooks(Box::new(webhook_sender::Args {
+                database: config.database.clone(),
+                exports: config.exports.clone(),
+                retry: config.retry.clone(),
+                secret: webhook_secret(&config, &signing_keys),
+                tick: Duration::from_secs(1),
+            })),
         ];
         let (supervisor, _) = Actor::spawn(
             Some(service::NAME.into()),
@@ -156,6 +197,12 @@ impl Service {
         .await
         .context("starting the service's actors")?;
 
+        let catalog = {
+            let client = pg::connect(&config.database).await?;
+            Catalog::load(&client, &config.exports)
+                .await
+                .context("reading the export objects from the catalog")?
+        };
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -175,6 +222,14 @@ impl Service {
             metrics,
             ingress: ingress_health,
             in_flight: Default::default(),
+            catalog: Arc::new(catalog),
+            signer: Signer::new(signing_keys),
+            store: config
+                .storage
+                .configured()
+                .then(|| Store::new(&config.storage)),
+            jwt: http::auth::JwtVerifier::load(&config.http.jwt)?,
+            limiter: http::limits::Limiter::new(config.exports.create_per_minute),
         });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(async move {

@@ -642,6 +642,44 @@ pub struct ExportSettings {
     /// How deep filter groups nest.
     #[serde(default = "default_max_depth")]
     pub max_depth: usize,
+    /// How long a presigned URL (`result.url`) works; signed afresh on
+    /// every GET. At most 7 days (SigV4's limit).
+    #[serde(default = "default_url_ttl", with = "humantime_serde")]
+    pub url_ttl: Duration,
+    /// A finished export's files are deleted this long after it ended
+    /// (Shopify keeps bulk results 7 days); the export then shows
+    /// `expired: true`.
+    #[serde(default = "default_export_retention", with = "humantime_serde")]
+    pub retention: Duration,
+    /// Exports one caller may create per minute (a token bucket; 429 and
+    /// `Retry-After` beyond).
+    #[serde(default = "default_create_per_minute")]
+    pub create_per_minute: u32,
+    /// Exports of one domain waiting or running at once (429 beyond). The
+    /// queue takes domains in turn, so one domain's burst does not starve
+    /// the others.
+    #[serde(default = "default_max_running_per_domain")]
+    pub max_running_per_domain: i64,
+    /// Where `ExportCompleted` events go (seed 001), through the outbox.
+    #[serde(default = "default_events_topic")]
+    pub events_topic: String,
+    /// Hosts (`host` or `host:port`) a `webhook_url` may name over plain
+    /// http, or at a private, loopback or link-local address. Any other
+    /// webhook must be https to a public address (no SSRF).
+    #[serde(default)]
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Deliveries of one webhook before it is given up (5xx, 429 and
+    /// timeouts are retried with backoff; other 4xx are not).
+    #[serde(default = "default_webhook_attempts")]
+    pub webhook_attempts: i32,
+    /// How long one delivery may take.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// The secret webhook signatures are made with (`Ferry-Signature:
+    /// t=…,v1=HMAC-SHA256(secret, "t.body")`). Empty: `http.signing_keys`'s
+    /// first.
+    #[serde(default)]
+    pub webhook_secret: String,
     /// Objects declared by the operator, beside the built-in `node` and
     /// `match_suggestion`.
     #[serde(default)]
@@ -711,6 +749,27 @@ fn default_max_values() -> usize {
 fn default_max_depth() -> usize {
     3
 }
+fn default_url_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_export_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_create_per_minute() -> u32 {
+    30
+}
+fn default_max_running_per_domain() -> i64 {
+    10
+}
+fn default_events_topic() -> String {
+    "ferry-exports-completed".into()
+}
+fn default_webhook_attempts() -> i32 {
+    8
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_tenant_column() -> String {
     "domain_id".into()
 }
@@ -746,6 +805,15 @@ impl Default for ExportSettings {
             max_conditions: default_max_conditions(),
             max_values: default_max_values(),
             max_depth: default_max_depth(),
+            url_ttl: default_url_ttl(),
+            retention: default_export_retention(),
+            create_per_minute: default_create_per_minute(),
+            max_running_per_domain: default_max_running_per_domain(),
+            events_topic: default_events_topic(),
+            webhook_allowed_hosts: Vec::new(),
+            webhook_attempts: default_webhook_attempts(),
+            webhook_timeout: default_webhook_timeout(),
+            webhook_secret: String::new(),
             objects: Vec::new(),
         }
     }

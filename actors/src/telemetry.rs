@@ -227,3 +227,36 @@ impl RowsExported {
         }
     }
 }
+
+/// One delivery attempt of an export's webhook.
+pub struct WebhookAttempted<'a> {
+    pub delivery: i64,
+    pub attempt: i32,
+    pub status: Option<u16>,
+    pub error: Option<&'a str>,
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: &'static str,
+}
+
+impl WebhookAttempted<'_> {
+    pub fn emit(self) {
+        if self.outcome == "delivered" {
+            tracing::info!(
+                delivery = self.delivery,
+                attempt = self.attempt,
+                status = self.status,
+                "Webhook delivered."
+            );
+        } else {
+            tracing::warn!(
+                delivery = self.delivery,
+                attempt = self.attempt,
+                status = self.status,
+                error = self.error,
+                outcome = self.outcome,
+                "Webhook delivery failed."
+            );
+        }
+        counter!("ferry_webhook_attempts_total", "outcome" => self.outcome).increment(1);
+    }
+}

@@ -118,6 +118,8 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
         compression,
         destination,
         user_id: None,
+        webhook_url: None,
+        channel: "CLI".into(),
     };
     check(&config, &spec, args.domain).await?;
     let new = NewExport {

@@ -15,12 +15,17 @@
 //! `Retry-After` when it is passing (the database away), else a 500 with an
 //! `errorId` that is in the log. No database text reaches a client.
 //!
+//! - `auth`: API keys and JWT bearer tokens.
 //! - `imports`: the import jobs (list, show, create, cancel), and how the
 //!   API shows a job.
-//! - `exports`: how an export is shown (Voucherify's export object).
+//! - `exports`: the exports (create, show, list, delete, download), and
+//!   how an export is shown (Voucherify's export object).
+//! - `limits`: the token buckets of export creations.
 
+pub mod auth;
 pub mod exports;
 pub mod imports;
+pub mod limits;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,8 +40,11 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
 use ferry_actors::actors::kafka_ingress;
+use ferry_actors::export::object::Catalog;
+use ferry_actors::export::token::Signer;
 use ferry_actors::job::store::{self, StoreError};
 use ferry_actors::pg::api_keys;
+use ferry_actors::storage::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
@@ -58,6 +66,16 @@ pub struct Api {
     pub ingress: Arc<kafka_ingress::Health>,
     /// Requests in flight per API key (by the key's hash).
     pub in_flight: Mutex<HashMap<Vec<u8>, Arc<Semaphore>>>,
+    /// What exports may read.
+    pub catalog: Arc<Catalog>,
+    /// Signs and checks download links.
+    pub signer: Signer,
+    /// The object store, when one is configured (presigned URLs, downloads).
+    pub store: Option<Store>,
+    /// JWT bearer tokens, when configured.
+    pub jwt: Option<auth::JwtVerifier>,
+    /// Export creations per caller.
+    pub limiter: limits::Limiter,
 }
 
 pub fn router(api: Arc<Api>) -> Router {
@@ -70,6 +88,12 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/imports/{id}",
             get(imports::show).delete(imports::cancel),
         )
+        .route("/v1/exports", get(exports::list).post(exports::create))
+        .route(
+            "/v1/exports/{id}",
+            get(exports::show).delete(exports::delete),
+        )
+        .route("/v1/exports/{id}/download", get(exports::download))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -195,11 +219,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller of a `/v1` endpoint: its API key's domain, and its place
-/// among the key's requests in flight (held until the response).
+/// The caller of a `/v1` endpoint: its domain (its API key's, or the one its
+/// JWT names), who it is, and its place among its requests in flight (held
+/// until the response).
 pub struct Tenant {
     pub domain: Uuid,
+    /// A JWT's `sub`.
+    pub subject: Option<String>,
+    /// Whom rate limits count: a key's hash, or a token's domain and subject.
+    pub caller: String,
     _in_flight: OwnedSemaphorePermit,
+}
+
+/// A bearer credential that looks like a JWT (three base64url parts).
+fn looks_like_jwt(credential: &str) -> bool {
+    credential.split('.').count() == 3 && !credential.starts_with("fk_")
 }
 
 /// The key a request carries: `Authorization: Bearer KEY` (the scheme in
@@ -230,6 +264,26 @@ impl FromRequestParts<Arc<Api>> for Tenant {
                     "an API key is required",
                 )
             })?;
+        let unauthorized = |why: String| {
+            tracing::info!(reason = %why, "A bearer token was refused.");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token is not accepted",
+            )
+        };
+        let jwt = match (&api.jwt, looks_like_jwt(key)) {
+            (Some(verifier), true) => Some(verifier.verify(key).map_err(unauthorized)?),
+            _ => None,
+        };
+        let caller = match &jwt {
+            Some(claims) => format!(
+                "jwt:{}:{}",
+                claims.domain,
+                claims.subject.as_deref().unwrap_or("")
+            ),
+            None => format!("key:{}", hex_digest(key)),
+        };
         let permits = {
             let mut in_flight = api.in_flight.lock().expect("no panic while held");
             if in_flight.len() > 10_000 {
@@ -237,7 +291,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
                 in_flight.retain(|_, s| Arc::strong_count(s) > 1);
             }
             in_flight
-                .entry(api_keys::hash(key))
+                .entry(caller.as_bytes().to_vec())
                 .or_insert_with(|| {
                     Arc::new(Semaphore::new(api.config.http.max_requests_per_key.max(1)))
                 })
@@ -254,6 +308,14 @@ impl FromRequestParts<Arc<Api>> for Tenant {
             )
             .retry_after(1)
         })?;
+        if let Some(claims) = jwt {
+            return Ok(Self {
+                domain: claims.domain,
+                subject: claims.subject,
+                caller,
+                _in_flight: permit,
+            });
+        }
         // The connection goes back to the pool at once: nothing a caller
         // does afterwards (a slow body) holds it.
         let domain = {
@@ -265,9 +327,18 @@ impl FromRequestParts<Arc<Api>> for Tenant {
         })?;
         Ok(Self {
             domain,
+            subject: None,
+            caller,
             _in_flight: permit,
         })
     }
+}
+
+fn hex_digest(key: &str) -> String {
+    api_keys::hash(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A JSON request body, read whole within `http.body_timeout` and the

@@ -380,7 +380,10 @@ async fn handle_msg(
             return Ok(());
         }
     }
-    save(&run.control, &args.fence, &run.checkpoint).await?;
+    if let Err(e) = save(&run.control, &args.fence, &run.checkpoint).await {
+        discard_if_cancelled(args, run).await;
+        return Err(e.into());
+    }
     Progress::set(&args.progress.records_committed, run.checkpoint.rows);
     RowsExported {
         object: args.export.spec.object.clone(),
@@ -388,6 +391,22 @@ async fn handle_msg(
     }
     .emit();
     Ok(())
+}
+
+/// The job is not ours any more: if it was cancelled (the API's DELETE),
+/// what this attempt stored goes, including an upload begun after the
+/// canceller looked.
+async fn discard_if_cancelled(args: &Args, run: &Running) {
+    let job_id = args.job.id;
+    let cancelled = match crate::job::store::get(&run.control, job_id).await {
+        Ok(job) => job.is_none_or(|j| j.status == crate::job::JobStatus::Cancelled),
+        Err(_) => false,
+    };
+    if cancelled {
+        if let Err(e) = args.sink.discard(&run.checkpoint).await {
+            tracing::warn!(job_id = %job_id, error = %e, "Could not delete a cancelled export's files.");
+        }
+    }
 }
 
 /// Writes the checkpoint, if the job is still ours.

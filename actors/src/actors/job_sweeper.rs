@@ -1,15 +1,19 @@
 //! JobSweeper: deletes finished jobs past `jobs.retention`, with their saved
 //! rejects and sent status events, a bounded batch at a time, every
-//! `jobs.sweep_interval`. Every `ferry serve` runs one; a transaction-level
+//! `jobs.sweep_interval`; and the files of exports past
+//! `exports.retention` (the export stays, saying its files expired). Every `ferry serve` runs one; a transaction-level
 //! advisory lock lets one sweep at a time, and the others skip that round.
 
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::job::lifecycle;
+use crate::export::sink::Sink;
+use crate::job::{lifecycle, Work};
 use crate::pg;
-use crate::settings::{DatabaseSettings, JobSettings};
+use crate::settings::{
+    DatabaseSettings, ExportSettings, JobSettings, RetrySettings, StorageSettings,
+};
 use crate::telemetry::JobsSwept;
 
 pub const NAME: &str = "job_sweeper";
@@ -25,6 +29,9 @@ pub enum Msg {
 pub struct Args {
     pub database: DatabaseSettings,
     pub jobs: JobSettings,
+    pub exports: ExportSettings,
+    pub storage: StorageSettings,
+    pub retry: RetrySettings,
 }
 
 pub struct State {
@@ -60,6 +67,9 @@ impl Actor for JobSweeper {
             // The next round tries again.
             tracing::warn!(error = %e, "Sweeping finished jobs failed.");
         }
+        if let Err(e) = expire_exports(&state.args).await {
+            tracing::warn!(error = %e, "Deleting expired export files failed.");
+        }
         Ok(())
     }
 }
@@ -88,4 +98,33 @@ async fn sweep(args: &Args) -> Result<(), String> {
     }
     .emit();
     Ok(())
+}
+
+/// Deletes the files of exports that ended more than `exports.retention`
+/// ago; each export then says its files expired.
+async fn expire_exports(args: &Args) -> Result<(), String> {
+    let client = pg::connect(&args.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let due = lifecycle::exports_past_retention(&client, args.exports.retention, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        for job in &due {
+            let Work::Export(export) = &job.work else {
+                continue;
+            };
+            let sink = Sink::for_spec(&export.spec, &args.storage, &args.exports, &args.retry);
+            sink.discard(&export.checkpoint)
+                .await
+                .map_err(|e| e.to_string())?;
+            lifecycle::expired(&client, job.id)
+                .await
+                .map_err(|e| crate::error::chain(&e))?;
+            tracing::info!(job_id = %job.id, files = export.checkpoint.files.len(), "Deleted the files of an export past its retention.");
+        }
+        if (due.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
 }

@@ -17,3 +17,4 @@ pub mod object_writer;
 pub mod parquet_reader;
 pub mod service;
 pub mod status_publisher;
+pub mod webhook_sender;

@@ -1,6 +1,6 @@
 //! Service: the root of a `ferry serve` process. It supervises the
-//! long-lived actors (KafkaIngress, DlqActor, StatusPublisher, and the
-//! JobSweeper): one that fails is started again after a backoff, with
+//! long-lived actors (KafkaIngress, DlqActor, StatusPublisher, the
+//! JobSweeper and the WebhookSender): one that fails is started again after a backoff, with
 //! the same arguments, under the same registered name (others find it by
 //! name, so a restart needs no rewiring). One that fails too often within
 //! the retry window stops the service, so the process exits non-zero and
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 
-use super::{dlq, job_sweeper, kafka_ingress, status_publisher};
+use super::{dlq, job_sweeper, kafka_ingress, status_publisher, webhook_sender};
 use crate::settings::RetrySettings;
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::ActorRestarted;
@@ -24,7 +24,8 @@ pub enum Child {
     Dlq(dlq::Args),
     Publisher(status_publisher::Args),
     Ingress(Box<kafka_ingress::Args>),
-    Sweeper(job_sweeper::Args),
+    Sweeper(Box<job_sweeper::Args>),
+    Webhooks(Box<webhook_sender::Args>),
 }
 
 impl Child {
@@ -34,6 +35,7 @@ impl Child {
             Self::Publisher(_) => status_publisher::NAME,
             Self::Ingress(_) => kafka_ingress::NAME,
             Self::Sweeper(_) => job_sweeper::NAME,
+            Self::Webhooks(_) => webhook_sender::NAME,
         }
     }
 
@@ -47,7 +49,10 @@ impl Child {
             Self::Ingress(args) => {
                 linked(name, kafka_ingress::KafkaIngress, *args, supervisor).await
             }
-            Self::Sweeper(args) => linked(name, job_sweeper::JobSweeper, args, supervisor).await,
+            Self::Sweeper(args) => linked(name, job_sweeper::JobSweeper, *args, supervisor).await,
+            Self::Webhooks(args) => {
+                linked(name, webhook_sender::WebhookSender, *args, supervisor).await
+            }
         }
     }
 }

@@ -16,6 +16,9 @@
 //! - `parquet`: rows as Parquet, typed from PostgreSQL's types.
 //! - `sink`: where a file's parts go (an S3 multipart upload, or a local
 //!   file) and how an unfinished one is picked up again.
+//! - `token`: signed download links, and webhook signatures.
+//! - `webhook`: which webhook URLs may be called (no SSRF), and one
+//!   delivery.
 
 pub mod encode;
 pub mod filter;
@@ -25,6 +28,7 @@ pub mod plan;
 pub mod sink;
 pub mod token;
 pub mod value;
+pub mod webhook;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -109,14 +113,6 @@ impl Compression {
             Self::Gzip => ".gz",
             Self::Zstd => ".zst",
             Self::None => "",
-        }
-    }
-
-    pub fn content_encoding(self) -> Option<&'static str> {
-        match self {
-            Self::Gzip => Some("gzip"),
-            Self::Zstd => Some("zstd"),
-            Self::None => None,
         }
     }
 }
@@ -297,6 +293,17 @@ pub struct ExportSpec {
     /// Who asked (a JWT's subject), for the completion event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// Where the completion is POSTed, signed (checked when the export was
+    /// asked for, and again before each delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Who asked for it: `API`, `CLI`, `SCHEDULE`.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+}
+
+fn default_channel() -> String {
+    "API".into()
 }
 
 /// A file an export finished.

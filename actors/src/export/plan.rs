@@ -442,6 +442,8 @@ mod tests {
             compression: Compression::Gzip,
             destination: Destination::Local { path: "/x".into() },
             user_id: None,
+            webhook_url: None,
+            channel: "API".into(),
         }
     }
 

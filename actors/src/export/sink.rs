@@ -236,13 +236,18 @@ impl Sink {
     ) -> Self {
         let store =
             matches!(spec.destination, Destination::Store { .. }).then(|| Store::new(storage));
-        let text = spec.format != super::Format::Parquet;
+        // A compressed file is stored as what it is (`application/gzip`), not
+        // with a `Content-Encoding` that clients would undo on download.
+        let content_type = match (spec.format, spec.compression) {
+            (super::Format::Parquet, _) | (_, super::Compression::None) => {
+                spec.format.content_type()
+            }
+            (_, super::Compression::Gzip) => "application/gzip",
+            (_, super::Compression::Zstd) => "application/zstd",
+        };
         let meta = ObjectMeta {
-            content_type: spec.format.content_type().to_string(),
-            content_encoding: text
-                .then(|| spec.compression.content_encoding())
-                .flatten()
-                .map(String::from),
+            content_type: content_type.to_string(),
+            content_encoding: None,
             server_side_encryption: Some(exports.server_side_encryption.clone())
                 .filter(|s| !s.is_empty()),
         };

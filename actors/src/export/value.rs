@@ -221,6 +221,11 @@ fn numeric(raw: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
     Ok(())
 }
 
+/// The date `days` after 1970-01-01: year, month, day.
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
+    civil(days)
+}
+
 /// A date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
 pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

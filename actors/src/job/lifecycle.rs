@@ -210,27 +210,35 @@ async fn insert(
     .await
 }
 
-/// Claims up to `limit` jobs that nobody holds, oldest first: PENDING jobs
-/// never leased, and PENDING or RUNNING jobs whose lease expired (their
-/// instance died; they resume from their checkpoint). Each is leased to
-/// `owner` for `lease`. Concurrent claimers never get the same job.
+/// Claims up to `limit` jobs that nobody holds: PENDING jobs never
+/// leased, and PENDING or RUNNING jobs whose lease expired (their instance
+/// died; they resume from their checkpoint). Domains take turns (each
+/// domain's oldest job first, then each one's second, …), so one domain's
+/// burst does not starve the others. Each is leased to `owner` for
+/// `lease`. Concurrent claimers never get the same job.
 pub async fn claim(
     c: &impl GenericClient,
     owner: &str,
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Held>, StoreError> {
+    let claimable = format!(
+        "status IN {active} AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+        active = active()
+    );
     let sql = format!(
-        "UPDATE jobs SET lease_owner = $1,
+        "WITH fair AS (
+             SELECT id, created_at,
+                    row_number() OVER (PARTITION BY domain_id ORDER BY created_at) AS turn
+             FROM jobs WHERE {claimable})
+         UPDATE jobs SET lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
          WHERE id IN (
-             SELECT id FROM jobs
-             WHERE status IN {active}
-               AND (lease_expires_at IS NULL OR lease_expires_at < now())
-             ORDER BY created_at LIMIT $3
-             FOR UPDATE SKIP LOCKED)
-         RETURNING {COLUMNS}",
-        active = active()
+             SELECT j.id FROM jobs j JOIN fair f ON f.id = j.id
+             WHERE j.{claimable}
+             ORDER BY f.turn, f.created_at LIMIT $3
+             FOR UPDATE OF j SKIP LOCKED)
+         RETURNING {COLUMNS}"
     );
     let rows = c
         .query(&sql, &[&owner, &lease.as_secs_f64(), &limit])
@@ -622,15 +630,19 @@ async fn end(
             let event = ExportCompleted::new(job, export, status, o);
             let payload = serde_json::to_string(&event).expect("an event serialises");
             let result = serde_json::to_value(&o.result).expect("a result serialises");
+            // The webhook gets the same payload, queued in the same statement.
             let sql = format!(
                 "WITH done AS (
                      UPDATE jobs SET {finished}, result = $6, processed_rows = $7,
                          failure_reason = $8
                      {fence} RETURNING {COLUMNS}),
-                 {queue}
+                 {queue},
+                 hooked AS (
+                     INSERT INTO webhook_deliveries (job_id, url, payload)
+                     SELECT id, $9, $5 FROM done WHERE $9::text IS NOT NULL)
                  SELECT * FROM done"
             );
-            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
                 &job.id,
                 &owner,
                 &status.as_str(),
@@ -639,6 +651,7 @@ async fn end(
                 &result,
                 &(o.result.rows as i64),
                 &o.failure_reason,
+                &export.spec.webhook_url,
             ];
             tx.query_opt(&sql, &args).await?
         }
@@ -674,6 +687,55 @@ fn emitted(job: Job) -> Job {
     job
 }
 
+/// Deletes a domain's job of `family` that has ended (the API's DELETE of
+/// an export, once its files are gone). False: no such ended job.
+pub async fn forget(
+    c: &impl GenericClient,
+    family: Family,
+    domain_id: Uuid,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let sql = format!(
+        "WITH gone AS (
+             DELETE FROM jobs WHERE id = $1 AND domain_id = $2 AND {} AND status IN {}
+             RETURNING id),
+         hooks AS (DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM gone))
+         SELECT count(*) FROM gone",
+        family.sql(),
+        JobStatus::sql_list(&JobStatus::TERMINAL)
+    );
+    let n: i64 = c.query_one(&sql, &[&id, &domain_id]).await?.get(0);
+    Ok(n == 1)
+}
+
+/// Up to `limit` exports that ended DONE more than `retention` ago and
+/// still have their files.
+pub async fn exports_past_retention(
+    c: &impl GenericClient,
+    retention: Duration,
+    limit: i64,
+) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE {} AND status = $3 AND expired_at IS NULL
+           AND finished_at < now() - make_interval(secs => $1)
+         ORDER BY finished_at LIMIT $2",
+        Family::Exports.sql()
+    );
+    let done = JobStatus::Completed.as_str();
+    let rows = c
+        .query(&sql, &[&retention.as_secs_f64(), &limit, &done])
+        .await?;
+    store::from_rows(&rows)
+}
+
+/// Notes that an export's files are gone.
+pub async fn expired(c: &impl GenericClient, id: Uuid) -> Result<(), tokio_postgres::Error> {
+    c.execute("UPDATE jobs SET expired_at = now() WHERE id = $1", &[&id])
+        .await
+        .map(drop)
+}
+
 /// Lock id for the retention sweep: "sweep" in ASCII.
 pub const SWEEP_LOCK: i64 = 0x0073_7765_6570;
 
@@ -704,7 +766,8 @@ pub async fn sweep(
                                    WHERE o.job_id = j.id AND o.sent_at IS NULL)
                  ORDER BY finished_at LIMIT $2)
              RETURNING id),
-         events AS (DELETE FROM status_outbox WHERE job_id IN (SELECT id FROM gone))
+         events AS (DELETE FROM status_outbox WHERE job_id IN (SELECT id FROM gone)),
+         hooks AS (DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM gone))
          SELECT count(*) FROM gone",
         terminal = JobStatus::sql_list(&JobStatus::TERMINAL)
     );

@@ -378,6 +378,8 @@ pub struct Export {
     pub checkpoint: ExportCheckpoint,
     /// Set once it ended DONE.
     pub result: Option<ExportResult>,
+    /// When its files were deleted, past `exports.retention`.
+    pub expired_at: Option<String>,
 }
 
 /// A request for an export.

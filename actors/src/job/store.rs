@@ -17,6 +17,7 @@ pub(super) const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_k
     rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result,
     created_at::text AS created_at, updated_at::text AS updated_at,
     started_at::text AS started_at, finished_at::text AS finished_at,
+    expired_at::text AS expired_at,
     extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS duration_secs";
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,7 @@ pub(super) fn from_row(r: &Row) -> Result<Job, StoreError> {
             })?,
             checkpoint: json(r, id, "checkpoint")?.unwrap_or_default(),
             result: json(r, id, "result")?,
+            expired_at: column(r, id, "expired_at")?,
         })),
     };
     Ok(Job {
@@ -248,4 +250,118 @@ pub async fn count_by_status(
             (status, n)
         })
         .collect())
+}
+
+/// How a domain's exports are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportOrder {
+    CreatedAsc,
+    CreatedDesc,
+    StatusAsc,
+    StatusDesc,
+}
+
+impl ExportOrder {
+    /// `created_at`, `-created_at`, `status`, `-status`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created_at" => Self::CreatedAsc,
+            "-created_at" => Self::CreatedDesc,
+            "status" => Self::StatusAsc,
+            "-status" => Self::StatusDesc,
+            _ => return None,
+        })
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::CreatedAsc => "created_at, id",
+            Self::CreatedDesc => "created_at DESC, id DESC",
+            Self::StatusAsc => "status, created_at DESC, id DESC",
+            Self::StatusDesc => "status DESC, created_at DESC, id DESC",
+        }
+    }
+}
+
+/// One page of a domain's exports (`offset` rows skipped), and how many
+/// there are in all.
+pub async fn page_exports(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+    status: Option<JobStatus>,
+    order: ExportOrder,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Job>, i64), StoreError> {
+    let family = Family::Exports.sql();
+    let filter = format!("domain_id = $1 AND ($2::text IS NULL OR status = $2) AND {family}");
+    let status = status.map(JobStatus::as_str);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE {filter} ORDER BY {} LIMIT $3 OFFSET $4",
+        order.sql()
+    );
+    let rows = c
+        .query(&sql, &[&domain_id, &status, &limit, &offset])
+        .await?;
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM jobs WHERE {filter}"),
+            &[&domain_id, &status],
+        )
+        .await?
+        .get(0);
+    Ok((from_rows(&rows)?, total))
+}
+
+/// A domain's exports waiting or running.
+pub async fn active_exports(
+    c: &impl GenericClient,
+    domain_id: Uuid,
+) -> Result<i64, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT count(*) FROM jobs WHERE domain_id = $1 AND {} AND status IN {}",
+        Family::Exports.sql(),
+        JobStatus::sql_list(&JobStatus::ACTIVE)
+    );
+    Ok(c.query_one(&sql, &[&domain_id]).await?.get(0))
+}
+
+/// Where an export's webhook stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookStatus {
+    /// `pending`, `delivered` or `failed`.
+    pub status: &'static str,
+    pub attempts: i32,
+    /// The last answer's HTTP status, if one came.
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+pub async fn webhook_status(
+    c: &impl GenericClient,
+    job_id: Uuid,
+) -> Result<Option<WebhookStatus>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT attempts, last_status, last_error, delivered_at::text, failed_at IS NOT NULL
+             FROM webhook_deliveries WHERE job_id = $1 ORDER BY id DESC LIMIT 1",
+            &[&job_id],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let delivered_at: Option<String> = r.get(3);
+        let failed: bool = r.get(4);
+        WebhookStatus {
+            status: match (&delivered_at, failed) {
+                (Some(_), _) => "delivered",
+                (None, true) => "failed",
+                (None, false) => "pending",
+            },
+            attempts: r.get(0),
+            last_status: r.get(1),
+            last_error: r.get(2),
+            delivered_at,
+        }
+    }))
 }

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "request_hash",
         sql: include_str!("../../migrations/0009_request_hash.sql"),
     },
+    Migration {
+        version: 10,
+        name: "webhooks",
+        sql: include_str!("../../migrations/0010_webhooks.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

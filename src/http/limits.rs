@@ -1,0 +1,84 @@
+//! Token buckets: each caller may create `exports.create_per_minute`
+//! exports a minute, in bursts up to that many; over that, 429 with the
+//! seconds until the next one may be made.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+
+use super::ApiError;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct Limiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Limiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token of `caller`'s bucket, or says when there is one.
+    pub fn take(&self, caller: &str) -> Result<(), ApiError> {
+        let (capacity, rate) = (
+            f64::from(self.per_minute),
+            f64::from(self.per_minute) / 60.0,
+        );
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("no panic while held");
+        if buckets.len() > 10_000 {
+            // Forget callers whose buckets are full again.
+            buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < capacity);
+        }
+        let bucket = buckets.entry(caller.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u32;
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "at most {} exports a minute; try again in {wait} s",
+                self.per_minute
+            ),
+        )
+        .retry_after(wait))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_bounded_and_callers_are_apart() {
+        let limiter = Limiter::new(3);
+        for _ in 0..3 {
+            assert!(limiter.take("a").is_ok());
+        }
+        assert!(limiter.take("a").is_err());
+        assert!(
+            limiter.take("b").is_ok(),
+            "another caller has its own bucket"
+        );
+    }
+}
