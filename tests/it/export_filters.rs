@@ -469,6 +469,8 @@ async fn random_filters_compile_to_parameters_and_pick_exactly_the_right_rows() 
                 path: "/dev/null".into(),
             },
             user_id: None,
+            webhook_url: None,
+            channel: "API".into(),
         };
         let plan = match Plan::new(def, &spec, domain(), &settings) {
             Ok(plan) => plan,

@@ -566,7 +566,7 @@ async fn filters_select_exactly_the_rows_they_say() {
 }
 
 /// The rows of JSONL files, in file order, as (id, reference_id, city).
-fn jsonl_rows(bytes: &[u8]) -> Vec<(String, String, String)> {
+pub fn jsonl_rows(bytes: &[u8]) -> Vec<(String, String, String)> {
     bytes
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -581,7 +581,7 @@ fn jsonl_rows(bytes: &[u8]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-async fn expected_jsonl_rows(db: &TestDb) -> Vec<(String, String, String)> {
+pub async fn expected_jsonl_rows(db: &TestDb) -> Vec<(String, String, String)> {
     column_text(
         db,
         &format!(

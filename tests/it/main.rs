@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod export_filters;
 mod exports;
+mod exports_api;
 mod faults;
 mod hardening;
 mod import_nodes;

@@ -46,6 +46,14 @@ pub struct Serve {
 impl Serve {
     /// Starts `ferry serve` on `db` and `brokers` and waits until it is ready.
     pub async fn start(db: &TestDb, brokers: &str, env: &[(&str, &str)]) -> Self {
+        let serve = Self::spawn(db, brokers, env);
+        serve.wait_ready().await;
+        serve
+    }
+
+    /// Starts `ferry serve` without waiting for it to be ready (it is not,
+    /// while the broker is down).
+    pub fn spawn(db: &TestDb, brokers: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
         let log = db.path(&format!("serve-{port}.log"));
@@ -64,9 +72,7 @@ impl Serve {
         cmd.stderr(std::fs::File::create(&log).unwrap())
             .stdout(std::process::Stdio::null());
         let child = cmd.spawn().expect("start ferry serve");
-        let serve = Self { child, http, log };
-        serve.wait_ready().await;
-        serve
+        Self { child, http, log }
     }
 
     async fn wait_ready(&self) {
