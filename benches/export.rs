@@ -75,7 +75,7 @@ fn main() -> Result<()> {
         .collect();
     let query = literal_query(&url, &fields, Some("created_at"))?;
     let pk_query = literal_query(&url, &fields, Some("id"))?;
-    eprintln!("the query: {query}");
+    eprintln!("the baselines run ferry's query, values inlined: {query}");
     let python = python_with_connectorx()?;
     let out = |name: &str| work.join(name);
     let fields = fields.join(",");
@@ -302,6 +302,8 @@ fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<St
                 path: "/dev/null".into(),
             },
             user_id: None,
+            webhook_url: None,
+            channel: "API".into(),
         };
         let plan = Plan::new(
             catalog.get("node").unwrap(),
@@ -417,7 +419,7 @@ fn peak(runs: &[Timed]) -> String {
 
 fn print(table: &[Case]) {
     println!();
-    println!("| case | rows | baseline | baseline s (median, min–max) | ferry s (median, min–max) | ferry rows/s | ferry / baseline | ferry peak RSS | baseline peak RSS |");
+    println!("| case | rows | baseline | baseline s (median, min–max) | ferry s (median, min–max) | ferry rows/s | speed-up (baseline s / ferry s) | ferry peak RSS | baseline peak RSS |");
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     let limit = median(&table[0].ferry).0;
     for Case {

@@ -10,10 +10,15 @@
 //!   event) against the same file through `ferry import`, in the same run,
 //!   each `FERRY_BENCH_BIG_RUNS` times (3), alternating, into new groups;
 //!   the ratio is of the medians, and the spread is shown beside it.
+//! - Exports through the API: `FERRY_BENCH_EXPORTS` (100) exports of a
+//!   10,000-row domain POSTed at once; p50 and p99 from POST to the
+//!   `ExportCompleted` event, and exports per second.
+//! - API overhead: a 1M-row CSV.gz export through the API (POST → event)
+//!   against `ferry export` on the same data, alternating, as above.
 //! - The `ferry serve` process's peak RSS over the whole run.
 //!
-//! `FERRY_BENCH_LATENCY_JOBS`, `FERRY_BENCH_TINY_JOBS`, `FERRY_BENCH_BIG_ROWS`
-//! and `FERRY_BENCH_BIG_RUNS` change the sizes; `FERRY_BENCH_SERVE_LOG` is
+//! `FERRY_BENCH_LATENCY_JOBS`, `FERRY_BENCH_TINY_JOBS`, `FERRY_BENCH_BIG_ROWS`,
+//! `FERRY_BENCH_BIG_RUNS` and `FERRY_BENCH_EXPORTS` change the sizes; `FERRY_BENCH_SERVE_LOG` is
 //! `ferry serve`'s `RUST_LOG` (`warn`). Run it with
 //! `benches/run.sh service`.
 
@@ -40,6 +45,10 @@ use serde_json::json;
 
 const TOPIC: &str = "bench-users";
 const STATUS: &str = "ferry-nodes-status";
+const EXPORT_EVENTS: &str = "ferry-exports-completed";
+/// The domains the exports read: 10,000 users, and the big file's.
+const SMALL_DOMAIN: &str = "6f1e2d3c-4b5a-4968-8776-655443322110";
+const BIG_DOMAIN: &str = "7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d";
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
     std::env::var(name)
@@ -52,11 +61,14 @@ fn main() -> Result<()> {
     let tiny_jobs = env_or("FERRY_BENCH_TINY_JOBS", 1000)?;
     let big_rows = env_or("FERRY_BENCH_BIG_ROWS", 1_000_000)?;
     let big_runs = env_or("FERRY_BENCH_BIG_RUNS", 3)?.max(1);
+    let small_exports = env_or("FERRY_BENCH_EXPORTS", 100)?.max(1);
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-service");
     std::fs::create_dir_all(&work)?;
     let small = work.join("users-1k.csv.gz");
     let big = work.join(format!("users-{big_rows}.csv.gz"));
+    let exportable = work.join("users-10k.csv.gz");
     sample::write_users_csv_gz(&small, 1_000, 1)?;
+    sample::write_users_csv_gz(&exportable, 10_000, 3)?;
     if !big.exists() {
         sample::write_users_csv_gz(&big, big_rows, 2)?;
     }
@@ -65,13 +77,20 @@ fn main() -> Result<()> {
     let url = pg.url();
     let ferry = env!("CARGO_BIN_EXE_ferry");
     check(Command::new(ferry).arg("migrate").env("DATABASE_URL", &url))?;
-    let topics: Vec<String> = [TOPIC, STATUS, "ferry-matches-status", "ferry-dlq"]
-        .map(String::from)
-        .to_vec();
+    let topics: Vec<String> = [
+        TOPIC,
+        STATUS,
+        EXPORT_EVENTS,
+        "ferry-matches-status",
+        "ferry-dlq",
+    ]
+    .map(String::from)
+    .to_vec();
     let broker = EmbeddedBroker::start(&topics, 4).map_err(anyhow::Error::msg)?;
     let brokers = broker.bootstrap_servers().to_string();
     let serve = Serve::start(ferry, &url, &brokers, &work)?;
-    let events = StatusEvents::start(&brokers)?;
+    let events = Events::start(&brokers, STATUS, "groupId", "COMPLETED")?;
+    let exported = Events::start(&brokers, EXPORT_EVENTS, "exportId", "DONE")?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "0")
@@ -99,11 +118,12 @@ fn main() -> Result<()> {
         let t = Instant::now();
         send(&request(&group, json!({"filePath": small_path})))?;
         let read = events.wait_for(&[group], Duration::from_secs(60))?;
-        latencies.push(read - t);
+        latencies.push(last(&read) - t);
     }
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let (p50, p99) = (pct(0.50), pct(0.99));
+    let (p50, p99) = (
+        percentile(&mut latencies, 0.50),
+        percentile(&mut latencies, 0.99),
+    );
 
     // Throughput: tiny jobs, all at once.
     let groups: Vec<String> = (0..tiny_jobs).map(|i| format!("tiny-{i}")).collect();
@@ -117,7 +137,7 @@ fn main() -> Result<()> {
             .map_err(|(e, _)| e)?;
     }
     producer.flush(Duration::from_secs(30))?;
-    let tiny_secs = (events.wait_for(&groups, Duration::from_secs(600))? - t).as_secs_f64();
+    let tiny_secs = (last(&events.wait_for(&groups, Duration::from_secs(600))?) - t).as_secs_f64();
 
     // One big job, through Kafka and through `ferry import` in turns: each
     // run loads a new group into a table that grows, so neither path gets
@@ -129,7 +149,7 @@ fn main() -> Result<()> {
         let t = Instant::now();
         send(&request(&group, json!({"filePath": big_path})))?;
         let read = events.wait_for(&[group], Duration::from_secs(900))?;
-        kafka_secs.push((read - t).as_secs_f64());
+        kafka_secs.push((last(&read) - t).as_secs_f64());
 
         let t = Instant::now();
         check(
@@ -142,7 +162,56 @@ fn main() -> Result<()> {
         )?;
         import_secs.push(t.elapsed().as_secs_f64());
     }
-    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", serve.0.id()))
+
+    // Exports through the API: many small ones at once, then a big one
+    // against `ferry export` in turns.
+    for (file, domain) in [(&exportable, SMALL_DOMAIN), (&big, BIG_DOMAIN)] {
+        check(
+            Command::new(ferry)
+                .args(["import", &file.display().to_string(), "--domain", domain])
+                .args(["--group", "exported", "--json"])
+                .env("DATABASE_URL", &url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null()),
+        )?;
+    }
+    let api = Exports::new(&serve, ferry, &url)?;
+    let small_key = api.key(SMALL_DOMAIN)?;
+    let csv_gz =
+        json!({"exported_object": "node", "parameters": {"format": "csv", "compression": "gzip"}});
+    let t = Instant::now();
+    let posted = api.create_all(&small_key, &csv_gz, small_exports as usize)?;
+    let ids: Vec<String> = posted.iter().map(|(id, _)| id.clone()).collect();
+    let ended = exported.wait_for(&ids, Duration::from_secs(900))?;
+    let exports_secs = (last(&ended) - t).as_secs_f64();
+    let mut export_latencies: Vec<Duration> =
+        posted.iter().map(|(id, at)| ended[id] - *at).collect();
+    let (e50, e99) = (
+        percentile(&mut export_latencies, 0.50),
+        percentile(&mut export_latencies, 0.99),
+    );
+
+    let big_key = api.key(BIG_DOMAIN)?;
+    let (mut api_secs, mut cli_secs) = (Vec::new(), Vec::new());
+    for _ in 0..big_runs {
+        let (id, at) = api.create_all(&big_key, &csv_gz, 1)?.remove(0);
+        let ended = exported.wait_for(std::slice::from_ref(&id), Duration::from_secs(900))?;
+        api_secs.push((ended[&id] - at).as_secs_f64());
+
+        let t = Instant::now();
+        check(
+            Command::new(ferry)
+                .args(["export", "node", "--domain", BIG_DOMAIN])
+                .args(["--format", "csv", "--compression", "gzip", "--json"])
+                .env("DATABASE_URL", &url)
+                .env("FERRY__EXPORTS__LOCAL_DIR", work.join("exports"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null()),
+        )?;
+        cli_secs.push(t.elapsed().as_secs_f64());
+    }
+
+    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", serve.child.id()))
         .ok()
         .and_then(|s| vm_hwm_kib(&s));
     drop(serve);
@@ -169,6 +238,21 @@ fn main() -> Result<()> {
         kafka,
         import,
         kafka.median / import.median
+    );
+    println!(
+        "| {small_exports} exports of 10,000 rows (CSV.gz) POSTed at once, POST → ExportCompleted event | p50 {:.0} ms, p99 {:.0} ms; {:.1} exports/s ({:.1} s) | | |",
+        ms(e50),
+        ms(e99),
+        small_exports as f64 / exports_secs,
+        exports_secs
+    );
+    let (through_api, cli) = (Runs::of(api_secs), Runs::of(cli_secs));
+    println!(
+        "| {}-row CSV.gz export, median of {big_runs} | {} through the API | {} `ferry export` | {:.3}x |",
+        grouped(big_rows as i64),
+        through_api,
+        cli,
+        through_api.median / cli.median
     );
     if let Some(kib) = peak_kib {
         println!(
@@ -203,8 +287,22 @@ impl std::fmt::Display for Runs {
     }
 }
 
+/// The `p` quantile of `samples`.
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+}
+
+/// The latest of the arrival times.
+fn last(read: &HashMap<String, Instant>) -> Instant {
+    read.values().max().copied().unwrap_or_else(Instant::now)
+}
+
 /// A `ferry serve` child process, killed when dropped.
-struct Serve(Child);
+struct Serve {
+    child: Child,
+    port: u16,
+}
 
 impl Serve {
     fn start(ferry: &str, url: &str, brokers: &str, work: &Path) -> Result<Self> {
@@ -218,12 +316,16 @@ impl Serve {
             .env("FERRY__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("FERRY__STORAGE__LOCAL_ROOT", work)
             .env("FERRY__KAFKA__METADATA_REFRESH", "1s")
+            // The bench is one caller making many exports at once.
+            .env("FERRY__EXPORTS__CREATE_PER_MINUTE", "100000")
+            .env("FERRY__EXPORTS__MAX_RUNNING_PER_DOMAIN", "100000")
+            .env("FERRY__EXPORTS__LOCAL_DIR", work.join("exports"))
             .env(
                 "RUST_LOG",
                 std::env::var("FERRY_BENCH_SERVE_LOG").unwrap_or("warn".into()),
             )
             .spawn()?;
-        let serve = Self(child);
+        let serve = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -237,28 +339,92 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
     }
 }
 
-/// The status topic, read from its end on a thread: each COMPLETED event's
-/// group.
-/// The groups whose status events arrived, each with when it was read (so
-/// a latency does not include the time the bench took to look).
-struct StatusEvents(mpsc::Receiver<Result<(String, Instant)>>);
+/// The exports API of the `ferry serve` under test.
+struct Exports<'a> {
+    base: String,
+    ferry: &'a str,
+    url: &'a str,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
 
-impl StatusEvents {
-    fn start(brokers: &str) -> Result<Self> {
+impl<'a> Exports<'a> {
+    fn new(serve: &Serve, ferry: &'a str, url: &'a str) -> Result<Self> {
+        Ok(Self {
+            base: format!("http://127.0.0.1:{}", serve.port),
+            ferry,
+            url,
+            http: reqwest::Client::new(),
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// A new API key for `domain`.
+    fn key(&self, domain: &str) -> Result<String> {
+        let out = Command::new(self.ferry)
+            .args(["apikey", "create", "--domain", domain])
+            .env("DATABASE_URL", self.url)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "ferry apikey create failed");
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// `n` exports of `body` POSTed at once: each one's id and when its
+    /// POST was sent.
+    fn create_all(
+        &self,
+        key: &str,
+        body: &serde_json::Value,
+        n: usize,
+    ) -> Result<Vec<(String, Instant)>> {
+        let url = format!("{}/v1/exports", self.base);
+        self.runtime
+            .block_on(futures::future::try_join_all((0..n).map(|_| async {
+                let sent = Instant::now();
+                let response = self
+                    .http
+                    .post(&url)
+                    .bearer_auth(key)
+                    .json(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let export: serde_json::Value = response.json().await?;
+                anyhow::ensure!(
+                    status == reqwest::StatusCode::ACCEPTED,
+                    "POST /v1/exports: {status} {export}"
+                );
+                let id = export["id"].as_str().context("no id")?.to_string();
+                Ok((id, sent))
+            })))
+    }
+}
+
+/// A topic of job events, read from its end on a thread: each event's
+/// `key` field (a group, an export id) with when it was read (so a latency
+/// does not include the time the bench took to look). An event without
+/// the `ok` status is an error.
+struct Events(mpsc::Receiver<Result<(String, Instant)>>);
+
+impl Events {
+    fn start(brokers: &str, topic: &str, key: &'static str, ok: &'static str) -> Result<Self> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            .set("group.id", "bench-status")
+            .set("group.id", format!("bench-{topic}"))
             .set("fetch.wait.max.ms", "10")
             .create()?;
-        let metadata = consumer.fetch_metadata(Some(STATUS), Duration::from_secs(10))?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
         for p in metadata.topics()[0].partitions() {
-            tpl.add_partition_offset(STATUS, p.id(), Offset::End)?;
+            tpl.add_partition_offset(topic, p.id(), Offset::End)?;
         }
         consumer.assign(&tpl)?;
         let (tx, rx) = mpsc::channel();
@@ -268,12 +434,10 @@ impl StatusEvents {
             };
             let event: serde_json::Value =
                 serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
-            let group = event["groupId"].as_str().unwrap_or_default().to_string();
+            let name = event[key].as_str().unwrap_or_default().to_string();
             let sent = match event["status"].as_str() {
-                Some("COMPLETED") => tx.send(Ok((group, Instant::now()))),
-                _ => tx.send(Err(anyhow::anyhow!(
-                    "job of {group} did not complete: {event}"
-                ))),
+                Some(status) if status == ok => tx.send(Ok((name, Instant::now()))),
+                _ => tx.send(Err(anyhow::anyhow!("{name} did not end {ok}: {event}"))),
             };
             if sent.is_err() {
                 return;
@@ -284,22 +448,17 @@ impl StatusEvents {
         Ok(Self(rx))
     }
 
-    /// Waits until every group in `groups` has its event; when the last
-    /// one was read.
-    fn wait_for(&self, groups: &[String], wait: Duration) -> Result<Instant> {
-        let mut missing: HashMap<&str, ()> = groups.iter().map(|g| (g.as_str(), ())).collect();
+    /// Waits until every one of `keys` has its event; when each was read.
+    fn wait_for(&self, keys: &[String], wait: Duration) -> Result<HashMap<String, Instant>> {
+        let mut read = HashMap::new();
         let deadline = Instant::now() + wait;
-        let mut last = Instant::now();
-        while !missing.is_empty() {
+        while read.len() < keys.len() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (group, read) = self
-                .0
-                .recv_timeout(left)
-                .context("waiting for status events")??;
-            if missing.remove(group.as_str()).is_some() {
-                last = read;
+            let (name, at) = self.0.recv_timeout(left).context("waiting for events")??;
+            if keys.contains(&name) {
+                read.entry(name).or_insert(at);
             }
         }
-        Ok(last)
+        Ok(read)
     }
 }
