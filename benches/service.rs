@@ -319,6 +319,7 @@ impl Serve {
             // The bench is one caller making many exports at once.
             .env("FERRY__EXPORTS__CREATE_PER_MINUTE", "100000")
             .env("FERRY__EXPORTS__MAX_RUNNING_PER_DOMAIN", "100000")
+            .env("FERRY__HTTP__MAX_REQUESTS_PER_KEY", "1000")
             .env("FERRY__EXPORTS__LOCAL_DIR", work.join("exports"))
             .env(
                 "RUST_LOG",

@@ -73,6 +73,31 @@ async fn concurrent_claimers_never_get_the_same_job() {
     assert_eq!(unique, created);
 }
 
+/// Claims take turns across domains: a domain's burst does not make a
+/// later domain's job wait behind all of it.
+#[tokio::test]
+async fn claims_take_turns_across_domains() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    for n in 0..6 {
+        lifecycle::create(&c, &new_job(n)).await.unwrap();
+    }
+    let mut late = new_job(99);
+    late.domain_id = Uuid::from_u128(0x0b0b);
+    let late = lifecycle::create(&c, &late).await.unwrap().job.id;
+    let first: Vec<Uuid> = lifecycle::claim(&c, "a", Duration::from_secs(30), 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.job().id)
+        .collect();
+    assert_eq!(first.len(), 2);
+    assert!(
+        first.contains(&late),
+        "the other domain's job goes second, not seventh"
+    );
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_claimed_by_another_instance() {
     let db = TestDb::new().await;

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/0010_webhooks.sql"),
     },
+    Migration {
+        version: 11,
+        name: "nodes_by_domain",
+        sql: include_str!("../../migrations/0011_nodes_by_domain.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.
