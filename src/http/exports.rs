@@ -379,21 +379,14 @@ pub async fn create(
         idempotency_key: key
             .as_ref()
             .map(|k| format!("http-export:{}:{k}", tenant.domain)),
-        request_hash: key
-            .as_ref()
-            .map(|_| request::digest(ferry_actors::job::Target::Nodes, &body)),
+        request_hash: key.as_ref().map(|_| request::digest("export", &body)),
         status_topic: Some(exports.events_topic.clone()),
         origin: Some(json!({ "api": true })),
     };
     let created = lifecycle::create(&**client, &new).await?;
     let id = created.job.id;
     if !created.same_request {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            format!("this Idempotency-Key was used for another request: export {id}"),
-        )
-        .with_details(json!({ "id": id })));
+        return Err(super::imports::key_reused("export", "id", id));
     }
     let view = linked(&api, &created.job, &headers, &**client).await?;
     Ok((

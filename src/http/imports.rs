@@ -201,6 +201,17 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     }
 }
 
+/// 409: the `Idempotency-Key` made `what` `id` (named in `details.field`)
+/// from another request.
+pub fn key_reused(what: &str, field: &str, id: Uuid) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        format!("this Idempotency-Key was used for another request: {what} {id}"),
+    )
+    .with_details(json!({ field: id }))
+}
+
 /// The manual trigger: the Kafka payload, checked the same way; 202 with
 /// the job id. The same `Idempotency-Key` header twice gives the same job;
 /// the same key with another body is 409.
@@ -246,7 +257,7 @@ pub async fn create(
     if let Some(key) = &key {
         new = new
             .keyed(format!("http:{domain}:{key}"))
-            .hashed(request::digest(target, &body));
+            .hashed(request::digest(target.as_str(), &body));
     }
     if let Some(route) = route {
         new = new.reporting_to(route.status_topic.clone(), json!({ "api": true }));
@@ -255,12 +266,7 @@ pub async fn create(
     let created = lifecycle::create(&**client, &new).await?;
     let id = created.job.id;
     if !created.same_request {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            format!("this Idempotency-Key was used for another request: import {id}"),
-        )
-        .with_details(json!({ "jobId": id })));
+        return Err(key_reused("import", "jobId", id));
     }
     Ok((
         StatusCode::ACCEPTED,

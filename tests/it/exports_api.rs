@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::harness::{gunzip, TestDb, DOMAIN};
-use crate::service::{broker, read_topic, Serve};
+use crate::service::{api_key, broker, read_topic, Serve};
 
 const OTHER: &str = "11111111-2222-4333-8444-555555555555";
 const SIGNING_KEY: &str = "test-signing-key";
@@ -23,14 +23,6 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-async fn api_key(db: &TestDb, domain: &str) -> String {
-    let out = db
-        .ferry(&["apikey", "create", "--domain", domain], &[])
-        .await;
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 async fn load_users(db: &TestDb, rows: u64) {

@@ -10,17 +10,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::harness::{TestDb, DOMAIN};
 use crate::service::{
-    broker, file_request, produce, producer, read_topic, request, status_events, wait_for, Serve,
-    DLQ, USERS_TOPIC,
+    api_key, broker, file_request, produce, producer, read_topic, request, status_events, wait_for,
+    Serve, DLQ, USERS_TOPIC,
 };
-
-async fn api_key(db: &TestDb, domain: &str) -> String {
-    let out = db
-        .ferry(&["apikey", "create", "--domain", domain], &[])
-        .await;
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {
     headers

@@ -36,6 +36,15 @@ pub fn broker() -> EmbeddedBroker {
     EmbeddedBroker::start(&topics, 2).expect("start a mock Kafka cluster")
 }
 
+/// A new API key for `domain`, made by `ferry apikey create`.
+pub async fn api_key(db: &TestDb, domain: &str) -> String {
+    let out = db
+        .ferry(&["apikey", "create", "--domain", domain], &[])
+        .await;
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A running `ferry serve`.
 pub struct Serve {
     pub child: Child,

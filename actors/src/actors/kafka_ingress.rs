@@ -244,7 +244,7 @@ fn job_for(state: &State, message: &OwnedMessage) -> Result<NewJob, Rejected> {
     Ok(request
         .into_job(route.target, node_type, &state.args.storage)?
         .keyed(key)
-        .hashed(request::digest(route.target, payload))
+        .hashed(request::digest(route.target.as_str(), payload))
         .reporting_to(route.status_topic.clone(), origin))
 }
 

@@ -290,15 +290,16 @@ impl ImportRequest {
 pub fn idempotency_key(request: &ImportRequest, target: Target, payload: &[u8]) -> String {
     match &request.request_id {
         Some(id) => format!("request:{}:{id}", request.domain_id),
-        None => digest(target, payload),
+        None => digest(target.as_str(), payload),
     }
 }
 
-/// What a request asked for, as a digest: kept with its idempotency key,
-/// so the same key with another request is told apart from a retry.
-pub fn digest(target: Target, payload: &[u8]) -> String {
+/// What a request asked for (of a kind: `nodes`, `matches`, `export`), as a
+/// digest: kept with its idempotency key, so the same key with another
+/// request is told apart from a retry.
+pub fn digest(kind: &str, payload: &[u8]) -> String {
     let mut hash = Sha256::new();
-    hash.update(target.as_str().as_bytes());
+    hash.update(kind.as_bytes());
     hash.update([0]);
     hash.update(payload);
     format!("sha256:{}", hex::encode(hash.finalize()))
