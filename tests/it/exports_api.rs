@@ -549,7 +549,7 @@ async fn an_export_outlives_kill_9_and_its_event_waits_out_the_broker() {
     );
     first.kill().await;
 
-    kafka.down();
+    kafka.refuse_writes();
     let second = Serve::spawn(&db, &brokers, &pairs(&settings(&s3, &env)));
     let done = crate::service::wait_for(
         &db,
@@ -567,7 +567,7 @@ async fn an_export_outlives_kill_9_and_its_event_waits_out_the_broker() {
     )
     .await;
     assert_eq!(waiting, 1, "the event waits for the broker");
-    kafka.up();
+    kafka.accept_writes();
 
     let api = Api::new(&second, &key);
     let (export, _) = api.wait(&id).await;

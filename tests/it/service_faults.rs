@@ -86,7 +86,7 @@ async fn status_events_wait_out_a_broker_outage() {
     }
     let ingested = wait_for(&db, "SELECT count(*) FROM jobs", 4, Duration::from_secs(30)).await;
     assert_eq!(ingested, 4);
-    kafka.down();
+    kafka.refuse_writes();
     let done = wait_for(
         &db,
         "SELECT count(*) FROM jobs WHERE status = 'COMPLETED'",
@@ -104,7 +104,7 @@ async fn status_events_wait_out_a_broker_outage() {
     )
     .await;
     assert!(waiting >= 1, "some events waited for the broker");
-    kafka.up();
+    kafka.accept_writes();
 
     let events = status_events(&brokers, 4, Duration::from_secs(60));
     let mut jobs: Vec<String> = events.iter().map(|e| e["jobId"].to_string()).collect();

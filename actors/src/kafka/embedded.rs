@@ -1,16 +1,21 @@
 //! The embedded broker: librdkafka's mock cluster, which speaks the real
 //! Kafka protocol on 127.0.0.1, so `kcat` or another ferry can connect. It
 //! is not `Send`, so it lives on a thread of its own, and is driven by
-//! commands (the tests use them to take the broker down and up).
+//! commands (the tests use them to make the broker refuse writes).
 
 use std::sync::mpsc;
 use std::thread;
 
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+/// How many produce requests one `refuse_writes` drops: more than a
+/// client sends in any outage a test waits out.
+const REFUSALS: usize = 100_000;
 
 enum Command {
-    Down,
-    Up,
+    RefuseWrites,
+    AcceptWrites,
     CreateTopic(String, mpsc::Sender<Result<(), String>>),
 }
 
@@ -46,8 +51,13 @@ impl EmbeddedBroker {
                 // Until every sender is dropped.
                 while let Ok(command) = rx.recv() {
                     match command {
-                        Command::Down => log_err(cluster.broker_down(-1)),
-                        Command::Up => log_err(cluster.broker_up(-1)),
+                        Command::RefuseWrites => cluster.request_errors(
+                            RDKafkaApiKey::Produce,
+                            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT; REFUSALS],
+                        ),
+                        Command::AcceptWrites => {
+                            cluster.clear_request_errors(RDKafkaApiKey::Produce)
+                        }
                         Command::CreateTopic(topic, reply) => {
                             let _ = reply.send(
                                 cluster
@@ -71,13 +81,16 @@ impl EmbeddedBroker {
         &self.bootstrap
     }
 
-    /// Disconnects every client and refuses new connections.
-    pub fn down(&self) {
-        let _ = self.commands.send(Command::Down);
+    /// An outage for producers: the broker hangs up on every produce
+    /// request until `accept_writes`; consumers go on reading. (Taking the
+    /// mock broker down instead re-binds its port, which aborts the whole
+    /// process when another socket has taken the port meanwhile.)
+    pub fn refuse_writes(&self) {
+        let _ = self.commands.send(Command::RefuseWrites);
     }
 
-    pub fn up(&self) {
-        let _ = self.commands.send(Command::Up);
+    pub fn accept_writes(&self) {
+        let _ = self.commands.send(Command::AcceptWrites);
     }
 
     pub fn create_topic(&self, topic: &str) -> Result<(), String> {
@@ -86,11 +99,5 @@ impl EmbeddedBroker {
             .send(Command::CreateTopic(topic.into(), tx))
             .map_err(|e| e.to_string())?;
         rx.recv().map_err(|e| e.to_string())?
-    }
-}
-
-fn log_err(r: rdkafka::error::KafkaResult<()>) {
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "Embedded broker command failed.");
     }
 }
