@@ -304,6 +304,7 @@ fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<St
             user_id: None,
             webhook_url: None,
             channel: "API".into(),
+            users: None,
         };
         let plan = Plan::new(
             catalog.get("node").unwrap(),

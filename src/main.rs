@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli::{
     self, apikey::ApikeyCommand, dlq::DlqArgs, export::ExportArgs, exports::ExportsCommand,
-    import::ImportArgs, jobs::JobsCommand,
+    groups::GroupsCommand, import::ImportArgs, jobs::JobsCommand,
 };
 use ferry::config::{self, LogFormat};
 use ferry_actors::settings::DatabaseSettings;
@@ -54,6 +54,15 @@ enum Command {
         #[command(subcommand)]
         command: ExportsCommand,
     },
+    /// Seed 000's matching group configs: which groups the scheduled
+    /// users export sends, and how.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// The users export's schedule: its next ticks, its last run, and each
+    /// group's last export.
+    Schedules,
     /// Read the import jobs.
     Jobs {
         #[command(subcommand)]
@@ -143,6 +152,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => cli::export::command(config, *args).await,
         Command::Exports { command } => {
             cli::exports::command(&config.database, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Groups { command } => {
+            cli::groups::command(&config, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedules => {
+            cli::groups::schedules(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => {

@@ -9,8 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
 use ferry_actors::actors::service::{self, Child};
-use ferry_actors::actors::{dlq, job_sweeper, kafka_ingress, status_publisher, webhook_sender};
+use ferry_actors::actors::{
+    dlq, export_scheduler, job_sweeper, kafka_ingress, status_publisher, webhook_sender,
+};
 use ferry_actors::export::object::Catalog;
+use ferry_actors::export::schedule::{RunSettings, Ticks};
 use ferry_actors::export::token::Signer;
 use ferry_actors::kafka::embedded::EmbeddedBroker;
 use ferry_actors::kafka::{self, Router};
@@ -47,6 +50,16 @@ fn signing_keys(config: &Config) -> Vec<Vec<u8>> {
         "http.signing_keys is empty: download links are signed with a key of this process only."
     );
     vec![uuid::Uuid::new_v4().as_bytes().to_vec()]
+}
+
+/// What a users export run needs to plan its groups' exports.
+pub fn run_settings(config: &Config) -> RunSettings {
+    RunSettings {
+        users: config.exports.users.clone(),
+        exports: config.exports.clone(),
+        storage: config.storage.clone(),
+        max_message_bytes: config.kafka.max_message_bytes,
+    }
 }
 
 /// The webhook secret: `exports.webhook_secret`, else the signing key.
@@ -108,7 +121,14 @@ impl Service {
                 .context("applying migrations")?;
         }
         let pool = pg::pool(&config.database)?;
-        let router = Router::new(&config.kafka).map_err(anyhow::Error::msg)?;
+        let own_topics = vec![
+            config.exports.events_topic.clone(),
+            config.exports.users.topic.clone(),
+            config.exports.users.dlq_topic.clone(),
+        ];
+        let router = Router::new(&config.kafka)
+            .map_err(anyhow::Error::msg)?
+            .also_writing(&own_topics);
         let embedded = match config.kafka.brokers.trim() {
             "" => {
                 let mut topics = config.kafka.embedded_topics.clone();
@@ -149,7 +169,7 @@ impl Service {
 
         let ingress_health = Arc::new(kafka_ingress::Health::default());
         let signing_keys = signing_keys(&config);
-        let children = vec![
+        let mut children = vec![
             Child::Dlq(dlq::Args {
                 producer: producer.clone(),
                 topic: config.kafka.dlq_topic.clone(),
@@ -170,6 +190,7 @@ impl Service {
                 storage: config.storage.clone(),
                 node_type: config.import.node_type.clone(),
                 pool: pool.clone(),
+                own_topics: own_topics.clone(),
             })),
             Child::Sweeper(Box::new(job_sweeper::Args {
                 database: config.database.clone(),
@@ -186,6 +207,13 @@ impl Service {
                 tick: Duration::from_secs(1),
             })),
         ];
+        if config.exports.users.enabled {
+            children.push(Child::Scheduler(Box::new(export_scheduler::Args {
+                database: config.database.clone(),
+                ticks: Ticks::new(&config.exports.users).map_err(anyhow::Error::msg)?,
+                run: run_settings(&config),
+            })));
+        }
         let (supervisor, _) = Actor::spawn(
             Some(service::NAME.into()),
             service::Service,

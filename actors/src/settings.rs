@@ -85,6 +85,11 @@ pub struct ImportSettings {
     /// A field longer than this (in bytes) rejects its row.
     #[serde(default = "default_max_field_bytes")]
     pub max_field_bytes: usize,
+    /// An import that changes a node's metadata marks it unsent
+    /// (`processed = false`), so the scheduled users export sends the
+    /// matching engine the change at its next tick (seed 000).
+    #[serde(default = "default_true")]
+    pub resend_changed: bool,
     /// Header that holds the reference id, after normalisation. Empty: the
     /// first header found in `reference_candidates`, else the first column.
     #[serde(default)]
@@ -205,6 +210,7 @@ impl Default for ImportSettings {
             reference_candidates: default_reference_candidates(),
             rejects_dir: String::new(),
             node_type: default_node_type(),
+            resend_changed: true,
             max_object_bytes: default_max_object_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_compression_ratio: default_max_compression_ratio(),
@@ -684,6 +690,102 @@ pub struct ExportSettings {
     /// `match_suggestion`.
     #[serde(default)]
     pub objects: Vec<ExportObjectSettings>,
+    /// The scheduled users export (seed 000).
+    #[serde(default)]
+    pub users: UsersExportSettings,
+}
+
+/// `[exports.users]`: seed 000's export of each matching group's unsent
+/// users to the matching engine, on a schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersExportSettings {
+    /// Whether `ferry serve` runs the schedule.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A cron expression with seconds: `sec min hour day month weekday`
+    /// (seed 000: 23:20 every day).
+    #[serde(default = "default_users_schedule")]
+    pub schedule: String,
+    /// The IANA time zone the schedule is read in (seed 000: IST).
+    #[serde(default = "default_users_timezone")]
+    pub timezone: String,
+    /// A tick missed while no instance ran: `latest` runs the latest one
+    /// when an instance comes back; `none` waits for the next.
+    #[serde(default = "default_catch_up")]
+    pub catch_up: CatchUp,
+    /// Where the messages go (seed 000's hard-coded `flairbit-users`).
+    #[serde(default = "default_users_topic")]
+    pub topic: String,
+    /// Where a message the broker refuses for good goes (seed 000's
+    /// `flairbit-dlq`).
+    #[serde(default = "default_users_dlq_topic")]
+    pub dlq_topic: String,
+    /// The bucket COST_BASED files go to (seed 000's `flairbit-exports`);
+    /// `exports.local_dir` when no store is configured.
+    #[serde(default = "default_users_bucket")]
+    pub bucket: String,
+    /// Put before each file's key: `{prefix}/{domain}/{group}/{run}.csv.gz`.
+    #[serde(default = "default_users_prefix")]
+    pub prefix: String,
+    /// A file's metadata columns, after the reference id. Empty: every
+    /// metadata key the group's unsent users have.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Reference ids in one NON_COST_BASED message at most (a message also
+    /// stays under `kafka.max_message_bytes`).
+    #[serde(default = "default_max_ids_per_message")]
+    pub max_ids_per_message: usize,
+}
+
+impl Default for UsersExportSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule: default_users_schedule(),
+            timezone: default_users_timezone(),
+            catch_up: default_catch_up(),
+            topic: default_users_topic(),
+            dlq_topic: default_users_dlq_topic(),
+            bucket: default_users_bucket(),
+            prefix: default_users_prefix(),
+            columns: Vec::new(),
+            max_ids_per_message: default_max_ids_per_message(),
+        }
+    }
+}
+
+/// What a scheduler does about ticks missed while no instance ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    Latest,
+    None,
+}
+
+fn default_users_schedule() -> String {
+    "0 20 23 * * *".into()
+}
+fn default_users_timezone() -> String {
+    "Asia/Kolkata".into()
+}
+fn default_catch_up() -> CatchUp {
+    CatchUp::Latest
+}
+fn default_users_topic() -> String {
+    "flairbit-users".into()
+}
+fn default_users_dlq_topic() -> String {
+    "flairbit-dlq".into()
+}
+fn default_users_bucket() -> String {
+    "flairbit-exports".into()
+}
+fn default_users_prefix() -> String {
+    "users".into()
+}
+fn default_max_ids_per_message() -> usize {
+    10_000
 }
 
 /// `[[exports.objects]]`: a table or view that can be exported, with no
@@ -815,6 +917,7 @@ impl Default for ExportSettings {
             webhook_timeout: default_webhook_timeout(),
             webhook_secret: String::new(),
             objects: Vec::new(),
+            users: UsersExportSettings::default(),
         }
     }
 }

@@ -112,6 +112,7 @@ impl ExportedFile {
         let (bucket, key, path) = match &file.location {
             Destination::Store { bucket, key } => (Some(bucket.clone()), Some(key.clone()), None),
             Destination::Local { path } => (None, None, Some(path.clone())),
+            Destination::Topic { .. } => (None, None, None),
         };
         Self {
             bucket,

@@ -260,3 +260,60 @@ impl WebhookAttempted<'_> {
         counter!("ferry_webhook_attempts_total", "outcome" => self.outcome).increment(1);
     }
 }
+
+/// A scheduled users export's tick, as the instance that ran it saw it.
+pub struct UsersRunStarted {
+    pub elapsed: Duration,
+}
+
+impl UsersRunStarted {
+    pub fn emit(self) {
+        counter!("ferry_users_export_runs_total").increment(1);
+        histogram!("ferry_users_export_run_start_seconds").record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// What a tick did with one matching group: `started`, `overlapped` (its
+/// previous export still runs), `empty` (no new users) or `invalid` (a
+/// group type ferry does not know; seed 000's
+/// `users_export_invalid_group_type`).
+pub struct UsersGroupScheduled<'a> {
+    pub group_type: &'a str,
+    pub outcome: &'static str,
+}
+
+impl UsersGroupScheduled<'_> {
+    pub fn emit(self) {
+        let group_type = match self.outcome {
+            "invalid" => "unknown".to_string(),
+            _ => self.group_type.to_string(),
+        };
+        counter!("ferry_users_export_groups_total", "group_type" => group_type, "outcome" => self.outcome)
+            .increment(1);
+    }
+}
+
+/// A group's users export ended: its users, files and messages, and how
+/// long it took (seed 000's `users_export_group_duration`, without the
+/// group id: labels stay few).
+pub struct UsersExported {
+    pub group_type: &'static str,
+    pub outcome: &'static str,
+    pub users: u64,
+    pub files: u64,
+    pub messages: u64,
+    pub elapsed: Duration,
+}
+
+impl UsersExported {
+    pub fn emit(self) {
+        let labels = [("group_type", self.group_type), ("outcome", self.outcome)];
+        histogram!("ferry_users_export_group_seconds", &labels).record(self.elapsed.as_secs_f64());
+        counter!("ferry_users_exported_total", "group_type" => self.group_type)
+            .increment(self.users);
+        counter!("ferry_users_export_files_total", "group_type" => self.group_type)
+            .increment(self.files);
+        counter!("ferry_users_export_messages_total", "group_type" => self.group_type)
+            .increment(self.messages);
+    }
+}

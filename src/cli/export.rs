@@ -36,13 +36,17 @@ pub enum CompressionArg {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ExportArgs {
+    #[command(subcommand)]
+    pub scheduled: Option<super::users::ExportCommand>,
     /// What to export: `node`, `match_suggestion`, or an object declared in
     /// `[[exports.objects]]`.
-    pub object: String,
+    #[arg(required = true)]
+    pub object: Option<String>,
     /// The domain (tenant) UUID: only its rows are read.
-    #[arg(long)]
-    pub domain: Uuid,
+    #[arg(long, required = true)]
+    pub domain: Option<Uuid>,
     /// The output's columns, in order (`metadata.KEY` for one metadata
     /// value) [default: the object's default fields].
     #[arg(long, value_delimiter = ',')]
@@ -71,6 +75,12 @@ pub struct ExportArgs {
 /// when it is bad), runs the export, reports. The exit code is 0 only for
 /// a finished export.
 pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
+    if let Some(scheduled) = args.scheduled {
+        return super::users::command(config, scheduled).await;
+    }
+    let (Some(object), Some(domain)) = (args.object.clone(), args.domain) else {
+        bail!("an export names its object and --domain");
+    };
     let show_progress = !args.json && std::io::stderr().is_terminal();
     if show_progress {
         super::quiet_logs(&mut config);
@@ -102,15 +112,15 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
         None => Destination::default_for(
             &config.exports,
             &config.storage,
-            args.domain,
-            &args.object,
+            domain,
+            &object,
             id,
             format,
             compression,
         ),
     };
     let spec = ExportSpec {
-        object: args.object.clone(),
+        object,
         fields: args.fields.clone().unwrap_or_default(),
         order: args.order.clone(),
         filters,
@@ -120,11 +130,12 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
         user_id: None,
         webhook_url: None,
         channel: "CLI".into(),
+        users: None,
     };
-    check(&config, &spec, args.domain).await?;
+    check(&config, &spec, domain).await?;
     let new = NewExport {
         id,
-        domain_id: args.domain,
+        domain_id: domain,
         spec,
         idempotency_key: None,
         request_hash: None,

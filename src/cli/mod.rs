@@ -5,10 +5,12 @@ pub mod demo;
 pub mod dlq;
 pub mod export;
 pub mod exports;
+pub mod groups;
 pub mod import;
 pub mod jobs;
 pub mod migrate;
 pub mod serve;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -44,12 +46,7 @@ pub async fn run_job(
     bar: Option<Bar>,
 ) -> Result<Job> {
     let pool = pg::pool(&config.database)?;
-    {
-        let mut client = pg::connect(&config.database).await?;
-        pg::migrations::migrate(&mut client)
-            .await
-            .context("applying migrations")?;
-    }
+    migrate(config).await?;
     let owner = ferry_actors::job::lease_owner(role);
     let held = {
         let client = pool.get().await.context("database pool")?;
@@ -57,6 +54,27 @@ pub async fn run_job(
             .await
             .context("creating the job")?
     };
+    let mut ended = run_held(config, pool, owner, vec![held], bar).await?;
+    ended.pop().context("the job's end")?
+}
+
+pub async fn migrate(config: &Config) -> Result<()> {
+    let mut client = pg::connect(&config.database).await?;
+    pg::migrations::migrate(&mut client)
+        .await
+        .context("applying migrations")?;
+    Ok(())
+}
+
+/// Runs jobs held by `owner` in this process, at once, through one
+/// JobCoordinator; each one's end, in order.
+pub async fn run_held(
+    config: &Config,
+    pool: deadpool_postgres::Pool,
+    owner: String,
+    held: Vec<lifecycle::Held>,
+    bar: Option<Bar>,
+) -> Result<Vec<Result<Job>>> {
     let coordinator = job_coordinator::spawn(job_coordinator::Args {
         database: config.database.clone(),
         import: Arc::new(config.import.clone()),
@@ -72,26 +90,36 @@ pub async fn run_job(
     .context("starting the job coordinator")?;
     let progress = Arc::new(Progress::default());
     let bar = bar.map(|draw| draw(progress.clone()));
-    let job_id = held.job().id;
-    let answer = coordinator
-        .call(
-            |reply| job_coordinator::Msg::Run {
-                held: Box::new(held),
-                progress,
-                reply,
-            },
-            None,
-        )
-        .await;
+    let runs = held.into_iter().map(|held| {
+        let coordinator = coordinator.clone();
+        let progress = progress.clone();
+        async move {
+            let job_id = held.job().id;
+            let answer = coordinator
+                .call(
+                    |reply| job_coordinator::Msg::Run {
+                        held: Box::new(held),
+                        progress,
+                        reply,
+                    },
+                    None,
+                )
+                .await;
+            match answer.context("the job coordinator stopped")? {
+                CallResult::Success(Ok(job)) => Ok(job),
+                CallResult::Success(Err(e)) => anyhow::bail!("job {job_id}: {e}"),
+                CallResult::Timeout => anyhow::bail!("job {job_id}: timed out"),
+                CallResult::SenderError => {
+                    anyhow::bail!("job {job_id}: the coordinator went away")
+                }
+            }
+        }
+    });
+    let ended = futures::future::join_all(runs).await;
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();
     }
     coordinator.stop(None);
-    match answer.context("the job coordinator stopped")? {
-        CallResult::Success(Ok(job)) => Ok(job),
-        CallResult::Success(Err(e)) => anyhow::bail!("job {job_id}: {e}"),
-        CallResult::Timeout => anyhow::bail!("job {job_id}: timed out"),
-        CallResult::SenderError => anyhow::bail!("job {job_id}: the coordinator went away"),
-    }
+    Ok(ended)
 }

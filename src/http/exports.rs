@@ -354,6 +354,7 @@ pub async fn create(
         user_id: tenant.subject.clone(),
         webhook_url: request.webhook_url.clone(),
         channel: "API".into(),
+        users: None,
     };
     Plan::new(def, &spec, tenant.domain, exports).map_err(|e| {
         let message = e.message.clone();
@@ -644,6 +645,13 @@ pub async fn download(
         (Destination::Local { path }, _) => local_file(path, range.as_deref()).await?,
         (Destination::Store { .. }, None) => {
             return Err(ApiError::unavailable("no object store is configured"))
+        }
+        (Destination::Topic { .. }, _) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this export sent messages, not a file",
+            ))
         }
     };
     let h = response.headers_mut();

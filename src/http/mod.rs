@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod exports;
+pub mod groups;
 pub mod imports;
 pub mod limits;
 
@@ -94,6 +95,11 @@ pub fn router(api: Arc<Api>) -> Router {
             get(exports::show).delete(exports::delete),
         )
         .route("/v1/exports/{id}/download", get(exports::download))
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{key}",
+            get(groups::show).put(groups::set).delete(groups::remove),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -17,3 +17,4 @@ mod reference_lists;
 mod s3;
 mod service;
 mod service_faults;
+mod users_export;

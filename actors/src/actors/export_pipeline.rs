@@ -57,9 +57,11 @@ pub enum Stored {
 
 pub enum Msg {
     Start,
-    /// The reader's snapshot: when it was taken, and the rows still to go.
+    /// The reader's snapshot: when it was taken, what it sees, and the
+    /// rows still to go.
     Snapshot {
         at: String,
+        snapshot: String,
         remaining: u64,
     },
     Stored(Stored),
@@ -208,6 +210,17 @@ async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, Actor
         .map_err(|e| permanent(e.to_string()))?;
     let control = pg::connect(&pg::named(&args.database, "ferry-job")).await?;
     let mut checkpoint = args.export.checkpoint.clone();
+    if spec.one_snapshot() {
+        // Written again from its start, from the snapshot this attempt
+        // takes (the store's keys are the same, so a file is replaced).
+        if let Some(open) = &checkpoint.open {
+            args.sink
+                .abort(open)
+                .await
+                .map_err(|e| permanent(e.to_string()))?;
+        }
+        checkpoint = ExportCheckpoint::default();
+    }
     // A file that cannot be continued is written again from its start.
     if let Some(open) = checkpoint.open.take_if(|_| !spec.format.resumes_mid_file()) {
         args.sink
@@ -322,8 +335,13 @@ async fn handle_msg(
     let mut exported = 0;
     match msg {
         Msg::Start => return Ok(()),
-        Msg::Snapshot { at, remaining } => {
+        Msg::Snapshot {
+            at,
+            snapshot,
+            remaining,
+        } => {
             cp.data_as_of.get_or_insert(at);
+            cp.snapshot = Some(snapshot);
             cp.total = cp.rows + remaining;
             Progress::set(&args.progress.records_total, cp.total);
         }
@@ -370,6 +388,7 @@ async fn handle_msg(
                 let _ = report.send(Outcome::Export(ExportOutcome {
                     result,
                     failure_reason: None,
+                    snapshot: cp.snapshot.clone(),
                 }));
             }
             run.finishing = true;
@@ -410,7 +429,11 @@ async fn discard_if_cancelled(args: &Args, run: &Running) {
 }
 
 /// Writes the checkpoint, if the job is still ours.
-async fn save(control: &Client, fence: &Fence, cp: &ExportCheckpoint) -> Result<(), ImportError> {
+pub(super) async fn save(
+    control: &Client,
+    fence: &Fence,
+    cp: &ExportCheckpoint,
+) -> Result<(), ImportError> {
     match fence.export_checkpoint(control, cp).await? {
         true => Ok(()),
         false => Err(ImportError::LeaseLost(fence.job_id())),

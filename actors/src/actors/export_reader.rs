@@ -77,14 +77,15 @@ impl Actor for ExportReader {
             .await
             .map_err(ImportError::Database)?;
         // The first statement takes the snapshot.
-        let at: String = client
+        let taken = client
             .query_one(
-                "SELECT to_char(statement_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                "SELECT to_char(statement_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                        pg_current_snapshot()::text",
                 &[],
             )
             .await
-            .map_err(ImportError::Database)?
-            .get(0);
+            .map_err(ImportError::Database)?;
+        let (at, snapshot): (String, String) = (taken.get(0), taken.get(1));
         let (count, params) = args.plan.count(args.after.as_ref());
         let remaining: i64 = client
             .query_one(&count, &params.refs())
@@ -93,6 +94,7 @@ impl Actor for ExportReader {
             .get(0);
         args.pipeline.send(export_pipeline::Msg::Snapshot {
             at: at.clone(),
+            snapshot,
             remaining: remaining as u64,
         });
         let (query, params) = args.plan.query(args.after.as_ref());

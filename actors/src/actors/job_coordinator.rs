@@ -28,9 +28,11 @@ use uuid::Uuid;
 
 use super::export_pipeline::{self, ExportPipeline};
 use super::job_pipeline::{self, startup_error, JobPipeline, FINISHED};
+use super::refs_exporter::{self, RefsExporter};
 use crate::error::{is_retriable, ImportError};
 use crate::export::object::Catalog;
 use crate::export::sink::Sink;
+use crate::export::users::GroupType;
 use crate::job::lifecycle::{self, Attempt, Held, Started};
 use crate::job::{Job, Outcome, Work};
 use crate::pg;
@@ -400,21 +402,41 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
                     ..state.args.database.clone()
                 },
             };
-            let args = export_pipeline::Args {
-                export: (**export).clone(),
-                sink: export_sink(&state.args, export),
-                job,
-                fence: attempt.fence(),
-                report: Some(report),
-                catalog: state.catalog.clone(),
-                settings: state.args.exports.clone(),
-                database: state.args.database.clone(),
-                read_database,
-                progress,
-            };
-            Actor::spawn_linked(None, ExportPipeline, args, myself.get_cell())
-                .await
-                .map(|(pipeline, _)| pipeline.get_cell())
+            let refs_only = export
+                .spec
+                .users
+                .as_ref()
+                .is_some_and(|u| u.group_type == GroupType::NonCostBased);
+            if refs_only {
+                let args = refs_exporter::Args {
+                    export: (**export).clone(),
+                    job,
+                    fence: attempt.fence(),
+                    report: Some(report),
+                    database: state.args.database.clone(),
+                    read_database,
+                    progress,
+                };
+                Actor::spawn_linked(None, RefsExporter, args, myself.get_cell())
+                    .await
+                    .map(|(pipeline, _)| pipeline.get_cell())
+            } else {
+                let args = export_pipeline::Args {
+                    export: (**export).clone(),
+                    sink: export_sink(&state.args, export),
+                    job,
+                    fence: attempt.fence(),
+                    report: Some(report),
+                    catalog: state.catalog.clone(),
+                    settings: state.args.exports.clone(),
+                    database: state.args.database.clone(),
+                    read_database,
+                    progress,
+                };
+                Actor::spawn_linked(None, ExportPipeline, args, myself.get_cell())
+                    .await
+                    .map(|(pipeline, _)| pipeline.get_cell())
+            }
         }
     };
     match spawned {

@@ -186,6 +186,7 @@ async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, Actor
             let table = Nodes {
                 group,
                 node_type: import.node_type.clone(),
+                resend_changed: args.settings.resend_changed,
             };
             let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
             let input = spawn_csv_input(myself, &mut run, args, source, rows).await;

@@ -82,6 +82,9 @@ pub struct Args {
     /// none either.
     pub node_type: String,
     pub pool: Pool,
+    /// Topics ferry writes besides the routes' status topics and the DLQ:
+    /// their messages are skipped, whatever pattern matches them.
+    pub own_topics: Vec<String>,
 }
 
 pub struct State {
@@ -107,7 +110,7 @@ impl Actor for KafkaIngress {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let router = Router::new(&args.kafka)?;
+        let router = Router::new(&args.kafka)?.also_writing(&args.own_topics);
         let mut config = kafka::client_config(&args.kafka, &args.brokers);
         config
             .set("group.id", &args.kafka.group_id)
@@ -193,6 +196,11 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
         message.partition(),
         message.offset() + 1,
     );
+    if state.router.is_own(&topic) {
+        counter!("ferry_kafka_messages_total", "outcome" => "own_output").increment(1);
+        state.consumer.store_offset(&topic, partition, next)?;
+        return Ok(());
+    }
     let outcome = match job_for(state, &message) {
         Ok(new) => store_job(state, &new, &message).await,
         Err(rejected) => Err(rejected),

@@ -1,6 +1,6 @@
 //! Service: the root of a `ferry serve` process. It supervises the
 //! long-lived actors (KafkaIngress, DlqActor, StatusPublisher, the
-//! JobSweeper and the WebhookSender): one that fails is started again after a backoff, with
+//! JobSweeper, the WebhookSender and the ExportScheduler): one that fails is started again after a backoff, with
 //! the same arguments, under the same registered name (others find it by
 //! name, so a restart needs no rewiring). One that fails too often within
 //! the retry window stops the service, so the process exits non-zero and
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 
-use super::{dlq, job_sweeper, kafka_ingress, status_publisher, webhook_sender};
+use super::{dlq, export_scheduler, job_sweeper, kafka_ingress, status_publisher, webhook_sender};
 use crate::settings::RetrySettings;
 use crate::supervision::{Decision, RestartPolicy};
 use crate::telemetry::ActorRestarted;
@@ -26,6 +26,7 @@ pub enum Child {
     Ingress(Box<kafka_ingress::Args>),
     Sweeper(Box<job_sweeper::Args>),
     Webhooks(Box<webhook_sender::Args>),
+    Scheduler(Box<export_scheduler::Args>),
 }
 
 impl Child {
@@ -36,6 +37,7 @@ impl Child {
             Self::Ingress(_) => kafka_ingress::NAME,
             Self::Sweeper(_) => job_sweeper::NAME,
             Self::Webhooks(_) => webhook_sender::NAME,
+            Self::Scheduler(_) => export_scheduler::NAME,
         }
     }
 
@@ -52,6 +54,9 @@ impl Child {
             Self::Sweeper(args) => linked(name, job_sweeper::JobSweeper, *args, supervisor).await,
             Self::Webhooks(args) => {
                 linked(name, webhook_sender::WebhookSender, *args, supervisor).await
+            }
+            Self::Scheduler(args) => {
+                linked(name, export_scheduler::ExportScheduler, *args, supervisor).await
             }
         }
     }

@@ -19,14 +19,19 @@
 //! - `token`: signed download links, and webhook signatures.
 //! - `webhook`: which webhook URLs may be called (no SSRF), and one
 //!   delivery.
+//! - `schedule`: when the users export fires, and what one tick starts.
+//! - `users`: seed 000's scheduled export of each matching group's unsent
+//!   users, its messages, and how exactly its users are marked sent.
 
 pub mod encode;
 pub mod filter;
 pub mod object;
 pub mod parquet;
 pub mod plan;
+pub mod schedule;
 pub mod sink;
 pub mod token;
+pub mod users;
 pub mod value;
 pub mod webhook;
 
@@ -126,6 +131,9 @@ pub enum Destination {
     Store { bucket: String, key: String },
     /// A local file.
     Local { path: String },
+    /// No file: the rows go as messages on a topic (a NON_COST_BASED
+    /// group's reference ids).
+    Topic { topic: String },
 }
 
 impl Destination {
@@ -149,14 +157,16 @@ impl Destination {
             Self::Local { path } => Self::Local {
                 path: numbered(path),
             },
+            Self::Topic { .. } => self.clone(),
         }
     }
 
-    /// `s3://bucket/key` or the path.
+    /// `s3://bucket/key`, the path, or `kafka://topic`.
     pub fn uri(&self) -> String {
         match self {
             Self::Store { bucket, key } => format!("s3://{bucket}/{key}"),
             Self::Local { path } => path.clone(),
+            Self::Topic { topic } => format!("kafka://{topic}"),
         }
     }
 }
@@ -300,6 +310,25 @@ pub struct ExportSpec {
     /// Who asked for it: `API`, `CLI`, `SCHEDULE`.
     #[serde(default = "default_channel")]
     pub channel: String,
+    /// A scheduled users export (seed 000): what it delivers. Its rows are
+    /// read from one snapshot, and its users marked sent as it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<users::UsersDelivery>,
+}
+
+impl ExportSpec {
+    /// Whether every row is read from one snapshot: a retry writes the
+    /// output again from its start instead of going on after the last
+    /// stored part, so the snapshot the export ends with saw every row.
+    pub fn one_snapshot(&self) -> bool {
+        self.users.is_some()
+    }
+
+    /// Whether a metadata field's column is named by its key alone (`city`,
+    /// not `metadata.city`), as an import of the file names it.
+    pub fn bare_metadata_names(&self) -> bool {
+        self.users.is_some()
+    }
 }
 
 fn default_channel() -> String {
@@ -356,6 +385,10 @@ impl OpenFile {
 pub struct ExportCheckpoint {
     /// When the first attempt's snapshot was taken.
     pub data_as_of: Option<String>,
+    /// The last attempt's snapshot (`pg_current_snapshot()`), for an
+    /// export that marks what it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// Rows every snapshot so far counted (the progress total).
     pub total: u64,
     pub rows: u64,

@@ -235,7 +235,7 @@ impl Plan {
         let mut fields = Vec::with_capacity(names.len());
         let mut selected = Vec::with_capacity(names.len());
         for name in &names {
-            if fields.iter().any(|f: &OutField| &f.name == name) {
+            if names.iter().filter(|n| *n == name).count() > 1 {
                 return Err(Invalid::new(
                     "duplicate_field",
                     format!("field `{name}` is named twice"),
@@ -246,8 +246,12 @@ impl Plan {
                 Field::Column(c) => ((*c).clone(), None),
                 Field::MetadataKey { column, key } => ((*column).clone(), Some(key.clone())),
             });
+            let out_name = match &field {
+                Field::MetadataKey { key, .. } if spec.bare_metadata_names() => key.clone(),
+                _ => name.clone(),
+            };
             fields.push(OutField {
-                name: name.clone(),
+                name: out_name,
                 ty: field.value_type(json),
                 column: match field {
                     Field::Column(c) => Some(c.clone()),
@@ -444,6 +448,7 @@ mod tests {
             user_id: None,
             webhook_url: None,
             channel: "API".into(),
+            users: None,
         }
     }
 

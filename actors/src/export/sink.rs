@@ -46,6 +46,15 @@ impl Sink {
         }
     }
 
+    /// A destination with no file (messages) has nothing to store.
+    fn no_file(location: &Destination) -> SinkError {
+        SinkError {
+            location: location.uri(),
+            message: "this export writes messages, not a file".into(),
+            retriable: false,
+        }
+    }
+
     fn store(&self, location: &Destination) -> Result<&Store, SinkError> {
         self.store.as_ref().ok_or_else(|| SinkError {
             location: location.uri(),
@@ -126,6 +135,7 @@ impl Sink {
                 })
                 .await
             }
+            Destination::Topic { .. } => Err(Self::no_file(&file.location)),
         }
     }
 
@@ -163,6 +173,7 @@ impl Sink {
                 .await?;
                 Ok(String::new())
             }
+            Destination::Topic { .. } => Err(Self::no_file(location)),
         }
     }
 
@@ -193,6 +204,7 @@ impl Sink {
                 })
                 .await
             }
+            Destination::Topic { .. } => Err(Self::no_file(&file.location)),
         }
     }
 
@@ -208,6 +220,7 @@ impl Sink {
             }
             (Destination::Store { .. }, None) => Ok(()),
             (Destination::Local { path }, _) => remove(&file.location, partial(path)).await,
+            (Destination::Topic { .. }, _) => Ok(()),
         }
     }
 
@@ -222,6 +235,7 @@ impl Sink {
                 .await
             }
             Destination::Local { path } => remove(location, PathBuf::from(path)).await,
+            Destination::Topic { .. } => Ok(()),
         }
     }
 }

@@ -23,6 +23,9 @@ use super::store::{self, from_row, StoreError, COLUMNS};
 use super::{
     group_uuid, Checkpoint, Family, Job, JobKind, JobStatus, NewExport, NewJob, Outcome, Work,
 };
+use crate::export::users::{
+    mark_sent_sql, FileMessage, GroupType, UsersDelivery, PARTS_PLACEHOLDER,
+};
 use crate::export::ExportCheckpoint;
 use crate::status::{ExportCompleted, StatusEvent};
 use crate::telemetry::JobFinished;
@@ -582,15 +585,9 @@ async fn end(
     status: JobStatus,
     outcome: &Outcome,
 ) -> Result<Option<Job>, StoreError> {
-    let fence = format!(
-        "WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) AND status IN {active}",
-        active = active()
-    );
-    let queue = "queued AS (
-             INSERT INTO status_outbox (job_id, topic, message_key, payload)
-             SELECT id, status_topic, $4, $5 FROM done WHERE status_topic IS NOT NULL)";
-    let finished = "status = $3, finished_at = now(), updated_at = now(),
-                 lease_owner = NULL, lease_expires_at = NULL";
+    let fence = end_fence();
+    let queue = QUEUE;
+    let finished = FINISHED;
     let key = job.id.to_string();
     let row = match (&job.work, outcome) {
         (Work::Import(import), Outcome::Import(o)) => {
@@ -627,6 +624,9 @@ async fn end(
             tx.query_opt(&sql, &args).await?
         }
         (Work::Export(export), Outcome::Export(o)) => {
+            if let Some(users) = &export.spec.users {
+                return end_users_export(tx, job, users, owner, status, o).await;
+            }
             let event = ExportCompleted::new(job, export, status, o);
             let payload = serde_json::to_string(&event).expect("an event serialises");
             let result = serde_json::to_value(&o.result).expect("a result serialises");
@@ -664,6 +664,111 @@ async fn end(
         }
     };
     row.as_ref().map(from_row).transpose()
+}
+
+/// The fence of a terminal write: `$1` the job, `$2` the lease owner (or
+/// NULL: any).
+fn end_fence() -> String {
+    format!(
+        "WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) AND status IN {active}",
+        active = active()
+    )
+}
+
+/// A terminal write's row: `$3` the status.
+const FINISHED: &str = "status = $3, finished_at = now(), updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL";
+
+/// A terminal write's event: `$5` on the job's topic, keyed `$4`, if both
+/// are set.
+const QUEUE: &str = "queued AS (
+             INSERT INTO status_outbox (job_id, topic, message_key, payload)
+             SELECT id, status_topic, $4, $5 FROM done
+             WHERE status_topic IS NOT NULL AND $5::text IS NOT NULL)";
+
+/// A scheduled users export's terminal write (seed 000). When it COMPLETED,
+/// in the same statement: its users are marked sent (exactly the row
+/// versions its snapshot saw), and its messages go to the outbox (a
+/// COST_BASED group's one, about the file; a NON_COST_BASED group's
+/// pending ones, numbered). Either way its pending messages go. A group
+/// with no new users sends nothing.
+async fn end_users_export(
+    tx: &Transaction<'_>,
+    job: &Job,
+    users: &UsersDelivery,
+    owner: Option<&str>,
+    status: JobStatus,
+    o: &crate::job::ExportOutcome,
+) -> Result<Option<Job>, StoreError> {
+    let completed = status == JobStatus::Completed;
+    let message = match (&o.result.files[..], users.group_type) {
+        ([file], GroupType::CostBased) if completed && file.rows > 0 => {
+            let uri = file.location.uri();
+            Some(FileMessage {
+                domain_id: job.domain_id,
+                group_id: users.group_key.clone(),
+                file_name: uri.rsplit('/').next().unwrap_or_default().to_string(),
+                file_path: uri,
+                content_type: "text/csv".into(),
+                group_type: users.group_type,
+                rows: file.rows,
+                bytes: file.bytes,
+                run_id: users.run_id,
+                exported_at: crate::export::users::now(),
+            })
+        }
+        _ => None,
+    };
+    let payload = message.map(|m| serde_json::to_string(&m).expect("a message serialises"));
+    let result = serde_json::to_value(&o.result).expect("a result serialises");
+    let snapshot = o.snapshot.as_deref().filter(|_| completed);
+    let mark = mark_sent_sql("$9", "$10", "$11");
+    let sql = format!(
+        "WITH done AS (
+             UPDATE jobs SET {FINISHED}, result = $6, processed_rows = $7, failure_reason = $8
+             {fence} RETURNING {COLUMNS}),
+         {QUEUE},
+         marked AS ({mark} AND EXISTS (SELECT FROM done) RETURNING 1),
+         released AS (
+             INSERT INTO status_outbox (job_id, topic, message_key, payload)
+             SELECT job_id, topic, message_key,
+                    replace(payload, $12, '\"parts\":' || (SELECT count(*) FROM pending_messages WHERE job_id = $1))
+             FROM pending_messages
+             WHERE job_id = $1 AND $3 = 'COMPLETED' AND EXISTS (SELECT FROM done)
+             ORDER BY seq),
+         cleared AS (DELETE FROM pending_messages WHERE job_id = $1 AND EXISTS (SELECT FROM done))
+         SELECT *, (SELECT count(*) FROM marked) AS marked FROM done",
+        fence = end_fence(),
+    );
+    let key = users.message_key(job.domain_id);
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        &job.id,
+        &owner,
+        &status.as_str(),
+        &key,
+        &payload,
+        &result,
+        &(o.result.rows as i64),
+        &o.failure_reason,
+        &job.domain_id,
+        &users.group_id,
+        &snapshot,
+        &PARTS_PLACEHOLDER,
+    ];
+    let Some(row) = tx.query_opt(&sql, &args).await? else {
+        return Ok(None);
+    };
+    let marked: i64 = row.try_get("marked")?;
+    if completed {
+        let left = (o.result.rows as i64 - marked).max(0);
+        tracing::info!(
+            job_id = %job.id, run_id = %users.run_id, domain_id = %job.domain_id,
+            group = %users.group_key, group_type = users.group_type.as_str(),
+            exported = o.result.rows, marked, changed_since_read = left,
+            "Users export delivered; its users are marked sent."
+        );
+    }
+    from_row(&row).map(Some)
 }
 
 /// Counts and logs a job that ended (once its end is committed).

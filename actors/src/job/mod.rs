@@ -461,6 +461,7 @@ impl Outcome {
                     data_as_of: export.checkpoint.data_as_of.clone(),
                 },
                 failure_reason: Some(reason.to_string()),
+                snapshot: None,
             }),
         }
     }
@@ -473,6 +474,9 @@ pub struct ExportOutcome {
     pub result: ExportResult,
     /// `None`: COMPLETED (the API says DONE).
     pub failure_reason: Option<String>,
+    /// The snapshot every row was read from, when one was (an export that
+    /// marks what it read: see `ExportSpec::one_snapshot`).
+    pub snapshot: Option<String>,
 }
 
 /// How an import ended.

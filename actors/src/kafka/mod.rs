@@ -98,8 +98,26 @@ impl Router {
         Ok(Self { routes, own })
     }
 
+    /// The same router, told of more topics ferry writes (the users
+    /// export's, the exports' events), which a route's pattern may match.
+    pub fn also_writing(mut self, topics: &[String]) -> Self {
+        for topic in topics {
+            if !topic.is_empty() && !self.own.contains(topic) {
+                self.own.push(topic.clone());
+            }
+        }
+        self
+    }
+
+    /// Whether ferry writes `topic`: its messages are ferry's own output
+    /// (a route's pattern may match it, `flairbit-users` for one), never a
+    /// request.
+    pub fn is_own(&self, topic: &str) -> bool {
+        self.own.iter().any(|t| t == topic)
+    }
+
     pub fn route(&self, topic: &str) -> Option<&RouteSettings> {
-        if self.own.iter().any(|t| t == topic) {
+        if self.is_own(topic) {
             return None;
         }
         self.routes

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "nodes_by_domain",
         sql: include_str!("../../migrations/0011_nodes_by_domain.sql"),
     },
+    Migration {
+        version: 12,
+        name: "users_export",
+        sql: include_str!("../../migrations/0012_users_export.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod copy;
+pub mod groups;
 pub mod matches;
 pub mod migrations;
 pub mod nodes;

@@ -12,6 +12,8 @@ use crate::batch::NodeBatch;
 pub struct Nodes {
     pub group: Group,
     pub node_type: String,
+    /// A node whose metadata changes is marked unsent (`processed = false`).
+    pub resend_changed: bool,
 }
 
 impl Table for Nodes {
@@ -51,7 +53,8 @@ impl Table for Nodes {
     }
 
     /// A row that carries no metadata (a reference list, a one-column file)
-    /// leaves the existing node's metadata as it was.
+    /// leaves the existing node's metadata as it was; one that changes it
+    /// marks the node unsent, when `resend_changed`.
     async fn upsert_staged(&self, tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
         let row = tx
             .query_one(
@@ -64,10 +67,17 @@ impl Table for Nodes {
                      SET type = EXCLUDED.type,
                          metadata = CASE WHEN EXCLUDED.metadata = '{}' THEN n.metadata
                                          ELSE EXCLUDED.metadata END,
+                         processed = n.processed AND NOT ($4 AND EXCLUDED.metadata <> '{}'
+                                                           AND EXCLUDED.metadata <> n.metadata),
                          updated_at = now()
                      RETURNING (xmax = 0) AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-                &[&self.group.group_id, &self.group.domain_id, &self.node_type],
+                &[
+                    &self.group.group_id,
+                    &self.group.domain_id,
+                    &self.node_type,
+                    &self.resend_changed,
+                ],
             )
             .await?;
         Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))

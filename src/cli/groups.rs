@@ -1,0 +1,141 @@
+//! `ferry groups set|list|rm`: seed 000's matching group configs, and
+//! `ferry schedules`: when the users export fires next, and how each
+//! group's last export went.
+
+use anyhow::{bail, Result};
+use clap::{Subcommand, ValueEnum};
+use ferry_actors::export::schedule::{self, Ticks, USERS_SCHEDULE};
+use ferry_actors::export::users::GroupType;
+use ferry_actors::pg::{self, groups};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GroupTypeArg {
+    #[value(alias = "cost_based")]
+    CostBased,
+    #[value(alias = "non_cost_based")]
+    NonCostBased,
+}
+
+impl From<GroupTypeArg> for GroupType {
+    fn from(t: GroupTypeArg) -> Self {
+        match t {
+            GroupTypeArg::CostBased => Self::CostBased,
+            GroupTypeArg::NonCostBased => Self::NonCostBased,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum GroupsCommand {
+    /// Create or change a group's config.
+    Set {
+        /// The group as imports name it (`groupId`).
+        group_key: String,
+        #[arg(long)]
+        domain: Uuid,
+        /// COST_BASED (a CSV file and a message) or NON_COST_BASED (the
+        /// reference ids in messages).
+        #[arg(long = "type", value_enum, ignore_case = true)]
+        group_type: GroupTypeArg,
+        /// Keep the config, but leave the group out of the exports.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List the groups, of every domain or one.
+    List {
+        #[arg(long)]
+        domain: Option<Uuid>,
+    },
+    /// Remove a group's config.
+    Rm {
+        group_key: String,
+        #[arg(long)]
+        domain: Uuid,
+    },
+}
+
+pub async fn command(config: &Config, command: GroupsCommand) -> Result<()> {
+    super::migrate(config).await?;
+    let client = pg::connect(&config.database).await?;
+    match command {
+        GroupsCommand::Set {
+            group_key,
+            domain,
+            group_type,
+            disabled,
+        } => {
+            if group_key.trim().is_empty() || group_key.len() > 255 {
+                bail!("a group key is 1 to 255 bytes");
+            }
+            let group =
+                groups::set(&client, domain, &group_key, group_type.into(), !disabled).await?;
+            println!("{}", serde_json::to_string(&group)?);
+        }
+        GroupsCommand::List { domain } => {
+            println!("{:<36}  {:<24}  {:<16}  enabled", "domain", "group", "type");
+            for g in groups::list(&client, domain).await? {
+                let kind = match g.kind() {
+                    Some(_) => g.group_type.clone(),
+                    None => format!("{} (unknown)", g.group_type),
+                };
+                println!(
+                    "{:<36}  {:<24}  {:<16}  {}",
+                    g.domain_id, g.group_key, kind, g.enabled
+                );
+            }
+        }
+        GroupsCommand::Rm { group_key, domain } => {
+            if !groups::remove(&client, domain, &group_key).await? {
+                bail!("no group `{group_key}` in domain {domain}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ferry schedules`: the users export's next ticks, its last run, and the
+/// last export of each group.
+pub async fn schedules(config: &Config) -> Result<()> {
+    let users = &config.exports.users;
+    let ticks = Ticks::new(users).map_err(anyhow::Error::msg)?;
+    super::migrate(config).await?;
+    let client = pg::connect(&config.database).await?;
+    println!(
+        "users export: `{}` in {}{}",
+        users.schedule,
+        users.timezone,
+        if users.enabled {
+            ""
+        } else {
+            " (disabled: exports.users.enabled = false)"
+        }
+    );
+    for at in ticks.upcoming(chrono::Utc::now(), 5) {
+        println!("  next: {}", at.to_rfc3339());
+    }
+    match schedule::last_run(&client, USERS_SCHEDULE).await? {
+        Some(run) => println!(
+            "last run: {} (fired {}): {} started, {} still running from before, {} of unknown type",
+            run.id, run.fire_at, run.started, run.overlapped, run.invalid
+        ),
+        None => println!("last run: none yet"),
+    }
+    println!(
+        "{:<36}  {:<24}  {:<10}  {:>10}  finished",
+        "domain", "group", "status", "users"
+    );
+    for g in schedule::last_exports(&client).await? {
+        println!(
+            "{:<36}  {:<24}  {:<10}  {:>10}  {}",
+            g.domain_id,
+            g.group_key,
+            g.status,
+            g.rows,
+            g.finished_at.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
