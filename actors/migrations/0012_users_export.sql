@@ -51,3 +51,8 @@ CREATE OR REPLACE FUNCTION ferry_full_xid(x xid, now_xid bigint) RETURNS xid8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT (now_xid - ((now_xid - x::text::bigint) & 4294967295))::text::xid8
 $$;
+
+-- Where an outbox message the broker refuses for good goes (a users
+-- export's, to seed 000's `flairbit-dlq`); NULL: a status event, which is
+-- cut down to fit instead.
+ALTER TABLE status_outbox ADD COLUMN IF NOT EXISTS dead_letter_topic text;

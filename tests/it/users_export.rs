@@ -710,3 +710,61 @@ async fn a_tick_missed_while_no_instance_ran_runs_once_when_one_comes_back() {
     a.terminate().await;
     b.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_broker_refuses_for_good_goes_to_the_dead_letter_topic() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    kafka.create_topic(TOPIC).unwrap();
+    kafka.create_topic("flairbit-dlq").unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    load_users(&db, "mentees", 30).await;
+    set_group(&db, DOMAIN, "mentees", "non-cost-based").await;
+    let dir = files(&db);
+    let env = env(
+        &dir,
+        &[
+            ("FERRY__EXPORTS__USERS__ENABLED", "false"),
+            ("FERRY__EXPORTS__USERS__MAX_IDS_PER_MESSAGE", "10"),
+        ],
+    );
+    let serve = Serve::start(&db, &brokers, &env).await;
+    kafka.refuse_for_good(1);
+    let queued = db.ferry(&["export", "users"], &env).await;
+    assert!(queued.status.success());
+    let sent = wait_for(
+        &db,
+        "SELECT count(*) FROM status_outbox WHERE sent_at IS NOT NULL",
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(sent, 3, "{}", serve.log_text());
+
+    // Each id is on the users topic or, with the reason, in the DLQ: once.
+    let delivered = read_topic(&brokers, TOPIC, 0, Duration::from_secs(5));
+    let dead = read_topic(&brokers, "flairbit-dlq", 1, Duration::from_secs(30));
+    assert!(!dead.is_empty(), "{}", serve.log_text());
+    assert_eq!(delivered.len() + dead.len(), 3);
+    for (headers, _) in &dead {
+        let header = |k: &str| {
+            headers
+                .iter()
+                .find(|(h, _)| h == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("ferry-reason"), Some("too_large"), "{headers:?}");
+        assert_eq!(header("ferry-source-topic"), Some(TOPIC));
+    }
+    let mut ids: Vec<String> = delivered
+        .iter()
+        .chain(&dead)
+        .map(|(_, p)| serde_json::from_slice::<Value>(p).unwrap())
+        .flat_map(|m| m["referenceIds"].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = reference_ids(&db, "mentees").await.into_iter().collect();
+    assert_eq!(ids, expected);
+    serve.terminate().await;
+}

@@ -24,10 +24,12 @@ use crate::kafka::{dlq_headers, is_permanent, FRAMING_BYTES};
 pub const NAME: &str = "dlq";
 
 pub enum Msg {
-    /// Dead-letters `message`; the reply comes once the broker has it.
+    /// Dead-letters `message` (to `topic`, else the DLQ topic); the reply
+    /// comes once the broker has it.
     Send {
         message: OwnedMessage,
         rejected: Rejected,
+        topic: Option<String>,
         reply: RpcReplyPort<()>,
     },
 }
@@ -63,9 +65,11 @@ impl Actor for DlqActor {
         let Msg::Send {
             message,
             rejected,
+            topic,
             reply,
         } = msg;
-        send(state, &message, &rejected).await;
+        let topic = topic.unwrap_or_else(|| state.topic.clone());
+        send(state, &topic, &message, &rejected).await;
         let _ = reply.send(());
         Ok(())
     }
@@ -89,7 +93,7 @@ fn cut(key: usize, value: usize, limit: usize) -> Cut {
     }
 }
 
-async fn send(state: &Args, message: &OwnedMessage, rejected: &Rejected) {
+async fn send(state: &Args, topic: &str, message: &OwnedMessage, rejected: &Rejected) {
     let error = rejected.to_string();
     let reason = rejected.reason.as_str();
     let failed_at = SystemTime::now()
@@ -137,7 +141,7 @@ async fn send(state: &Args, message: &OwnedMessage, rejected: &Rejected) {
                 value: Some(value),
             });
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&state.topic).headers(headers);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
         if message.key().is_some() {
             record = record.key(&key[..take.key]);
         }
@@ -154,7 +158,7 @@ async fn send(state: &Args, message: &OwnedMessage, rejected: &Rejected) {
                     reason,
                     truncated,
                     error = %rejected.detail,
-                    dlq = %state.topic,
+                    dlq = %topic,
                     "Sent a message to the dead-letter topic."
                 );
                 return;

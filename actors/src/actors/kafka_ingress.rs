@@ -219,6 +219,7 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
                 |reply| dlq::Msg::Send {
                     message,
                     rejected,
+                    topic: None,
                     reply,
                 },
                 None,

@@ -4,6 +4,10 @@
 //! lost; a crash between the send and the mark sends an event again
 //! (at-least-once: consumers key on `jobId`).
 //!
+//! A row with a `dead_letter_topic` (a users export's message, seed 000)
+//! is sent as it is, never cut down; one the broker refuses for good goes
+//! to that topic through the DlqActor, with the reason, and is not lost.
+//!
 //! One instance publishes at a time: the one whose outbox connection holds
 //! the outbox advisory lock. If it dies, its connection and the lock go
 //! with it, and another takes over on its next tick.
@@ -13,9 +17,12 @@ use std::time::Duration;
 use futures::future::join_all;
 use metrics::{counter, gauge};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::message::{OwnedMessage, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_postgres::Client;
 
+use super::dlq::{self, DlqRef};
+use crate::kafka::request::{Reason, Rejected};
 use crate::kafka::{is_permanent, FRAMING_BYTES};
 use crate::pg;
 use crate::settings::DatabaseSettings;
@@ -123,7 +130,7 @@ async fn publish(state: &mut State) -> bool {
     };
     let rows = match outbox
         .query(
-            "SELECT id, topic, message_key, payload FROM status_outbox
+            "SELECT id, topic, message_key, payload, dead_letter_topic FROM status_outbox
              WHERE sent_at IS NULL ORDER BY id LIMIT $1",
             &[&ROUND],
         )
@@ -147,7 +154,10 @@ async fn publish(state: &mut State) -> bool {
         .iter()
         .map(|row| {
             let payload: &str = row.get(3);
-            status::fit(payload, limit).unwrap_or_else(|| counts_only(payload))
+            match row.get::<_, Option<&str>>(4) {
+                Some(_) => payload.to_string(),
+                None => status::fit(payload, limit).unwrap_or_else(|| counts_only(payload)),
+            }
         })
         .collect();
     // Queued together, delivered in order by the idempotent producer.
@@ -162,18 +172,27 @@ async fn publish(state: &mut State) -> bool {
     let mut failure = None;
     for ((row, payload), result) in rows.iter().zip(&payloads).zip(results) {
         let id = row.get::<_, i64>(0);
-        match result {
-            Ok(_) => sent.push(id),
+        let dead_letters: Option<&str> = row.get(4);
+        match (result, dead_letters) {
+            (Ok(_), _) => sent.push(id),
+            (Err((e, _)), Some(topic)) if is_permanent(&e) => {
+                match dead_letter(row, topic, &e.to_string()).await {
+                    Ok(()) => sent.push(id),
+                    Err(why) => {
+                        failure.get_or_insert((id, why));
+                    }
+                }
+            }
             // Refused for good (too large for a smaller broker limit, say):
             // never tried again as it is.
-            Err((e, _)) if is_permanent(&e) && failure.is_none() => {
+            (Err((e, _)), None) if is_permanent(&e) && failure.is_none() => {
                 refused(state, id, payload, &e.to_string()).await;
                 if payload.len() <= 4096 {
                     sent.push(id);
                 }
                 failure = Some((id, e.to_string()));
             }
-            Err((e, _)) => {
+            (Err((e, _)), _) => {
                 failure.get_or_insert((id, e.to_string()));
             }
         }
@@ -209,6 +228,45 @@ async fn publish(state: &mut State) -> bool {
         gauge!("ferry_outbox_backlog").set(0.0);
     }
     full
+}
+
+/// Sends an outbox row the broker refused for good to `topic`, through
+/// the DlqActor (which cuts a copy that does not fit), with the reason.
+async fn dead_letter(row: &tokio_postgres::Row, topic: &str, error: &str) -> Result<(), String> {
+    let dlq: DlqRef = ractor::registry::where_is(dlq::NAME)
+        .ok_or("the DlqActor is not running")?
+        .into();
+    let (id, original, key, payload): (i64, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let message = OwnedMessage::new(
+        Some(payload.into_bytes()),
+        Some(key.into_bytes()),
+        original,
+        Timestamp::NotAvailable,
+        -1,
+        -1,
+        None,
+    );
+    let rejected = Rejected {
+        reason: Reason::TooLarge,
+        detail: format!("the broker refused outbox message {id} for good: {error}"),
+    };
+    let sent = dlq
+        .call(
+            |reply| dlq::Msg::Send {
+                message,
+                rejected,
+                topic: Some(topic.to_string()),
+                reply,
+            },
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match sent {
+        ractor::rpc::CallResult::Success(()) => Ok(()),
+        _ => Err("the DlqActor stopped before the dead letter was sent".into()),
+    }
 }
 
 /// The event as counts only: every list emptied and flagged truncated,

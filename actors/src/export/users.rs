@@ -61,8 +61,10 @@ pub struct UsersDelivery {
     pub group_key: String,
     pub group_id: Uuid,
     pub group_type: GroupType,
-    /// Where the messages go.
+    /// Where the messages go, and where one the broker refuses for good
+    /// goes.
     pub topic: String,
+    pub dead_letter_topic: String,
     /// A NON_COST_BASED message's limits.
     pub max_ids_per_message: usize,
     pub max_message_bytes: usize,
@@ -104,6 +106,7 @@ impl GroupExport<'_> {
             group_id,
             group_type: self.group_type,
             topic: users.topic.clone(),
+            dead_letter_topic: users.dlq_topic.clone(),
             max_ids_per_message: users.max_ids_per_message.max(1),
             max_message_bytes,
         };

@@ -28,7 +28,7 @@ use crate::export::users::{
 };
 use crate::export::ExportCheckpoint;
 use crate::status::{ExportCompleted, StatusEvent};
-use crate::telemetry::JobFinished;
+use crate::telemetry::{JobFinished, UsersExported};
 
 /// The channel a new PENDING job is announced on (payload: its id).
 pub const JOBS_CHANNEL: &str = "ferry_jobs";
@@ -727,21 +727,29 @@ async fn end_users_export(
         "WITH done AS (
              UPDATE jobs SET {FINISHED}, result = $6, processed_rows = $7, failure_reason = $8
              {fence} RETURNING {COLUMNS}),
-         {QUEUE},
+         queued AS (
+             INSERT INTO status_outbox (job_id, topic, message_key, payload, dead_letter_topic)
+             SELECT id, status_topic, $4, $5, $13 FROM done
+             WHERE status_topic IS NOT NULL AND $5::text IS NOT NULL
+             RETURNING 1),
          marked AS ({mark} AND EXISTS (SELECT FROM done) RETURNING 1),
          released AS (
-             INSERT INTO status_outbox (job_id, topic, message_key, payload)
+             INSERT INTO status_outbox (job_id, topic, message_key, payload, dead_letter_topic)
              SELECT job_id, topic, message_key,
-                    replace(payload, $12, '\"parts\":' || (SELECT count(*) FROM pending_messages WHERE job_id = $1))
+                    replace(payload, $12, '\"parts\":' || (SELECT count(*) FROM pending_messages WHERE job_id = $1)),
+                    $13
              FROM pending_messages
              WHERE job_id = $1 AND $3 = 'COMPLETED' AND EXISTS (SELECT FROM done)
-             ORDER BY seq),
+             ORDER BY seq
+             RETURNING 1),
          cleared AS (DELETE FROM pending_messages WHERE job_id = $1 AND EXISTS (SELECT FROM done))
-         SELECT *, (SELECT count(*) FROM marked) AS marked FROM done",
+         SELECT *, (SELECT count(*) FROM marked) AS marked,
+                (SELECT count(*) FROM released) + (SELECT count(*) FROM queued) AS messages
+         FROM done",
         fence = end_fence(),
     );
     let key = users.message_key(job.domain_id);
-    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
         &job.id,
         &owner,
         &status.as_str(),
@@ -754,21 +762,36 @@ async fn end_users_export(
         &users.group_id,
         &snapshot,
         &PARTS_PLACEHOLDER,
+        &users.dead_letter_topic,
     ];
     let Some(row) = tx.query_opt(&sql, &args).await? else {
         return Ok(None);
     };
     let marked: i64 = row.try_get("marked")?;
+    let messages: i64 = row.try_get("messages")?;
+    let ended = from_row(&row)?;
     if completed {
-        let left = (o.result.rows as i64 - marked).max(0);
         tracing::info!(
             job_id = %job.id, run_id = %users.run_id, domain_id = %job.domain_id,
             group = %users.group_key, group_type = users.group_type.as_str(),
-            exported = o.result.rows, marked, changed_since_read = left,
-            "Users export delivered; its users are marked sent."
+            exported = o.result.rows, marked, changed_since_read = o.result.rows.saturating_sub(marked as u64),
+            messages, "Users export delivered; its users are marked sent."
         );
     }
-    from_row(&row).map(Some)
+    UsersExported {
+        group_type: users.group_type.as_str(),
+        outcome: status.as_str(),
+        users: if completed { o.result.rows } else { 0 },
+        files: if completed {
+            o.result.files.len() as u64
+        } else {
+            0
+        },
+        messages: messages as u64,
+        elapsed: Duration::from_secs_f64(ended.duration_secs.unwrap_or(0.0).max(0.0)),
+    }
+    .emit();
+    Ok(Some(ended))
 }
 
 /// Counts and logs a job that ended (once its end is committed).

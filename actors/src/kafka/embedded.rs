@@ -16,6 +16,7 @@ const REFUSALS: usize = 100_000;
 enum Command {
     RefuseWrites,
     AcceptWrites,
+    RefuseForGood(usize),
     CreateTopic(String, mpsc::Sender<Result<(), String>>),
 }
 
@@ -58,6 +59,10 @@ impl EmbeddedBroker {
                         Command::AcceptWrites => {
                             cluster.clear_request_errors(RDKafkaApiKey::Produce)
                         }
+                        Command::RefuseForGood(n) => cluster.request_errors(
+                            RDKafkaApiKey::Produce,
+                            &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; n],
+                        ),
                         Command::CreateTopic(topic, reply) => {
                             let _ = reply.send(
                                 cluster
@@ -91,6 +96,12 @@ impl EmbeddedBroker {
 
     pub fn accept_writes(&self) {
         let _ = self.commands.send(Command::AcceptWrites);
+    }
+
+    /// The next `n` produce requests are refused for good, as too large
+    /// (a broker whose limit is below ferry's).
+    pub fn refuse_for_good(&self, n: usize) {
+        let _ = self.commands.send(Command::RefuseForGood(n));
     }
 
     pub fn create_topic(&self, topic: &str) -> Result<(), String> {
