@@ -182,6 +182,7 @@ impl Service {
                 send_timeout: config.kafka.send_timeout,
                 tick: Duration::from_secs(1),
                 max_message_bytes: config.kafka.max_message_bytes,
+                retry: config.retry.clone(),
             }),
             Child::Ingress(Box::new(kafka_ingress::Args {
                 health: ingress_health.clone(),

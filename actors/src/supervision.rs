@@ -62,9 +62,87 @@ pub fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
+/// Failures in a row that open a [`Breaker`].
+pub const BREAKER_THRESHOLD: u32 = 3;
+
+/// A circuit breaker in front of a service (the object store, the broker):
+/// after [`BREAKER_THRESHOLD`] failures in a row it opens, and callers wait
+/// out a jittered backoff that doubles with each further failure, instead
+/// of each hammering the service with its own retries. One success closes
+/// it.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    settings: RetrySettings,
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    pub fn new(settings: RetrySettings) -> Self {
+        Self {
+            settings,
+            failures: 0,
+            open_until: None,
+        }
+    }
+
+    /// How long a caller waits before its call, if the breaker is open.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.open_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    pub fn success(&mut self) {
+        self.failures = 0;
+        self.open_until = None;
+    }
+
+    /// Notes a failure; returns how long the breaker is open, when this
+    /// failure opened it (or kept it open).
+    pub fn failure(&mut self, now: Instant) -> Option<Duration> {
+        self.failures += 1;
+        if self.failures < BREAKER_THRESHOLD {
+            return None;
+        }
+        let open = jittered(backoff(
+            &self.settings,
+            self.failures - BREAKER_THRESHOLD + 1,
+        ));
+        self.open_until = Some(now + open);
+        Some(open)
+    }
+
+    pub fn is_open(&self, now: Instant) -> bool {
+        self.wait(now).is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_breaker_opens_after_failures_in_a_row_and_one_success_closes_it() {
+        let mut b = Breaker::new(settings());
+        let t0 = Instant::now();
+        assert_eq!(b.failure(t0), None);
+        assert_eq!(b.failure(t0), None);
+        assert!(!b.is_open(t0));
+        let open = b.failure(t0).expect("the third failure opens it");
+        assert!(open >= Duration::from_millis(50) && open <= Duration::from_millis(100));
+        assert!(b.is_open(t0));
+        assert!(!b.is_open(t0 + open));
+        // Still failing: open longer, up to the cap.
+        let longer = b.failure(t0).unwrap();
+        assert!(longer >= Duration::from_millis(100), "{longer:?}");
+        for _ in 0..10 {
+            assert!(b.failure(t0).unwrap() <= Duration::from_millis(350));
+        }
+        b.success();
+        assert!(!b.is_open(t0));
+        assert_eq!(b.failure(t0), None, "counting starts again");
+    }
 
     fn settings() -> RetrySettings {
         RetrySettings {

@@ -317,3 +317,23 @@ impl UsersExported {
             .increment(self.messages);
     }
 }
+
+/// A circuit breaker opened (or stayed open) in front of a service
+/// (`store`, `broker`): callers wait `open_for` instead of retrying.
+pub struct CircuitOpened<'a> {
+    pub service: &'static str,
+    pub open_for: Duration,
+    pub error: &'a str,
+}
+
+impl CircuitOpened<'_> {
+    pub fn emit(self) {
+        counter!("ferry_circuit_opened_total", "service" => self.service).increment(1);
+        tracing::warn!(
+            service = self.service,
+            open_ms = self.open_for.as_millis() as u64,
+            error = self.error,
+            "Failures in a row: waiting before calling the service again."
+        );
+    }
+}

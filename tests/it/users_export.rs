@@ -629,6 +629,20 @@ async fn a_run_outlives_kill_9_and_its_message_waits_out_the_broker() {
     )
     .await;
     assert_eq!(waiting, 1, "the message waits for the broker");
+    // Sends that keep failing open the broker's circuit breaker.
+    let tries = wait_for(
+        &db,
+        "SELECT coalesce(max(attempts), 0)::bigint FROM status_outbox WHERE sent_at IS NULL",
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(tries >= 3, "{tries}");
+    let (_, metrics) = request(&second.http, "GET", "/metrics", &[], "")
+        .await
+        .unwrap();
+    let opened = harness::metric(&metrics, "ferry_circuit_opened_total{service=\"broker\"}");
+    assert!(opened >= Some(1.0), "{metrics}");
     kafka.accept_writes();
 
     let records = read_topic(&brokers, TOPIC, 1, Duration::from_secs(60));

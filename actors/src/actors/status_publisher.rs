@@ -12,7 +12,7 @@
 //! the outbox advisory lock. If it dies, its connection and the lock go
 //! with it, and another takes over on its next tick.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use metrics::{counter, gauge};
@@ -25,8 +25,10 @@ use super::dlq::{self, DlqRef};
 use crate::kafka::request::{Reason, Rejected};
 use crate::kafka::{is_permanent, FRAMING_BYTES};
 use crate::pg;
-use crate::settings::DatabaseSettings;
+use crate::settings::{DatabaseSettings, RetrySettings};
 use crate::status;
+use crate::supervision::Breaker;
+use crate::telemetry::CircuitOpened;
 
 pub const NAME: &str = "status_publisher";
 
@@ -52,10 +54,15 @@ pub struct Args {
     pub tick: Duration,
     /// The broker's message size limit: every event is cut to fit it.
     pub max_message_bytes: usize,
+    /// The backoff of the broker's circuit breaker.
+    pub retry: RetrySettings,
 }
 
 pub struct State {
     args: Args,
+    /// Opens after sends fail in a row: rounds wait it out instead of
+    /// trying the broker every tick.
+    breaker: Breaker,
     /// Holds the outbox lock while this instance is the publisher.
     outbox: Option<Client>,
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -83,6 +90,7 @@ impl Actor for StatusPublisher {
             || Msg::Publish,
         );
         Ok(State {
+            breaker: Breaker::new(args.retry.clone()),
             args,
             outbox: None,
             listener: Some(listener),
@@ -125,6 +133,9 @@ impl Actor for StatusPublisher {
 /// at once; false when all was sent, a send failed (tried again next tick),
 /// or another instance publishes.
 async fn publish(state: &mut State) -> bool {
+    if state.breaker.is_open(Instant::now()) {
+        return false;
+    }
     let Some(outbox) = publisher_connection(state).await else {
         return false;
     };
@@ -212,6 +223,14 @@ async fn publish(state: &mut State) -> bool {
     counter!("ferry_status_events_sent_total").increment(sent.len() as u64);
     if let Some((id, error)) = failure {
         counter!("ferry_kafka_send_errors_total", "topic" => "status").increment(1);
+        if let Some(open_for) = state.breaker.failure(Instant::now()) {
+            CircuitOpened {
+                service: "broker",
+                open_for,
+                error: &error,
+            }
+            .emit();
+        }
         tracing::warn!(outbox_id = id, error = %error, "Could not send a status event; it waits in the outbox.");
         let _ = outbox
             .execute(
@@ -222,6 +241,7 @@ async fn publish(state: &mut State) -> bool {
         let _ = backlog(state).await;
         return false;
     }
+    state.breaker.success();
     let full = rows.len() as i64 == ROUND;
     if !full {
         // A short round that all went out emptied the outbox.

@@ -1,17 +1,22 @@
 //! Where an export's file goes, part by part: an S3 multipart upload, or a
 //! local file written at each part's offset (`FILE.partial`, renamed when
-//! complete). Each call is retried with backoff on transient failures; a
-//! part is durable when its call returns (a local part is synced), so the
+//! complete). Each call is retried with backoff on transient failures,
+//! behind one circuit breaker for the store (a store that keeps failing is
+//! waited out by every export together, not hammered by each); a part is
+//! durable when its call returns (a local part is synced), so the
 //! checkpoint that records it never claims more than is stored.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::{Destination, OpenFile};
 use crate::settings::RetrySettings;
 use crate::storage::{ObjectMeta, StorageError, Store};
-use crate::supervision::{backoff, jittered};
+use crate::supervision::{backoff, jittered, Breaker};
+use crate::telemetry::CircuitOpened;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{location}: {message}")]
@@ -28,6 +33,20 @@ pub struct Sink {
     meta: ObjectMeta,
     max_attempts: u32,
     retry: RetrySettings,
+}
+
+/// The object store's circuit breaker, one per process: when the store
+/// keeps failing, every export's calls wait it out together instead of
+/// each retrying on its own.
+fn store_breaker(retry: &RetrySettings) -> &'static Mutex<Breaker> {
+    static BREAKER: OnceLock<Mutex<Breaker>> = OnceLock::new();
+    BREAKER.get_or_init(|| Mutex::new(Breaker::new(retry.clone())))
+}
+
+fn lock(breaker: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
+    breaker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Sink {
@@ -75,8 +94,29 @@ impl Sink {
         Fut: std::future::Future<Output = Result<T, StorageError>>,
     {
         let mut failures = 0;
+        let breaker = store_breaker(&self.retry);
         loop {
-            match call().await {
+            let wait = lock(breaker).wait(Instant::now());
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            let result = call().await;
+            match &result {
+                Ok(_) => lock(breaker).success(),
+                Err(e) if e.retriable => {
+                    let opened = lock(breaker).failure(Instant::now());
+                    if let Some(open_for) = opened {
+                        CircuitOpened {
+                            service: "store",
+                            open_for,
+                            error: &e.message,
+                        }
+                        .emit();
+                    }
+                }
+                Err(_) => {}
+            }
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.retriable && failures + 1 < self.max_attempts => {
                     failures += 1;
