@@ -10,6 +10,9 @@
 //! - Parquet (zstd): connectorx + pyarrow (a virtualenv made once under
 //!   `~/.cache/ferry/bench-venv`), with its peak RSS;
 //! - CSV.gz to S3 (s3s-fs), and an export in primary-key order only;
+//! - seed 000's scheduled users export of the group (`ferry export users
+//!   --now`), COST_BASED against `psql \copy | gzip -1` plus the `UPDATE`
+//!   that marks the users sent, and NON_COST_BASED;
 //! - peak RSS at `FERRY_BENCH_BIG_ROWS` (default 5M) rows.
 //!
 //! Each pair runs `FERRY_BENCH_RUNS` times (default 3), alternating; the
@@ -232,6 +235,8 @@ fn main() -> Result<()> {
         ferry_pk,
     ));
 
+    table.extend(users_export(ferry, &url, &work, rows, runs)?);
+
     if big > rows {
         load(ferry, &url, &work, big)?;
         let runs_big = repeat(1, || {
@@ -250,6 +255,86 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Seed 000's users export of the loaded group, every user unsent before
+/// each run: a COST_BASED group (tick to message: the file, the message in
+/// the outbox, the users marked sent) against the hand-written path (the
+/// same rows through `psql \copy | gzip -1`, then one `UPDATE` marking
+/// them sent); and the same group as NON_COST_BASED (tick to its last
+/// message).
+fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> Result<Vec<Case>> {
+    let group = ferry_actors::job::group_uuid(GROUP);
+    let mut keys = sample::USER_METADATA_KEYS.to_vec();
+    keys.sort();
+    let columns: Vec<String> = keys
+        .iter()
+        .map(|k| format!("metadata->>'{k}' AS {k}"))
+        .collect();
+    let unsent = format!("domain_id = '{DOMAIN}' AND group_id = '{group}' AND NOT processed");
+    let query = format!(
+        "SELECT reference_id, {} FROM nodes WHERE {unsent} ORDER BY reference_id",
+        columns.join(", ")
+    );
+    let unsend = || {
+        common::psql(
+            url,
+            "UPDATE nodes SET processed = false; VACUUM ANALYZE nodes;",
+        )
+    };
+    let set_type = |kind: &str| {
+        check(
+            Command::new(ferry)
+                .args(["groups", "set", GROUP, "--domain", DOMAIN, "--type", kind])
+                .env("DATABASE_URL", url)
+                .env("RUST_LOG", "warn"),
+        )
+    };
+    let local_dir = work.join("users-exports");
+    let run = || {
+        unsend()?;
+        timed(
+            Command::new(ferry)
+                .args([
+                    "export", "users", "--now", "--domain", DOMAIN, "--group", GROUP,
+                ])
+                .env("DATABASE_URL", url)
+                .env("FERRY__EXPORTS__LOCAL_DIR", &local_dir)
+                .env("RUST_LOG", "warn"),
+        )
+    };
+    set_type("cost-based")?;
+    let (psql, cost) = alternate(
+        runs,
+        || {
+            unsend()?;
+            sh(&format!(
+                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {} \
+                 && psql -X -q '{url}' -c \"UPDATE nodes SET processed = true WHERE {}\"",
+                escape(&query),
+                work.join("psql-users.csv.gz").display(),
+                escape(&unsent)
+            ))
+        },
+        run,
+    )?;
+    set_type("non-cost-based")?;
+    let refs = repeat(runs, run)?;
+    unsend()?;
+    Ok(vec![
+        case(
+            "users export, COST_BASED group: tick to message",
+            rows,
+            Some(("psql \\copy | gzip -1, then UPDATE … SET processed", psql)),
+            cost,
+        ),
+        case(
+            "users export, NON_COST_BASED group: tick to last message",
+            rows,
+            None,
+            refs,
+        ),
+    ])
 }
 
 /// Loads `rows` sample users into the bench domain (replacing what was there).

@@ -8,7 +8,7 @@
 //! exports API (and prints its link and first lines), and where the
 //! metrics are.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -167,7 +167,8 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     }
 
     show_tables(&config, &group, &mut out).await?;
-    as_expected &= export_nodes(&config, &service, &mut out).await?;
+    as_expected &=
+        super::demo_exports::run(&config, &service, &group, &typos_group, &mut out).await?;
     writeln!(
         out,
         "\nMetrics: http://{addr}/metrics   Health: http://{addr}/health/ready\n\
@@ -176,121 +177,6 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     )?;
     service.shutdown().await?;
     Ok(as_expected && !letters.is_empty())
-}
-
-/// An export of what was imported, through the exports API (seed 001):
-/// a key for the demo's domain, `POST /v1/exports`, polling until DONE,
-/// the download link and the file's first lines, and the
-/// `ExportCompleted` event.
-async fn export_nodes(config: &Config, service: &Service, out: &mut impl Write) -> Result<bool> {
-    writeln!(
-        out,
-        "\n== Export through the API: the domain's pro and team users, as CSV.gz"
-    )?;
-    let key = crate::cli::apikey::create(&config.database, DEMO_DOMAIN, "demo").await?;
-    let base = format!("http://{}", service.http_addr);
-    let http = reqwest::Client::new();
-    let request = json!({
-        "exported_object": "node",
-        "parameters": {
-            "fields": ["reference_id", "metadata.first_name", "metadata.city", "metadata.plan", "created_at"],
-            "order": "reference_id",
-            "filters": {"metadata.plan": {"conditions": {"$in": ["pro", "team"]}}},
-            "format": "csv",
-            "compression": "gzip",
-        },
-    });
-    writeln!(out, "  POST {base}/v1/exports {request}")?;
-    let started = Instant::now();
-    let created = http
-        .post(format!("{base}/v1/exports"))
-        .bearer_auth(&key)
-        .json(&request)
-        .send()
-        .await
-        .context("POST /v1/exports")?;
-    let status = created.status();
-    let location = created
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let export: Value = created.json().await?;
-    writeln!(
-        out,
-        "  <- {status}, Location: {location}, status {}",
-        export["status"]
-    )?;
-    anyhow::ensure!(
-        status == reqwest::StatusCode::ACCEPTED,
-        "the export was refused: {export}"
-    );
-    let export = loop {
-        let export: Value = http
-            .get(format!("{base}{location}"))
-            .bearer_auth(&key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let ended = !matches!(export["status"].as_str(), Some("SCHEDULED" | "IN_PROGRESS"));
-        if ended || started.elapsed() > Duration::from_secs(120) {
-            break export;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    writeln!(
-        out,
-        "  GET {location} -> {} in {:.1} s: {} rows, {} bytes, data as of {}",
-        export["status"],
-        started.elapsed().as_secs_f64(),
-        export["result"]["rows"],
-        export["result"]["bytes"],
-        export["result"]["data_as_of"],
-    )?;
-    let Some(url) = export["result"]["download_url"].as_str() else {
-        writeln!(out, "  no file: {}", export["error"])?;
-        return Ok(false);
-    };
-    writeln!(
-        out,
-        "  download (no key needed, valid {:?}): {url}",
-        config.exports.url_ttl
-    )?;
-    let body = http
-        .get(url)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    let mut text = String::new();
-    flate2::read::MultiGzDecoder::new(&body[..]).read_to_string(&mut text)?;
-    writeln!(out, "  first lines:")?;
-    for line in text.lines().take(4) {
-        writeln!(out, "    {line}")?;
-    }
-    let events = read_json(
-        config,
-        &service.brokers,
-        &config.exports.events_topic,
-        Until::Count(1),
-    )
-    .await?;
-    for e in &events {
-        writeln!(
-            out,
-            "  {}: {} {} rows in {} file(s)",
-            config.exports.events_topic,
-            e["status"],
-            e["rows"],
-            e["files"].as_array().map_or(0, Vec::len),
-        )?;
-    }
-    Ok(export["status"] == "DONE"
-        && events.len() == 1
-        && Some(text.lines().count() as u64 - 1) == export["result"]["rows"].as_u64())
 }
 
 /// One line per event: status, kind, counts, and the lists when short.
@@ -338,7 +224,7 @@ fn write_typos(path: &std::path::Path) -> Result<()> {
     std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn read_json(
+pub(super) async fn read_json(
     config: &Config,
     brokers: &str,
     topic: &str,

@@ -2,6 +2,7 @@
 
 pub mod apikey;
 pub mod demo;
+pub mod demo_exports;
 pub mod dlq;
 pub mod export;
 pub mod exports;
