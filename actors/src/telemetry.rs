@@ -273,6 +273,20 @@ impl UsersRunStarted {
     }
 }
 
+/// The last export of a users export run ended: the run's duration from
+/// its tick.
+pub struct UsersRunEnded {
+    pub run_id: Uuid,
+    pub elapsed: Duration,
+}
+
+impl UsersRunEnded {
+    pub fn emit(self) {
+        histogram!("ferry_users_export_run_seconds").record(self.elapsed.as_secs_f64());
+        tracing::info!(run_id = %self.run_id, seconds = self.elapsed.as_secs_f64(), "Users export run ended.");
+    }
+}
+
 /// What a tick did with one matching group: `started`, `overlapped` (its
 /// previous export still runs), `empty` (no new users) or `invalid` (a
 /// group type ferry does not know; seed 000's

@@ -69,7 +69,7 @@ async fn export_nodes(
     let started = Instant::now();
     let created = http
         .post(format!("{base}/v1/exports"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .json(&request)
         .send()
         .await
@@ -94,7 +94,7 @@ async fn export_nodes(
     let export = loop {
         let export: Value = http
             .get(format!("{base}{location}"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .send()
             .await?
             .json()
@@ -191,23 +191,13 @@ async fn users_export(
             answer.status()
         )?;
     }
-    let settings = crate::service::run_settings(config);
     let only = Only {
         domain: Some(DEMO_DOMAIN),
         group_key: None,
     };
     let mut client = pg::connect(&config.database).await?;
     let started = Instant::now();
-    let run = schedule::start_run(
-        &mut client,
-        &settings,
-        MANUAL,
-        Utc::now(),
-        &only,
-        Claim::Queue,
-    )
-    .await?
-    .context("a run at this very time exists already")?;
+    let run = run_once(&mut client, config, &only).await?;
     writeln!(
         out,
         "  run {}: {} group exports queued",
@@ -248,16 +238,7 @@ async fn users_export(
         .get(0);
     writeln!(out, "  users of the domain still unsent: {unsent}")?;
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let again = schedule::start_run(
-        &mut client,
-        &settings,
-        MANUAL,
-        Utc::now(),
-        &only,
-        Claim::Queue,
-    )
-    .await?
-    .context("a run at this very time exists already")?;
+    let again = run_once(&mut client, config, &only).await?;
     writeln!(
         out,
         "  a second run: {} exports, {} groups with no new users",
@@ -265,4 +246,16 @@ async fn users_export(
         again.empty.len()
     )?;
     Ok(messages.len() == 2 && file.is_some() && unsent == 0 && again.jobs.is_empty())
+}
+
+/// One run of the users export now, its exports queued for the service.
+async fn run_once(
+    client: &mut tokio_postgres::Client,
+    config: &Config,
+    only: &Only,
+) -> Result<schedule::Run> {
+    let settings = crate::service::run_settings(config);
+    schedule::start_run(client, &settings, MANUAL, Utc::now(), only, Claim::Queue)
+        .await?
+        .context("a run at this very time exists already")
 }

@@ -71,24 +71,22 @@ async fn outbox(db: &TestDb) -> Vec<Value> {
 
 /// The group's users not marked sent.
 async fn unsent(db: &TestDb, group: &str) -> BTreeSet<String> {
-    db.client()
-        .await
-        .query(
-            "SELECT reference_id FROM nodes WHERE domain_id = $1 AND group_id = $2 AND NOT processed",
-            &[&harness::domain(), &ferry_actors::job::group_uuid(group)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    users(db, group, "AND NOT processed").await
 }
 
 async fn reference_ids(db: &TestDb, group: &str) -> BTreeSet<String> {
+    users(db, group, "").await
+}
+
+/// The group's reference ids, of the rows `condition` (SQL) selects.
+async fn users(db: &TestDb, group: &str, condition: &str) -> BTreeSet<String> {
+    let sql = format!(
+        "SELECT reference_id FROM nodes WHERE domain_id = $1 AND group_id = $2 {condition}"
+    );
     db.client()
         .await
         .query(
-            "SELECT reference_id FROM nodes WHERE domain_id = $1 AND group_id = $2",
+            &sql,
             &[&harness::domain(), &ferry_actors::job::group_uuid(group)],
         )
         .await
@@ -297,6 +295,59 @@ async fn bad_group_configs_skip_only_themselves() {
     let list = db.ferry(&["groups", "list"], &[]).await;
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("PREMIUM (unknown)"), "{list}");
+
+    let shown = db.ferry(&["schedules"], &[]).await;
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("users export: `0 20 23 * * *` in Asia/Kolkata"),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("next: ").count(), 5, "{shown}");
+    assert!(shown.contains("T23:20:00+05:30"), "{shown}");
+    assert!(
+        shown.contains("last run: none yet"),
+        "a run by hand is not the schedule's"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("mentors") && l.contains("COMPLETED") && l.contains(" 50 ")),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_whose_export_still_runs_is_not_started_again() {
+    let db = TestDb::new().await;
+    let dir = files(&db);
+    let env = env(&dir, &[]);
+    load_users(&db, "mentors", 10).await;
+    set_group(&db, DOMAIN, "mentors", "cost-based").await;
+    // Queued for `ferry serve`, which is not running: it waits.
+    let queued = db.ferry(&["export", "users"], &env).await;
+    assert!(queued.status.success());
+    let (out, code) = run_now(&db, &[], &env).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "skipped {DOMAIN}/mentors: still running from before"
+        )),
+        "{out}"
+    );
+    let overlapped: Vec<i32> = db
+        .client()
+        .await
+        .query(
+            "SELECT overlapped FROM export_runs ORDER BY created_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(overlapped, [0, 1]);
+    assert_eq!(unsent(&db, "mentors").await.len(), 10, "nothing went twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,7 +77,7 @@ impl Actor for RefsExporter {
             .users
             .clone()
             .ok_or_else(|| permanent("a reference id export without its group".into()))?;
-        let (result, snapshot) = run(args, &users).await?;
+        let (result, snapshot) = run(args, &users).await.map_err(as_stage)?;
         if let Some(report) = args.report.take() {
             let _ = report.send(Outcome::Export(ExportOutcome {
                 result,
@@ -87,6 +87,20 @@ impl Actor for RefsExporter {
         }
         myself.stop(Some(FINISHED.into()));
         Ok(())
+    }
+}
+
+/// A failure, named as this stage's (for `ferry_actor_restarts_total`),
+/// as retriable as it was.
+fn as_stage(err: ActorProcessingErr) -> ActorProcessingErr {
+    match err.downcast::<ImportError>() {
+        Ok(e) if matches!(*e, ImportError::Stage { .. } | ImportError::LeaseLost(_)) => e,
+        Ok(e) => Box::new(ImportError::Stage {
+            actor: NAME,
+            reason: e.to_string(),
+            retriable: e.is_retriable(),
+        }),
+        Err(other) => other,
     }
 }
 

@@ -292,16 +292,19 @@ async fn has_unsent(
 }
 
 /// Every metadata key the group's unsent users have, in order (keys that
-/// are not `a-z0-9_`, which no import writes, are left out).
+/// are not `a-z0-9_`, which no import writes, are left out). The keys are
+/// made distinct before they are checked: checked per row, the same query
+/// took 26 s instead of 2 s over a million users.
 async fn metadata_keys(
     c: &impl tokio_postgres::GenericClient,
     group: &MatchingGroup,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "SELECT DISTINCT k FROM nodes, jsonb_object_keys(metadata) AS k
-             WHERE domain_id = $1 AND group_id = $2 AND NOT processed
-               AND k ~ '^[a-z0-9_]{1,128}$' AND k <> 'reference_id'
+            "SELECT k FROM (
+                 SELECT DISTINCT jsonb_object_keys(metadata) AS k FROM nodes
+                 WHERE domain_id = $1 AND group_id = $2 AND NOT processed) keys
+             WHERE k ~ '^[a-z0-9_]{1,128}$' AND k <> 'reference_id'
              ORDER BY k",
             &[&group.domain_id, &group.group_id],
         )

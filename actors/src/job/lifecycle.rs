@@ -28,7 +28,7 @@ use crate::export::users::{
 };
 use crate::export::ExportCheckpoint;
 use crate::status::{ExportCompleted, StatusEvent};
-use crate::telemetry::{JobFinished, UsersExported};
+use crate::telemetry::{JobFinished, UsersExported, UsersRunEnded};
 
 /// The channel a new PENDING job is announced on (payload: its id).
 pub const JOBS_CHANNEL: &str = "ferry_jobs";
@@ -631,11 +631,9 @@ async fn end(
             let payload = serde_json::to_string(&event).expect("an event serialises");
             let result = serde_json::to_value(&o.result).expect("a result serialises");
             // The webhook gets the same payload, queued in the same statement.
+            let done = export_done();
             let sql = format!(
-                "WITH done AS (
-                     UPDATE jobs SET {finished}, result = $6, processed_rows = $7,
-                         failure_reason = $8
-                     {fence} RETURNING {COLUMNS}),
+                "WITH {done},
                  {queue},
                  hooked AS (
                      INSERT INTO webhook_deliveries (job_id, url, payload)
@@ -672,6 +670,17 @@ fn end_fence() -> String {
     format!(
         "WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) AND status IN {active}",
         active = active()
+    )
+}
+
+/// An export's terminal write of its row: `$6` its result, `$7` its rows,
+/// `$8` why it failed.
+fn export_done() -> String {
+    format!(
+        "done AS (
+             UPDATE jobs SET {FINISHED}, result = $6, processed_rows = $7, failure_reason = $8
+             {fence} RETURNING {COLUMNS})",
+        fence = end_fence()
     )
 }
 
@@ -724,9 +733,7 @@ async fn end_users_export(
     let snapshot = o.snapshot.as_deref().filter(|_| completed);
     let mark = mark_sent_sql("$9", "$10", "$11");
     let sql = format!(
-        "WITH done AS (
-             UPDATE jobs SET {FINISHED}, result = $6, processed_rows = $7, failure_reason = $8
-             {fence} RETURNING {COLUMNS}),
+        "WITH {done},
          queued AS (
              INSERT INTO status_outbox (job_id, topic, message_key, payload, dead_letter_topic)
              SELECT id, status_topic, $4, $5, $13 FROM done
@@ -746,7 +753,7 @@ async fn end_users_export(
          SELECT *, (SELECT count(*) FROM marked) AS marked,
                 (SELECT count(*) FROM released) + (SELECT count(*) FROM queued) AS messages
          FROM done",
-        fence = end_fence(),
+        done = export_done(),
     );
     let key = users.message_key(job.domain_id);
     let args: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
@@ -778,6 +785,7 @@ async fn end_users_export(
             messages, "Users export delivered; its users are marked sent."
         );
     }
+    run_ended(tx, job.id, users.run_id).await?;
     UsersExported {
         group_type: users.group_type.as_str(),
         outcome: status.as_str(),
@@ -792,6 +800,28 @@ async fn end_users_export(
     }
     .emit();
     Ok(Some(ended))
+}
+
+/// When the last of a run's exports ends, the run's duration from its
+/// tick (seed 000's `users_export_duration`).
+async fn run_ended(tx: &Transaction<'_>, job_id: Uuid, run_id: Uuid) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT extract(epoch FROM clock_timestamp() - r.fire_at)::float8
+         FROM export_runs r
+         WHERE r.id = $1 AND NOT EXISTS (
+             SELECT FROM jobs j
+             WHERE j.kind = 'export' AND j.status IN {active} AND j.id <> $2
+               AND j.spec -> 'users' ->> 'run_id' = $1::text)",
+        active = active()
+    );
+    if let Some(row) = tx.query_opt(&sql, &[&run_id, &job_id]).await? {
+        UsersRunEnded {
+            run_id,
+            elapsed: Duration::from_secs_f64(row.get::<_, f64>(0).max(0.0)),
+        }
+        .emit();
+    }
+    Ok(())
 }
 
 /// Counts and logs a job that ended (once its end is committed).
