@@ -833,3 +833,40 @@ async fn a_message_the_broker_refuses_for_good_goes_to_the_dead_letter_topic() {
     assert_eq!(ids, expected);
     serve.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_arrives_after_the_tick_is_in_the_file() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    load_users(&db, "mentors", 20).await;
+    set_group(&db, DOMAIN, "mentors", "cost-based").await;
+    let dir = files(&db);
+    let env = env(&dir, &[("FERRY__EXPORTS__USERS__ENABLED", "false")]);
+    // The tick queues the group's export; before it reads, a user comes
+    // with a key no other user has.
+    let queued = db.ferry(&["export", "users"], &env).await;
+    assert!(queued.status.success());
+    let newcomer = db.path("newcomer.csv");
+    std::fs::write(&newcomer, "user_id,nickname\nnew-1,Neo\n").unwrap();
+    let (r, code) = db.import(&newcomer, "mentors", &[], &[]).await;
+    assert_eq!(code, 0, "{r}");
+
+    let serve = Serve::start(&db, kafka.bootstrap_servers(), &env).await;
+    let done = wait_for(
+        &db,
+        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done, 1, "{}", serve.log_text());
+    let messages = outbox(&db).await;
+    let (header, rows) = read_csv_gz(Path::new(messages[0]["filePath"].as_str().unwrap()));
+    let nickname = header.iter().position(|h| h == "nickname");
+    let nickname = nickname.unwrap_or_else(|| panic!("no nickname column: {header:?}"));
+    let row = rows.iter().find(|r| r[0] == "new-1").expect("the newcomer");
+    assert_eq!(row[nickname], "Neo");
+    assert_eq!(rows.len(), 21);
+    assert_eq!(unsent(&db, "mentors").await.len(), 0);
+    serve.terminate().await;
+}

@@ -26,6 +26,7 @@ use crate::export::encode::encoder;
 use crate::export::object::Catalog;
 use crate::export::plan::Plan;
 use crate::export::sink::Sink;
+use crate::export::users::{UsersDelivery, METADATA_KEYS};
 use crate::export::{ExportCheckpoint, ExportResult, FileDone, OpenFile, PartDone, Position};
 use crate::flow::Credits;
 use crate::job::lifecycle::Fence;
@@ -201,7 +202,20 @@ fn permanent(reason: String) -> ImportError {
 /// Plans the query, picks up where the last attempt stopped, and spawns
 /// the stages.
 async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, ActorProcessingErr> {
-    let spec = &args.export.spec;
+    // A users export whose columns are its users' metadata keys reads them
+    // in a snapshot that the reader then takes too, so the header fits
+    // every row it writes.
+    let (snapshot, spec) = match &args.export.spec.users {
+        Some(users) if users.all_keys => {
+            let (holder, keys) = keys_in_snapshot(&args.read_database, &args.job, users).await?;
+            let mut spec = args.export.spec.clone();
+            spec.fields
+                .extend(keys.iter().map(|k| format!("metadata.{k}")));
+            (Some(holder), spec)
+        }
+        _ => (None, args.export.spec.clone()),
+    };
+    let spec = &spec;
     let def = args
         .catalog
         .get(&spec.object)
@@ -302,6 +316,7 @@ async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, Actor
         ExportReader,
         export_reader::Args {
             job_id: args.job.id,
+            snapshot: snapshot.as_ref().map(|(id, _)| id.clone()),
             database: args.read_database.clone(),
             plan: Arc::new(plan),
             after: checkpoint.position.clone(),
@@ -315,6 +330,8 @@ async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, Actor
     .await
     .map_err(startup_error)?;
     children.insert(reader.get_id(), export_reader::NAME);
+    // The reader has taken the snapshot: its holder may go.
+    drop(snapshot);
     Ok(Running {
         checkpoint,
         control,
@@ -410,6 +427,33 @@ async fn handle_msg(
     }
     .emit();
     Ok(())
+}
+
+/// The group's metadata keys, read in a snapshot that stays exported
+/// while the returned connection holds it: its id, and the connection.
+async fn keys_in_snapshot(
+    database: &DatabaseSettings,
+    job: &Job,
+    users: &UsersDelivery,
+) -> Result<((String, Client), Vec<String>), ImportError> {
+    let holder = pg::connect(&pg::named(database, "ferry-export")).await?;
+    holder
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(ImportError::Database)?;
+    let keys = holder
+        .query(METADATA_KEYS, &[&job.domain_id, &users.group_id])
+        .await
+        .map_err(ImportError::Database)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let id: String = holder
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(ImportError::Database)?
+        .get(0);
+    Ok(((id, holder), keys))
 }
 
 /// The job is not ours any more: if it was cancelled (the API's DELETE),

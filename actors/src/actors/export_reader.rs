@@ -1,4 +1,5 @@
-//! ExportReader: one `REPEATABLE READ` snapshot per attempt of an export.
+//! ExportReader: one `REPEATABLE READ` snapshot per attempt of an export
+//! (its own, or one its pipeline exported to it).
 //! It records when the snapshot was taken and how many rows it holds
 //! (progress's total), then streams the export's query in binary, in steps
 //! of `exports.fetch_rows` rows, each step one bounded message to the
@@ -35,6 +36,9 @@ pub enum Msg {
 
 pub struct Args {
     pub job_id: Uuid,
+    /// An exported snapshot (`pg_export_snapshot()`) to read in, instead
+    /// of a new one.
+    pub snapshot: Option<String>,
     /// The primary, or `exports.read_url`.
     pub database: DatabaseSettings,
     pub plan: Arc<Plan>,
@@ -76,6 +80,17 @@ impl Actor for ExportReader {
             .batch_execute("SET TIME ZONE 'UTC'; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(ImportError::Database)?;
+        if let Some(id) = &args.snapshot {
+            // An id is hex digits and dashes (`00000003-0000001B-1`); it
+            // cannot be a bind parameter.
+            if !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(format!("not a snapshot id: {id:?}").into());
+            }
+            client
+                .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{id}'"))
+                .await
+                .map_err(ImportError::Database)?;
+        }
         // The first statement takes the snapshot.
         let taken = client
             .query_one(

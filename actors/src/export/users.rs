@@ -65,6 +65,11 @@ pub struct UsersDelivery {
     /// goes.
     pub topic: String,
     pub dead_letter_topic: String,
+    /// A COST_BASED file's columns are every metadata key the group's
+    /// unsent users have, read in the export's own snapshot (no columns
+    /// were configured).
+    #[serde(default)]
+    pub all_keys: bool,
     /// A NON_COST_BASED message's limits.
     pub max_ids_per_message: usize,
     pub max_message_bytes: usize,
@@ -85,7 +90,8 @@ pub struct GroupExport<'a> {
     pub group_key: &'a str,
     pub group_type: GroupType,
     pub run_id: Uuid,
-    /// The file's metadata columns (COST_BASED).
+    /// The file's metadata columns (COST_BASED); none: every key the
+    /// group's unsent users have when the export reads them.
     pub columns: Vec<String>,
 }
 
@@ -107,6 +113,7 @@ impl GroupExport<'_> {
             group_type: self.group_type,
             topic: users.topic.clone(),
             dead_letter_topic: users.dlq_topic.clone(),
+            all_keys: self.group_type == GroupType::CostBased && self.columns.is_empty(),
             max_ids_per_message: users.max_ids_per_message.max(1),
             max_message_bytes,
         };
@@ -306,6 +313,17 @@ pub fn now() -> String {
 fn id_size(id: &str) -> usize {
     serde_json::to_string(id).map_or(id.len() * 6 + 2, |s| s.len()) + 1
 }
+
+/// Every metadata key the group's unsent users have, in order (keys that
+/// are not `a-z0-9_`, which no import writes, are left out). Parameters:
+/// `$1` the domain, `$2` the group. The keys are made distinct before they
+/// are checked: checked per row, the query took 26 s instead of 2 s over a
+/// million users.
+pub const METADATA_KEYS: &str = "SELECT k FROM (
+         SELECT DISTINCT jsonb_object_keys(metadata) AS k FROM nodes
+         WHERE domain_id = $1 AND group_id = $2 AND NOT processed) keys
+     WHERE k ~ '^[a-z0-9_]{1,128}$' AND k <> 'reference_id'
+     ORDER BY k";
 
 /// Marks sent the group's users whose current row version is the one the
 /// export's snapshot (`$snapshot`) saw: a user changed since (by an import)
