@@ -750,6 +750,21 @@ async fn finished_jobs_are_swept_after_their_retention() {
         ("FERRY__JOBS__RETENTION", "1s"),
         ("FERRY__JOBS__SWEEP_INTERVAL", "300ms"),
     ];
+    let migrated = db.ferry(&["migrate"], &[]).await;
+    assert!(migrated.status.success());
+    // Two runs of the users export's schedule, both past the retention,
+    // and a pending message no job will release.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO export_runs (id, schedule, fire_at, created_at) VALUES
+                 (gen_random_uuid(), 'users', now() - interval '2 days', now() - interval '2 days'),
+                 (gen_random_uuid(), 'users', now() - interval '1 day', now() - interval '1 day');
+             INSERT INTO pending_messages (job_id, seq, topic, message_key, payload)
+                 VALUES (gen_random_uuid(), 1, 't', 'k', '{}');",
+        )
+        .await
+        .unwrap();
     let serve = Serve::start(&db, &brokers, &short).await;
     let p = producer(&brokers);
     let refs = json!({"domainId": DOMAIN, "groupId": "swept", "referenceIds": ["a", "b"]});
@@ -773,6 +788,23 @@ async fn finished_jobs_are_swept_after_their_retention() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(db.count("swept").await, 2, "the rows themselves stay");
+    let kept = wait_for(
+        &db,
+        "SELECT count(*) FROM export_runs WHERE fire_at > now() - interval '36 hours'",
+        1,
+        Duration::ZERO,
+    )
+    .await;
+    let runs = wait_for(&db, "SELECT count(*) FROM export_runs", 1, Duration::ZERO).await;
+    assert_eq!((runs, kept), (1, 1), "a schedule keeps its latest run");
+    let orphans = wait_for(
+        &db,
+        "SELECT count(*) FROM pending_messages",
+        0,
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(orphans, 0);
     let (status, metrics) = request(&serve.http, "GET", "/metrics", &[], "")
         .await
         .unwrap();

@@ -771,8 +771,11 @@ pub const SWEEP_LOCK: i64 = 0x0073_7765_6570;
 
 /// Deletes up to `limit` jobs that ended more than `retention` ago, with
 /// their saved rejects and their sent status events; a job whose event is
-/// still unsent stays until it is sent. Returns how many went, or `None`
-/// when another instance is sweeping.
+/// still unsent stays until it is sent. Also the users export's runs past
+/// `retention` (each schedule keeps its latest, which catch-up reads), and
+/// pending messages no active job will release (a stale attempt's).
+/// Returns how many jobs went, or `None` when another instance is
+/// sweeping.
 pub async fn sweep(
     c: &mut Client,
     retention: Duration,
@@ -797,8 +800,16 @@ pub async fn sweep(
                  ORDER BY finished_at LIMIT $2)
              RETURNING id),
          events AS (DELETE FROM status_outbox WHERE job_id IN (SELECT id FROM gone)),
-         hooks AS (DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM gone))
+         hooks AS (DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM gone)),
+         runs AS (
+             DELETE FROM export_runs r
+             WHERE r.created_at < now() - make_interval(secs => $1)
+               AND r.fire_at < (SELECT max(fire_at) FROM export_runs l WHERE l.schedule = r.schedule)),
+         orphans AS (
+             DELETE FROM pending_messages p
+             WHERE NOT EXISTS (SELECT FROM jobs j WHERE j.id = p.job_id AND j.status IN {active}))
          SELECT count(*) FROM gone",
+        active = active(),
         terminal = JobStatus::sql_list(&JobStatus::TERMINAL)
     );
     let gone: i64 = tx
