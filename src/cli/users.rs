@@ -55,6 +55,10 @@ pub async fn command(mut config: Config, command: ExportCommand) -> Result<ExitC
     let run = schedule::start_run(&mut client, &settings, MANUAL, Utc::now(), &only, claim)
         .await?
         .context("a run at this very time exists already")?;
+    let named = run.jobs.len() + run.overlapped.len() + run.empty.len() + run.invalid.len();
+    if let (Some(group), 0) = (&only.group_key, named) {
+        anyhow::bail!("no enabled group `{group}` in that domain (see `ferry groups list`)");
+    }
     println!("run {} at {}", run.id, run.fire_at);
     for (what, groups) in [
         ("still running from before", &run.overlapped),

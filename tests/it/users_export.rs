@@ -292,6 +292,9 @@ async fn bad_group_configs_skip_only_themselves() {
         ),
         (1, 0, 1)
     );
+    let (out, code) = run_now(&db, &["--domain", DOMAIN, "--group", "nobody"], &env).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("no enabled group `nobody`"), "{out}");
     let list = db.ferry(&["groups", "list"], &[]).await;
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("PREMIUM (unknown)"), "{list}");

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Compression, Destination, ExportSpec, Format};
+use crate::kafka::FRAMING_BYTES;
 use crate::settings::{ExportSettings, StorageSettings, UsersExportSettings};
 
 /// The `channel` of a scheduled export.
@@ -96,8 +97,9 @@ pub struct GroupExport<'a> {
 }
 
 impl GroupExport<'_> {
-    /// The export's spec: the group's unsent users, in reference id order
-    /// (the unique key's, so no sort), from one snapshot.
+    /// The export's spec: the group's unsent users, in reference id order,
+    /// from one snapshot. `max_message_bytes` is the broker's limit; a
+    /// message's payload keeps [`FRAMING_BYTES`] of it for the rest.
     pub fn spec(
         &self,
         users: &UsersExportSettings,
@@ -115,7 +117,7 @@ impl GroupExport<'_> {
             dead_letter_topic: users.dlq_topic.clone(),
             all_keys: self.group_type == GroupType::CostBased && self.columns.is_empty(),
             max_ids_per_message: users.max_ids_per_message.max(1),
-            max_message_bytes,
+            max_message_bytes: max_message_bytes.saturating_sub(FRAMING_BYTES),
         };
         let mut fields = vec!["reference_id".to_string()];
         let (format, compression, destination) = match self.group_type {
@@ -124,7 +126,7 @@ impl GroupExport<'_> {
                 let key = format!(
                     "{}/{}/{}.csv.gz",
                     self.domain_id,
-                    file_safe(self.group_key),
+                    folder(self.group_key, group_id),
                     self.run_id
                 );
                 let key = match users.prefix.trim_matches('/') {
@@ -167,6 +169,17 @@ impl GroupExport<'_> {
             channel: CHANNEL.into(),
             users: Some(delivery),
         }
+    }
+}
+
+/// A group's folder: its key when that is a safe path segment, else the
+/// key made safe and the start of its UUID (so `a/b` and `a_b` do not
+/// share a file).
+fn folder(key: &str, group_id: Uuid) -> String {
+    let safe = file_safe(key);
+    match safe == key {
+        true => safe,
+        false => format!("{safe}-{}", &group_id.simple().to_string()[..8]),
     }
 }
 
@@ -406,5 +419,9 @@ mod tests {
     fn group_keys_become_safe_path_segments() {
         assert_eq!(file_safe("mentors 2024/../x"), "mentors_2024_.._x");
         assert_eq!(file_safe(".."), "group");
+        let id = |k: &str| crate::job::group_uuid(k);
+        assert_eq!(folder("mentors-2024", id("mentors-2024")), "mentors-2024");
+        assert_ne!(folder("a/b", id("a/b")), folder("a_b", id("a_b")));
+        assert!(folder("a/b", id("a/b")).starts_with("a_b-"));
     }
 }
