@@ -4,7 +4,8 @@
 //! groups' exports are jobs of the queue, claimed by any instance.
 //!
 //! A tick missed while no instance ran is run once when one starts
-//! (`catch_up = "latest"`). A tick whose run cannot be started (the
+//! (`catch_up = "latest"`), and so is one that passed while this instance
+//! was busy with the last. A tick whose run cannot be started (the
 //! database is away) is tried again until it is, or until the next tick.
 
 use std::time::Duration;
@@ -85,8 +86,15 @@ impl Actor for ExportScheduler {
                 wait_for_next(&myself, args, now);
             }
             Msg::Fire(at) => {
-                if !fire(&myself, args, at).await {
-                    wait_for_next(&myself, args, at.max(now));
+                if fire(&myself, args, at).await {
+                    return Ok(());
+                }
+                // A tick that passed while this one ran (a slow database)
+                // is not skipped: the latest of them fires now.
+                let missed = args.ticks.latest_between(at, Utc::now());
+                match missed.filter(|_| args.run.users.catch_up == CatchUp::Latest) {
+                    Some(missed) => myself.cast(Msg::Fire(missed))?,
+                    None => wait_for_next(&myself, args, at.max(now)),
                 }
             }
         }
