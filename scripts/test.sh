@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, then runs the whole suite.
+# The test command: installs what the tests need (PostgreSQL's server,
+# promtool, s3s-fs), then runs the whole suite.
 #
 # The tests start their own throwaway PostgreSQL cluster from the system's
 # server binaries (as the `postgres` user when run as root), or use
@@ -18,6 +19,15 @@ if [ -z "${DATABASE_URL:-}" ] && ! have_pg_server; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql >/dev/null
+fi
+
+# promtool checks and unit-tests the Prometheus alert rules.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "Installing promtool (Debian's prometheus package)…"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 # A real S3 server for the storage tests: s3s-fs, built once and cached

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::settings::{RetrySettings, StorageSettings};
 use crate::supervision::{backoff, jittered};
+use crate::telemetry::StorageFailed;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -33,6 +34,11 @@ impl StorageError {
             SdkError::ConstructionFailure(_) => false,
             _ => status.is_none_or(|s| s >= 500 || s == 429 || s == 408),
         };
+        StorageFailed {
+            op: what,
+            retriable,
+        }
+        .emit();
         let status = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
         Self {
             message: format!("{what}{status}: {}", DisplayErrorContext(&e)),

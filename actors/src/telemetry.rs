@@ -178,6 +178,11 @@ impl JobFinished<'_> {
             .increment(1);
         histogram!("ferry_job_duration_seconds", "kind" => self.kind.to_string())
             .record(self.elapsed.as_secs_f64());
+        if self.status == "COMPLETED" {
+            // The rows of the last job of each kind: a matches import far
+            // below the recent ones means the engine degraded.
+            gauge!("ferry_job_last_rows", "kind" => self.kind.to_string()).set(self.rows as f64);
+        }
     }
 }
 
@@ -349,5 +354,153 @@ impl CircuitOpened<'_> {
             error = self.error,
             "Failures in a row: waiting before calling the service again."
         );
+    }
+}
+
+/// A call to PostgreSQL failed: counted by the kind of failure (its
+/// SQLSTATE class), never by statement.
+pub struct DbFailed<'a> {
+    pub error: &'a tokio_postgres::Error,
+}
+
+impl DbFailed<'_> {
+    pub fn emit(self) {
+        counter!("ferry_db_errors_total", "kind" => db_error_kind(self.error)).increment(1);
+    }
+}
+
+/// `connection`, `serialization` (a conflict or deadlock), `constraint`,
+/// `resources` (out of memory, disk, connections), `shutdown`, or `other`.
+pub fn db_error_kind(e: &tokio_postgres::Error) -> &'static str {
+    let Some(db) = e.as_db_error() else {
+        return "connection";
+    };
+    match &db.code().code()[..2] {
+        "08" => "connection",
+        "40" => "serialization",
+        "23" => "constraint",
+        "53" => "resources",
+        "57" => "shutdown",
+        _ => "other",
+    }
+}
+
+/// A call to the object store failed (`op`: the S3 operation).
+pub struct StorageFailed<'a> {
+    pub op: &'a str,
+    pub retriable: bool,
+}
+
+impl StorageFailed<'_> {
+    pub fn emit(self) {
+        let retriable = if self.retriable { "true" } else { "false" };
+        counter!("ferry_storage_errors_total", "op" => self.op.to_string(), "retriable" => retriable)
+            .increment(1);
+    }
+}
+
+/// This instance stopped a job whose lease another instance holds now
+/// (it stalled past its lease, or the job was cancelled).
+pub struct LeaseLost {
+    pub job_id: Uuid,
+}
+
+impl LeaseLost {
+    pub fn emit(self) {
+        counter!("ferry_jobs_lease_lost_total").increment(1);
+        tracing::warn!(job_id = %self.job_id, "Stopped a job whose lease was lost.");
+    }
+}
+
+/// What `/metrics` reads at scrape time: jobs by status, how long the
+/// oldest running job has run, and this process's resident memory.
+pub struct Scraped<'a> {
+    pub jobs: &'a [(&'static str, i64)],
+    pub oldest_running: Duration,
+    pub rss_bytes: Option<u64>,
+}
+
+impl Scraped<'_> {
+    pub fn emit(self) {
+        for (status, n) in self.jobs {
+            gauge!("ferry_jobs", "status" => *status).set(*n as f64);
+        }
+        gauge!("ferry_job_oldest_running_seconds").set(self.oldest_running.as_secs_f64());
+        if let Some(rss) = self.rss_bytes {
+            gauge!("process_resident_memory_bytes").set(rss as f64);
+        }
+    }
+}
+
+/// This process's resident memory (VmRSS), on Linux.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The S3 operations `ferry_storage_errors_total{op}` counts.
+pub const STORAGE_OPS: [&str; 10] = [
+    "HEAD",
+    "GET",
+    "PUT",
+    "CreateBucket",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "DeleteObject",
+    "presigning GET",
+];
+
+/// Registers, at zero, the series the alert rules watch whose labels are
+/// known in advance, so that `rate()` and `increase()` see them from the
+/// start and a dashboard shows 0 rather than nothing.
+pub fn register_alerted_series() {
+    for kind in [
+        "connection",
+        "serialization",
+        "constraint",
+        "resources",
+        "shutdown",
+        "other",
+    ] {
+        counter!("ferry_db_errors_total", "kind" => kind).increment(0);
+    }
+    for op in STORAGE_OPS {
+        for retriable in ["true", "false"] {
+            counter!("ferry_storage_errors_total", "op" => op, "retriable" => retriable)
+                .increment(0);
+        }
+    }
+    for reason in crate::kafka::request::Reason::ALL {
+        counter!("ferry_kafka_dlq_total", "reason" => reason.as_str()).increment(0);
+    }
+    for outcome in ["delivered", "retry", "failed"] {
+        counter!("ferry_webhook_attempts_total", "outcome" => outcome).increment(0);
+    }
+    for kind in ["nodes", "matches", "export"] {
+        for status in ["COMPLETED", "FAILED", "CANCELLED"] {
+            counter!("ferry_jobs_total", "kind" => kind, "status" => status).increment(0);
+        }
+    }
+    counter!("ferry_jobs_lease_lost_total").increment(0);
+    counter!("ferry_users_export_runs_total").increment(0);
+    gauge!("ferry_outbox_backlog").set(0.0);
+    gauge!("ferry_job_oldest_running_seconds").set(0.0);
+}
+
+/// How far the consumer is behind a partition's end.
+pub struct ConsumerLag<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub lag: i64,
+}
+
+impl ConsumerLag<'_> {
+    pub fn emit(self) {
+        gauge!("ferry_kafka_consumer_lag", "topic" => self.topic.to_string(), "partition" => self.partition.to_string())
+            .set(self.lag as f64);
     }
 }

@@ -46,6 +46,7 @@ use ferry_actors::export::token::Signer;
 use ferry_actors::job::store::{self, StoreError};
 use ferry_actors::pg::api_keys;
 use ferry_actors::storage::Store;
+use ferry_actors::telemetry::{resident_bytes, DbFailed, Scraped};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
@@ -202,6 +203,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        DbFailed { error: &e }.emit();
         Self::store(StoreError::Database(e))
     }
 }
@@ -472,10 +474,17 @@ async fn ready(State(api): State<Arc<Api>>) -> Response {
 /// Prometheus text; the job and outbox gauges are read at scrape time.
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     if let Ok(client) = api.health_pool.get().await {
-        if let Ok(counts) = store::count_by_status(&**client).await {
-            for (status, n) in counts {
-                metrics::gauge!("ferry_jobs", "status" => status.as_str()).set(n as f64);
+        let counts = store::count_by_status(&**client).await;
+        let oldest = store::oldest_running(&**client).await;
+        if let (Ok(counts), Ok(oldest)) = (counts, oldest) {
+            let jobs: Vec<(&'static str, i64)> =
+                counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+            Scraped {
+                jobs: &jobs,
+                oldest_running: oldest,
+                rss_bytes: resident_bytes(),
             }
+            .emit();
         }
     }
     (

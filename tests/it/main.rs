@@ -13,6 +13,7 @@ mod import_nodes;
 mod job_queue;
 mod limits;
 mod matches;
+mod operations;
 mod reference_lists;
 mod s3;
 mod service;

@@ -24,7 +24,7 @@ use crate::pg::table::Table;
 use crate::pg::DbError;
 use crate::settings::RetrySettings;
 use crate::supervision::{backoff, jittered};
-use crate::telemetry::{BatchCommitted, BatchRetried, Depth, Mailbox};
+use crate::telemetry::{BatchCommitted, BatchRetried, DbFailed, Depth, Mailbox};
 
 pub const NAME: &str = "copy_writer";
 
@@ -96,7 +96,11 @@ impl<T: Table> Actor for CopyWriter<T> {
         let started = Instant::now();
         let mut attempt = 1;
         let (inserted, updated) = loop {
-            match write(state, &shard).await {
+            let written = write(state, &shard).await;
+            if let Err(ImportError::Database(error)) = &written {
+                DbFailed { error }.emit();
+            }
+            match written {
                 Ok(counts) => break counts,
                 Err(e) if e.is_retriable() && attempt < state.args.retry.batch_attempts => {
                     BatchRetried {

@@ -41,7 +41,7 @@ use crate::settings::{
     DatabaseSettings, ExportSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
 use crate::supervision::{Decision, RestartPolicy};
-use crate::telemetry::ActorRestarted;
+use crate::telemetry::{ActorRestarted, DbFailed, LeaseLost};
 
 pub const NAME: &str = "job_coordinator";
 
@@ -524,7 +524,7 @@ async fn finish(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
 /// The job's lease was lost: it is another instance's (or cancelled), so
 /// its row is left alone.
 async fn lost(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
-    tracing::warn!(job_id = %job_id, owner = %state.args.owner, "Stopped a job whose lease was lost.");
+    LeaseLost { job_id }.emit();
     let result = match state.args.pool.get().await {
         Ok(c) => match crate::job::store::get(&**c, job_id).await {
             Ok(Some(job)) => not_ours(job),
@@ -541,6 +541,9 @@ async fn lost(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
 async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: ActorProcessingErr) {
     if let Some(ImportError::LeaseLost(_)) = err.downcast_ref::<ImportError>() {
         return lost(myself, state, job_id).await;
+    }
+    if let Some(ImportError::Database(e)) = err.downcast_ref::<ImportError>() {
+        DbFailed { error: e }.emit();
     }
     let reason = err.to_string();
     let actor = match err.downcast_ref::<ImportError>() {

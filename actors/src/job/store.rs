@@ -252,6 +252,21 @@ pub async fn count_by_status(
         .collect())
 }
 
+/// How long the longest-running job has run (zero when none runs).
+pub async fn oldest_running(
+    c: &impl GenericClient,
+) -> Result<std::time::Duration, tokio_postgres::Error> {
+    let secs: f64 = c
+        .query_one(
+            "SELECT coalesce(extract(epoch FROM now() - min(started_at)), 0)::float8
+             FROM jobs WHERE status = 'RUNNING'",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(std::time::Duration::from_secs_f64(secs.max(0.0)))
+}
+
 /// How a domain's exports are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportOrder {

@@ -22,6 +22,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Self; 5] = [
+        Self::TooLarge,
+        Self::MalformedJson,
+        Self::MissingField,
+        Self::InvalidField,
+        Self::Unroutable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLarge => "too_large",

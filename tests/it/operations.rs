@@ -1,0 +1,101 @@
+//! Operations: the Prometheus alert rules pass `promtool` (checked, and
+//! each alert unit-tested to fire on a made-up series and stay quiet on a
+//! healthy one), and every metric they watch is one a real `ferry serve`
+//! serves, so no alert watches a name that does not exist.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::TestDb;
+use crate::service::{
+    broker, file_request, produce, producer, request, status_events, Serve, USERS_TOPIC,
+};
+
+fn rules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/prometheus")
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(rules_dir())
+        .output()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let checked = promtool(&["check", "rules", "alerts.yml"]);
+    assert!(checked.contains("13 rules found"), "{checked}");
+    let tested = promtool(&["test", "rules", "alerts_test.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+}
+
+/// The metric names an expression file mentions.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if (word.starts_with("ferry_") || word.starts_with("process_")) && word.len() > 8 {
+            names.insert(word.to_string());
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_alerts_watch_is_served() {
+    let rules = std::fs::read_to_string(rules_dir().join("alerts.yml")).unwrap();
+    let names = metric_names(&rules);
+    assert!(names.len() >= 12, "{names:?}");
+
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let serve = Serve::start(&db, &brokers, &[]).await;
+    let file = db.path("users.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 1_000, 3).unwrap();
+    produce(
+        &producer(&brokers),
+        USERS_TOPIC,
+        "k",
+        &file_request("ops", &file),
+    )
+    .await;
+    assert_eq!(status_events(&brokers, 1, Duration::from_secs(30)).len(), 1);
+
+    // The consumer's lag comes with librdkafka's statistics, every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let (status, metrics) = request(&serve.http, "GET", "/metrics", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let served: BTreeSet<&str> = metrics
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !served.contains(n.as_str()))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        missing.is_empty(),
+        "the alerts watch metrics ferry does not serve: {missing:?}"
+    );
+    serve.terminate().await;
+}
