@@ -114,7 +114,7 @@ pub struct Service {
 
 impl Service {
     pub async fn start(config: Config, metrics: PrometheusHandle) -> Result<Self> {
-        ferry_actors::telemetry::register_alerted_series();
+        ferry_actors::telemetry::register_watched_series();
         {
             let mut client = pg::connect(&config.database).await?;
             pg::migrations::migrate(&mut client)

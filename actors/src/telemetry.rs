@@ -440,6 +440,22 @@ pub fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The actors whose restarts `ferry_actor_restarts_total{actor}` counts:
+/// a job's pipeline stages, and the service's long-lived actors.
+pub const RESTARTED_ACTORS: [&str; 11] = [
+    "job_pipeline",
+    "copy_writer",
+    "csv_reader",
+    "parquet_reader",
+    "export_reader",
+    "object_writer",
+    "refs_exporter",
+    "kafka_ingress",
+    "status_publisher",
+    "webhook_sender",
+    "export_scheduler",
+];
+
 /// The S3 operations `ferry_storage_errors_total{op}` counts.
 pub const STORAGE_OPS: [&str; 10] = [
     "HEAD",
@@ -454,10 +470,10 @@ pub const STORAGE_OPS: [&str; 10] = [
     "presigning GET",
 ];
 
-/// Registers, at zero, the series the alert rules watch whose labels are
-/// known in advance, so that `rate()` and `increase()` see them from the
-/// start and a dashboard shows 0 rather than nothing.
-pub fn register_alerted_series() {
+/// Registers, at zero, the series the alert rules and the dashboard watch
+/// whose labels are known in advance, so that `rate()` and `increase()`
+/// see them from the start and a panel shows 0 rather than nothing.
+pub fn register_watched_series() {
     for kind in [
         "connection",
         "serialization",
@@ -487,8 +503,26 @@ pub fn register_alerted_series() {
     }
     counter!("ferry_jobs_lease_lost_total").increment(0);
     counter!("ferry_users_export_runs_total").increment(0);
+    counter!("ferry_batch_retries_total").increment(0);
+    for service in ["store", "broker"] {
+        counter!("ferry_circuit_opened_total", "service" => service).increment(0);
+    }
+    for topic in ["status", "dlq"] {
+        counter!("ferry_kafka_send_errors_total", "topic" => topic).increment(0);
+    }
+    for actor in RESTARTED_ACTORS {
+        counter!("ferry_actor_restarts_total", "actor" => actor).increment(0);
+    }
+    for group_type in ["COST_BASED", "NON_COST_BASED"] {
+        counter!("ferry_users_exported_total", "group_type" => group_type).increment(0);
+        for outcome in ["started", "overlapped", "empty"] {
+            counter!("ferry_users_export_groups_total", "group_type" => group_type, "outcome" => outcome)
+                .increment(0);
+        }
+    }
     gauge!("ferry_outbox_backlog").set(0.0);
     gauge!("ferry_job_oldest_running_seconds").set(0.0);
+    gauge!("ferry_kafka_consumer_paused").set(0.0);
 }
 
 /// How far the consumer is behind a partition's end.
@@ -502,5 +536,28 @@ impl ConsumerLag<'_> {
     pub fn emit(self) {
         gauge!("ferry_kafka_consumer_lag", "topic" => self.topic.to_string(), "partition" => self.partition.to_string())
             .set(self.lag as f64);
+    }
+}
+
+/// The HTTP API answered a request: by route (the template, so ids do not
+/// multiply series), method and status.
+pub struct HttpServed<'a> {
+    pub route: &'a str,
+    pub method: &'a str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl HttpServed<'_> {
+    pub fn emit(self) {
+        counter!(
+            "ferry_http_requests_total",
+            "route" => self.route.to_string(),
+            "method" => self.method.to_string(),
+            "status" => self.status.to_string()
+        )
+        .increment(1);
+        histogram!("ferry_http_request_seconds", "route" => self.route.to_string())
+            .record(self.elapsed.as_secs_f64());
     }
 }

@@ -46,7 +46,7 @@ use ferry_actors::export::token::Signer;
 use ferry_actors::job::store::{self, StoreError};
 use ferry_actors::pg::api_keys;
 use ferry_actors::storage::Store;
-use ferry_actors::telemetry::{resident_bytes, DbFailed, Scraped};
+use ferry_actors::telemetry::{resident_bytes, DbFailed, HttpServed, Scraped};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
@@ -101,6 +101,7 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/groups/{key}",
             get(groups::show).put(groups::set).delete(groups::remove),
         )
+        .route_layer(axum::middleware::from_fn(served))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -112,6 +113,26 @@ pub fn router(api: Arc<Api>) -> Router {
             )
         })
         .with_state(api)
+}
+
+/// Counts and times each request to a route (`ferry_http_requests_total`,
+/// `ferry_http_request_seconds`), by the route's template.
+async fn served(
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    HttpServed {
+        route: route.as_str(),
+        method: method.as_str(),
+        status: response.status().as_u16(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    response
 }
 
 /// An API error, always JSON.

@@ -1,7 +1,8 @@
 //! Operations: the Prometheus alert rules pass `promtool` (checked, and
 //! each alert unit-tested to fire on a made-up series and stay quiet on a
-//! healthy one), and every metric they watch is one a real `ferry serve`
-//! serves, so no alert watches a name that does not exist.
+//! healthy one), and every metric they and the Grafana dashboard name is
+//! one a real `ferry serve` serves once it has run an import and an export,
+//! so no alert watches, and no panel shows, a name that does not exist.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -14,7 +15,11 @@ use crate::service::{
 };
 
 fn rules_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/prometheus")
+    config_dir().join("prometheus")
+}
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
 fn promtool(args: &[&str]) -> String {
@@ -52,10 +57,25 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_metric_the_alerts_watch_is_served() {
+async fn every_metric_the_alerts_and_the_dashboard_name_is_served() {
     let rules = std::fs::read_to_string(rules_dir().join("alerts.yml")).unwrap();
-    let names = metric_names(&rules);
+    let mut names = metric_names(&rules);
     assert!(names.len() >= 12, "{names:?}");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(config_dir().join("grafana/ferry.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 25, "{exprs:?}");
+    for expr in &exprs {
+        names.extend(metric_names(expr));
+    }
 
     let db = TestDb::new().await;
     let kafka = broker();
@@ -71,6 +91,32 @@ async fn every_metric_the_alerts_watch_is_served() {
     )
     .await;
     assert_eq!(status_events(&brokers, 1, Duration::from_secs(30)).len(), 1);
+    // An export through the API.
+    let key = crate::service::api_key(&db, crate::harness::DOMAIN).await;
+    let auth = format!("Bearer {key}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let body = serde_json::json!({"exported_object": "node", "parameters": {"format": "csv"}});
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/exports",
+        &headers,
+        &body.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let done = crate::service::wait_for(
+        &db,
+        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done, 1, "{}", serve.log_text());
 
     // The consumer's lag comes with librdkafka's statistics, every 5 s.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -95,7 +141,7 @@ async fn every_metric_the_alerts_watch_is_served() {
     };
     assert!(
         missing.is_empty(),
-        "the alerts watch metrics ferry does not serve: {missing:?}"
+        "named in the alerts or the dashboard, but not served: {missing:?}"
     );
     serve.terminate().await;
 }
