@@ -145,3 +145,27 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_served() {
     );
     serve.terminate().await;
 }
+
+/// `deploy/compose.yml` cannot run here (no container engine), so what
+/// can drift is checked: every `FERRY__…` variable it sets is a real key,
+/// with a value of the key's type (ferry's own loader reads them).
+#[test]
+fn the_compose_file_sets_only_real_config_keys() {
+    let compose = std::fs::read_to_string(config_dir().join("../deploy/compose.yml")).unwrap();
+    let env: Vec<(String, String)> = compose
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(k, _)| k.starts_with("FERRY__") || *k == "DATABASE_URL")
+        .map(|(k, v)| (k.to_string(), v.trim().trim_matches('\'').to_string()))
+        .collect();
+    assert!(env.len() >= 10, "{env:?}");
+    let config = ferry::config::load(None, env.clone())
+        .unwrap_or_else(|e| panic!("deploy/compose.yml: {e}"));
+    assert_eq!(config.kafka.brokers, "kafka:9092");
+    assert_eq!(config.storage.endpoint, "http://minio:9000");
+    assert_eq!(config.http.signing_keys.len(), 1);
+    // A key that is not one is refused, so the check can fail.
+    let mut wrong = env;
+    wrong.push(("FERRY__STORAGE__ENDPIONT".into(), "x".into()));
+    assert!(ferry::config::load(None, wrong).is_err());
+}
