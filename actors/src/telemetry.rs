@@ -10,6 +10,8 @@ use metrics::{counter, gauge, histogram, Gauge};
 use ractor::{ActorRef, Message};
 use uuid::Uuid;
 
+use crate::job::Target;
+
 /// A mailbox that counts its own depth: ractor has no API for it. The sender
 /// calls [`Mailbox::send`], the receiving actor [`Mailbox::received`] at the
 /// top of `handle`, and `post_stop` drains what was never handled. The gauge
@@ -103,15 +105,15 @@ impl ActorRestarted<'_> {
 
 /// A CopyWriter committed one shard of a batch.
 pub struct BatchCommitted {
-    pub target: &'static str,
+    pub target: Target,
     pub rows: u64,
     pub elapsed: Duration,
 }
 
 impl BatchCommitted {
     pub fn emit(self) {
-        counter!("ferry_rows_written_total", "target" => self.target).increment(self.rows);
-        histogram!("ferry_batch_commit_seconds", "target" => self.target)
+        counter!("ferry_rows_written_total", "target" => self.target.as_str()).increment(self.rows);
+        histogram!("ferry_batch_commit_seconds", "target" => self.target.as_str())
             .record(self.elapsed.as_secs_f64());
     }
 }
@@ -141,14 +143,15 @@ impl BatchRetried<'_> {
 
 /// Rows rejected by a reader, counted per reader step, not per row.
 pub struct RowsRejected {
-    pub target: &'static str,
+    pub target: Target,
     pub rows: u64,
 }
 
 impl RowsRejected {
     pub fn emit(self) {
         if self.rows > 0 {
-            counter!("ferry_rows_rejected_total", "target" => self.target).increment(self.rows);
+            counter!("ferry_rows_rejected_total", "target" => self.target.as_str())
+                .increment(self.rows);
         }
     }
 }
@@ -559,5 +562,121 @@ impl HttpServed<'_> {
         .increment(1);
         histogram!("ferry_http_request_seconds", "route" => self.route.to_string())
             .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// Jobs this instance holds (claimed or running).
+pub struct JobsHeld {
+    pub jobs: usize,
+}
+
+impl JobsHeld {
+    pub fn emit(self) {
+        gauge!("ferry_jobs_running").set(self.jobs as f64);
+    }
+}
+
+/// This instance claimed a job from the queue.
+pub struct JobClaimed;
+
+impl JobClaimed {
+    pub fn emit(self) {
+        counter!("ferry_jobs_claimed_total").increment(1);
+    }
+}
+
+/// Events waiting in the outbox.
+pub struct OutboxBacklog {
+    pub waiting: i64,
+}
+
+impl OutboxBacklog {
+    pub fn emit(self) {
+        gauge!("ferry_outbox_backlog").set(self.waiting as f64);
+    }
+}
+
+/// Outbox messages the broker has.
+pub struct EventsSent {
+    pub events: usize,
+}
+
+impl EventsSent {
+    pub fn emit(self) {
+        counter!("ferry_status_events_sent_total").increment(self.events as u64);
+    }
+}
+
+/// A send to Kafka failed (`topic`: `status` for the outbox, `dlq`).
+pub struct KafkaSendFailed {
+    pub topic: &'static str,
+}
+
+impl KafkaSendFailed {
+    pub fn emit(self) {
+        counter!("ferry_kafka_send_errors_total", "topic" => self.topic).increment(1);
+    }
+}
+
+/// A status event the broker refused for good: cut down to its counts
+/// (`dropped: false`), or, refused even so, logged and dropped.
+pub struct StatusEventRefused {
+    pub dropped: bool,
+}
+
+impl StatusEventRefused {
+    pub fn emit(self) {
+        match self.dropped {
+            false => counter!("ferry_status_events_reduced_total").increment(1),
+            true => counter!("ferry_status_events_dropped_total").increment(1),
+        }
+    }
+}
+
+/// A consumed message became a job, or was dead-lettered with a reason,
+/// or was ferry's own output (`outcome`).
+pub struct KafkaMessage<'a> {
+    pub outcome: &'a str,
+}
+
+impl KafkaMessage<'_> {
+    pub fn emit(self) {
+        counter!("ferry_kafka_messages_total", "outcome" => self.outcome.to_string()).increment(1);
+    }
+}
+
+/// The consumer reported an error.
+pub struct ConsumerFailed;
+
+impl ConsumerFailed {
+    pub fn emit(self) {
+        counter!("ferry_kafka_consumer_errors_total").increment(1);
+    }
+}
+
+/// Consumption paused (the job queue is full) or resumed.
+pub struct ConsumerPaused {
+    pub paused: bool,
+}
+
+impl ConsumerPaused {
+    pub fn emit(self) {
+        gauge!("ferry_kafka_consumer_paused").set(if self.paused { 1.0 } else { 0.0 });
+    }
+}
+
+/// A dead letter the broker has (`dropped: false`), or one it refused
+/// even cut down, logged and dropped.
+pub struct DeadLettered {
+    pub reason: &'static str,
+    pub dropped: bool,
+}
+
+impl DeadLettered {
+    pub fn emit(self) {
+        match self.dropped {
+            false => counter!("ferry_kafka_dlq_total", "reason" => self.reason).increment(1),
+            true => counter!("ferry_kafka_dlq_dropped_total", "reason" => self.reason).increment(1),
+        }
     }
 }

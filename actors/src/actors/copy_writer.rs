@@ -127,7 +127,7 @@ impl<T: Table> Actor for CopyWriter<T> {
             }
         };
         BatchCommitted {
-            target: T::NAME,
+            target: T::TARGET,
             rows: shard.rows.len() as u64,
             elapsed: started.elapsed(),
         }

@@ -156,7 +156,7 @@ impl Actor for CsvReader {
             state.store.save(rejects).await?;
         }
         RowsRejected {
-            target: "nodes",
+            target: crate::job::Target::Nodes,
             rows: state.pos.rejected - rejected_before,
         }
         .emit();

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -20,6 +19,7 @@ use rdkafka::Message;
 
 use crate::kafka::request::Rejected;
 use crate::kafka::{dlq_headers, is_permanent, FRAMING_BYTES};
+use crate::telemetry::{DeadLettered, KafkaSendFailed};
 
 pub const NAME: &str = "dlq";
 
@@ -150,7 +150,11 @@ async fn send(state: &Args, topic: &str, message: &OwnedMessage, rejected: &Reje
         }
         match state.producer.send(record, state.send_timeout).await {
             Ok(_) => {
-                counter!("ferry_kafka_dlq_total", "reason" => reason).increment(1);
+                DeadLettered {
+                    reason,
+                    dropped: false,
+                }
+                .emit();
                 tracing::warn!(
                     topic = message.topic(),
                     partition = message.partition(),
@@ -165,12 +169,16 @@ async fn send(state: &Args, topic: &str, message: &OwnedMessage, rejected: &Reje
             }
             Err((e, _)) if is_permanent(&e) && take.key + take.value > 4096 => {
                 // Refused for good as it is: a small prefix says enough.
-                counter!("ferry_kafka_send_errors_total", "topic" => "dlq").increment(1);
+                KafkaSendFailed { topic: "dlq" }.emit();
                 tracing::warn!(error = %e, "The broker refused a dead letter for good; sending a shorter copy.");
                 take = cut(key.len(), payload.len(), 4096 + FRAMING_BYTES);
             }
             Err((e, _)) if is_permanent(&e) => {
-                counter!("ferry_kafka_dlq_dropped_total", "reason" => reason).increment(1);
+                DeadLettered {
+                    reason,
+                    dropped: true,
+                }
+                .emit();
                 tracing::error!(
                     topic = message.topic(),
                     partition = message.partition(),
@@ -183,7 +191,7 @@ async fn send(state: &Args, topic: &str, message: &OwnedMessage, rejected: &Reje
                 return;
             }
             Err((e, _)) => {
-                counter!("ferry_kafka_send_errors_total", "topic" => "dlq").increment(1);
+                KafkaSendFailed { topic: "dlq" }.emit();
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Could not send to the dead-letter topic; retrying.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

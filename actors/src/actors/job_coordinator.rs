@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use metrics::{counter, gauge};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -41,7 +40,7 @@ use crate::settings::{
     DatabaseSettings, ExportSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
 use crate::supervision::{Decision, RestartPolicy};
-use crate::telemetry::{ActorRestarted, DbFailed, LeaseLost};
+use crate::telemetry::{ActorRestarted, DbFailed, JobClaimed, JobsHeld, LeaseLost};
 
 pub const NAME: &str = "job_coordinator";
 
@@ -275,7 +274,10 @@ fn track(
             stage: Stage::Held(held),
         },
     );
-    gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
+    JobsHeld {
+        jobs: state.jobs.len(),
+    }
+    .emit();
 }
 
 /// Claims jobs for the free slots and starts them.
@@ -309,7 +311,7 @@ async fn claim(myself: &ActorRef<Msg>, state: &mut State) {
             owner = %state.args.owner,
             "Claimed a job."
         );
-        counter!("ferry_jobs_claimed_total").increment(1);
+        JobClaimed.emit();
         let job_id = job.id;
         track(state, held, Arc::default(), None);
         attempt(myself, state, job_id).await;
@@ -612,7 +614,10 @@ async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: 
     let Some(tracked) = state.jobs.remove(&job_id) else {
         return;
     };
-    gauge!("ferry_jobs_running").set(state.jobs.len() as f64);
+    JobsHeld {
+        jobs: state.jobs.len(),
+    }
+    .emit();
     answer_drained(state);
     // A slot is free.
     let _ = myself.cast(Msg::Claim);

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Pool;
-use metrics::{counter, gauge};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -27,7 +26,7 @@ use crate::job::{lifecycle, NewJob};
 use crate::kafka::request::{self, Limits, Reason, Rejected};
 use crate::kafka::{self, Router};
 use crate::settings::{KafkaSettings, StorageSettings};
-use crate::telemetry::ConsumerLag;
+use crate::telemetry::{ConsumerFailed, ConsumerLag, ConsumerPaused, KafkaMessage};
 
 pub const NAME: &str = "kafka_ingress";
 
@@ -193,7 +192,7 @@ async fn next_message(state: &mut State) -> Option<OwnedMessage> {
         Err(_) => None,
         Ok(Ok(message)) => Some(message.detach()),
         Ok(Err(e)) => {
-            counter!("ferry_kafka_consumer_errors_total").increment(1);
+            ConsumerFailed.emit();
             tracing::warn!(error = %e, "Kafka consumer error.");
             None
         }
@@ -208,7 +207,10 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
         message.offset() + 1,
     );
     if state.router.is_own(&topic) {
-        counter!("ferry_kafka_messages_total", "outcome" => "own_output").increment(1);
+        KafkaMessage {
+            outcome: "own_output",
+        }
+        .emit();
         state.consumer.store_offset(&topic, partition, next)?;
         return Ok(());
     }
@@ -220,7 +222,7 @@ async fn ingest(state: &mut State, message: OwnedMessage) -> Result<(), ActorPro
         Ok(()) => "job",
         Err(r) => r.reason.as_str(),
     };
-    counter!("ferry_kafka_messages_total", "outcome" => label).increment(1);
+    KafkaMessage { outcome: label }.emit();
     if let Err(rejected) = outcome {
         let dlq: DlqRef = ractor::registry::where_is(dlq::NAME)
             .ok_or("the DlqActor is not running")?
@@ -331,7 +333,7 @@ async fn store_job(
 }
 
 fn pause(state: &State, pause: bool) {
-    gauge!("ferry_kafka_consumer_paused").set(if pause { 1.0 } else { 0.0 });
+    ConsumerPaused { paused: pause }.emit();
     let result = state
         .consumer
         .assignment()

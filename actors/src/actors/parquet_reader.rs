@@ -122,7 +122,7 @@ impl Actor for ParquetReader {
         let step = read_step(state, &mut rows).await?;
         state.store.save(&mut state.rejects).await?;
         RowsRejected {
-            target: "match_suggestions",
+            target: crate::job::Target::Matches,
             rows: state.pos.rejected - rejected_before,
         }
         .emit();

@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use metrics::{counter, gauge};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::message::{OwnedMessage, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -28,7 +27,9 @@ use crate::pg;
 use crate::settings::{DatabaseSettings, RetrySettings};
 use crate::status;
 use crate::supervision::Breaker;
-use crate::telemetry::CircuitOpened;
+use crate::telemetry::{
+    CircuitOpened, EventsSent, KafkaSendFailed, OutboxBacklog, StatusEventRefused,
+};
 
 pub const NAME: &str = "status_publisher";
 
@@ -155,7 +156,7 @@ async fn publish(state: &mut State) -> bool {
         }
     };
     if rows.is_empty() {
-        gauge!("ferry_outbox_backlog").set(0.0);
+        OutboxBacklog { waiting: 0 }.emit();
         return false;
     }
     // Every event is cut to fit the broker's limit (its lists halved, the
@@ -220,9 +221,9 @@ async fn publish(state: &mut State) -> bool {
         state.outbox = None;
         return false;
     }
-    counter!("ferry_status_events_sent_total").increment(sent.len() as u64);
+    EventsSent { events: sent.len() }.emit();
     if let Some((id, error)) = failure {
-        counter!("ferry_kafka_send_errors_total", "topic" => "status").increment(1);
+        KafkaSendFailed { topic: "status" }.emit();
         if let Some(open_for) = state.breaker.failure(Instant::now()) {
             CircuitOpened {
                 service: "broker",
@@ -245,7 +246,7 @@ async fn publish(state: &mut State) -> bool {
     let full = rows.len() as i64 == ROUND;
     if !full {
         // A short round that all went out emptied the outbox.
-        gauge!("ferry_outbox_backlog").set(0.0);
+        OutboxBacklog { waiting: 0 }.emit();
     }
     full
 }
@@ -304,7 +305,7 @@ async fn refused(state: &State, id: i64, payload: &str, error: &str) {
     };
     let shorter = counts_only(payload);
     if payload.len() > 4096 {
-        counter!("ferry_status_events_reduced_total").increment(1);
+        StatusEventRefused { dropped: false }.emit();
         tracing::warn!(
             outbox_id = id,
             error,
@@ -318,7 +319,7 @@ async fn refused(state: &State, id: i64, payload: &str, error: &str) {
             )
             .await;
     } else {
-        counter!("ferry_status_events_dropped_total").increment(1);
+        StatusEventRefused { dropped: true }.emit();
         tracing::error!(outbox_id = id, error, payload, "The broker refused even the counts of a status event; it is logged here and marked sent.");
         let _ = outbox
             .execute(
@@ -364,6 +365,6 @@ async fn backlog(state: &State) -> Option<i64> {
         .await
         .ok()?
         .get(0);
-    gauge!("ferry_outbox_backlog").set(n as f64);
+    OutboxBacklog { waiting: n }.emit();
     Some(n)
 }

@@ -18,6 +18,8 @@ impl Table for Matches {
 
     const NAME: &'static str = "match_suggestions";
 
+    const TARGET: crate::job::Target = crate::job::Target::Matches;
+
     const CREATE_STAGE: &'static str = "CREATE TEMP TABLE IF NOT EXISTS ferry_stage_matches
         (participant_id text, matched_participant_id text,
          compatibility_score float8, rank int4) ON COMMIT DELETE ROWS";

@@ -21,6 +21,8 @@ impl Table for Nodes {
 
     const NAME: &'static str = "nodes";
 
+    const TARGET: crate::job::Target = crate::job::Target::Nodes;
+
     const CREATE_STAGE: &'static str = "CREATE TEMP TABLE IF NOT EXISTS ferry_stage_nodes
         (id uuid, reference_id text, metadata jsonb) ON COMMIT DELETE ROWS";
 

@@ -35,6 +35,8 @@ pub trait Table: Clone + Send + Sync + 'static {
 
     /// The table's name in metrics, and its namespace for group locks.
     const NAME: &'static str;
+    /// What a job that writes this table imports (the metrics' `target`).
+    const TARGET: crate::job::Target;
     /// Creates the temp stage; run once per connection, outside a
     /// transaction.
     const CREATE_STAGE: &'static str;
