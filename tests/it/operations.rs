@@ -169,3 +169,64 @@ fn the_compose_file_sets_only_real_config_keys() {
     wrong.push(("FERRY__STORAGE__ENDPIONT".into(), "x".into()));
     assert!(ferry::config::load(None, wrong).is_err());
 }
+
+/// With JSON logs, every line a job's actors log carries the job's id in
+/// its spans, so one job's story is one filter away
+/// (`jq 'select(.spans[]?.job_id == "…")'`).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_line_a_job_logs_carries_its_job_id() {
+    let db = TestDb::new().await;
+    let file = db.path("users.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 5_000, 4).unwrap();
+    let out = db
+        .ferry(
+            &[
+                "--log-format",
+                "json",
+                "import",
+                file.to_str().unwrap(),
+                "--domain",
+                crate::harness::DOMAIN,
+                "--group",
+                "logs",
+                "--json",
+            ],
+            &[(
+                "RUST_LOG",
+                "debug,rdkafka=info,tokio_postgres=info,aws=info,hyper=info,h2=info",
+            )],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job_id = report["jobId"].as_str().unwrap();
+    let stages = [
+        "job_pipeline",
+        "file_fetcher",
+        "csv_reader",
+        "batch_accumulator",
+        "copy_writer",
+    ];
+    let mut inside = 0;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let target = entry["target"].as_str().unwrap_or_default();
+        if !stages.iter().any(|s| target.ends_with(&format!("::{s}"))) {
+            continue;
+        }
+        inside += 1;
+        let spans = entry["spans"].as_array().cloned().unwrap_or_default();
+        assert!(
+            spans
+                .iter()
+                .any(|s| s["name"] == "job" && s["job_id"] == job_id),
+            "a line of the job without its id: {line}"
+        );
+    }
+    assert!(inside >= 2, "the job's actors logged {inside} lines");
+}

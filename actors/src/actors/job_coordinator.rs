@@ -23,6 +23,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::export_pipeline::{self, ExportPipeline};
@@ -377,6 +378,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
     let (report, outcome) = oneshot::channel();
     let progress = state.jobs[&job_id].progress.clone();
     let job = attempt.job().clone();
+    let span = job_span(&job);
     let spawned = match &job.work {
         Work::Import(import) => {
             let args = job_pipeline::Args {
@@ -393,6 +395,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
                 max_status_ids: state.args.jobs.max_status_ids,
             };
             Actor::spawn_linked(None, JobPipeline, args, myself.get_cell())
+                .instrument(span.clone())
                 .await
                 .map(|(pipeline, _)| pipeline.get_cell())
         }
@@ -420,6 +423,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
                     progress,
                 };
                 Actor::spawn_linked(None, RefsExporter, args, myself.get_cell())
+                    .instrument(span.clone())
                     .await
                     .map(|(pipeline, _)| pipeline.get_cell())
             } else {
@@ -436,6 +440,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
                     progress,
                 };
                 Actor::spawn_linked(None, ExportPipeline, args, myself.get_cell())
+                    .instrument(span.clone())
                     .await
                     .map(|(pipeline, _)| pipeline.get_cell())
             }
@@ -466,6 +471,22 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
             }
         }
     }
+}
+
+/// The span a job's pipeline is spawned in: every actor of its subtree,
+/// and every line they log, carries the job's id (and a users export's
+/// run), so one job's story is one filter away in JSON logs.
+fn job_span(job: &Job) -> tracing::Span {
+    let run_id = match &job.work {
+        Work::Export(export) => export.spec.users.as_ref().map(|u| u.run_id.to_string()),
+        Work::Import(_) => None,
+    };
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        kind = job.kind().as_str(),
+        run_id = run_id.as_deref(),
+    )
 }
 
 /// Notes a failed attempt on the job row; the job is held again, for the
