@@ -202,7 +202,7 @@ fn rfc3339(secs: u64) -> String {
 
 /// The full view, with fresh links: presigned URLs valid `exports.url_ttl`,
 /// download links signed as long, and the webhook's last delivery.
-async fn linked(
+pub(super) async fn linked(
     api: &Api,
     job: &Job,
     headers: &HeaderMap,
@@ -407,7 +407,11 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The caller's export `id`: another domain's is missing, like a missing one.
-async fn owned(client: &impl GenericClient, domain: Uuid, id: &str) -> Result<Job, ApiError> {
+pub(super) async fn owned(
+    client: &impl GenericClient,
+    domain: Uuid,
+    id: &str,
+) -> Result<Job, ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|_| not_found(id))?;
     store::get_in_domain(client, Family::Exports, domain, uuid)
         .await?

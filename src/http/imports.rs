@@ -130,7 +130,7 @@ pub async fn list(
     Ok(Json(json!({ "items": items, "next": next })).into_response())
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",

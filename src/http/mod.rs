@@ -23,6 +23,7 @@
 //! - `limits`: the token buckets of export creations.
 
 pub mod auth;
+pub mod events;
 pub mod exports;
 pub mod groups;
 pub mod imports;
@@ -96,6 +97,8 @@ pub fn router(api: Arc<Api>) -> Router {
             get(exports::show).delete(exports::delete),
         )
         .route("/v1/exports/{id}/download", get(exports::download))
+        .route("/v1/imports/{id}/events", get(events::import_events))
+        .route("/v1/exports/{id}/events", get(events::export_events))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{key}",

@@ -230,3 +230,118 @@ async fn every_line_a_job_logs_carries_its_job_id() {
     }
     assert!(inside >= 2, "the job's actors logged {inside} lines");
 }
+
+/// The SSE events a raw response holds: `(event, data)`, in order.
+fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    let mut events = Vec::new();
+    let mut name = String::new();
+    for line in body.lines() {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.trim().to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let value = serde_json::from_str(data.trim()).unwrap_or(serde_json::Value::Null);
+            events.push((std::mem::take(&mut name), value));
+        }
+    }
+    events
+}
+
+/// `GET …/{id}/events` follows a job: progress while it runs, its final
+/// state as `end`, then the stream ends. Another domain's job is 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_can_be_followed_as_server_sent_events() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let serve = Serve::start(&db, kafka.bootstrap_servers(), &[]).await;
+    let key = crate::service::api_key(&db, crate::harness::DOMAIN).await;
+    let other = crate::service::api_key(&db, "1f0e2d3c-4b5a-4697-8877-665544332211").await;
+    let auth = format!("Bearer {key}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let file = db.path("users.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 200_000, 5).unwrap();
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/imports",
+        &headers,
+        &file_request("followed", &file),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let id = created["jobId"].as_str().unwrap().to_string();
+    let path = format!("/v1/imports/{id}/events");
+
+    let other_auth = format!("Bearer {other}");
+    let (status, _) = request(
+        &serve.http,
+        "GET",
+        &path,
+        &[("Authorization", &other_auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "another domain's job");
+
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(120),
+        request(&serve.http, "GET", &path, &[("Authorization", &auth)], ""),
+    )
+    .await
+    .expect("the stream ends with the job")
+    .unwrap();
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    let (last, state) = events.last().expect("events");
+    assert_eq!(last, "end", "{body}");
+    assert_eq!(state["status"], "COMPLETED");
+    assert_eq!(state["rows"]["loaded"], 200_000, "{state}");
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|(e, _)| e == "progress"),
+        "{events:?}"
+    );
+    let seen: Vec<i64> = events
+        .iter()
+        .filter_map(|(_, s)| s["rows"]["read"].as_i64())
+        .collect();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {seen:?}"
+    );
+
+    // An export, followed the same way.
+    let body = serde_json::json!({"exported_object": "node", "parameters": {"format": "csv"}});
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/exports",
+        &headers,
+        &body.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let path = format!("/v1/exports/{}/events", created["id"].as_str().unwrap());
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(120),
+        request(&serve.http, "GET", &path, &[("Authorization", &auth)], ""),
+    )
+    .await
+    .expect("the stream ends with the export")
+    .unwrap();
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    let (last, state) = events.last().expect("events");
+    assert_eq!(last, "end", "{body}");
+    assert_eq!(state["status"], "DONE", "{state}");
+    assert_eq!(state["result"]["rows"], 200_000);
+    serve.terminate().await;
+}

@@ -1,0 +1,124 @@
+//! `GET /v1/imports/{id}/events` and `GET /v1/exports/{id}/events`: a
+//! job's progress as Server-Sent Events. A `progress` event carries the
+//! job's view (as `GET …/{id}` shows it) each time it changes while the
+//! job runs; an `end` event carries its final state, and the stream ends.
+//! `curl -N` follows one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use ferry_actors::job::store;
+use ferry_actors::job::{Family, Job};
+use futures::Stream;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{exports, imports, Api, ApiError, Tenant};
+
+/// How often a running job is looked at.
+const EVERY: Duration = Duration::from_millis(500);
+
+pub async fn import_events(
+    State(api): State<Arc<Api>>,
+    Tenant { domain, .. }: Tenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let uuid = Uuid::parse_str(&id).map_err(|_| imports::not_found(&id))?;
+    let view = move |api: Arc<Api>| async move {
+        let client = api.pool.get().await?;
+        let job = store::get_in_domain(&**client, Family::Imports, domain, uuid)
+            .await?
+            .ok_or_else(|| imports::not_found(&uuid.to_string()))?;
+        let view =
+            imports::ImportView::of(&job).map(|v| serde_json::to_value(v).unwrap_or_default());
+        Ok::<_, ApiError>((job.status.is_terminal(), view.unwrap_or_default()))
+    };
+    events(api, view).await
+}
+
+pub async fn export_events(
+    State(api): State<Arc<Api>>,
+    tenant: Tenant,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let domain = tenant.domain;
+    let view = move |api: Arc<Api>| {
+        let (id, headers) = (id.clone(), headers.clone());
+        async move {
+            let client = api.pool.get().await?;
+            let job: Job = exports::owned(&**client, domain, &id).await?;
+            let view = exports::linked(&api, &job, &headers, &**client).await?;
+            Ok::<_, ApiError>((
+                job.status.is_terminal(),
+                serde_json::to_value(view).unwrap_or_default(),
+            ))
+        }
+    };
+    events(api, view).await
+}
+
+/// The stream of a job's views: the first read answers 404 for a job that
+/// is not the caller's; then an event per change, and `end`.
+async fn events<F, Fut>(api: Arc<Api>, view: F) -> Result<Response, ApiError>
+where
+    F: Fn(Arc<Api>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(bool, Value), ApiError>> + Send + 'static,
+{
+    let first = view(api.clone()).await?;
+    let stream = follow(api, view, first);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn follow<F, Fut>(
+    api: Arc<Api>,
+    view: F,
+    first: (bool, Value),
+) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: Fn(Arc<Api>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(bool, Value), ApiError>> + Send + 'static,
+{
+    // (the next view to send, the last one sent, whether the stream ended)
+    let start = (Some(first), Value::Null, false);
+    let view = Arc::new(view);
+    futures::stream::unfold(start, move |(next, last, ended)| {
+        let (api, view) = (api.clone(), view.clone());
+        async move {
+            if ended {
+                return None;
+            }
+            let mut next = next;
+            loop {
+                let (terminal, current) = match next.take() {
+                    Some(v) => v,
+                    None => {
+                        tokio::time::sleep(EVERY).await;
+                        match view(api.clone()).await {
+                            Ok(v) => v,
+                            Err(e) => {
+                                let event = Event::default().event("error").data(e.message);
+                                return Some((Ok(event), (None, last, true)));
+                            }
+                        }
+                    }
+                };
+                if terminal {
+                    let event = Event::default().event("end").data(current.to_string());
+                    return Some((Ok(event), (None, current, true)));
+                }
+                if current != last {
+                    let event = Event::default().event("progress").data(current.to_string());
+                    return Some((Ok(event), (None, current, false)));
+                }
+            }
+        }
+    })
+}
