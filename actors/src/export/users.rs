@@ -216,10 +216,11 @@ pub struct FileMessage {
     pub exported_at: String,
 }
 
-/// The placeholder of an [`IdsMessage`]'s `parts` until the terminal write
-/// knows how many there are. It cannot occur in an id: quotes inside a
-/// JSON string are escaped.
-pub const PARTS_PLACEHOLDER: &str = "\"parts\":null";
+/// How an [`IdsMessage`]'s `parts` is written while its export still
+/// runs (`null`: not known yet). The terminal write, which knows how many
+/// messages there are, writes the number in its place. It cannot occur
+/// inside an id: quotes in a JSON string are escaped.
+pub const PARTS_UNKNOWN: &str = "\"parts\":null";
 
 /// Part of a NON_COST_BASED group's reference ids: seed 004's reference
 /// list (`referenceIds`), numbered within the run.
@@ -322,9 +323,19 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// An id's bytes in the JSON list: quoted, escaped, and a comma.
+/// An id's bytes in the JSON list: quoted, escaped as serde_json escapes
+/// (`\"`, `\\`, the short escapes, `\u00XX` for other control
+/// characters), and a comma. Counted, not serialised: it runs once per id.
 fn id_size(id: &str) -> usize {
-    serde_json::to_string(id).map_or(id.len() * 6 + 2, |s| s.len()) + 1
+    let escaped: usize = id
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum();
+    escaped + 3
 }
 
 /// Every metadata key the group's unsent users have, in order (keys that
@@ -400,11 +411,19 @@ mod tests {
                 assert_eq!(m.part as usize, i + 1);
                 assert!(m.reference_ids.len() <= max_ids);
                 let mut json = serde_json::to_string(m).unwrap();
-                json = json.replace(PARTS_PLACEHOLDER, "\"parts\":4294967295");
+                json = json.replace(PARTS_UNKNOWN, "\"parts\":4294967295");
                 assert!(json.len() <= max_bytes, "{} > {max_bytes}", json.len());
                 seen.extend(m.reference_ids.iter().cloned());
             }
             assert_eq!(seen, ids, "every id once, in order");
+        }
+    }
+
+    #[test]
+    fn an_id_is_sized_as_serde_json_writes_it() {
+        for id in ["u1", "a\"b\\c", "tab\there\u{1}\u{7f}", "é中\n"] {
+            let written = serde_json::to_string(id).unwrap().len() + 1;
+            assert_eq!(id_size(id), written, "{id:?}");
         }
     }
 

@@ -8,9 +8,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{active, export_done};
-use crate::export::users::{
-    mark_sent_sql, FileMessage, GroupType, UsersDelivery, PARTS_PLACEHOLDER,
-};
+use crate::export::users::{mark_sent_sql, FileMessage, GroupType, UsersDelivery, PARTS_UNKNOWN};
 use crate::job::store::{from_row, StoreError};
 use crate::job::{ExportOutcome, Job, JobStatus};
 use crate::telemetry::{UsersExported, UsersRunEnded};
@@ -88,7 +86,7 @@ pub(super) async fn end_users_export(
         &job.domain_id,
         &users.group_id,
         &snapshot,
-        &PARTS_PLACEHOLDER,
+        &PARTS_UNKNOWN,
         &users.dead_letter_topic,
     ];
     let Some(row) = tx.query_opt(&sql, &args).await? else {
