@@ -98,17 +98,7 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_served() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let body = serde_json::json!({"exported_object": "node", "parameters": {"format": "csv"}});
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/exports",
-        &headers,
-        &body.to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
+    create_export(&serve, &headers).await;
     let done = crate::service::wait_for(
         &db,
         "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
@@ -317,19 +307,8 @@ async fn a_job_can_be_followed_as_server_sent_events() {
     );
 
     // An export, followed the same way.
-    let body = serde_json::json!({"exported_object": "node", "parameters": {"format": "csv"}});
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/exports",
-        &headers,
-        &body.to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let path = format!("/v1/exports/{}/events", created["id"].as_str().unwrap());
+    let id = create_export(&serve, &headers).await;
+    let path = format!("/v1/exports/{id}/events");
     let (status, body) = tokio::time::timeout(
         Duration::from_secs(120),
         request(&serve.http, "GET", &path, &[("Authorization", &auth)], ""),
@@ -344,4 +323,21 @@ async fn a_job_can_be_followed_as_server_sent_events() {
     assert_eq!(state["status"], "DONE", "{state}");
     assert_eq!(state["result"]["rows"], 200_000);
     serve.terminate().await;
+}
+
+/// `POST /v1/exports` of every node as CSV; the export's id.
+async fn create_export(serve: &Serve, headers: &[(&str, &str)]) -> String {
+    let body = serde_json::json!({"exported_object": "node", "parameters": {"format": "csv"}});
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/exports",
+        headers,
+        &body.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    created["id"].as_str().unwrap().to_string()
 }
