@@ -15,14 +15,57 @@ use axum::response::{IntoResponse, Response};
 use ferry_actors::job::store;
 use ferry_actors::job::{Family, Job};
 use futures::Stream;
+use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::openapi::{JobId, Missing, Refusals};
 use super::{exports, imports, Api, ApiError, Tenant};
 
 /// How often a running job is looked at.
 const EVERY: Duration = Duration::from_millis(500);
 
+/// One event of a job's stream.
+#[derive(Serialize, ToSchema)]
+pub struct JobEvent {
+    event: EventKind,
+    /// `progress` and `end`: the job's view, as JSON; `error`: why the job
+    /// could not be read.
+    data: String,
+}
+
+#[derive(Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The job's view changed while it runs.
+    Progress,
+    /// The job's final state; the stream ends.
+    End,
+    /// The job could not be read; the stream ends.
+    Error,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Progress => "progress",
+            Self::End => "end",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl From<JobEvent> for Event {
+    fn from(e: JobEvent) -> Self {
+        Event::default().event(e.event.as_str()).data(e.data)
+    }
+}
+
+#[utoipa::path(get, path = "/v1/imports/{id}/events", operation_id = "followImport", tag = "imports", params(JobId),
+    responses((status = 200, description = "`progress` events with the import's view while it runs, \
+        then `end` with its final state; the stream then ends", content_type = "text/event-stream", body = JobEvent),
+        Refusals, Missing))]
 pub async fn import_events(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -41,6 +84,10 @@ pub async fn import_events(
     events(api, view).await
 }
 
+#[utoipa::path(get, path = "/v1/exports/{id}/events", operation_id = "followExport", tag = "exports", params(JobId),
+    responses((status = 200, description = "`progress` events with the export's view while it runs, \
+        then `end` with its final state; the stream then ends", content_type = "text/event-stream", body = JobEvent),
+        Refusals, Missing))]
 pub async fn export_events(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
@@ -104,19 +151,27 @@ where
                         match view(api.clone()).await {
                             Ok(v) => v,
                             Err(e) => {
-                                let event = Event::default().event("error").data(e.message);
-                                return Some((Ok(event), (None, last, true)));
+                                let event = JobEvent {
+                                    event: EventKind::Error,
+                                    data: e.message,
+                                };
+                                return Some((Ok(event.into()), (None, last, true)));
                             }
                         }
                     }
                 };
+                let event = |event| {
+                    Ok(JobEvent {
+                        event,
+                        data: current.to_string(),
+                    }
+                    .into())
+                };
                 if terminal {
-                    let event = Event::default().event("end").data(current.to_string());
-                    return Some((Ok(event), (None, current, true)));
+                    return Some((event(EventKind::End), (None, current, true)));
                 }
                 if current != last {
-                    let event = Event::default().event("progress").data(current.to_string());
-                    return Some((Ok(event), (None, current, false)));
+                    return Some((event(EventKind::Progress), (None, current, false)));
                 }
             }
         }

@@ -23,17 +23,20 @@ use ferry_actors::status::export_status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::openapi::{BodyRefusals, ErrorBody, IdempotencyKey, JobId, Missing, Refusals};
 use super::{Api, ApiError, Body, Query, Tenant};
 
 /// An export job as users see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExportView {
     pub id: Uuid,
     pub object: &'static str,
     pub created_at: String,
     /// `SCHEDULED`, `IN_PROGRESS`, `DONE`, `ERROR` or `CANCELLED`.
+    #[schema(example = "DONE")]
     pub status: &'static str,
     pub exported_object: String,
     pub parameters: Parameters,
@@ -54,16 +57,17 @@ pub struct ExportView {
 }
 
 /// The request, as it was given.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Parameters {
     pub fields: Vec<String>,
     pub order: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Value>,
     pub format: Format,
     pub compression: Compression,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgressView {
     /// Rows in the store so far.
     pub rows: u64,
@@ -71,7 +75,7 @@ pub struct ProgressView {
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ResultView {
     /// The first file: a presigned URL, signed afresh on every read.
     pub url: Option<String>,
@@ -84,7 +88,7 @@ pub struct ResultView {
     pub data_as_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FileView {
     /// `s3://bucket/key`, or a local path.
     pub location: String,
@@ -94,17 +98,17 @@ pub struct FileView {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorView {
     pub code: &'static str,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookView {
     pub url: String,
     #[serde(flatten)]
-    pub status: Option<WebhookStatus>,
+    pub delivery: WebhookStatus,
 }
 
 impl ExportView {
@@ -170,10 +174,10 @@ impl ExportView {
             result,
             expired: export.expired_at.is_some(),
             error,
-            webhook: spec
-                .webhook_url
-                .clone()
-                .map(|url| WebhookView { url, status: None }),
+            webhook: spec.webhook_url.clone().map(|url| WebhookView {
+                url,
+                delivery: WebhookStatus::PENDING,
+            }),
             attempts: job.attempts,
             started_at: job.started_at.clone(),
             finished_at: job.finished_at.clone(),
@@ -213,7 +217,9 @@ pub(super) async fn linked(
         return Ok(view);
     };
     if let Some(webhook) = &mut view.webhook {
-        webhook.status = store::webhook_status(client, job.id).await?;
+        if let Some(delivery) = store::webhook_status(client, job.id).await? {
+            webhook.delivery = delivery;
+        }
     }
     let Some(result) = &mut view.result else {
         return Ok(view);
@@ -252,28 +258,42 @@ pub(super) async fn linked(
 }
 
 /// `POST /v1/exports`'s body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExport {
+    /// `node`, `match_suggestion`, or an object of `[[exports.objects]]`.
+    #[schema(example = "node")]
     pub exported_object: String,
     #[serde(default)]
     pub parameters: CreateParameters,
+    /// Called with the finished export; its host must be in
+    /// `exports.webhook_allowed_hosts`.
     #[serde(default)]
+    #[schema(format = "uri")]
     pub webhook_url: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParameters {
+    /// The columns, in order (default: the object's default fields).
     #[serde(default)]
     pub fields: Option<Vec<String>>,
+    /// A field, `-field` for descending.
     #[serde(default)]
     pub order: Option<String>,
+    /// Voucherify's filters: `{"junction": "and", "field": {"conditions":
+    /// {"$is": [value]}}}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Value>,
+    /// `csv` (default), `json`, `jsonl` or `parquet`.
     #[serde(default)]
+    #[schema(value_type = Option<Format>)]
     pub format: Option<String>,
+    /// `gzip` (default for text), `zstd` (default for Parquet) or `none`.
     #[serde(default)]
+    #[schema(value_type = Option<Compression>)]
     pub compression: Option<String>,
 }
 
@@ -288,6 +308,12 @@ fn invalid(code: &'static str, message: impl Into<String>, allowed: Vec<String>)
 /// Creates an export: checked whole before anything exists (400 with a
 /// code and what is allowed), within the caller's rate and the domain's
 /// cap (429), once per `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/exports", operation_id = "createExport", tag = "exports", params(IdempotencyKey),
+    request_body = CreateExport,
+    responses((status = 202, description = "The export is queued", body = ExportView,
+            headers(("Location" = String, description = "The export's URL"))),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = ErrorBody),
+        Refusals, BodyRefusals))]
 pub async fn create(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
@@ -418,6 +444,9 @@ pub(super) async fn owned(
         .ok_or_else(|| not_found(id))
 }
 
+#[utoipa::path(get, path = "/v1/exports/{id}", operation_id = "getExport", tag = "exports", params(JobId),
+    responses((status = 200, description = "The export, with fresh links when DONE", body = ExportView),
+        Refusals, Missing))]
 pub async fn show(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
@@ -429,12 +458,33 @@ pub async fn show(
     Ok(Json(linked(&api, &job, &headers, &**client).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// From 1.
+    #[param(minimum = 1)]
     page: Option<i64>,
+    /// `created_at`, `-created_at` (default), `status` or `-status`.
+    #[param(pattern = "^-?(created_at|status)$")]
     order: Option<String>,
+    /// `SCHEDULED`, `IN_PROGRESS`, `DONE`, `ERROR` or `CANCELLED`.
+    #[param(pattern = "^(SCHEDULED|IN_PROGRESS|DONE|ERROR|CANCELLED)$")]
     status: Option<String>,
+}
+
+/// A page of exports (Voucherify's list shape).
+#[derive(Serialize, ToSchema)]
+pub struct ExportPage {
+    /// Always `list`.
+    object: &'static str,
+    /// Always `exports`.
+    data_ref: &'static str,
+    exports: Vec<ExportView>,
+    /// How many the filter matches, over every page.
+    total: i64,
 }
 
 /// Voucherify's status names, read back.
@@ -444,6 +494,8 @@ fn status_of(name: &str) -> Option<JobStatus> {
         .find(|s| export_status(*s) == name)
 }
 
+#[utoipa::path(get, path = "/v1/exports", operation_id = "listExports", tag = "exports", params(ListQuery),
+    responses((status = 200, description = "A page of the domain's exports", body = ExportPage), Refusals))]
 pub async fn list(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
@@ -496,16 +548,19 @@ pub async fn list(
     for job in &jobs {
         exports.push(linked(&api, job, &headers, &**client).await?);
     }
-    Ok(
-        Json(
-            json!({ "object": "list", "data_ref": "exports", "exports": exports, "total": total }),
-        )
-        .into_response(),
-    )
+    Ok(Json(ExportPage {
+        object: "list",
+        data_ref: "exports",
+        exports,
+        total,
+    })
+    .into_response())
 }
 
 /// Cancels the export if it runs, deletes its files (and any unfinished
 /// upload), then the export itself: 204.
+#[utoipa::path(delete, path = "/v1/exports/{id}", operation_id = "deleteExport", tag = "exports", params(JobId),
+    responses((status = 204, description = "The export and its files are gone"), Refusals, Missing))]
 pub async fn delete(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
@@ -536,9 +591,12 @@ fn sink(api: &Api, export: &Export) -> Sink {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// The signed token of the export's `download_url`.
     token: Option<String>,
+    /// `1`: a 303 to a fresh presigned URL instead of the bytes.
     redirect: Option<String>,
 }
 
@@ -554,6 +612,23 @@ fn unauthorized(why: impl std::fmt::Display) -> ApiError {
 /// A file of a finished export, through a signed link (no API key): the
 /// whole file or a `Range` of it, or with `redirect=1` a 303 to a fresh
 /// presigned URL (seed 002: "will later return a 303").
+#[utoipa::path(get, path = "/v1/exports/{id}/download", operation_id = "downloadExport", tag = "exports", security(()),
+    params(("id" = String, Path, description = "The export's id"), DownloadQuery,
+        ("Range" = Option<String>, Header, description = "`bytes=A-B`, `bytes=A-` or `bytes=-N`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (Vec<u8> = "application/gzip"), (Vec<u8> = "application/zstd"),
+            (Vec<u8> = "text/csv"), (Vec<u8> = "application/json"),
+            (Vec<u8> = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 206, description = "The range asked for"),
+        (status = 303, description = "With `redirect=1`: a presigned URL",
+            headers(("Location" = String, description = "The presigned URL"))),
+        (status = 401, description = "The link's token is missing, forged, expired or not this export's", body = ErrorBody),
+        (status = 404, description = "The export sent messages, not a file", body = ErrorBody),
+        (status = 410, description = "The export's files have expired", body = ErrorBody),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        (status = 503, description = "The store or the database is away; try again later", body = ErrorBody)))]
 pub async fn download(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,

@@ -9,19 +9,45 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_actors::export::users::GroupType;
 use ferry_actors::pg::groups;
-use serde::Deserialize;
+use ferry_actors::pg::groups::MatchingGroup;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::openapi::{BodyRefusals, ErrorBody, Refusals};
 use super::{Api, ApiError, Body, Tenant};
 
 /// `PUT /v1/groups/{groupKey}`'s body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SetGroup {
+pub struct SetGroup {
+    /// `COST_BASED` or `NON_COST_BASED`.
+    #[schema(example = "COST_BASED")]
     group_type: String,
+    /// Whether the scheduled export sends this group (default true).
     #[serde(default = "enabled")]
     enabled: bool,
 }
+
+/// The domain's groups.
+#[derive(Serialize, ToSchema)]
+pub struct GroupPage {
+    items: Vec<MatchingGroup>,
+}
+
+/// A group key in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("key"), parameter_in = Path)]
+#[allow(dead_code)]
+pub struct GroupKey(
+    /// What imports call `groupId`: 1 to 255 characters, not all blank,
+    /// without control characters.
+    #[param(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    String,
+);
 
 fn enabled() -> bool {
     true
@@ -35,28 +61,34 @@ fn not_found(key: &str) -> ApiError {
     )
 }
 
-/// A group key is what imports call `groupId`: 1 to 255 bytes, no
-/// control characters.
+/// A group key is what imports call `groupId`: 1 to 255 characters, not
+/// all blank, no control characters.
 fn checked(key: &str) -> Result<&str, ApiError> {
-    if key.trim().is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+    if key.trim().is_empty() || key.chars().count() > 255 || key.chars().any(char::is_control) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_group_key",
-            "a group key is 1 to 255 bytes, without control characters",
+            "a group key is 1 to 255 characters, not all blank, without control characters",
         ));
     }
     Ok(key)
 }
 
+#[utoipa::path(get, path = "/v1/groups", operation_id = "listGroups", tag = "groups",
+    responses((status = 200, description = "The domain's group configs", body = GroupPage), Refusals))]
 pub async fn list(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
 ) -> Result<Response, ApiError> {
     let client = api.pool.get().await?;
     let items = groups::list(&**client, Some(domain)).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(GroupPage { items }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/groups/{key}", operation_id = "getGroup", tag = "groups", params(GroupKey),
+    responses((status = 200, description = "The group's config", body = MatchingGroup),
+        (status = 404, description = "No such group in this domain", body = ErrorBody),
+        (status = 422, description = "Not a group key", body = ErrorBody), Refusals))]
 pub async fn show(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -70,6 +102,10 @@ pub async fn show(
 }
 
 /// Creates or replaces the group's config.
+#[utoipa::path(put, path = "/v1/groups/{key}", operation_id = "setGroup", tag = "groups", params(GroupKey), request_body = SetGroup,
+    responses((status = 200, description = "The group's config, as stored", body = MatchingGroup),
+        (status = 422, description = "Not a group key, or an unknown group type", body = ErrorBody),
+        Refusals, BodyRefusals))]
 pub async fn set(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -92,6 +128,10 @@ pub async fn set(
     Ok(Json(group).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/groups/{key}", operation_id = "deleteGroup", tag = "groups", params(GroupKey),
+    responses((status = 204, description = "The group's config is gone"),
+        (status = 404, description = "No such group in this domain", body = ErrorBody),
+        (status = 422, description = "Not a group key", body = ErrorBody), Refusals))]
 pub async fn remove(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,

@@ -13,16 +13,18 @@ use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, Target, W
 use ferry_actors::kafka::request::{self, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::openapi::{BodyRefusals, ErrorBody, IdempotencyKey, JobId, Missing, Refusals};
 use super::{Api, ApiError, Body, Query, Tenant};
 
 /// An import job as the API (and `ferry jobs … --json`) shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportView {
     pub id: Uuid,
-    /// `nodes` or `matches`.
+    #[schema(value_type = Target)]
     pub kind: &'static str,
     pub status: JobStatus,
     pub domain_id: Uuid,
@@ -44,7 +46,7 @@ pub struct ImportView {
 
 /// What became of a job's rows so far (as of its last checkpoint while it
 /// runs).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RowsView {
     pub read: u64,
@@ -100,34 +102,67 @@ impl ImportView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs in this status.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
+    /// At most this many (default 50); more than `http.max_page` is that.
+    #[param(minimum = 1)]
     limit: Option<i64>,
     /// The `next` of the previous page.
     before: Option<Uuid>,
 }
 
+/// A page of imports, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ImportPage {
+    items: Vec<ImportView>,
+    /// The `before` of the next page; none on the last.
+    next: Option<Uuid>,
+}
+
+/// `POST /v1/imports`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportCreated {
+    job_id: Uuid,
+    status: JobStatus,
+    /// False when the `Idempotency-Key` (or the same payload) made this
+    /// job before.
+    new: bool,
+}
+
+#[utoipa::path(get, path = "/v1/imports", operation_id = "listImports", tag = "imports", params(ListQuery),
+    responses((status = 200, description = "The domain's imports, newest first", body = ImportPage), Refusals))]
 pub async fn list(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let status = match q.status {
-        Some(s) => Some(JobStatus::parse(&s.to_uppercase()).ok_or_else(|| {
+        Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
             ApiError::bad_request("invalid_query", format!("unknown status {s:?}"))
         })?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, api.config.http.max_page);
+    let limit = q.limit.unwrap_or(50);
+    if limit < 1 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit is at least 1",
+        ));
+    }
+    let limit = limit.min(api.config.http.max_page);
     let client = api.pool.get().await?;
     let page =
         store::page_in_domain(&**client, Family::Imports, domain, status, q.before, limit).await?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|j| j.id))
         .flatten();
-    let items: Vec<ImportView> = page.iter().filter_map(ImportView::of).collect();
-    Ok(Json(json!({ "items": items, "next": next })).into_response())
+    let items = page.iter().filter_map(ImportView::of).collect();
+    Ok(Json(ImportPage { items, next }).into_response())
 }
 
 pub(super) fn not_found(id: &str) -> ApiError {
@@ -138,6 +173,8 @@ pub(super) fn not_found(id: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/v1/imports/{id}", operation_id = "getImport", tag = "imports", params(JobId),
+    responses((status = 200, description = "The import", body = ImportView), Refusals, Missing))]
 pub async fn show(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -156,6 +193,9 @@ pub async fn show(
 /// Cancels a job that has not ended: it is CANCELLED at once (with its
 /// status event), and a running attempt stops at its next checkpoint.
 /// Rows already committed stay. 409 for a job that had ended.
+#[utoipa::path(delete, path = "/v1/imports/{id}", operation_id = "cancelImport", tag = "imports", params(JobId),
+    responses((status = 200, description = "The import, CANCELLED", body = ImportView),
+        (status = 409, description = "The import had ended", body = ErrorBody), Refusals, Missing))]
 pub async fn cancel(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -174,9 +214,11 @@ pub async fn cancel(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CreateQuery {
-    /// `nodes` (default) or `matches`.
+    /// What the file holds: `nodes` (default) or `matches`.
+    #[param(value_type = Option<Target>)]
     target: Option<String>,
 }
 
@@ -215,6 +257,14 @@ pub fn key_reused(what: &str, field: &str, id: Uuid) -> ApiError {
 /// The manual trigger: the Kafka payload, checked the same way; 202 with
 /// the job id. The same `Idempotency-Key` header twice gives the same job;
 /// the same key with another body is 409.
+#[utoipa::path(post, path = "/v1/imports", operation_id = "createImport", tag = "imports", params(CreateQuery, IdempotencyKey),
+    request_body = request::Wire,
+    responses((status = 202, description = "The job is queued (or was, for a repeated request)", body = ImportCreated,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 403, description = "domainId is not the caller's domain", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = ErrorBody),
+        (status = 422, description = "The request is not a valid import request", body = ErrorBody),
+        Refusals, BodyRefusals))]
 pub async fn create(
     State(api): State<Arc<Api>>,
     Tenant { domain, .. }: Tenant,
@@ -271,7 +321,11 @@ pub async fn create(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/imports/{id}"))],
-        Json(json!({ "jobId": id, "status": created.job.status, "new": created.is_new })),
+        Json(ImportCreated {
+            job_id: id,
+            status: created.job.status,
+            new: created.is_new,
+        }),
     )
         .into_response())
 }

@@ -28,6 +28,7 @@ pub mod exports;
 pub mod groups;
 pub mod imports;
 pub mod limits;
+pub mod openapi;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +87,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/imports", get(imports::list).post(imports::create))
         .route(
             "/v1/imports/{id}",
@@ -234,13 +236,12 @@ impl From<tokio_postgres::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
-        if let Some(details) = self.details {
-            body["details"] = details;
-        }
-        if let Some(id) = self.error_id {
-            body["errorId"] = json!(id);
-        }
+        let body = openapi::ErrorBody {
+            error: self.message,
+            code: self.code,
+            details: self.details,
+            error_id: self.error_id,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod contract;
 mod export_filters;
 mod exports;
 mod exports_api;

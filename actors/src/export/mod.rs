@@ -43,7 +43,7 @@ use uuid::Uuid;
 use crate::settings::{ExportSettings, StorageSettings};
 
 /// A file format an export writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// RFC 4180, with a header row.
@@ -90,7 +90,7 @@ impl Format {
 }
 
 /// How a text format is compressed (Parquet compresses inside).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Gzip,

@@ -342,7 +342,7 @@ pub async fn active_exports(
 }
 
 /// Where an export's webhook stands.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookStatus {
     /// `pending`, `delivered` or `failed`.
     pub status: &'static str,
@@ -351,6 +351,17 @@ pub struct WebhookStatus {
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
+}
+
+impl WebhookStatus {
+    /// Before its first try.
+    pub const PENDING: Self = Self {
+        status: "pending",
+        attempts: 0,
+        last_status: None,
+        last_error: None,
+        delivered_at: None,
+    };
 }
 
 pub async fn webhook_status(

@@ -76,19 +76,32 @@ const MAX_PATH_CHARS: usize = 4096;
 const MAX_NODE_TYPE_CHARS: usize = 50;
 const MAX_REQUEST_ID_CHARS: usize = 200;
 
-/// The wire form; every field optional so a missing one gets our message,
-/// not serde's.
-#[derive(Deserialize)]
+/// The wire form (seed 004's `NodeExchange`, also `POST /v1/imports`'s
+/// body): one of `filePath` or `referenceIds`. Every field is optional to
+/// serde so a missing one gets our message, not serde's; the API document
+/// says which are required.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Wire {
+#[schema(as = NodeExchange)]
+pub struct Wire {
+    #[schema(required = true, value_type = uuid::Uuid)]
     domain_id: Option<String>,
+    /// The matching group's key.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
     group_id: Option<String>,
+    /// A file to load: a path under `storage.local_root`, `s3://bucket/key`,
+    /// or an `http(s)://` URL of the configured object store.
+    #[schema(min_length = 1, max_length = 4096)]
     file_path: Option<String>,
+    /// Instead of a file: the reference ids of the nodes to load.
+    #[schema(min_items = 1)]
     reference_ids: Option<Vec<String>>,
     /// ferry's own: the node type (default: the route's).
+    #[schema(max_length = 50)]
     node_type: Option<String>,
     /// ferry's own: requests with the same id make one job; without it,
     /// the same payload twice makes one job.
+    #[schema(max_length = 200)]
     request_id: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use crate::job::group_uuid;
 
 /// A group's config, as stored. `group_type` is kept as written: a type
 /// ferry does not know (from another tool) is reported, not hidden.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MatchingGroup {
     pub domain_id: Uuid,
