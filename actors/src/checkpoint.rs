@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::job::{Checkpoint, Counts, ImportOutcome};
+use crate::job::{Checkpoint, Counts, ImportOutcome, SourceRead};
 use crate::status::IdLists;
 
 /// How far the reader got: the reader's part of a checkpoint.
@@ -13,6 +13,9 @@ use crate::status::IdLists;
 pub struct ReadPosition {
     pub records: u64,
     pub rejected: u64,
+    /// Bytes of the source (as stored) behind this position, to show
+    /// progress by; for Parquet, the records' share of the file's size.
+    pub bytes: u64,
 }
 
 /// A batch the accumulator sealed: `parts` shards went to writers.
@@ -45,6 +48,8 @@ pub struct CommitTracker {
     /// The batch whose commit moves the checkpoint next (batches count from 1).
     next_seq: u64,
     ended: Option<Ended>,
+    /// Source bytes behind the checkpoint.
+    bytes: u64,
 }
 
 impl CommitTracker {
@@ -55,11 +60,21 @@ impl CommitTracker {
             pending: BTreeMap::new(),
             next_seq: 1,
             ended: None,
+            bytes: 0,
         }
     }
 
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
+    }
+
+    /// Puts how far through its `size` bytes the source is committed into
+    /// the checkpoint (an unknown size, 0, shows nothing).
+    pub fn source_size(&mut self, size: u64) {
+        self.checkpoint.source = (size > 0).then_some(SourceRead {
+            bytes_read: self.bytes.min(size),
+            bytes_total: size,
+        });
     }
 
     pub fn sealed(&mut self, sealed: Sealed) {
@@ -113,6 +128,7 @@ impl CommitTracker {
             counts.inserted += p.inserted;
             counts.updated += p.updated;
             counts.duplicates += p.sealed.duplicates;
+            self.bytes = p.sealed.upto.bytes;
             self.next_seq += 1;
             moved = true;
         }
@@ -209,6 +225,7 @@ mod tests {
             ReadPosition {
                 records: 10,
                 rejected: 2,
+                bytes: 0,
             },
             None,
         );

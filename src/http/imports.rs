@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_actors::job::lifecycle::{self, Cancel};
-use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, Target, Work};
+use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, SourceRead, Target, Work};
 use ferry_actors::kafka::request::{self, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -34,6 +34,8 @@ pub struct ImportView {
     pub source: String,
     pub format: &'static str,
     pub rows: RowsView,
+    /// How far through its file the job had read at its last checkpoint.
+    pub source_read: Option<SourceRead>,
     pub rejects_path: Option<String>,
     pub failure_reason: Option<String>,
     pub attempts: i32,
@@ -91,6 +93,7 @@ impl ImportView {
             source: import.source.clone(),
             format: import.format.as_str(),
             rows: RowsView::from(&import.counts),
+            source_read: import.checkpoint.source,
             rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,

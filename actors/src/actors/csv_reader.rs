@@ -69,6 +69,8 @@ pub struct State {
     /// Bytes read since the last record: reset per record, checked by the
     /// `LimitedReader` under the parser.
     since_record: Arc<AtomicU64>,
+    /// Compressed bytes taken from the source so far.
+    consumed: Arc<AtomicU64>,
     /// Held until the first step opens the stream.
     bytes: Option<mpsc::Receiver<io::Result<Bytes>>>,
     header: Option<Header>,
@@ -110,6 +112,7 @@ impl Actor for CsvReader {
             progress: args.progress,
             input: None,
             since_record: Arc::default(),
+            consumed: Arc::default(),
             bytes: Some(args.bytes),
             header: None,
             rejects: None,
@@ -161,6 +164,7 @@ impl Actor for CsvReader {
         }
         .emit();
         Progress::set(&state.progress.records_read, state.pos.records);
+        state.pos.bytes = state.consumed.load(Ordering::Relaxed);
 
         if state.feed.step(rows, state.pos, step).await {
             myself.cast(Msg::Pump)?;
@@ -187,10 +191,11 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(bytes) = state.bytes.take() else {
             return Ok(Step::End(None));
         };
-        let (input, since_record) =
+        let (input, since_record, consumed) =
             open(bytes, state.bytes_depth.clone(), limits(&state.settings)).await?;
         state.input = Some(input);
         state.since_record = since_record;
+        state.consumed = consumed;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
             state.rejects = Some(Rejects::new("line", &h.columns, h.reference));
@@ -242,12 +247,13 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
 
 /// The byte stream, decompressed by its magic bytes and held to the input
 /// limits, without a UTF-8 BOM, as a CSV reader that accepts ragged rows
-/// (they are rejected one by one). Also returns the per-record byte counter.
+/// (they are rejected one by one). Also returns the per-record byte counter
+/// and the count of compressed bytes taken.
 async fn open(
     mut bytes: mpsc::Receiver<io::Result<Bytes>>,
     depth: Depth,
     limits: Limits,
-) -> io::Result<(Input, Arc<AtomicU64>)> {
+) -> io::Result<(Input, Arc<AtomicU64>, Arc<AtomicU64>)> {
     let compressed = Arc::new(AtomicU64::new(0));
     let counted = compressed.clone();
     let chunks = futures::stream::poll_fn(move |cx| {
@@ -261,7 +267,7 @@ async fn open(
     });
     let (compression, plain) = decompress(StreamReader::new(chunks)).await?;
     tracing::debug!(compression = compression.as_str(), "Input opened.");
-    let limited = LimitedReader::new(plain, limits, compressed);
+    let limited = LimitedReader::new(plain, limits, compressed.clone());
     let since_record = limited.record_counter();
     let mut plain = BufReader::with_capacity(256 << 10, limited);
     if plain.fill_buf().await?.starts_with(b"\xef\xbb\xbf") {
@@ -272,7 +278,7 @@ async fn open(
         .flexible(true)
         .buffer_capacity(256 << 10)
         .create_reader(plain);
-    Ok((reader, since_record))
+    Ok((reader, since_record, compressed))
 }
 
 fn limits(s: &ImportSettings) -> Limits {

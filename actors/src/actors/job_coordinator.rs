@@ -382,7 +382,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
     let spawned = match &job.work {
         Work::Import(import) => {
             let args = job_pipeline::Args {
-                import: import.clone(),
+                import: (**import).clone(),
                 job,
                 fence: attempt.fence(),
                 report: Some(report),

@@ -292,6 +292,8 @@ async fn handle_msg(
         } => state.tracker.ended(last_seq, upto, error),
     }
     if state.tracker.advance() {
+        let size = Progress::get(&state.progress.bytes_total);
+        state.tracker.source_size(size);
         let cp = state.tracker.checkpoint();
         save_checkpoint(&state.control, &state.fence, cp).await?;
         Progress::set(&state.progress.records_committed, cp.counts.records);
@@ -499,6 +501,7 @@ fn resume_position(state: &Running) -> ReadPosition {
     ReadPosition {
         records: counts.records,
         rejected: counts.rejected,
+        bytes: 0,
     }
 }
 

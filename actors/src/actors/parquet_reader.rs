@@ -127,6 +127,11 @@ impl Actor for ParquetReader {
         }
         .emit();
         Progress::set(&state.args.progress.records_read, state.pos.records);
+        state.pos.bytes = state.input.as_ref().map_or(0, |input| {
+            let rows: u64 = input.row_groups.iter().sum();
+            let size = Progress::get(&state.args.progress.bytes_total);
+            (size as u128 * state.pos.records as u128 / rows.max(1) as u128) as u64
+        });
 
         if state.args.feed.step(rows, state.pos, step).await {
             myself.cast(Msg::Pump)?;

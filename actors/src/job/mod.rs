@@ -243,6 +243,18 @@ pub struct Checkpoint {
     pub mode: Option<WriteMode>,
     #[serde(flatten)]
     pub counts: Counts,
+    /// How far through its file the job had read, to show progress by (a
+    /// resumed job resumes by `counts`, not by this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRead>,
+}
+
+/// Bytes of the source file read (as stored, compressed) of its size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRead {
+    pub bytes_read: u64,
+    pub bytes_total: u64,
 }
 
 /// The `source` of a job whose reference ids came inline.
@@ -367,7 +379,7 @@ pub struct Job {
 /// What a job does, with what it has done so far.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Import(Import),
+    Import(Box<Import>),
     Export(Box<Export>),
 }
 

@@ -46,7 +46,7 @@ impl StoreError {
 pub(super) fn from_row(r: &Row) -> Result<Job, StoreError> {
     let id: Uuid = r.try_get("id")?;
     let work = match parse(r, id, "kind", JobKind::parse)? {
-        JobKind::Import(target) => Work::Import(import(r, id, target)?),
+        JobKind::Import(target) => Work::Import(Box::new(import(r, id, target)?)),
         JobKind::Export => Work::Export(Box::new(Export {
             spec: json(r, id, "spec")?.ok_or_else(|| StoreError::Unreadable {
                 job: id,
