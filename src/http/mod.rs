@@ -29,6 +29,7 @@ pub mod groups;
 pub mod imports;
 pub mod limits;
 pub mod openapi;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,9 @@ pub struct Api {
 
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
+        .route("/", get(ui::page))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -12,7 +12,7 @@ use crate::harness::{TestDb, DOMAIN};
 use crate::service::{api_key, broker, file_request, request, Serve};
 
 /// A tool of the Python virtualenv.
-fn python_tool(name: &str) -> PathBuf {
+pub fn python_tool(name: &str) -> PathBuf {
     let bin = std::env::var("FERRY_PY_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

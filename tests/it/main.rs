@@ -3,6 +3,7 @@
 mod harness;
 
 mod bad_input;
+mod browser;
 mod cli;
 mod contract;
 mod export_filters;
