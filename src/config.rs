@@ -54,6 +54,10 @@ pub struct HttpSettings {
     /// Requests one API key may have in flight; more get 429.
     #[serde(default = "default_max_requests_per_key")]
     pub max_requests_per_key: usize,
+    /// Event streams (`GET /v1/…/{id}/events`) one API key may have open;
+    /// more get 429.
+    #[serde(default = "default_max_streams_per_key")]
+    pub max_streams_per_key: usize,
     /// The API's own database connections. Ingestion, the job queue and
     /// `/health/ready` have theirs, which the API cannot take.
     #[serde(default = "default_api_pool_size")]
@@ -126,6 +130,9 @@ fn default_body_timeout() -> std::time::Duration {
 fn default_max_requests_per_key() -> usize {
     8
 }
+fn default_max_streams_per_key() -> usize {
+    8
+}
 fn default_api_pool_size() -> usize {
     8
 }
@@ -137,6 +144,7 @@ impl Default for HttpSettings {
             max_page: default_max_page(),
             body_timeout: default_body_timeout(),
             max_requests_per_key: default_max_requests_per_key(),
+            max_streams_per_key: default_max_streams_per_key(),
             pool_size: default_api_pool_size(),
             signing_keys: Vec::new(),
             jwt: JwtSettings::default(),

@@ -251,7 +251,14 @@ impl Service {
             producer: producer.clone(),
             metrics,
             ingress: ingress_health,
-            in_flight: Default::default(),
+            in_flight: http::limits::Permits::new(
+                config.http.max_requests_per_key,
+                "requests in flight",
+            ),
+            streams: http::limits::Permits::new(
+                config.http.max_streams_per_key,
+                "event streams open",
+            ),
             catalog: Arc::new(catalog),
             signer: Signer::new(signing_keys),
             store: config

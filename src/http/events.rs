@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferry_actors::job::store;
 use ferry_actors::job::{Family, Job};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -68,9 +68,10 @@ impl From<JobEvent> for Event {
         Refusals, Missing))]
 pub async fn import_events(
     State(api): State<Arc<Api>>,
-    Tenant { domain, .. }: Tenant,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let (domain, caller) = (tenant.domain, tenant.caller.clone());
     let uuid = Uuid::parse_str(&id).map_err(|_| imports::not_found(&id))?;
     let view = move |api: Arc<Api>| async move {
         let client = api.pool.get().await?;
@@ -81,7 +82,7 @@ pub async fn import_events(
             imports::ImportView::of(&job).map(|v| serde_json::to_value(v).unwrap_or_default());
         Ok::<_, ApiError>((job.status.is_terminal(), view.unwrap_or_default()))
     };
-    events(api, view).await
+    events(api, &caller, view).await
 }
 
 #[utoipa::path(get, path = "/v1/exports/{id}/events", operation_id = "followExport", tag = "exports", params(JobId),
@@ -94,7 +95,7 @@ pub async fn export_events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let domain = tenant.domain;
+    let (domain, caller) = (tenant.domain, tenant.caller.clone());
     let view = move |api: Arc<Api>| {
         let (id, headers) = (id.clone(), headers.clone());
         async move {
@@ -107,18 +108,24 @@ pub async fn export_events(
             ))
         }
     };
-    events(api, view).await
+    events(api, &caller, view).await
 }
 
 /// The stream of a job's views: the first read answers 404 for a job that
-/// is not the caller's; then an event per change, and `end`.
-async fn events<F, Fut>(api: Arc<Api>, view: F) -> Result<Response, ApiError>
+/// is not the caller's; then an event per change, and `end`. The stream
+/// holds one of the caller's `http.max_streams_per_key` until it ends or
+/// the client goes.
+async fn events<F, Fut>(api: Arc<Api>, caller: &str, view: F) -> Result<Response, ApiError>
 where
     F: Fn(Arc<Api>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(bool, Value), ApiError>> + Send + 'static,
 {
+    let permit = api.streams.take(caller)?;
     let first = view(api.clone()).await?;
-    let stream = follow(api, view, first);
+    let stream = follow(api, view, first).map(move |event| {
+        let _held = &permit;
+        event
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

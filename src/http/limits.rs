@@ -1,14 +1,58 @@
-//! Token buckets: each caller may create `exports.create_per_minute`
-//! exports a minute, in bursts up to that many; over that, 429 with the
-//! seconds until the next one may be made.
+//! Per-caller bounds. [`Permits`]: at most so many requests in flight, or
+//! event streams open, per caller. [`Limiter`]: token buckets, so each
+//! caller may create `exports.create_per_minute` exports a minute, in
+//! bursts up to that many; over either, 429 with when to try again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
+
+/// At most `limit` of something held at once per caller.
+pub struct Permits {
+    limit: usize,
+    /// What is held, as an error says it ("requests in flight").
+    what: &'static str,
+    by_caller: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Permits {
+    pub fn new(limit: usize, what: &'static str) -> Self {
+        Self {
+            limit: limit.max(1),
+            what,
+            by_caller: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One of `caller`'s permits, held until dropped; 429 when it has
+    /// `limit` already.
+    pub fn take(&self, caller: &str) -> Result<OwnedSemaphorePermit, ApiError> {
+        let permits = {
+            let mut by_caller = self.by_caller.lock().expect("no panic while held");
+            if by_caller.len() > 10_000 {
+                // Forget callers that hold nothing.
+                by_caller.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            by_caller
+                .entry(caller.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+                .clone()
+        };
+        permits.try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("this key has {} {} already", self.limit, self.what),
+            )
+            .retry_after(1)
+        })
+    }
+}
 
 struct Bucket {
     tokens: f64,

@@ -6,7 +6,8 @@
 //!
 //! One tenant must not be able to slow the others: a request's body is read
 //! (within `http.body_timeout`) before the database is touched; a key has at
-//! most `http.max_requests_per_key` requests in flight; the API has its own
+//! most `http.max_requests_per_key` requests in flight and
+//! `http.max_streams_per_key` event streams open; the API has its own
 //! connections, apart from those of ingestion, the job queue and
 //! `/health/ready`.
 //!
@@ -20,7 +21,13 @@
 //!   API shows a job.
 //! - `exports`: the exports (create, show, list, delete, download), and
 //!   how an export is shown (Voucherify's export object).
-//! - `limits`: the token buckets of export creations.
+//! - `groups`: the matching group configs of the scheduled users export.
+//! - `events`: a job's progress as Server-Sent Events.
+//! - `limits`: per-caller bounds (requests in flight, streams open) and the
+//!   token buckets of export creations.
+//! - `openapi`: the API's OpenAPI 3.1 document, generated from the
+//!   handlers' types.
+//! - `ui`: the jobs page at `/`.
 
 pub mod auth;
 pub mod events;
@@ -31,8 +38,7 @@ pub mod limits;
 pub mod openapi;
 pub mod ui;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -54,7 +60,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -69,8 +75,10 @@ pub struct Api {
     pub metrics: PrometheusHandle,
     /// Whether the Kafka consumer makes progress.
     pub ingress: Arc<kafka_ingress::Health>,
-    /// Requests in flight per API key (by the key's hash).
-    pub in_flight: Mutex<HashMap<Vec<u8>, Arc<Semaphore>>>,
+    /// Requests in flight per caller.
+    pub in_flight: limits::Permits,
+    /// Event streams open per caller.
+    pub streams: limits::Permits,
     /// What exports may read.
     pub catalog: Arc<Catalog>,
     /// Signs and checks download links.
@@ -321,30 +329,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
             ),
             None => format!("key:{}", hex_digest(key)),
         };
-        let permits = {
-            let mut in_flight = api.in_flight.lock().expect("no panic while held");
-            if in_flight.len() > 10_000 {
-                // Forget keys with nothing in flight.
-                in_flight.retain(|_, s| Arc::strong_count(s) > 1);
-            }
-            in_flight
-                .entry(caller.as_bytes().to_vec())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(api.config.http.max_requests_per_key.max(1)))
-                })
-                .clone()
-        };
-        let permit = permits.try_acquire_owned().map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                format!(
-                    "this key has {} requests in flight already",
-                    api.config.http.max_requests_per_key
-                ),
-            )
-            .retry_after(1)
-        })?;
+        let permit = api.in_flight.take(&caller)?;
         if let Some(claims) = jwt {
             return Ok(Self {
                 domain: claims.domain,

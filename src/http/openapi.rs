@@ -143,7 +143,7 @@ impl IntoResponses for Refusals {
             (401, "No API key, or one that is not known"),
             (
                 429,
-                "Too many requests of this caller in flight, or too many exports",
+                "Too many requests or event streams of this caller at once, or too many exports",
             ),
             (500, "A server fault; `errorId` is in its log"),
             (503, "The database is away or busy; try again later"),

@@ -341,3 +341,73 @@ async fn create_export(serve: &Serve, headers: &[(&str, &str)]) -> String {
     let created: serde_json::Value = serde_json::from_str(&created).unwrap();
     created["id"].as_str().unwrap().to_string()
 }
+
+/// A key has at most `http.max_streams_per_key` event streams open: one
+/// more is 429, until one ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_streams_per_key_are_bounded() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let serve = Serve::start(
+        &db,
+        kafka.bootstrap_servers(),
+        &[("FERRY__HTTP__MAX_STREAMS_PER_KEY", "1")],
+    )
+    .await;
+    let key = crate::service::api_key(&db, crate::harness::DOMAIN).await;
+    let auth = format!("Bearer {key}");
+    // The import's writes wait on this lock, so its stream stays open.
+    let lock = db.client().await;
+    lock.batch_execute("BEGIN; LOCK TABLE nodes IN SHARE MODE")
+        .await
+        .unwrap();
+    let file = db.path("users.csv.gz");
+    ferry::sample::write_users_csv_gz(&file, 1_000, 6).unwrap();
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/imports",
+        &headers,
+        &file_request("streams", &file),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let path = format!("/v1/imports/{}/events", created["jobId"].as_str().unwrap());
+
+    let first = {
+        let (http, path, auth) = (serve.http.clone(), path.clone(), auth.clone());
+        tokio::spawn(
+            async move { request(&http, "GET", &path, &[("Authorization", &auth)], "").await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = request(&serve.http, "GET", &path, &[("Authorization", &auth)], "");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("refused at once, not streamed")
+        .unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_requests"), "{body}");
+
+    lock.batch_execute("COMMIT").await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .expect("the first stream ends with its job")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sse_events(&body).last().unwrap().0, "end", "{body}");
+    // Its permit is back.
+    let (status, body) = request(&serve.http, "GET", &path, &[("Authorization", &auth)], "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sse_events(&body).last().unwrap().1["status"], "COMPLETED");
+    serve.terminate().await;
+}
