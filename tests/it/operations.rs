@@ -387,7 +387,8 @@ async fn event_streams_per_key_are_bounded() {
         )
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = request(&serve.http, "GET", &path, &[("Authorization", &auth)], "");
+    let key_only = [("Authorization", auth.as_str())];
+    let second = request(&serve.http, "GET", &path, &key_only, "");
     let (status, body) = tokio::time::timeout(Duration::from_secs(5), second)
         .await
         .expect("refused at once, not streamed")
