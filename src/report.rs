@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use ferry_actors::files::ListedFile;
 use ferry_actors::job::{Export, Import, Job, JobStatus};
 use serde::Serialize;
 use uuid::Uuid;
@@ -25,6 +26,12 @@ pub struct ImportReport {
     pub rejects_path: Option<String>,
     pub failure_reason: Option<String>,
     pub attempts: i32,
+    /// A multi-file job's files, with the records read from each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ListedFile>,
+    /// Names under its prefix that are not the target's format.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<String>,
 }
 
 impl ImportReport {
@@ -51,6 +58,16 @@ impl ImportReport {
             rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,
+            files: import
+                .checkpoint
+                .files
+                .as_ref()
+                .map_or_else(Vec::new, |s| s.files.clone()),
+            skipped_files: import
+                .checkpoint
+                .files
+                .as_ref()
+                .map_or_else(Vec::new, |s| s.skipped.clone()),
         }
     }
 
@@ -77,6 +94,15 @@ impl ImportReport {
         )?;
         if self.attempts > 1 {
             writeln!(out, "  attempts     {}", self.attempts)?;
+        }
+        if !self.files.is_empty() {
+            writeln!(out, "  files        {}", self.files.len())?;
+            for f in &self.files {
+                writeln!(out, "    {}  {} rows", f.uri, grouped(f.records))?;
+            }
+        }
+        if !self.skipped_files.is_empty() {
+            writeln!(out, "  skipped      {}", self.skipped_files.join(", "))?;
         }
         if let Some(p) = &self.rejects_path {
             writeln!(out, "  rejects      {p}")?;

@@ -144,6 +144,18 @@ pub fn write_matches_parquet(
     row_group_rows: usize,
     seed: u64,
 ) -> anyhow::Result<()> {
+    write_matches_parquet_from(path, 0, rows, row_group_rows, seed)
+}
+
+/// Suggestions `first..first + rows` of the same sequence, as Parquet: the
+/// shards of a set are consecutive runs of it.
+pub fn write_matches_parquet_from(
+    path: &Path,
+    first: u64,
+    rows: u64,
+    row_group_rows: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -161,9 +173,9 @@ pub fn write_matches_parquet(
     let file = std::fs::File::create(path)?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     let mut rng = Rng::new(seed);
-    let mut i = 0;
-    while i < rows {
-        let n = (rows - i).min(8192);
+    let (mut i, end) = (first, first + rows);
+    while i < end {
+        let n = (end - i).min(8192);
         let batch: Vec<MatchRow> = (i..i + n).map(|i| match_row(i, &mut rng)).collect();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(

@@ -49,6 +49,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod flow;
 pub mod formats;
 pub mod job;

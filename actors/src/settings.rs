@@ -109,6 +109,13 @@ pub struct ImportSettings {
     /// it is read. Seed 004 BR-2: 5 GB.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: u64,
+    /// Files one job may read (a prefix, a glob, or a `filePaths` list);
+    /// more fail the job (a list longer than this is refused).
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+    /// Bytes (as stored) all of a job's files may add up to.
+    #[serde(default = "default_max_job_bytes")]
+    pub max_job_bytes: u64,
     /// The input may decompress to at most this many bytes (100 GiB).
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
@@ -167,6 +174,12 @@ fn default_max_field_bytes() -> usize {
 fn default_max_object_bytes() -> u64 {
     5_000_000_000
 }
+fn default_max_files() -> usize {
+    1000
+}
+fn default_max_job_bytes() -> u64 {
+    50_000_000_000
+}
 fn default_max_decompressed_bytes() -> u64 {
     100 << 30
 }
@@ -212,6 +225,8 @@ impl Default for ImportSettings {
             node_type: default_node_type(),
             resend_changed: true,
             max_object_bytes: default_max_object_bytes(),
+            max_files: default_max_files(),
+            max_job_bytes: default_max_job_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_compression_ratio: default_max_compression_ratio(),
             max_columns: default_max_columns(),

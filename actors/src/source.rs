@@ -30,43 +30,86 @@ pub enum Source {
     Inline(Arc<Vec<String>>),
 }
 
+/// Where a multi-file import lists its files: a folder under
+/// `storage.local_root`, or a prefix of a bucket of the configured store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Folder {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+/// What a path names: a file, or a folder (a prefix).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Folder,
+}
+
 impl Source {
     pub fn parse(uri: &str, storage: &StorageSettings) -> Result<Self, ImportError> {
-        let refuse = |reason: String| ImportError::Source {
-            uri: uri.to_string(),
-            reason,
-            retriable: false,
-        };
-        let (scheme, rest) = match uri.split_once("://") {
-            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None if uri.is_empty() => return Err(refuse("empty path".into())),
-            None => return local(Path::new(uri), storage).map_err(refuse),
-        };
-        match scheme.as_str() {
-            "file" => {
-                let path = rest.strip_prefix("localhost").unwrap_or(rest);
-                if !path.starts_with('/') {
-                    return Err(refuse(
-                        "a file:// URL needs an absolute path on this host".into(),
-                    ));
-                }
-                local(Path::new(&percent_decode(path)), storage).map_err(refuse)
-            }
-            "s3" => object(rest, storage).map_err(refuse),
-            "http" | "https" => {
-                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = with_port(authority, &scheme);
-                if !allowed_hosts(storage).contains(&host) {
-                    return Err(refuse(format!(
-                        "host `{host}` is not the storage endpoint nor in storage.allowed_hosts"
-                    )));
-                }
-                object(path, storage).map_err(refuse)
-            }
-            other => Err(refuse(format!("unsupported scheme `{other}`"))),
+        match parse(uri, storage, Kind::File)? {
+            Parsed::Local(path) => Ok(Self::Local(path)),
+            Parsed::S3 { bucket, key } => Ok(Self::S3 { bucket, key }),
         }
     }
+}
 
+impl Folder {
+    /// A folder or prefix, under the same rules as a file: the configured
+    /// store's hosts and buckets, or under `storage.local_root`.
+    pub fn parse(uri: &str, storage: &StorageSettings) -> Result<Self, ImportError> {
+        match parse(uri, storage, Kind::Folder)? {
+            Parsed::Local(path) => Ok(Self::Local(path)),
+            Parsed::S3 { bucket, key } => Ok(Self::S3 {
+                bucket,
+                prefix: key,
+            }),
+        }
+    }
+}
+
+enum Parsed {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+fn parse(uri: &str, storage: &StorageSettings, kind: Kind) -> Result<Parsed, ImportError> {
+    let refuse = |reason: String| ImportError::Source {
+        uri: uri.to_string(),
+        reason,
+        retriable: false,
+    };
+    let (scheme, rest) = match uri.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None if uri.is_empty() => return Err(refuse("empty path".into())),
+        None => return local(Path::new(uri), storage, kind).map_err(refuse),
+    };
+    match scheme.as_str() {
+        "file" => {
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(refuse(
+                    "a file:// URL needs an absolute path on this host".into(),
+                ));
+            }
+            local(Path::new(&percent_decode(path)), storage, kind).map_err(refuse)
+        }
+        "s3" => object(rest, storage, kind).map_err(refuse),
+        "http" | "https" => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = with_port(authority, &scheme);
+            if !allowed_hosts(storage).contains(&host) {
+                return Err(refuse(format!(
+                    "host `{host}` is not the storage endpoint nor in storage.allowed_hosts"
+                )));
+            }
+            object(path, storage, kind).map_err(refuse)
+        }
+        other => Err(refuse(format!("unsupported scheme `{other}`"))),
+    }
+}
+
+impl Source {
     /// Where rejects are written while the job runs: `dir/JOBID.csv`; with
     /// no folder configured, a `rejects/` folder beside a local source, or
     /// the system's temp folder (`ferry-rejects/`) otherwise.
@@ -95,11 +138,12 @@ impl Source {
     }
 }
 
-/// `bucket/key`, checked against `storage.allowed_buckets`.
-fn object(path: &str, storage: &StorageSettings) -> Result<Source, String> {
+/// `bucket/key` (`bucket/prefix/` for a folder, the prefix possibly
+/// empty), checked against `storage.allowed_buckets`.
+fn object(path: &str, storage: &StorageSettings, kind: Kind) -> Result<Parsed, String> {
     let (bucket, key) = path
         .split_once('/')
-        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .filter(|(b, k)| !b.is_empty() && (kind == Kind::Folder || !k.is_empty()))
         .ok_or("expected a path of the form bucket/key")?;
     let key = percent_decode(key.split(['?', '#']).next().unwrap_or(key));
     if !storage.allowed_buckets.is_empty() && !storage.allowed_buckets.iter().any(|b| b == bucket) {
@@ -107,7 +151,7 @@ fn object(path: &str, storage: &StorageSettings) -> Result<Source, String> {
             "bucket `{bucket}` is not in storage.allowed_buckets"
         ));
     }
-    Ok(Source::S3 {
+    Ok(Parsed::S3 {
         bucket: bucket.to_string(),
         key,
     })
@@ -117,20 +161,22 @@ fn object(path: &str, storage: &StorageSettings) -> Result<Source, String> {
 /// outside the root gets the same answer whether or not it exists, and no
 /// answer names the root: a request must learn nothing of the files
 /// around it.
-fn local(path: &Path, storage: &StorageSettings) -> Result<Source, String> {
+fn local(path: &Path, storage: &StorageSettings, kind: Kind) -> Result<Parsed, String> {
     if storage.local_root.is_empty() {
-        return Ok(Source::Local(path.to_path_buf()));
+        return Ok(Parsed::Local(path.to_path_buf()));
     }
     let root = std::fs::canonicalize(&storage.local_root)
         .map_err(|_| "storage.local_root is not a readable folder".to_string())?;
     let outside = || "outside storage.local_root".to_string();
     // Resolves `..` and symlinks, so neither can lead out of the root.
     match std::fs::canonicalize(path) {
-        Ok(real) if real.starts_with(&root) => match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => Ok(Source::Local(real)),
+        Ok(real) if real.starts_with(&root) => match (std::fs::metadata(&real), kind) {
+            (Ok(m), Kind::File) if m.is_file() => Ok(Parsed::Local(real)),
+            (Ok(m), Kind::Folder) if m.is_dir() => Ok(Parsed::Local(real)),
             // A FIFO, a device or a socket would block or never end.
-            Ok(_) => Err("not a regular file".into()),
-            Err(e) => Err(e.to_string()),
+            (Ok(_), Kind::File) => Err("not a regular file".into()),
+            (Ok(_), Kind::Folder) => Err("not a folder".into()),
+            (Err(e), _) => Err(e.to_string()),
         },
         Ok(_) => Err(outside()),
         Err(_) => match lexically_within(path, &root) {

@@ -47,6 +47,14 @@ impl StorageError {
     }
 }
 
+/// An object as a listing or a lookup shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
 #[derive(Clone)]
 pub struct Store {
     client: Client,
@@ -93,8 +101,8 @@ impl Store {
         }
     }
 
-    /// The object's size.
-    pub async fn size(&self, bucket: &str, key: &str) -> Result<u64, StorageError> {
+    /// The object's size and ETag.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StorageError> {
         let out = self
             .client
             .head_object()
@@ -103,7 +111,48 @@ impl Store {
             .send()
             .await
             .map_err(|e| StorageError::from_sdk("HEAD", e))?;
-        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// The objects under `prefix`, in key order, at most `max` of them
+    /// (the listing stops there, so a huge prefix costs no more).
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("ListObjectsV2", e))?;
+            for o in out.contents() {
+                if objects.len() == max {
+                    return Ok(objects);
+                }
+                objects.push(ObjectInfo {
+                    key: o.key().unwrap_or_default().to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                });
+            }
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(objects);
+            }
+        }
     }
 
     /// The object's bytes in `range` (not empty), as a stream.
@@ -351,6 +400,7 @@ pub struct ObjectReader {
     bucket: String,
     key: String,
     size: u64,
+    etag: String,
     offset: u64,
     /// Where the current read ends: the object's size, or a range's end.
     end: u64,
@@ -371,9 +421,9 @@ impl ObjectReader {
         retry: RetrySettings,
     ) -> Result<Self, StorageError> {
         let mut failures = 0;
-        let size = loop {
-            match store.size(bucket, key).await {
-                Ok(size) => break size,
+        let info = loop {
+            match store.head(bucket, key).await {
+                Ok(info) => break info,
                 Err(e) if e.retriable && failures + 1 < max_attempts => {
                     failures += 1;
                     tracing::warn!(bucket, key, attempt = failures, error = %e, "Object lookup failed; retrying.");
@@ -386,9 +436,10 @@ impl ObjectReader {
             store,
             bucket: bucket.into(),
             key: key.into(),
-            size,
+            size: info.size,
+            etag: info.etag,
             offset: 0,
-            end: size,
+            end: info.size,
             body: None,
             failures: 0,
             max_attempts: max_attempts.max(1),
@@ -398,6 +449,10 @@ impl ObjectReader {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    pub fn etag(&self) -> &str {
+        &self.etag
     }
 
     /// Reads `range` whole (a ranged read, as Parquet's footer and row

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferry_actors::files::ListedFile;
 use ferry_actors::job::lifecycle::{self, Cancel};
 use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, SourceRead, Target, Work};
 use ferry_actors::kafka::request::{self, Limits};
@@ -36,6 +37,13 @@ pub struct ImportView {
     pub rows: RowsView,
     /// How far through its file the job had read at its last checkpoint.
     pub source_read: Option<SourceRead>,
+    /// A multi-file job's files, once listed: each with its size and, once
+    /// read, its records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<ListedFile>>,
+    /// Names under its prefix that are not the target's format, skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_files: Option<Vec<String>>,
     pub rejects_path: Option<String>,
     pub failure_reason: Option<String>,
     pub attempts: i32,
@@ -94,6 +102,8 @@ impl ImportView {
             format: import.format.as_str(),
             rows: RowsView::from(&import.counts),
             source_read: import.checkpoint.source,
+            files: import.checkpoint.files.as_ref().map(|s| s.files.clone()),
+            skipped_files: import.checkpoint.files.as_ref().map(|s| s.skipped.clone()),
             rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,

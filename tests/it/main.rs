@@ -15,6 +15,7 @@ mod import_nodes;
 mod job_queue;
 mod limits;
 mod matches;
+mod multi_file;
 mod operations;
 mod reference_lists;
 mod s3;

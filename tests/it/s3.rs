@@ -374,7 +374,7 @@ async fn put(s3: &LocalS3, bucket: &str, key: &str, bytes: Vec<u8>) {
 /// Reads `bucket/key` whole.
 async fn get(s3: &LocalS3, bucket: &str, key: &str) -> Vec<u8> {
     let store = s3.store();
-    let size = store.size(bucket, key).await.unwrap();
+    let size = store.head(bucket, key).await.unwrap().size;
     let body = store.read_range(bucket, key, 0..size).await.unwrap();
     body.collect().await.unwrap().into_bytes().to_vec()
 }

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use crate::error::ImportError;
+use crate::files;
 use crate::formats::rejects::push_csv_record;
 use crate::progress::Progress;
 use crate::settings::{RetrySettings, StorageSettings};
@@ -64,6 +65,9 @@ pub struct Args {
     pub retry: RetrySettings,
     pub output: Output,
     pub progress: Arc<Progress>,
+    /// The ETag the file had when a multi-file job listed it: another one
+    /// (the file was replaced since) fails the job, naming the file.
+    pub etag: Option<String>,
 }
 
 /// What is being read.
@@ -113,10 +117,13 @@ impl Actor for FileFetcher {
         let (input, size) = match &args.source {
             Source::Local(path) => {
                 let (file, size) = open(path, &args).await?;
+                let meta = file.metadata().await.ok();
+                check_etag(meta.as_ref().map(files::local_etag), &args)?;
                 (Input::File(file), size)
             }
             Source::S3 { bucket, key } => {
                 let reader = open_object(bucket, key, &args).await?;
+                check_etag(Some(reader.etag().to_string()), &args)?;
                 let size = reader.size();
                 (Input::Object(Box::new(reader)), size)
             }
@@ -250,6 +257,25 @@ async fn open_object(bucket: &str, key: &str, args: &Args) -> Result<ObjectReade
     })?;
     check_size(reader.size(), args)?;
     Ok(reader)
+}
+
+/// A listed file must be the one listed.
+fn check_etag(found: Option<String>, args: &Args) -> Result<(), ImportError> {
+    match (&args.etag, found) {
+        // A store that gives no ETag cannot be checked.
+        (Some(listed), Some(found))
+            if !listed.is_empty() && !found.is_empty() && *listed != found =>
+        {
+            Err(ImportError::Source {
+                uri: args.uri.clone(),
+                reason: format!(
+                    "the file changed since the job listed it (ETag {listed}, now {found})"
+                ),
+                retriable: false,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_size(size: u64, args: &Args) -> Result<(), ImportError> {

@@ -27,6 +27,7 @@ use super::parquet_reader::{self, ParquetReader};
 use crate::batch::{MatchBatch, NodeBatch};
 use crate::checkpoint::{CommitTracker, ReadPosition, Sealed};
 use crate::error::{is_retriable, ImportError};
+use crate::files;
 use crate::flow::Credits;
 use crate::job::lifecycle::Fence;
 use crate::job::store;
@@ -110,6 +111,8 @@ pub struct Running {
     depth: Depth,
     progress: Arc<Progress>,
     finishing: bool,
+    /// Between two files of a set: the stages of the one done are stopping.
+    switching: bool,
 }
 
 pub type JobPipelineRef = ActorRef<Msg>;
@@ -141,7 +144,7 @@ impl Actor for JobPipeline {
             state.run = Some(start(&myself, &mut state.args).await?);
             return Ok(());
         };
-        handle_msg(&myself, msg, run).await
+        handle_msg(&myself, msg, run, &state.args).await
     }
 
     async fn handle_supervisor_evt(
@@ -171,58 +174,106 @@ impl Actor for JobPipeline {
 /// Connects, takes the group lock, picks the write mode and spawns the
 /// stages. A failure here fails the attempt like any stage failure.
 async fn start(myself: &ActorRef<Msg>, args: &mut Args) -> Result<Running, ActorProcessingErr> {
-    let import = &args.import;
     let control = pg::connect_bulk(&pg::named(&args.database, "ferry-job")).await?;
+    let import = &mut args.import;
+    // A multi-file job lists its files once, at its first start.
+    if files::is_file_set(&import.source) && import.checkpoint.files.is_none() {
+        let set = files::list(&import.source, import.target, &args.storage, &args.settings).await?;
+        tracing::info!(job_id = %args.job.id, files = set.files.len(), skipped = set.skipped.len(), "Files listed.");
+        import.checkpoint.files = Some(set);
+    }
+    let import = &args.import;
     let source = match store::reference_ids(&control, args.job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
-        None => Source::parse(&import.source, &args.storage)?,
+        None => current_source(import, &args.storage)?,
     };
-    let group = Group {
-        domain_id: args.job.domain_id,
-        group_id: import.group_id,
-    };
-    match (import.target, import.format) {
+    let mut run = match (import.target, import.format) {
         (Target::Nodes, InputFormat::Csv | InputFormat::Refs) => {
-            let table = Nodes {
-                group,
-                node_type: import.node_type.clone(),
-                resend_changed: args.settings.resend_changed,
-            };
-            let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
-            let input = spawn_csv_input(myself, &mut run, args, source, rows).await;
-            unwind_on_error(myself, input)?;
-            Ok(run)
+            prepare(args, control, nodes(args), &source).await?
         }
         (Target::Matches, InputFormat::Parquet) => {
-            let table = Matches { group };
-            let (mut run, rows) = prepare(myself, args, control, table, &source).await?;
-            let input = spawn_parquet_input(myself, &mut run, args, source, rows).await;
-            unwind_on_error(myself, input)?;
-            Ok(run)
+            prepare(args, control, matches(args), &source).await?
         }
-        (target, format) => Err(ImportError::Source {
-            uri: import.source.clone(),
-            reason: format!(
-                "a `{}` job cannot read {} input",
-                target.as_str(),
-                format.as_str()
-            ),
-            retriable: false,
+        (target, format) => {
+            return Err(ImportError::Source {
+                uri: import.source.clone(),
+                reason: format!(
+                    "a `{}` job cannot read {} input",
+                    target.as_str(),
+                    format.as_str()
+                ),
+                retriable: false,
+            }
+            .into())
         }
-        .into()),
+    };
+    spawn_stages(myself, &mut run, args, source).await?;
+    Ok(run)
+}
+
+fn nodes(args: &Args) -> Nodes {
+    Nodes {
+        group: group(args),
+        node_type: args.import.node_type.clone(),
+        resend_changed: args.settings.resend_changed,
     }
 }
 
-/// Takes the group lock, picks the mode, saves the checkpoint to resume
-/// from, sets the pipeline's state up and spawns the writing stages;
-/// returns the state and the feed the reader will send rows into.
-async fn prepare<T: Table>(
+fn matches(args: &Args) -> Matches {
+    Matches { group: group(args) }
+}
+
+fn group(args: &Args) -> Group {
+    Group {
+        domain_id: args.job.domain_id,
+        group_id: args.import.group_id,
+    }
+}
+
+/// The file the job reads now: its one file, or the current one of its set.
+fn current_source(import: &Import, storage: &StorageSettings) -> Result<Source, ImportError> {
+    match &import.checkpoint.files {
+        Some(set) => {
+            let file = set.current().ok_or_else(|| ImportError::Source {
+                uri: import.source.clone(),
+                reason: "every file was read".into(),
+                retriable: false,
+            })?;
+            Source::parse(&file.uri, storage)
+        }
+        None => Source::parse(&import.source, storage),
+    }
+}
+
+/// Spawns the stages that read `source` and write its rows: the writers,
+/// the accumulator, the reader and the fetcher (for each file of a set).
+async fn spawn_stages(
     myself: &ActorRef<Msg>,
+    run: &mut Running,
+    args: &Args,
+    source: Source,
+) -> Result<(), ActorProcessingErr> {
+    let spawned = match args.import.target {
+        Target::Nodes => match spawn_writers(myself, run, args, nodes(args)).await {
+            Ok(rows) => spawn_csv_input(myself, run, args, source, rows).await,
+            Err(e) => Err(e),
+        },
+        Target::Matches => match spawn_writers(myself, run, args, matches(args)).await {
+            Ok(rows) => spawn_parquet_input(myself, run, args, source, rows).await,
+            Err(e) => Err(e),
+        },
+    };
+    unwind_on_error(myself, spawned)
+}
+
+/// Takes the group lock, picks the mode, saves the checkpoint to resume
+/// from, and sets the pipeline's state up.
+async fn prepare<T: Table>(
     args: &mut Args,
     control: Client,
     table: T,
     source: &Source,
-) -> Result<(Running, Feed<T::Batch>), ActorProcessingErr> {
+) -> Result<Running, ActorProcessingErr> {
     let job = args.job.clone();
     let (mode, checkpoint) = choose_mode(&control, &args.import, &table, &args.settings).await?;
     save_checkpoint(&control, &args.fence, &checkpoint).await?;
@@ -231,10 +282,11 @@ async fn prepare<T: Table>(
         table = T::NAME,
         mode = ?mode,
         resume_from = checkpoint.counts.records,
+        file = checkpoint.files.as_ref().and_then(|s| s.current()).map_or("", |f| f.uri.as_str()),
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.counts.records);
-    let mut run = Running {
+    Ok(Running {
         rejects_path: source.rejects_path(job.id, &args.settings.rejects_dir),
         rejects_object: source.rejects_object(job.id),
         storage: args.storage.clone(),
@@ -254,10 +306,8 @@ async fn prepare<T: Table>(
             _ => None,
         },
         job,
-    };
-    let rows = spawn_writers(myself, &mut run, args, table).await;
-    let rows = unwind_on_error(myself, rows)?;
-    Ok((run, rows))
+        switching: false,
+    })
 }
 
 /// Stages already spawned are stopped if a later one failed to start.
@@ -275,11 +325,15 @@ async fn handle_msg(
     myself: &ActorRef<Msg>,
     msg: Msg,
     state: &mut Running,
+    args: &Args,
 ) -> Result<(), ActorProcessingErr> {
     state.depth.received();
     match msg {
         Msg::Start => {}
-        Msg::Sealed(sealed) => state.tracker.sealed(sealed),
+        Msg::Sealed(mut sealed) => {
+            sealed.upto = state.in_job(sealed.upto);
+            state.tracker.sealed(sealed)
+        }
         Msg::Committed {
             seq,
             inserted,
@@ -289,14 +343,35 @@ async fn handle_msg(
             last_seq,
             upto,
             error,
-        } => state.tracker.ended(last_seq, upto, error),
+        } => {
+            let upto = state.in_job(upto);
+            // In a set, a file's failure names the file.
+            let error = match &state.tracker.checkpoint().files {
+                Some(_) => error.map(|e| format!("{}: {e}", state.reading())),
+                None => error,
+            };
+            state.tracker.ended(last_seq, upto, error)
+        }
     }
     if state.tracker.advance() {
-        let size = Progress::get(&state.progress.bytes_total);
+        let size = match &state.tracker.checkpoint().files {
+            Some(set) => set.total_bytes(),
+            None => Progress::get(&state.progress.bytes_total),
+        };
         state.tracker.source_size(size);
         let cp = state.tracker.checkpoint();
         save_checkpoint(&state.control, &state.fence, cp).await?;
         Progress::set(&state.progress.records_committed, cp.counts.records);
+    }
+    if state.tracker.is_done() && state.tracker.input_error().is_none() {
+        match next_file(state, args)? {
+            Some(next) => return switch_file(myself, state, args, next).await,
+            // The last file's records, for the job's view.
+            None if state.tracker.checkpoint().files.is_some() => {
+                save_checkpoint(&state.control, &state.fence, state.tracker.checkpoint()).await?;
+            }
+            None => {}
+        }
     }
     if state.tracker.is_done() {
         finish(state).await?;
@@ -316,7 +391,7 @@ fn on_stage_event(
     event: SupervisionEvent,
     state: &mut Running,
 ) -> Result<(), ActorProcessingErr> {
-    if state.finishing {
+    if state.finishing || state.switching {
         return Ok(());
     }
     let (who, reason, retriable) = match &event {
@@ -338,11 +413,10 @@ fn on_stage_event(
         ),
         _ => return Ok(()),
     };
-    let actor = state
-        .children
-        .get(&who.get_id())
-        .copied()
-        .unwrap_or("unknown");
+    // The stages of a file already done may report stopping late.
+    let Some(&actor) = state.children.get(&who.get_id()) else {
+        return Ok(());
+    };
     tracing::warn!(job_id = %state.job.id, actor, reason = %reason, "Pipeline stage failed.");
     myself.stop_children(None);
     Err(ImportError::Stage {
@@ -495,14 +569,77 @@ async fn spawn_writers<T: Table>(
     })
 }
 
-/// The reader's view of the checkpoint.
+/// The reader's view of the checkpoint: records in the file it reads, the
+/// job's rejects so far.
 fn resume_position(state: &Running) -> ReadPosition {
-    let counts = state.tracker.checkpoint().counts;
+    let cp = state.tracker.checkpoint();
+    let before = cp.files.as_ref().map_or(0, |set| set.records_before);
     ReadPosition {
-        records: counts.records,
-        rejected: counts.rejected,
+        records: cp.counts.records - before,
+        rejected: cp.counts.rejected,
         bytes: 0,
     }
+}
+
+impl Running {
+    /// The file being read: the job's one, or the current one of its set.
+    fn reading(&self) -> String {
+        let set = self.tracker.checkpoint().files.as_ref();
+        match set.and_then(|s| s.current()) {
+            Some(file) => file.uri.clone(),
+            None => self.import.source.clone(),
+        }
+    }
+
+    /// A reader's position in its file, as a position in the job: records
+    /// and bytes of the files before it added.
+    fn in_job(&self, mut upto: ReadPosition) -> ReadPosition {
+        if let Some(set) = &self.tracker.checkpoint().files {
+            upto.records += set.records_before;
+            upto.bytes += set.bytes_before;
+        }
+        upto
+    }
+}
+
+/// The file after the one just done, if the job has one: the checkpoint
+/// moves on to it (and is saved by the caller).
+fn next_file(state: &mut Running, args: &Args) -> Result<Option<Source>, ImportError> {
+    let records = state.tracker.checkpoint().counts.records;
+    let Some(set) = state.tracker.files_mut() else {
+        return Ok(None);
+    };
+    if !set.advance(records) {
+        return Ok(None);
+    }
+    let file = set.current().expect("advance said there is one");
+    Source::parse(&file.uri, &args.storage).map(Some)
+}
+
+/// Stops the stages of the file just done and starts those of the next,
+/// the checkpoint saved in between (a restart begins at the next file).
+async fn switch_file(
+    myself: &ActorRef<Msg>,
+    state: &mut Running,
+    args: &Args,
+    next: Source,
+) -> Result<(), ActorProcessingErr> {
+    save_checkpoint(&state.control, &state.fence, state.tracker.checkpoint()).await?;
+    state.switching = true;
+    myself
+        .stop_children_and_wait(None, Some(CHILDREN_STOP_TIMEOUT))
+        .await;
+    state.children.clear();
+    state.switching = false;
+    state.tracker.next_file();
+    let set = state.tracker.checkpoint().files.as_ref();
+    tracing::info!(
+        job_id = %state.job.id,
+        file = set.map_or(0, |s| s.current),
+        uri = set.and_then(|s| s.current()).map_or("", |f| f.uri.as_str()),
+        "Next file."
+    );
+    spawn_stages(myself, state, args, next).await
 }
 
 /// FileFetcher → CsvReader: the source streamed through a bounded channel.
@@ -550,7 +687,7 @@ async fn spawn_parquet_input(
     let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
     let import = &args.settings;
     let reader_args = parquet_reader::Args {
-        uri: state.import.source.clone(),
+        uri: state.reading(),
         settings: import.clone(),
         fetcher,
         resume: resume_position(state),
@@ -574,9 +711,16 @@ async fn spawn_fetcher(
     output: file_fetcher::Output,
 ) -> Result<ActorRef<file_fetcher::Msg>, ActorProcessingErr> {
     let import = &args.settings;
+    let current = state
+        .tracker
+        .checkpoint()
+        .files
+        .as_ref()
+        .and_then(|s| s.current());
     let fetch_args = file_fetcher::Args {
         source,
-        uri: state.import.source.clone(),
+        uri: state.reading(),
+        etag: current.map(|f| f.etag.clone()),
         chunk_bytes: import.read_chunk_bytes.max(4096),
         max_object_bytes: import.max_object_bytes,
         storage: args.storage.clone(),

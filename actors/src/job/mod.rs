@@ -247,6 +247,10 @@ pub struct Checkpoint {
     /// resumed job resumes by `counts`, not by this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRead>,
+    /// A multi-file job's files, listed at its first start, and which one
+    /// it is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::files::FileSet>,
 }
 
 /// Bytes of the source file read (as stored, compressed) of its size.

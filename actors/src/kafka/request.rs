@@ -6,9 +6,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::files;
 use crate::job::{InputFormat, NewJob, Target};
 use crate::settings::{KafkaSettings, StorageSettings};
-use crate::source::{self, Source};
+use crate::source::{self, Folder, Source};
 
 /// Why a request cannot become a job: the DLQ's `error` header and the
 /// `reason` label of `ferry_kafka_dlq_total`.
@@ -77,7 +78,7 @@ const MAX_NODE_TYPE_CHARS: usize = 50;
 const MAX_REQUEST_ID_CHARS: usize = 200;
 
 /// The wire form (seed 004's `NodeExchange`, also `POST /v1/imports`'s
-/// body): one of `filePath` or `referenceIds`. Every field is optional to
+/// body): one of `filePath`, `filePaths` or `referenceIds`. Every field is optional to
 /// serde so a missing one gets our message, not serde's; the API document
 /// says which are required.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -90,9 +91,14 @@ pub struct Wire {
     #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
     group_id: Option<String>,
     /// A file to load: a path under `storage.local_root`, `s3://bucket/key`,
-    /// or an `http(s)://` URL of the configured object store.
+    /// or an `http(s)://` URL of the configured object store. Ending in
+    /// `/`, every file of the target's format under that prefix; with `*`
+    /// or `?` in its last segment, the files that glob matches.
     #[schema(min_length = 1, max_length = 4096)]
     file_path: Option<String>,
+    /// Several files, read in this order as one job.
+    #[schema(min_items = 1)]
+    file_paths: Option<Vec<String>>,
     /// Instead of a file: the reference ids of the nodes to load.
     #[schema(min_items = 1)]
     reference_ids: Option<Vec<String>>,
@@ -117,9 +123,15 @@ pub struct ImportRequest {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
+    /// One file, or a prefix or glob (see [`files::is_many`]).
     File(String),
+    Files(Vec<String>),
     ReferenceIds(Vec<String>),
 }
+
+/// Most entries a `filePaths` list may have; `import.max_files` is
+/// checked when the job lists them.
+const MAX_FILE_PATHS: usize = 10_000;
 
 /// Parses and checks one request.
 pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
@@ -157,8 +169,20 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
             format!("groupId must have 1 to {MAX_GROUP_ID_CHARS} characters"),
         ));
     }
-    let input = match (wire.file_path, wire.reference_ids) {
-        (Some(path), None) => {
+    let input = match (wire.file_path, wire.reference_ids, wire.file_paths) {
+        (None, None, Some(paths)) => {
+            if paths.is_empty() || paths.len() > MAX_FILE_PATHS {
+                return Err(rejected(
+                    Reason::InvalidField,
+                    format!("filePaths must list 1 to {MAX_FILE_PATHS} files"),
+                ));
+            }
+            for (i, path) in paths.iter().enumerate() {
+                no_nul(path, &format!("filePaths[{i}]"))?;
+            }
+            Input::Files(paths.iter().map(|p| p.trim().to_string()).collect())
+        }
+        (Some(path), None, None) => {
             let path = path.trim().to_string();
             no_nul(&path, "filePath")?;
             if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
@@ -169,7 +193,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
             }
             Input::File(path)
         }
-        (None, Some(ids)) => {
+        (None, Some(ids), None) => {
             if ids.is_empty() || ids.len() > limits.max_reference_ids {
                 return Err(rejected(
                     Reason::InvalidField,
@@ -185,16 +209,16 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
             }
             Input::ReferenceIds(ids)
         }
-        (Some(_), Some(_)) => {
-            return Err(rejected(
-                Reason::InvalidField,
-                "give filePath or referenceIds, not both",
-            ))
-        }
-        (None, None) => {
+        (None, None, None) => {
             return Err(rejected(
                 Reason::MissingField,
-                "filePath or referenceIds is required",
+                "filePath, filePaths or referenceIds is required",
+            ))
+        }
+        _ => {
+            return Err(rejected(
+                Reason::InvalidField,
+                "give one of filePath, filePaths or referenceIds",
             ))
         }
     };
@@ -207,6 +231,24 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
         node_type,
         request_id,
     })
+}
+
+/// Whether ferry may read `source`: an object with a store configured, a
+/// local path with a `storage.local_root`.
+fn served(source: &Source, storage: &StorageSettings, field: &str) -> Result<(), Rejected> {
+    if matches!(source, Source::S3 { .. }) && !storage.configured() {
+        return Err(rejected(
+            Reason::InvalidField,
+            format!("{field}: no object store is configured (storage.endpoint)"),
+        ));
+    }
+    if matches!(source, Source::Local(_)) && storage.local_root.is_empty() {
+        return Err(rejected(
+            Reason::InvalidField,
+            format!("{field}: local paths are accepted only under storage.local_root"),
+        ));
+    }
+    Ok(())
 }
 
 /// PostgreSQL's text cannot hold NUL: such a field is the request's
@@ -267,21 +309,55 @@ impl ImportRequest {
                 Reason::InvalidField,
                 "match suggestions are imported from a Parquet filePath, not referenceIds",
             )),
+            (target, Input::Files(paths)) => {
+                for (i, path) in paths.iter().enumerate() {
+                    let source = Source::parse(path, storage).map_err(|e| {
+                        rejected(Reason::InvalidField, format!("filePaths[{i}]: {e}"))
+                    })?;
+                    served(&source, storage, &format!("filePaths[{i}]"))?;
+                }
+                let format = match target {
+                    Target::Matches => InputFormat::Parquet,
+                    Target::Nodes => InputFormat::Csv,
+                };
+                Ok(NewJob::file(
+                    target,
+                    self.domain_id,
+                    &self.group_key,
+                    &node_type,
+                    &files::list_source(&paths),
+                    format,
+                ))
+            }
+            (target, Input::File(path)) if files::is_many(&path) => {
+                let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+                let folder = Folder::parse(dir, storage)
+                    .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
+                let source = match folder {
+                    Folder::Local(path) => Source::Local(path),
+                    Folder::S3 { bucket, prefix } => Source::S3 {
+                        bucket,
+                        key: prefix,
+                    },
+                };
+                served(&source, storage, "filePath")?;
+                let format = match target {
+                    Target::Matches => InputFormat::Parquet,
+                    Target::Nodes => InputFormat::Csv,
+                };
+                Ok(NewJob::file(
+                    target,
+                    self.domain_id,
+                    &self.group_key,
+                    &node_type,
+                    &path,
+                    format,
+                ))
+            }
             (target, Input::File(path)) => {
                 let source = Source::parse(&path, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
-                if matches!(source, Source::S3 { .. }) && !storage.configured() {
-                    return Err(rejected(
-                        Reason::InvalidField,
-                        "filePath: no object store is configured (storage.endpoint)",
-                    ));
-                }
-                if matches!(source, Source::Local(_)) && storage.local_root.is_empty() {
-                    return Err(rejected(
-                        Reason::InvalidField,
-                        "filePath: local paths are accepted only under storage.local_root",
-                    ));
-                }
+                served(&source, storage, "filePath")?;
                 let format = match target {
                     Target::Matches => InputFormat::Parquet,
                     Target::Nodes if source::is_parquet(&path) => {

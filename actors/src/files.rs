@@ -1,0 +1,385 @@
+//! Multi-file imports (seed 003's "sharded outputs"): a request may name a
+//! prefix (`…/daily/`), a glob in the last segment (`…/part-*.parquet`),
+//! or a list (`filePaths`) instead of one file. The set is listed once,
+//! when the job first starts, and kept in its checkpoint with each file's
+//! size and ETag, so a resumed job reads the same files, and fails, naming
+//! it, on one that changed or vanished since. Files are read one after
+//! another, in name order (a list: in its order), as one job.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ImportError;
+use crate::job::Target;
+use crate::settings::{ImportSettings, StorageSettings};
+use crate::source::{Folder, Source};
+use crate::storage::Store;
+
+/// Whether a `filePath` names many files: a prefix or a glob.
+pub fn is_many(path: &str) -> bool {
+    path.ends_with('/') || last_segment(path).contains(['*', '?'])
+}
+
+/// How an explicit list is kept in the job's `source`: a JSON array.
+pub fn list_source(paths: &[String]) -> String {
+    serde_json::to_string(paths).unwrap_or_default()
+}
+
+/// The files of a `source` that is a list (see [`list_source`]).
+fn listed_paths(source: &str) -> Option<Vec<String>> {
+    source
+        .starts_with('[')
+        .then(|| serde_json::from_str(source).ok())
+        .flatten()
+}
+
+/// Whether a job's `source` names many files.
+pub fn is_file_set(source: &str) -> bool {
+    listed_paths(source).is_some() || is_many(source)
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// One file of the set, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedFile {
+    /// `s3://bucket/key` or a local path.
+    pub uri: String,
+    pub size: u64,
+    /// The store's ETag; for a local file, its size and modification time.
+    pub etag: String,
+    /// Records read from it, once it is done.
+    #[serde(default)]
+    pub records: u64,
+}
+
+/// A job's files and how far it got through them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSet {
+    pub files: Vec<ListedFile>,
+    /// Names under the prefix that are not the target's format, skipped.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+    /// The file being read; those before it are done.
+    #[serde(default)]
+    pub current: usize,
+    /// Records of the files before `current`.
+    #[serde(default)]
+    pub records_before: u64,
+    /// Bytes (as stored) of the files before `current`.
+    #[serde(default)]
+    pub bytes_before: u64,
+}
+
+impl FileSet {
+    pub fn current(&self) -> Option<&ListedFile> {
+        self.files.get(self.current)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The current file is done at `records` (the job's count): on to the
+    /// next, if there is one (the last stays current, so a restart after
+    /// it finds it read to its end). Returns whether there was.
+    pub fn advance(&mut self, records: u64) -> bool {
+        let last = self.current + 1 == self.files.len();
+        let Some(file) = self.files.get_mut(self.current) else {
+            return false;
+        };
+        file.records = records - self.records_before;
+        if last {
+            return false;
+        }
+        self.bytes_before += file.size;
+        self.records_before = records;
+        self.current += 1;
+        true
+    }
+}
+
+/// Whether a file's name is one a target reads.
+fn readable(name: &str, target: Target) -> bool {
+    let name = name.to_ascii_lowercase();
+    match target {
+        Target::Matches => name.ends_with(".parquet") || name.ends_with(".parq"),
+        Target::Nodes => [".csv", ".csv.gz", ".csv.zst"]
+            .iter()
+            .any(|ext| name.ends_with(ext)),
+    }
+}
+
+/// `*` any run of characters, `?` one character.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn refuse(uri: &str, reason: impl Into<String>) -> ImportError {
+    ImportError::Source {
+        uri: uri.to_string(),
+        reason: reason.into(),
+        retriable: false,
+    }
+}
+
+fn storage_error(uri: &str, e: crate::storage::StorageError) -> ImportError {
+    ImportError::Source {
+        uri: uri.to_string(),
+        reason: e.message,
+        retriable: e.retriable,
+    }
+}
+
+/// Lists the files a job's `source` names, checked against the limits:
+/// none is a failure naming the prefix, as are too many files or bytes.
+pub async fn list(
+    source: &str,
+    target: Target,
+    storage: &StorageSettings,
+    import: &ImportSettings,
+) -> Result<FileSet, ImportError> {
+    let set = match listed_paths(source) {
+        Some(paths) => list_paths(&paths, storage, import).await?,
+        None => list_folder(source, target, storage, import).await?,
+    };
+    if set.files.is_empty() {
+        let what = match target {
+            Target::Matches => ".parquet",
+            Target::Nodes => ".csv, .csv.gz or .csv.zst",
+        };
+        return Err(refuse(source, format!("no {what} file matches")));
+    }
+    if set.files.len() > import.max_files {
+        return Err(refuse(
+            source,
+            format!(
+                "{} files, over import.max_files ({})",
+                set.files.len(),
+                import.max_files
+            ),
+        ));
+    }
+    let bytes = set.total_bytes();
+    if bytes > import.max_job_bytes {
+        return Err(refuse(
+            source,
+            format!(
+                "{bytes} bytes in {} files, over import.max_job_bytes ({})",
+                set.files.len(),
+                import.max_job_bytes
+            ),
+        ));
+    }
+    Ok(set)
+}
+
+/// A prefix or a glob: the folder's files, in name order, those of the
+/// target's format (or the glob's) kept, the others listed as skipped.
+async fn list_folder(
+    source: &str,
+    target: Target,
+    storage: &StorageSettings,
+    import: &ImportSettings,
+) -> Result<FileSet, ImportError> {
+    let (dir, pattern) = source.split_at(source.rfind('/').map_or(0, |i| i + 1));
+    let folder = Folder::parse(dir, storage)?;
+    // Enough to tell "too many" from a full set, and no more.
+    let most = import.max_files.saturating_mul(4).saturating_add(100);
+    let store = Store::new(storage);
+    let mut found: Vec<(String, ListedFile)> = match &folder {
+        Folder::S3 { bucket, prefix } => store
+            .list(bucket, prefix, most)
+            .await
+            .map_err(|e| storage_error(source, e))?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.strip_prefix(prefix.as_str())?.to_string();
+                let file = ListedFile {
+                    uri: format!("s3://{bucket}/{}", o.key),
+                    size: o.size,
+                    etag: o.etag,
+                    records: 0,
+                };
+                Some((name, file))
+            })
+            .collect(),
+        Folder::Local(dir) => list_local(dir, most).map_err(|e| refuse(source, e))?,
+    };
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut set = FileSet::default();
+    for (name, mut file) in found {
+        let matched = pattern.is_empty() || glob_match(pattern, &name);
+        if !matched {
+            continue;
+        }
+        if name.contains('/') || !readable(&name, target) {
+            set.skipped.push(name);
+            continue;
+        }
+        // Some stores list no ETags; each file kept is looked up instead.
+        if let (Folder::S3 { bucket, .. }, true) = (&folder, file.etag.is_empty()) {
+            let key = file.uri.trim_start_matches("s3://");
+            let key = key.split_once('/').map_or(key, |(_, k)| k);
+            file.etag = store
+                .head(bucket, key)
+                .await
+                .map_err(|e| storage_error(&file.uri, e))?
+                .etag;
+        }
+        set.files.push(file);
+    }
+    Ok(set)
+}
+
+/// A local folder's regular files (not its subfolders').
+fn list_local(dir: &Path, most: usize) -> Result<Vec<(String, ListedFile)>, String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        if found.len() == most {
+            break;
+        }
+        let path = entry.path();
+        found.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            ListedFile {
+                uri: path.display().to_string(),
+                size: meta.len(),
+                etag: local_etag(&meta),
+                records: 0,
+            },
+        ));
+    }
+    Ok(found)
+}
+
+/// A local file's stand-in for an ETag: its size and modification time.
+pub fn local_etag(meta: &std::fs::Metadata) -> String {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{modified}", meta.len())
+}
+
+/// An explicit list, in its order: each file looked up.
+async fn list_paths(
+    paths: &[String],
+    storage: &StorageSettings,
+    import: &ImportSettings,
+) -> Result<FileSet, ImportError> {
+    if paths.len() > import.max_files {
+        return Err(refuse(
+            &list_source(paths),
+            format!(
+                "{} files, over import.max_files ({})",
+                paths.len(),
+                import.max_files
+            ),
+        ));
+    }
+    let mut set = FileSet::default();
+    for path in paths {
+        let file = match Source::parse(path, storage)? {
+            Source::S3 { bucket, key } => {
+                let info = Store::new(storage)
+                    .head(&bucket, &key)
+                    .await
+                    .map_err(|e| storage_error(path, e))?;
+                ListedFile {
+                    uri: format!("s3://{bucket}/{key}"),
+                    size: info.size,
+                    etag: info.etag,
+                    records: 0,
+                }
+            }
+            Source::Local(local) => {
+                let meta = std::fs::metadata(&local).map_err(|e| refuse(path, e.to_string()))?;
+                ListedFile {
+                    uri: local.display().to_string(),
+                    size: meta.len(),
+                    etag: local_etag(&meta),
+                    records: 0,
+                }
+            }
+            Source::Inline(_) => return Err(refuse(path, "not a file")),
+        };
+        set.files.push(file);
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names() {
+        assert!(glob_match("part-*.parquet", "part-00001.parquet"));
+        assert!(glob_match("part-?.csv", "part-1.csv"));
+        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("part-*.parquet", "part-00001.parquet.tmp"));
+        assert!(!glob_match("part-?.csv", "part-10.csv"));
+        assert!(glob_match("*-*-*.csv", "a-b-c.csv"));
+    }
+
+    #[test]
+    fn many_files_are_told_from_one() {
+        assert!(is_many("s3://b/daily/2026-11-30/"));
+        assert!(is_many("s3://b/daily/part-*.parquet"));
+        assert!(!is_many("s3://b/daily/part-1.parquet"));
+        assert!(is_file_set(&list_source(&["a.csv".into()])));
+        assert!(!is_file_set("a.csv"));
+    }
+
+    #[test]
+    fn a_set_moves_through_its_files() {
+        let file = |size| ListedFile {
+            uri: "f".into(),
+            size,
+            etag: String::new(),
+            records: 0,
+        };
+        let mut set = FileSet {
+            files: vec![file(10), file(20)],
+            ..FileSet::default()
+        };
+        assert!(set.advance(100));
+        assert_eq!(
+            (set.current, set.records_before, set.bytes_before),
+            (1, 100, 10)
+        );
+        assert!(!set.advance(250));
+        assert_eq!(set.files[1].records, 150);
+        assert_eq!((set.current, set.records_before), (1, 100));
+    }
+}

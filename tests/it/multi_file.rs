@@ -1,0 +1,300 @@
+//! Multi-file imports: a prefix, a glob or a list of files loads as one
+//! job, from a real S3 server (s3s-fs) or a local folder, resumes inside
+//! the file it was in, and fails, naming it, on a file that changed since
+//! it was listed.
+
+use std::time::Duration;
+
+use ferry::locals3::LocalS3;
+use ferry::sample;
+use serde_json::Value;
+
+use crate::harness::{TestDb, DOMAIN};
+
+const SHARDS: u64 = 8;
+const SHARD_ROWS: u64 = 5_000;
+
+/// Eight Parquet shards under `imports/daily/`, plus what a Spark job
+/// leaves beside them; returns their local copies, in name order.
+async fn shards(db: &TestDb, s3: &LocalS3) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for i in 0..SHARDS {
+        let name = format!("part-{i:05}.parquet");
+        let path = db.path(&format!("shards/{name}"));
+        sample::write_matches_parquet_from(&path, i * SHARD_ROWS, SHARD_ROWS, 1_000, 100 + i)
+            .unwrap();
+        s3.put_file("imports", &format!("daily/{name}"), &path)
+            .await
+            .unwrap();
+        paths.push(path);
+    }
+    let success = db.path("_SUCCESS");
+    std::fs::write(&success, b"").unwrap();
+    s3.put_file("imports", "daily/_SUCCESS", &success)
+        .await
+        .unwrap();
+    s3.put_file("imports", "daily/notes.txt", &success)
+        .await
+        .unwrap();
+    paths
+}
+
+fn env(s3: &LocalS3, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = s3.env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+async fn import(db: &TestDb, source: &str, group: &str, env: &[(String, String)]) -> (Value, i32) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    db.import_matches(source, group, &[], &env).await
+}
+
+/// The digest of the shards loaded one by one, the single-file path.
+async fn one_by_one(db: &TestDb, s3: &LocalS3, group: &str) -> String {
+    for i in 0..SHARDS {
+        let uri = format!("s3://imports/daily/part-{i:05}.parquet");
+        let (r, code) = import(db, &uri, group, &env(s3, &[])).await;
+        assert_eq!(code, 0, "{r}");
+    }
+    db.match_digest(group).await
+}
+
+#[tokio::test]
+async fn a_prefix_of_eight_shards_loads_as_one_job_and_a_glob_picks_its_files() {
+    let db = TestDb::new().await;
+    let s3 = LocalS3::start().unwrap();
+    shards(&db, &s3).await;
+    let want = one_by_one(&db, &s3, "single").await;
+
+    let (r, code) = import(&db, "s3://imports/daily/", "prefix", &env(&s3, &[])).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    assert_eq!(r["rowsRead"], SHARDS * SHARD_ROWS, "{r}");
+    assert_eq!(db.match_count("prefix").await as u64, SHARDS * SHARD_ROWS);
+    assert_eq!(db.match_digest("prefix").await, want);
+    let files = r["files"].as_array().unwrap();
+    assert_eq!(files.len(), SHARDS as usize, "{r}");
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(f["uri"], format!("s3://imports/daily/part-{i:05}.parquet"));
+        assert_eq!(f["records"], SHARD_ROWS, "{f}");
+    }
+    assert_eq!(
+        r["skippedFiles"],
+        serde_json::json!(["_SUCCESS", "notes.txt"])
+    );
+
+    // A glob, in the seed's http:// form, then one that picks one shard.
+    let glob = format!("{}/imports/daily/part-*.parquet", s3.endpoint());
+    let (r, code) = import(&db, &glob, "glob", &env(&s3, &[])).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["files"].as_array().unwrap().len(), SHARDS as usize, "{r}");
+    assert_eq!(r["skippedFiles"], Value::Null, "{r}");
+    assert_eq!(db.match_digest("glob").await, want);
+    let (r, code) = import(
+        &db,
+        "s3://imports/daily/*-00003.parquet",
+        "one",
+        &env(&s3, &[]),
+    )
+    .await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rowsRead"], SHARD_ROWS, "{r}");
+    assert_eq!(
+        r["files"][0]["uri"],
+        "s3://imports/daily/part-00003.parquet"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_prefix_and_too_many_files_fail_naming_them() {
+    let db = TestDb::new().await;
+    let s3 = LocalS3::start().unwrap();
+    shards(&db, &s3).await;
+    let (r, code) = import(&db, "s3://imports/nothing/", "empty", &env(&s3, &[])).await;
+    assert_eq!(code, 1, "{r}");
+    let reason = r["failureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("s3://imports/nothing/") && reason.contains("no .parquet file"),
+        "{reason}"
+    );
+    let (r, code) = import(
+        &db,
+        "s3://imports/daily/",
+        "many",
+        &env(&s3, &[("FERRY__IMPORT__MAX_FILES", "3")]),
+    )
+    .await;
+    assert_eq!(code, 1, "{r}");
+    let reason = r["failureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("8 files, over import.max_files (3)"),
+        "{reason}"
+    );
+    let (r, code) = import(
+        &db,
+        "s3://imports/daily/",
+        "big",
+        &env(&s3, &[("FERRY__IMPORT__MAX_JOB_BYTES", "1000")]),
+    )
+    .await;
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("over import.max_job_bytes (1000)"),
+        "{r}"
+    );
+    assert_eq!(
+        db.match_count("many").await + db.match_count("big").await,
+        0
+    );
+}
+
+/// The job's checkpoint: which file it is in.
+async fn current_file(db: &TestDb, group: &str) -> Option<i64> {
+    let client = db.client().await;
+    client
+        .query_one(
+            "SELECT (max(checkpoint::jsonb -> 'files' ->> 'current'))::bigint FROM jobs WHERE group_key = $1",
+            &[&group],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn the_s3_server_killed_in_shard_five_resumes_in_shard_five() {
+    let db = TestDb::new().await;
+    let mut s3 = LocalS3::start().unwrap();
+    shards(&db, &s3).await;
+    let want = one_by_one(&db, &s3, "single").await;
+
+    let env = env(&s3, &[("FERRY__STORAGE__MAX_ATTEMPTS", "1")]);
+    let args = [
+        "import",
+        "s3://imports/daily/",
+        "--target",
+        "matches",
+        "--domain",
+        DOMAIN,
+        "--group",
+        "crash",
+        "--json",
+    ];
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut cmd = db.command(&args, &env_refs);
+    cmd.env("RUST_LOG", "warn,ferry_actors::actors::job_pipeline=info")
+        .env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
+        .env("FERRY__IMPORT__BATCH_ROWS", "500")
+        .env("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::spawn(cmd.spawn().unwrap().wait_with_output());
+    let mut at = None;
+    for _ in 0..4_000 {
+        at = current_file(&db, "crash").await;
+        if at >= Some(4) || output.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at = at.expect("listed");
+    assert!(
+        (4..6).contains(&at),
+        "the fault comes in shard 5 or 6: {at}"
+    );
+    s3.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s3.restart().unwrap();
+    let out = output.await.unwrap().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {log}"));
+    assert_eq!(out.status.code(), Some(0), "{r}\n{log}");
+    assert!(
+        r["attempts"].as_i64() >= Some(2),
+        "the pipeline restarted: {r}\n{log}"
+    );
+    // The second attempt began in the fifth shard, not at the first.
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Job pipeline starting."))
+        .collect();
+    assert!(starts.len() >= 2, "{log}");
+    let resumed: i64 = starts[1]
+        .split("part-")
+        .nth(1)
+        .and_then(|s| s.get(..5))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", starts[1]));
+    assert!(
+        resumed == at || resumed == at + 1,
+        "at the fault the job was in file {at}; it resumed in {resumed}"
+    );
+    assert_eq!(r["rowsRead"], SHARDS * SHARD_ROWS, "{r}");
+    assert_eq!(db.match_digest("crash").await, want);
+}
+
+#[tokio::test]
+async fn a_shard_replaced_after_the_listing_fails_the_job_naming_it() {
+    let db = TestDb::new().await;
+    let s3 = LocalS3::start().unwrap();
+    let paths = shards(&db, &s3).await;
+    let (r, code) = import(
+        &db,
+        "s3://imports/daily/part-00000.parquet",
+        "warm",
+        &env(&s3, &[]),
+    )
+    .await;
+    assert_eq!(code, 0, "the tables exist: {r}");
+    // The job lists its files, then waits on this lock for its first write.
+    let lock = db.client().await;
+    lock.batch_execute("BEGIN; LOCK TABLE match_suggestions IN SHARE MODE")
+        .await
+        .unwrap();
+    let source = "s3://imports/daily/";
+    let env = env(&s3, &[]);
+    let run = {
+        let env = env.clone();
+        let db_cmd = db.command(
+            &[
+                "import", source, "--target", "matches", "--domain", DOMAIN, "--group", "changed",
+                "--json",
+            ],
+            &env.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let mut cmd = db_cmd;
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        tokio::spawn(cmd.spawn().unwrap().wait_with_output())
+    };
+    for _ in 0..600 {
+        if current_file(&db, "changed").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(current_file(&db, "changed").await, Some(0), "listed");
+    // Shard 3 is written again, with other rows.
+    sample::write_matches_parquet_from(&paths[3], 3 * SHARD_ROWS, SHARD_ROWS, 1_000, 999).unwrap();
+    s3.put_file("imports", "daily/part-00003.parquet", &paths[3])
+        .await
+        .unwrap();
+    lock.batch_execute("COMMIT").await.unwrap();
+    let out = run.await.unwrap().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let reason = r["failureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("s3://imports/daily/part-00003.parquet")
+            && reason.contains("changed since"),
+        "{reason}"
+    );
+    // The shards before it were loaded; nothing of it or after it.
+    assert_eq!(db.match_count("changed").await as u64, 3 * SHARD_ROWS);
+}
