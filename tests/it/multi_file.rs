@@ -298,3 +298,147 @@ async fn a_shard_replaced_after_the_listing_fails_the_job_naming_it() {
     // The shards before it were loaded; nothing of it or after it.
     assert_eq!(db.match_count("changed").await as u64, 3 * SHARD_ROWS);
 }
+
+/// Through the API: a `filePaths` list and a local folder load as one job
+/// each, their rejects naming file and line; an entry out of bounds
+/// refuses the whole request, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_and_a_local_folder_through_the_api() {
+    use crate::service::{api_key, broker, request, wait_for, Serve};
+
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let serve = Serve::start(&db, kafka.bootstrap_servers(), &[]).await;
+    let key = api_key(&db, DOMAIN).await;
+    let auth = format!("Bearer {key}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let dir = db.path("drop");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two files with a ragged row on the same line, and one that is not CSV.
+    std::fs::write(dir.join("a.csv"), "id,city\na1,Pune\na2\na3,Goa\n").unwrap();
+    std::fs::write(dir.join("b.csv"), "id,city\nb1,Pune\nb2\nb3,Goa\n").unwrap();
+    let clean = db.path("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    std::fs::write(clean.join("d.csv"), "id,city\nd1,Pune\nd2,Goa\n").unwrap();
+    std::fs::write(clean.join("c.csv"), "id,city\nc1,Pune\nc2,Goa\n").unwrap();
+    std::fs::write(clean.join("readme.txt"), "not data").unwrap();
+    let body = |files: serde_json::Value| {
+        serde_json::json!({"domainId": DOMAIN, "groupId": "listed", "filePaths": files}).to_string()
+    };
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    // Out of bounds: a traversal, a foreign host.
+    for bad in [
+        format!("{}/../../etc/passwd", dir.display()),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+    ] {
+        let (status, answer) = request(
+            &serve.http,
+            "POST",
+            "/v1/imports",
+            &headers,
+            &body(serde_json::json!([path("a.csv"), bad])),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer.contains("filePaths[1]"), "{answer}");
+    }
+
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/imports",
+        &headers,
+        &body(serde_json::json!([path("b.csv"), path("a.csv")])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let id = serde_json::from_str::<Value>(&created).unwrap()["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A rejected row fails a job (seed 004); the others are loaded.
+    let done = wait_for(
+        &db,
+        "SELECT count(*) FROM jobs WHERE group_key = 'listed' AND status = 'FAILED'",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done, 1, "{}", serve.log_text());
+    let (_, view) = request(
+        &serve.http,
+        "GET",
+        &format!("/v1/imports/{id}"),
+        &headers,
+        "",
+    )
+    .await
+    .unwrap();
+    let view: Value = serde_json::from_str(&view).unwrap();
+    assert_eq!(view["rows"]["loaded"], 4, "{view}");
+    assert_eq!(view["rows"]["rejected"], 2, "{view}");
+    let files = view["files"].as_array().unwrap();
+    assert_eq!(files[0]["uri"], path("b.csv"), "in the list's order");
+    assert_eq!(files[1]["records"], 3, "{view}");
+    let rejects = std::fs::read_to_string(view["rejectsPath"].as_str().unwrap()).unwrap();
+    assert!(
+        rejects.contains("b.csv:3,") && rejects.contains("a.csv:3,"),
+        "{rejects}"
+    );
+    assert_eq!(db.count("listed").await, 4);
+
+    // A folder: its CSV files, the other one skipped.
+    let prefix = format!("{}/", clean.display());
+    let folder = serde_json::json!({"domainId": DOMAIN, "groupId": "folder", "filePath": prefix});
+    let (status, created) = request(
+        &serve.http,
+        "POST",
+        "/v1/imports",
+        &headers,
+        &folder.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let done = wait_for(
+        &db,
+        "SELECT count(*) FROM jobs WHERE group_key = 'folder' AND status = 'COMPLETED'",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done, 1, "{}", serve.log_text());
+    assert_eq!(db.count("folder").await, 4);
+    let clean_path = |name: &str| clean.join(name).to_str().unwrap().to_string();
+    let id = serde_json::from_str::<Value>(&created).unwrap()["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, view) = request(
+        &serve.http,
+        "GET",
+        &format!("/v1/imports/{id}"),
+        &headers,
+        "",
+    )
+    .await
+    .unwrap();
+    let view: Value = serde_json::from_str(&view).unwrap();
+    assert_eq!(
+        view["skippedFiles"],
+        serde_json::json!(["readme.txt"]),
+        "{view}"
+    );
+    assert_eq!(
+        view["files"][0]["uri"],
+        clean_path("c.csv"),
+        "in name order"
+    );
+    serve.terminate().await;
+}

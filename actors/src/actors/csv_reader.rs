@@ -54,6 +54,8 @@ pub struct Args {
     pub database: DatabaseSettings,
     pub feed: Feed<NodeBatch>,
     pub progress: Arc<Progress>,
+    /// In a multi-file job: the file's index and name, for its rejects.
+    pub file: Option<(u64, String)>,
 }
 
 type Input = AsyncReader<BufReader<LimitedReader<Box<dyn AsyncRead + Send + Unpin>>>>;
@@ -80,6 +82,7 @@ pub struct State {
     record: ByteRecord,
     pos: ReadPosition,
     done: bool,
+    file: Option<(u64, String)>,
 }
 
 pub type CsvReaderRef = ActorRef<Msg>;
@@ -120,6 +123,7 @@ impl Actor for CsvReader {
             record: ByteRecord::new(),
             pos,
             done: false,
+            file: args.file,
         })
     }
 
@@ -198,7 +202,8 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         state.consumed = consumed;
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
-            state.rejects = Some(Rejects::new("line", &h.columns, h.reference));
+            state.rejects =
+                Some(Rejects::new("line", &h.columns, h.reference).in_file(state.file.clone()));
             state.header = Some(h);
         }
     }
@@ -221,7 +226,9 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         let Some(header) = &state.header else {
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
-                    state.rejects = Some(Rejects::new("line", &h.columns, h.reference));
+                    state.rejects = Some(
+                        Rejects::new("line", &h.columns, h.reference).in_file(state.file.clone()),
+                    );
                     state.header = Some(h);
                     continue;
                 }

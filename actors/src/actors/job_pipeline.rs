@@ -591,6 +591,13 @@ impl Running {
         }
     }
 
+    /// In a multi-file job: the current file's index and name.
+    fn file_in_set(&self) -> Option<(u64, String)> {
+        let set = self.tracker.checkpoint().files.as_ref()?;
+        let name = set.current()?.uri.rsplit('/').next().unwrap_or_default();
+        Some((set.current as u64, name.to_string()))
+    }
+
     /// A reader's position in its file, as a position in the job: records
     /// and bytes of the files before it added.
     fn in_job(&self, mut upto: ReadPosition) -> ReadPosition {
@@ -663,6 +670,7 @@ async fn spawn_csv_input(
         database: args.database.clone(),
         feed: rows,
         progress: args.progress.clone(),
+        file: state.file_in_set(),
     };
     let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, myself.get_cell())
         .await
@@ -695,6 +703,7 @@ async fn spawn_parquet_input(
         database: args.database.clone(),
         feed: rows,
         progress: args.progress.clone(),
+        file: state.file_in_set(),
     };
     let (reader, _) = Actor::spawn_linked(None, ParquetReader, reader_args, myself.get_cell())
         .await

@@ -57,6 +57,8 @@ pub struct Args {
     pub database: DatabaseSettings,
     pub feed: Feed<MatchBatch>,
     pub progress: Arc<Progress>,
+    /// In a multi-file job: the file's index and name, for its rejects.
+    pub file: Option<(u64, String)>,
 }
 
 pub struct State {
@@ -94,7 +96,8 @@ impl Actor for ParquetReader {
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
         // A suggestion is its participant's.
-        let rejects = Rejects::new("row", &MATCH_COLUMNS.map(String::from), 0);
+        let rejects =
+            Rejects::new("row", &MATCH_COLUMNS.map(String::from), 0).in_file(args.file.clone());
         let store = RejectsStore::new(args.job_id, args.database.clone());
         myself.cast(Msg::Pump)?;
         Ok(State {

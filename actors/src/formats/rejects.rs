@@ -50,7 +50,14 @@ pub struct Rejects {
     ends: Vec<usize>,
     /// Each row's reference id, trimmed; `None` when it is blank.
     keys: Vec<Option<Vec<u8>>>,
+    /// In a multi-file job: the file's index and name.
+    file: Option<(u64, String)>,
 }
+
+/// Positions of a multi-file job's rejects: the file's index above this
+/// many bits, the position in it below, so that every reject has its own,
+/// in file order.
+const FILE_SHIFT: u32 = 40;
 
 /// The buffered rejects, one entry per row in each.
 pub struct Pending<'a> {
@@ -78,7 +85,14 @@ impl Rejects {
             lines: Vec::new(),
             ends: Vec::new(),
             keys: Vec::new(),
+            file: None,
         }
+    }
+
+    /// Rejects of file `index` of a multi-file job: the rejects file names
+    /// the file with each position (`part-00003.csv:17`).
+    pub fn in_file(self, file: Option<(u64, String)>) -> Self {
+        Self { file, ..self }
     }
 
     /// The rejects file's header line.
@@ -92,8 +106,14 @@ impl Rejects {
         reason: &str,
         fields: impl IntoIterator<Item = &'a [u8]>,
     ) {
-        self.lines
-            .extend_from_slice(position.to_string().as_bytes());
+        let (stored, text) = match &self.file {
+            Some((index, name)) => (
+                (index << FILE_SHIFT) + position,
+                format!("{name}:{position}"),
+            ),
+            None => (position, position.to_string()),
+        };
+        push_csv_field(&mut self.lines, text.as_bytes());
         self.lines.push(b',');
         push_csv_field(&mut self.lines, reason.as_bytes());
         self.lines.push(b',');
@@ -105,7 +125,7 @@ impl Rejects {
             field
         });
         push_csv_record(&mut self.lines, fields);
-        self.positions.push(position as i64);
+        self.positions.push(stored as i64);
         self.ends.push(self.lines.len());
         self.keys
             .push(key.filter(|k| !k.is_empty()).map(<[u8]>::to_vec));
