@@ -5,12 +5,14 @@
 //! temp table, then one `INSERT … ON CONFLICT`.
 //!
 //! Cases: a new group (ferry's fast path), a new group with upserts only
-//! (`--no-fast-path`), and a re-import where every row is an update.
+//! (`--no-fast-path`), and a re-import where every row is an update. Then
+//! `shards`: the same rows as 8 Parquet shards under a prefix, one job,
+//! against the one file, alternating, medians of `FERRY_BENCH_RUNS` (3).
 //!
 //! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
 //! `FERRY_BENCH_MATCH_ROWS` sets the size (default 2000000),
-//! `FERRY_BENCH_CASES` the cases (`fresh,upsert,update`). Run it with
-//! `benches/run.sh matches`.
+//! `FERRY_BENCH_CASES` the cases (`fresh,upsert,update,shards`). Run it
+//! with `benches/run.sh matches`.
 
 mod common;
 
@@ -32,7 +34,8 @@ fn main() -> Result<()> {
         .unwrap_or_else(|_| "2000000".into())
         .parse()
         .context("FERRY_BENCH_MATCH_ROWS")?;
-    let cases = std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| "fresh,upsert,update".into());
+    let cases =
+        std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| "fresh,upsert,update,shards".into());
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-import-matches");
     std::fs::create_dir_all(&work)?;
     let parquet = work.join(format!("matches-{rows}.parquet"));
@@ -65,7 +68,12 @@ fn main() -> Result<()> {
     };
 
     let mut table = Vec::new();
+    let mut shards = None;
     for case in cases.split(',') {
+        if case == "shards" {
+            shards = Some(shard_runs(&work, &url, &s3, rows, &uri)?);
+            continue;
+        }
         eprintln!("{case} {}…", grouped(rows as i64));
         let (label, psql_run, ferry_run) = match case {
             "fresh" => {
@@ -96,7 +104,76 @@ fn main() -> Result<()> {
         });
     }
     print_table(&table);
+    if let Some((one, eight)) = shards {
+        println!();
+        println!("| case | rows | one file | 8 shards (prefix) | 8 shards / one file |");
+        println!("|---|---:|---:|---:|---:|");
+        println!(
+            "| new group, Parquet from S3, median of {} | {} | {:.2} s ({}) | {:.2} s ({}) | {:.3}x |",
+            one.len(),
+            grouped(rows as i64),
+            median(&one),
+            spread(&one),
+            median(&eight),
+            spread(&eight),
+            median(&eight) / median(&one),
+        );
+    }
     Ok(())
+}
+
+const SHARDS: u64 = 8;
+
+/// The same rows as 8 shards under `bench/shards-ROWS/`, imported as one
+/// job by their prefix, and the one file, alternating; the seconds of each.
+fn shard_runs(
+    work: &Path,
+    url: &str,
+    s3: &LocalS3,
+    rows: u64,
+    one_file: &str,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let per = rows.div_ceil(SHARDS);
+    for i in 0..SHARDS {
+        let path = work.join(format!("shards-{rows}/part-{i:05}.parquet"));
+        let first = i * per;
+        if !path.exists() {
+            let n = per.min(rows - first);
+            sample::write_matches_parquet_from(&path, first, n, ROW_GROUP_ROWS, SEED + i)?;
+        }
+        let key = format!("shards-{rows}/part-{i:05}.parquet");
+        runtime.block_on(s3.put_file("bench", &key, &path))?;
+    }
+    let prefix = format!("s3://bench/shards-{rows}/");
+    let runs: usize = std::env::var("FERRY_BENCH_RUNS")
+        .unwrap_or_else(|_| "3".into())
+        .parse()
+        .context("FERRY_BENCH_RUNS")?;
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let (mut one, mut eight) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (source, times) in [(one_file, &mut one), (prefix.as_str(), &mut eight)] {
+            reset(url)?;
+            let run = ferry_run(ferry, url, source, &["--target", "matches"], &s3.env())?;
+            eprintln!("  {source}: {:.2} s", run.secs);
+            times.push(run.secs);
+        }
+    }
+    Ok((one, eight))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> String {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    format!("{lo:.2}–{hi:.2}")
 }
 
 /// Empties the table and settles the server, so runs start alike.

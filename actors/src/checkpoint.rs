@@ -77,14 +77,6 @@ impl CommitTracker {
         self.ended.as_ref().and_then(|e| e.error.as_deref())
     }
 
-    /// The file that ended is done: batches count from 1 again for the
-    /// next one.
-    pub fn next_file(&mut self) {
-        self.pending.clear();
-        self.next_seq = 1;
-        self.ended = None;
-    }
-
     /// Puts how far through its `size` bytes the source is committed into
     /// the checkpoint (an unknown size, 0, shows nothing).
     pub fn source_size(&mut self, size: u64) {

@@ -52,9 +52,12 @@ pub struct ListedFile {
     pub size: u64,
     /// The store's ETag; for a local file, its size and modification time.
     pub etag: String,
-    /// Records read from it, once it is done.
+    /// Records read from it, once it was read to its end.
     #[serde(default)]
     pub records: u64,
+    /// Whether it was read to its end (so `records` is all of it).
+    #[serde(default)]
+    pub read: bool,
 }
 
 /// A job's files and how far it got through them.
@@ -65,7 +68,8 @@ pub struct FileSet {
     /// Names under the prefix that are not the target's format, skipped.
     #[serde(default)]
     pub skipped: Vec<String>,
-    /// The file being read; those before it are done.
+    /// The file the job's committed position is in: a restart reads on
+    /// from there. The files before it are committed whole.
     #[serde(default)]
     pub current: usize,
     /// Records of the files before `current`.
@@ -85,22 +89,31 @@ impl FileSet {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// The current file is done at `records` (the job's count): on to the
-    /// next, if there is one (the last stays current, so a restart after
-    /// it finds it read to its end). Returns whether there was.
-    pub fn advance(&mut self, records: u64) -> bool {
-        let last = self.current + 1 == self.files.len();
-        let Some(file) = self.files.get_mut(self.current) else {
-            return false;
-        };
-        file.records = records - self.records_before;
-        if last {
-            return false;
+    /// File `index` was read to its end, `records` records in all.
+    pub fn read_to_end(&mut self, index: usize, records: u64) {
+        if let Some(file) = self.files.get_mut(index) {
+            file.records = records;
+            file.read = true;
         }
-        self.bytes_before += file.size;
+    }
+
+    /// Sets `current` to the file the job's `committed` records end in:
+    /// past every file read to its end and committed whole (the last file
+    /// stays current, so a restart after it finds it read to its end).
+    pub fn locate(&mut self, committed: u64) {
+        let (mut index, mut records, mut bytes) = (0, 0, 0);
+        while let Some(file) = self.files.get(index) {
+            let whole = file.read && committed >= records + file.records;
+            if !whole || index + 1 == self.files.len() {
+                break;
+            }
+            records += file.records;
+            bytes += file.size;
+            index += 1;
+        }
+        self.current = index;
         self.records_before = records;
-        self.current += 1;
-        true
+        self.bytes_before = bytes;
     }
 }
 
@@ -223,6 +236,7 @@ async fn list_folder(
                     size: o.size,
                     etag: o.etag,
                     records: 0,
+                    read: false,
                 };
                 Some((name, file))
             })
@@ -275,6 +289,7 @@ fn list_local(dir: &Path, most: usize) -> Result<Vec<(String, ListedFile)>, Stri
                 size: meta.len(),
                 etag: local_etag(&meta),
                 records: 0,
+                read: false,
             },
         ));
     }
@@ -320,6 +335,7 @@ async fn list_paths(
                     size: info.size,
                     etag: info.etag,
                     records: 0,
+                    read: false,
                 }
             }
             Source::Local(local) => {
@@ -329,6 +345,7 @@ async fn list_paths(
                     size: meta.len(),
                     etag: local_etag(&meta),
                     records: 0,
+                    read: false,
                 }
             }
             Source::Inline(_) => return Err(refuse(path, "not a file")),
@@ -362,24 +379,37 @@ mod tests {
     }
 
     #[test]
-    fn a_set_moves_through_its_files() {
+    fn the_committed_position_is_located_in_its_file() {
         let file = |size| ListedFile {
             uri: "f".into(),
             size,
             etag: String::new(),
             records: 0,
+            read: false,
         };
         let mut set = FileSet {
-            files: vec![file(10), file(20)],
+            files: vec![file(10), file(20), file(30)],
             ..FileSet::default()
         };
-        assert!(set.advance(100));
+        set.locate(50);
+        assert_eq!(set.current, 0, "nothing read to its end yet");
+        set.read_to_end(0, 100);
+        set.locate(99);
+        assert_eq!(set.current, 0);
+        set.locate(100);
         assert_eq!(
             (set.current, set.records_before, set.bytes_before),
             (1, 100, 10)
         );
-        assert!(!set.advance(250));
-        assert_eq!(set.files[1].records, 150);
-        assert_eq!((set.current, set.records_before), (1, 100));
+        // An empty file read to its end is passed over.
+        set.read_to_end(1, 0);
+        set.locate(100);
+        assert_eq!(
+            (set.current, set.records_before, set.bytes_before),
+            (2, 100, 30)
+        );
+        set.read_to_end(2, 7);
+        set.locate(107);
+        assert_eq!(set.current, 2, "the last file stays current");
     }
 }

@@ -39,6 +39,15 @@ pub enum Step {
     End(Option<String>),
 }
 
+impl<B: Batch> Clone for Feed<B> {
+    fn clone(&self) -> Self {
+        Self {
+            accumulator: self.accumulator.clone(),
+            credits: self.credits.clone(),
+        }
+    }
+}
+
 impl<B: Batch> Feed<B> {
     /// Hands one reader step's rows on, waiting for a credit first (this
     /// wait is the reader's backpressure), then the end of the input if

@@ -111,8 +111,27 @@ pub struct Running {
     depth: Depth,
     progress: Arc<Progress>,
     finishing: bool,
-    /// Between two files of a set: the stages of the one done are stopping.
-    switching: bool,
+    /// The feed readers send rows into, kept for each file's reader.
+    feed: Option<Feeds>,
+    /// In a multi-file job, the file being read (the checkpoint's is the
+    /// one its committed rows end in, at or behind this one).
+    reading: Reading,
+    /// The reader and the fetcher of the file being read.
+    input: Vec<ractor::ActorCell>,
+}
+
+/// The BatchAccumulator's feed, of either table's rows.
+enum Feeds {
+    Nodes(Feed<NodeBatch>),
+    Matches(Feed<MatchBatch>),
+}
+
+/// The file a multi-file job reads, and the records and bytes before it.
+#[derive(Default)]
+struct Reading {
+    index: usize,
+    records_before: u64,
+    bytes_before: u64,
 }
 
 pub type JobPipelineRef = ActorRef<Msg>;
@@ -245,25 +264,48 @@ fn current_source(import: &Import, storage: &StorageSettings) -> Result<Source, 
     }
 }
 
-/// Spawns the stages that read `source` and write its rows: the writers,
-/// the accumulator, the reader and the fetcher (for each file of a set).
+/// Spawns the stages that read `source` and write its rows: the writers
+/// and the accumulator, for the job's life, then the reader and the fetcher
+/// (of each file in turn, for a set).
 async fn spawn_stages(
     myself: &ActorRef<Msg>,
     run: &mut Running,
     args: &Args,
     source: Source,
 ) -> Result<(), ActorProcessingErr> {
-    let spawned = match args.import.target {
-        Target::Nodes => match spawn_writers(myself, run, args, nodes(args)).await {
-            Ok(rows) => spawn_csv_input(myself, run, args, source, rows).await,
-            Err(e) => Err(e),
-        },
-        Target::Matches => match spawn_writers(myself, run, args, matches(args)).await {
-            Ok(rows) => spawn_parquet_input(myself, run, args, source, rows).await,
-            Err(e) => Err(e),
-        },
+    let writers = match args.import.target {
+        Target::Nodes => spawn_writers(myself, run, args, nodes(args))
+            .await
+            .map(Feeds::Nodes),
+        Target::Matches => spawn_writers(myself, run, args, matches(args))
+            .await
+            .map(Feeds::Matches),
     };
-    unwind_on_error(myself, spawned)
+    run.feed = Some(unwind_on_error(myself, writers)?);
+    let resume = resume_position(run);
+    let input = spawn_input(myself, run, args, source, resume).await;
+    unwind_on_error(myself, input)
+}
+
+/// The reader and fetcher of `source`, feeding the accumulator.
+async fn spawn_input(
+    myself: &ActorRef<Msg>,
+    run: &mut Running,
+    args: &Args,
+    source: Source,
+    resume: ReadPosition,
+) -> Result<(), ActorProcessingErr> {
+    match &run.feed {
+        Some(Feeds::Nodes(feed)) => {
+            let feed = feed.clone();
+            spawn_csv_input(myself, run, args, source, feed, resume).await
+        }
+        Some(Feeds::Matches(feed)) => {
+            let feed = feed.clone();
+            spawn_parquet_input(myself, run, args, source, feed, resume).await
+        }
+        None => unreachable!("the writers are spawned first"),
+    }
 }
 
 /// Takes the group lock, picks the mode, saves the checkpoint to resume
@@ -286,6 +328,14 @@ async fn prepare<T: Table>(
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.counts.records);
+    let reading = match &checkpoint.files {
+        Some(set) => Reading {
+            index: set.current,
+            records_before: set.records_before,
+            bytes_before: set.bytes_before,
+        },
+        None => Reading::default(),
+    };
     Ok(Running {
         rejects_path: source.rejects_path(job.id, &args.settings.rejects_dir),
         rejects_object: source.rejects_object(job.id),
@@ -305,8 +355,10 @@ async fn prepare<T: Table>(
             Source::Inline(ids) => Some(ids.clone()),
             _ => None,
         },
+        reading,
         job,
-        switching: false,
+        feed: None,
+        input: Vec::new(),
     })
 }
 
@@ -345,17 +397,36 @@ async fn handle_msg(
             error,
         } => {
             let upto = state.in_job(upto);
-            // In a set, a file's failure names the file.
-            let error = match &state.tracker.checkpoint().files {
-                Some(_) => error.map(|e| format!("{}: {e}", state.reading())),
-                None => error,
+            let (index, before) = (state.reading.index, state.reading.records_before);
+            let next = match state.tracker.files_mut() {
+                Some(set) => {
+                    set.read_to_end(index, upto.records - before);
+                    set.files.get(index + 1).map(|f| f.uri.clone())
+                }
+                None => None,
             };
-            state.tracker.ended(last_seq, upto, error)
+            match (next, error) {
+                // The next file is read at once; the writers go on with
+                // this one's last batches meanwhile.
+                (Some(uri), None) => read_next(myself, state, args, &uri, upto).await?,
+                (_, error) => {
+                    // In a set, a file's failure names the file.
+                    let error = match &state.tracker.checkpoint().files {
+                        Some(_) => error.map(|e| format!("{}: {e}", state.reading())),
+                        None => error,
+                    };
+                    state.tracker.ended(last_seq, upto, error)
+                }
+            }
         }
     }
     if state.tracker.advance() {
-        let size = match &state.tracker.checkpoint().files {
-            Some(set) => set.total_bytes(),
+        let records = state.tracker.checkpoint().counts.records;
+        let size = match state.tracker.files_mut() {
+            Some(set) => {
+                set.locate(records);
+                set.total_bytes()
+            }
             None => Progress::get(&state.progress.bytes_total),
         };
         state.tracker.source_size(size);
@@ -363,17 +434,13 @@ async fn handle_msg(
         save_checkpoint(&state.control, &state.fence, cp).await?;
         Progress::set(&state.progress.records_committed, cp.counts.records);
     }
-    if state.tracker.is_done() && state.tracker.input_error().is_none() {
-        match next_file(state, args)? {
-            Some(next) => return switch_file(myself, state, args, next).await,
-            // The last file's records, for the job's view.
-            None if state.tracker.checkpoint().files.is_some() => {
-                save_checkpoint(&state.control, &state.fence, state.tracker.checkpoint()).await?;
-            }
-            None => {}
-        }
-    }
     if state.tracker.is_done() {
+        // Each file's records, for the job's view.
+        let records = state.tracker.checkpoint().counts.records;
+        if let Some(set) = state.tracker.files_mut() {
+            set.locate(records);
+            save_checkpoint(&state.control, &state.fence, state.tracker.checkpoint()).await?;
+        }
         finish(state).await?;
         state.finishing = true;
         // The subtree is gone before the coordinator hears we finished.
@@ -391,7 +458,7 @@ fn on_stage_event(
     event: SupervisionEvent,
     state: &mut Running,
 ) -> Result<(), ActorProcessingErr> {
-    if state.finishing || state.switching {
+    if state.finishing {
         return Ok(());
     }
     let (who, reason, retriable) = match &event {
@@ -572,81 +639,71 @@ async fn spawn_writers<T: Table>(
 /// The reader's view of the checkpoint: records in the file it reads, the
 /// job's rejects so far.
 fn resume_position(state: &Running) -> ReadPosition {
-    let cp = state.tracker.checkpoint();
-    let before = cp.files.as_ref().map_or(0, |set| set.records_before);
+    let counts = state.tracker.checkpoint().counts;
     ReadPosition {
-        records: cp.counts.records - before,
-        rejected: cp.counts.rejected,
+        records: counts.records - state.reading.records_before,
+        rejected: counts.rejected,
         bytes: 0,
     }
 }
 
 impl Running {
+    fn file(&self) -> Option<&files::ListedFile> {
+        let set = self.tracker.checkpoint().files.as_ref()?;
+        set.files.get(self.reading.index)
+    }
+
     /// The file being read: the job's one, or the current one of its set.
     fn reading(&self) -> String {
-        let set = self.tracker.checkpoint().files.as_ref();
-        match set.and_then(|s| s.current()) {
+        match self.file() {
             Some(file) => file.uri.clone(),
             None => self.import.source.clone(),
         }
     }
 
-    /// In a multi-file job: the current file's index and name.
+    /// In a multi-file job: the index and name of the file being read.
     fn file_in_set(&self) -> Option<(u64, String)> {
-        let set = self.tracker.checkpoint().files.as_ref()?;
-        let name = set.current()?.uri.rsplit('/').next().unwrap_or_default();
-        Some((set.current as u64, name.to_string()))
+        let name = self.file()?.uri.rsplit('/').next().unwrap_or_default();
+        Some((self.reading.index as u64, name.to_string()))
     }
 
     /// A reader's position in its file, as a position in the job: records
     /// and bytes of the files before it added.
     fn in_job(&self, mut upto: ReadPosition) -> ReadPosition {
-        if let Some(set) = &self.tracker.checkpoint().files {
-            upto.records += set.records_before;
-            upto.bytes += set.bytes_before;
-        }
+        upto.records += self.reading.records_before;
+        upto.bytes += self.reading.bytes_before;
         upto
     }
 }
 
-/// The file after the one just done, if the job has one: the checkpoint
-/// moves on to it (and is saved by the caller).
-fn next_file(state: &mut Running, args: &Args) -> Result<Option<Source>, ImportError> {
-    let records = state.tracker.checkpoint().counts.records;
-    let Some(set) = state.tracker.files_mut() else {
-        return Ok(None);
-    };
-    if !set.advance(records) {
-        return Ok(None);
-    }
-    let file = set.current().expect("advance said there is one");
-    Source::parse(&file.uri, &args.storage).map(Some)
-}
-
-/// Stops the stages of the file just done and starts those of the next,
-/// the checkpoint saved in between (a restart begins at the next file).
-async fn switch_file(
+/// The file being read ended at `upto` (in the job): its reader and
+/// fetcher go, and those of the next file, `uri`, start, while the writers
+/// go on with the batches of the one before.
+async fn read_next(
     myself: &ActorRef<Msg>,
     state: &mut Running,
     args: &Args,
-    next: Source,
+    uri: &str,
+    upto: ReadPosition,
 ) -> Result<(), ActorProcessingErr> {
-    save_checkpoint(&state.control, &state.fence, state.tracker.checkpoint()).await?;
-    state.switching = true;
-    myself
-        .stop_children_and_wait(None, Some(CHILDREN_STOP_TIMEOUT))
-        .await;
-    state.children.clear();
-    state.switching = false;
-    state.tracker.next_file();
-    let set = state.tracker.checkpoint().files.as_ref();
-    tracing::info!(
-        job_id = %state.job.id,
-        file = set.map_or(0, |s| s.current),
-        uri = set.and_then(|s| s.current()).map_or("", |f| f.uri.as_str()),
-        "Next file."
-    );
-    spawn_stages(myself, state, args, next).await
+    for stage in state.input.drain(..) {
+        state.children.remove(&stage.get_id());
+        stage.stop(None);
+    }
+    let done = state.file().map_or(0, |f| f.size);
+    state.reading = Reading {
+        index: state.reading.index + 1,
+        records_before: upto.records,
+        bytes_before: state.reading.bytes_before + done,
+    };
+    tracing::info!(job_id = %state.job.id, file = state.reading.index, uri, "Next file.");
+    let source = Source::parse(uri, &args.storage)?;
+    let resume = ReadPosition {
+        records: 0,
+        rejected: upto.rejected,
+        bytes: 0,
+    };
+    spawn_input(myself, state, args, source, resume).await
 }
 
 /// FileFetcher → CsvReader: the source streamed through a bounded channel.
@@ -656,6 +713,7 @@ async fn spawn_csv_input(
     args: &Args,
     source: Source,
     rows: Feed<NodeBatch>,
+    resume: ReadPosition,
 ) -> Result<(), ActorProcessingErr> {
     let import = &args.settings;
     let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
@@ -665,7 +723,7 @@ async fn spawn_csv_input(
         settings: import.clone(),
         bytes: rx,
         bytes_depth: bytes_depth.clone(),
-        resume: resume_position(state),
+        resume,
         job_id: state.job.id,
         database: args.database.clone(),
         feed: rows,
@@ -676,6 +734,7 @@ async fn spawn_csv_input(
         .await
         .map_err(startup_error)?;
     state.children.insert(reader.get_id(), csv_reader::NAME);
+    state.input.push(reader.get_cell());
     let output = file_fetcher::Output::Stream {
         out: tx,
         depth: bytes_depth,
@@ -691,6 +750,7 @@ async fn spawn_parquet_input(
     args: &Args,
     source: Source,
     rows: Feed<MatchBatch>,
+    resume: ReadPosition,
 ) -> Result<(), ActorProcessingErr> {
     let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
     let import = &args.settings;
@@ -698,7 +758,7 @@ async fn spawn_parquet_input(
         uri: state.reading(),
         settings: import.clone(),
         fetcher,
-        resume: resume_position(state),
+        resume,
         job_id: state.job.id,
         database: args.database.clone(),
         feed: rows,
@@ -709,6 +769,7 @@ async fn spawn_parquet_input(
         .await
         .map_err(startup_error)?;
     state.children.insert(reader.get_id(), parquet_reader::NAME);
+    state.input.push(reader.get_cell());
     Ok(())
 }
 
@@ -720,12 +781,7 @@ async fn spawn_fetcher(
     output: file_fetcher::Output,
 ) -> Result<ActorRef<file_fetcher::Msg>, ActorProcessingErr> {
     let import = &args.settings;
-    let current = state
-        .tracker
-        .checkpoint()
-        .files
-        .as_ref()
-        .and_then(|s| s.current());
+    let current = state.file();
     let fetch_args = file_fetcher::Args {
         source,
         uri: state.reading(),
@@ -741,6 +797,7 @@ async fn spawn_fetcher(
         .await
         .map_err(startup_error)?;
     state.children.insert(fetcher.get_id(), file_fetcher::NAME);
+    state.input.push(fetcher.get_cell());
     Ok(fetcher)
 }
 
