@@ -105,7 +105,10 @@ async fn the_api_keeps_to_its_openapi_document() {
     // schema can say (the file exists, `domainId` is the caller's, the
     // webhook's host is allowed), and answers those with a documented 4xx.
     let report = db.path("schemathesis");
+    std::fs::create_dir_all(&report).unwrap();
     let out = tokio::process::Command::new(python_tool("st"))
+        // Its cache (.schemathesis/) goes there too, not into the clone.
+        .current_dir(&report)
         .args(["run", &format!("http://{}/v1/openapi.json", serve.http)])
         .args(["--header", &format!("Authorization: {auth}")])
         .args([
