@@ -68,13 +68,9 @@ impl CommitTracker {
         &self.checkpoint
     }
 
+    /// A multi-file job's files, to mark how far through them it is.
     pub fn files_mut(&mut self) -> Option<&mut crate::files::FileSet> {
         self.checkpoint.files.as_mut()
-    }
-
-    /// The input's error, once it ended with one.
-    pub fn input_error(&self) -> Option<&str> {
-        self.ended.as_ref().and_then(|e| e.error.as_deref())
     }
 
     /// Puts how far through its `size` bytes the source is committed into

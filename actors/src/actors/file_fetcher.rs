@@ -65,9 +65,10 @@ pub struct Args {
     pub retry: RetrySettings,
     pub output: Output,
     pub progress: Arc<Progress>,
-    /// The ETag the file had when a multi-file job listed it: another one
-    /// (the file was replaced since) fails the job, naming the file.
-    pub etag: Option<String>,
+    /// The file as a multi-file job listed it: another ETag (the file was
+    /// replaced since) fails the job, naming the file; the job's size is
+    /// the set's, not this file's.
+    pub listed: Option<files::ListedFile>,
 }
 
 /// What is being read.
@@ -261,7 +262,7 @@ async fn open_object(bucket: &str, key: &str, args: &Args) -> Result<ObjectReade
 
 /// A listed file must be the one listed.
 fn check_etag(found: Option<String>, args: &Args) -> Result<(), ImportError> {
-    match (&args.etag, found) {
+    match (args.listed.as_ref().map(|f| &f.etag), found) {
         // A store that gives no ETag cannot be checked.
         (Some(listed), Some(found))
             if !listed.is_empty() && !found.is_empty() && *listed != found =>
@@ -289,7 +290,9 @@ fn check_size(size: u64, args: &Args) -> Result<(), ImportError> {
             retriable: false,
         });
     }
-    Progress::set(&args.progress.bytes_total, size);
+    if args.listed.is_none() {
+        Progress::set(&args.progress.bytes_total, size);
+    }
     Ok(())
 }
 

@@ -16,15 +16,12 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
+use self::input::{Feeds, Reading};
 use super::batch_accumulator::{self, BatchAccumulator, Feed};
 use super::copy_writer::{self, CopyWriter};
-use super::csv_reader::{self, CsvReader};
-use super::file_fetcher::{self, FileFetcher};
-use super::parquet_reader::{self, ParquetReader};
-use crate::batch::{MatchBatch, NodeBatch};
 use crate::checkpoint::{CommitTracker, ReadPosition, Sealed};
 use crate::error::{is_retriable, ImportError};
 use crate::files;
@@ -42,6 +39,8 @@ use crate::source::Source;
 use crate::status::IdLists;
 use crate::storage::Store;
 use crate::telemetry::{Depth, Mailbox};
+
+mod input;
 
 pub const NAME: &str = "job_pipeline";
 
@@ -118,20 +117,8 @@ pub struct Running {
     reading: Reading,
     /// The reader and the fetcher of the file being read.
     input: Vec<ractor::ActorCell>,
-}
-
-/// The BatchAccumulator's feed, of either table's rows.
-enum Feeds {
-    Nodes(Feed<NodeBatch>),
-    Matches(Feed<MatchBatch>),
-}
-
-/// The file a multi-file job reads, and the records and bytes before it.
-#[derive(Default)]
-struct Reading {
-    index: usize,
-    records_before: u64,
-    bytes_before: u64,
+    /// The next file of a set, opened while this one is read.
+    ahead: Option<input::Opened>,
 }
 
 pub type JobPipelineRef = ActorRef<Msg>;
@@ -185,6 +172,9 @@ impl Actor for JobPipeline {
     ) -> Result<(), ActorProcessingErr> {
         if let Some(run) = &state.run {
             run.depth.drain();
+            if let Some(ahead) = &run.ahead {
+                ahead.drain();
+            }
         }
         Ok(())
     }
@@ -282,30 +272,9 @@ async fn spawn_stages(
             .map(Feeds::Matches),
     };
     run.feed = Some(unwind_on_error(myself, writers)?);
-    let resume = resume_position(run);
-    let input = spawn_input(myself, run, args, source, resume).await;
+    let resume = input::resume_position(run);
+    let input = input::start(myself, run, args, source, resume).await;
     unwind_on_error(myself, input)
-}
-
-/// The reader and fetcher of `source`, feeding the accumulator.
-async fn spawn_input(
-    myself: &ActorRef<Msg>,
-    run: &mut Running,
-    args: &Args,
-    source: Source,
-    resume: ReadPosition,
-) -> Result<(), ActorProcessingErr> {
-    match &run.feed {
-        Some(Feeds::Nodes(feed)) => {
-            let feed = feed.clone();
-            spawn_csv_input(myself, run, args, source, feed, resume).await
-        }
-        Some(Feeds::Matches(feed)) => {
-            let feed = feed.clone();
-            spawn_parquet_input(myself, run, args, source, feed, resume).await
-        }
-        None => unreachable!("the writers are spawned first"),
-    }
 }
 
 /// Takes the group lock, picks the mode, saves the checkpoint to resume
@@ -328,12 +297,16 @@ async fn prepare<T: Table>(
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.counts.records);
+    // A set's size is its listing's; a single file's, its fetcher's.
     let reading = match &checkpoint.files {
-        Some(set) => Reading {
-            index: set.current,
-            records_before: set.records_before,
-            bytes_before: set.bytes_before,
-        },
+        Some(set) => {
+            Progress::set(&args.progress.bytes_total, set.total_bytes());
+            Reading {
+                index: set.current,
+                records_before: set.records_before,
+                bytes_before: set.bytes_before,
+            }
+        }
         None => Reading::default(),
     };
     Ok(Running {
@@ -359,6 +332,7 @@ async fn prepare<T: Table>(
         job,
         feed: None,
         input: Vec::new(),
+        ahead: None,
     })
 }
 
@@ -397,22 +371,14 @@ async fn handle_msg(
             error,
         } => {
             let upto = state.in_job(upto);
-            let (index, before) = (state.reading.index, state.reading.records_before);
-            let next = match state.tracker.files_mut() {
-                Some(set) => {
-                    set.read_to_end(index, upto.records - before);
-                    set.files.get(index + 1).map(|f| f.uri.clone())
-                }
-                None => None,
-            };
-            match (next, error) {
+            match (state.file_read(upto), error) {
                 // The next file is read at once; the writers go on with
                 // this one's last batches meanwhile.
-                (Some(uri), None) => read_next(myself, state, args, &uri, upto).await?,
+                (true, None) => input::read_next(myself, state, args, upto).await?,
                 (_, error) => {
                     // In a set, a file's failure names the file.
-                    let error = match &state.tracker.checkpoint().files {
-                        Some(_) => error.map(|e| format!("{}: {e}", state.reading())),
+                    let error = match state.file() {
+                        Some(file) => error.map(|e| format!("{}: {e}", file.uri)),
                         None => error,
                     };
                     state.tracker.ended(last_seq, upto, error)
@@ -634,171 +600,6 @@ async fn spawn_writers<T: Table>(
         // Pieces in flight from the reader to the accumulator.
         credits: Credits::new(import.max_in_flight_batches),
     })
-}
-
-/// The reader's view of the checkpoint: records in the file it reads, the
-/// job's rejects so far.
-fn resume_position(state: &Running) -> ReadPosition {
-    let counts = state.tracker.checkpoint().counts;
-    ReadPosition {
-        records: counts.records - state.reading.records_before,
-        rejected: counts.rejected,
-        bytes: 0,
-    }
-}
-
-impl Running {
-    fn file(&self) -> Option<&files::ListedFile> {
-        let set = self.tracker.checkpoint().files.as_ref()?;
-        set.files.get(self.reading.index)
-    }
-
-    /// The file being read: the job's one, or the current one of its set.
-    fn reading(&self) -> String {
-        match self.file() {
-            Some(file) => file.uri.clone(),
-            None => self.import.source.clone(),
-        }
-    }
-
-    /// In a multi-file job: the index and name of the file being read.
-    fn file_in_set(&self) -> Option<(u64, String)> {
-        let name = self.file()?.uri.rsplit('/').next().unwrap_or_default();
-        Some((self.reading.index as u64, name.to_string()))
-    }
-
-    /// A reader's position in its file, as a position in the job: records
-    /// and bytes of the files before it added.
-    fn in_job(&self, mut upto: ReadPosition) -> ReadPosition {
-        upto.records += self.reading.records_before;
-        upto.bytes += self.reading.bytes_before;
-        upto
-    }
-}
-
-/// The file being read ended at `upto` (in the job): its reader and
-/// fetcher go, and those of the next file, `uri`, start, while the writers
-/// go on with the batches of the one before.
-async fn read_next(
-    myself: &ActorRef<Msg>,
-    state: &mut Running,
-    args: &Args,
-    uri: &str,
-    upto: ReadPosition,
-) -> Result<(), ActorProcessingErr> {
-    for stage in state.input.drain(..) {
-        state.children.remove(&stage.get_id());
-        stage.stop(None);
-    }
-    let done = state.file().map_or(0, |f| f.size);
-    state.reading = Reading {
-        index: state.reading.index + 1,
-        records_before: upto.records,
-        bytes_before: state.reading.bytes_before + done,
-    };
-    tracing::info!(job_id = %state.job.id, file = state.reading.index, uri, "Next file.");
-    let source = Source::parse(uri, &args.storage)?;
-    let resume = ReadPosition {
-        records: 0,
-        rejected: upto.rejected,
-        bytes: 0,
-    };
-    spawn_input(myself, state, args, source, resume).await
-}
-
-/// FileFetcher → CsvReader: the source streamed through a bounded channel.
-async fn spawn_csv_input(
-    myself: &ActorRef<Msg>,
-    state: &mut Running,
-    args: &Args,
-    source: Source,
-    rows: Feed<NodeBatch>,
-    resume: ReadPosition,
-) -> Result<(), ActorProcessingErr> {
-    let import = &args.settings;
-    let (tx, rx) = mpsc::channel(import.read_ahead_chunks.max(1));
-    let bytes_depth = Depth::new(csv_reader::NAME);
-    let reader_args = csv_reader::Args {
-        format: state.import.format,
-        settings: import.clone(),
-        bytes: rx,
-        bytes_depth: bytes_depth.clone(),
-        resume,
-        job_id: state.job.id,
-        database: args.database.clone(),
-        feed: rows,
-        progress: args.progress.clone(),
-        file: state.file_in_set(),
-    };
-    let (reader, _) = Actor::spawn_linked(None, CsvReader, reader_args, myself.get_cell())
-        .await
-        .map_err(startup_error)?;
-    state.children.insert(reader.get_id(), csv_reader::NAME);
-    state.input.push(reader.get_cell());
-    let output = file_fetcher::Output::Stream {
-        out: tx,
-        depth: bytes_depth,
-    };
-    spawn_fetcher(myself, state, args, source, output).await?;
-    Ok(())
-}
-
-/// FileFetcher ⇄ ParquetReader: the reader asks for byte ranges.
-async fn spawn_parquet_input(
-    myself: &ActorRef<Msg>,
-    state: &mut Running,
-    args: &Args,
-    source: Source,
-    rows: Feed<MatchBatch>,
-    resume: ReadPosition,
-) -> Result<(), ActorProcessingErr> {
-    let fetcher = spawn_fetcher(myself, state, args, source, file_fetcher::Output::Ranges).await?;
-    let import = &args.settings;
-    let reader_args = parquet_reader::Args {
-        uri: state.reading(),
-        settings: import.clone(),
-        fetcher,
-        resume,
-        job_id: state.job.id,
-        database: args.database.clone(),
-        feed: rows,
-        progress: args.progress.clone(),
-        file: state.file_in_set(),
-    };
-    let (reader, _) = Actor::spawn_linked(None, ParquetReader, reader_args, myself.get_cell())
-        .await
-        .map_err(startup_error)?;
-    state.children.insert(reader.get_id(), parquet_reader::NAME);
-    state.input.push(reader.get_cell());
-    Ok(())
-}
-
-async fn spawn_fetcher(
-    myself: &ActorRef<Msg>,
-    state: &mut Running,
-    args: &Args,
-    source: Source,
-    output: file_fetcher::Output,
-) -> Result<ActorRef<file_fetcher::Msg>, ActorProcessingErr> {
-    let import = &args.settings;
-    let current = state.file();
-    let fetch_args = file_fetcher::Args {
-        source,
-        uri: state.reading(),
-        etag: current.map(|f| f.etag.clone()),
-        chunk_bytes: import.read_chunk_bytes.max(4096),
-        max_object_bytes: import.max_object_bytes,
-        storage: args.storage.clone(),
-        retry: args.retry.clone(),
-        output,
-        progress: args.progress.clone(),
-    };
-    let (fetcher, _) = Actor::spawn_linked(None, FileFetcher, fetch_args, myself.get_cell())
-        .await
-        .map_err(startup_error)?;
-    state.children.insert(fetcher.get_id(), file_fetcher::NAME);
-    state.input.push(fetcher.get_cell());
-    Ok(fetcher)
 }
 
 /// The error a stage's `pre_start` returned, unwrapped so that its

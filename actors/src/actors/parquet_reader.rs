@@ -77,6 +77,8 @@ pub struct State {
 /// stream of record batches.
 struct Input {
     schema: MatchSchema,
+    /// The file's size, for how far through it a position is.
+    size: u64,
     row_groups: Vec<u64>,
     batches: ParquetRecordBatchStream<RangeReader>,
 }
@@ -132,8 +134,7 @@ impl Actor for ParquetReader {
         Progress::set(&state.args.progress.records_read, state.pos.records);
         state.pos.bytes = state.input.as_ref().map_or(0, |input| {
             let rows: u64 = input.row_groups.iter().sum();
-            let size = Progress::get(&state.args.progress.bytes_total);
-            (size as u128 * state.pos.records as u128 / rows.max(1) as u128) as u64
+            (input.size as u128 * state.pos.records as u128 / rows.max(1) as u128) as u64
         });
 
         if state.args.feed.step(rows, state.pos, step).await {
@@ -286,6 +287,7 @@ async fn open(args: &Args, records: u64) -> Result<Input, Failure> {
         .map_err(Failure::Parquet)?;
     Ok(Input {
         schema,
+        size,
         row_groups: groups,
         batches,
     })
