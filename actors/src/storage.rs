@@ -118,8 +118,9 @@ impl Store {
         })
     }
 
-    /// The objects under `prefix`, in key order, at most `max` of them
-    /// (the listing stops there, so a huge prefix costs no more).
+    /// The objects directly under `prefix` (a subfolder's are left out), in
+    /// key order, at most `max` of them (the listing stops there, so a huge
+    /// prefix costs no more).
     pub async fn list(
         &self,
         bucket: &str,
@@ -134,6 +135,8 @@ impl Store {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
+                // The objects directly under it, not its subfolders'.
+                .delimiter("/")
                 .set_continuation_token(token)
                 .send()
                 .await

@@ -15,7 +15,8 @@ const SHARDS: u64 = 8;
 const SHARD_ROWS: u64 = 5_000;
 
 /// Eight Parquet shards under `imports/daily/`, plus what a Spark job
-/// leaves beside them; returns their local copies, in name order.
+/// leaves beside them (a marker, a note, a subfolder); returns their local
+/// copies, in name order.
 async fn shards(db: &TestDb, s3: &LocalS3) -> Vec<std::path::PathBuf> {
     let mut paths = Vec::new();
     for i in 0..SHARDS {
@@ -34,6 +35,10 @@ async fn shards(db: &TestDb, s3: &LocalS3) -> Vec<std::path::PathBuf> {
         .await
         .unwrap();
     s3.put_file("imports", "daily/notes.txt", &success)
+        .await
+        .unwrap();
+    // A subfolder's shard is not the prefix's: it is neither read nor listed.
+    s3.put_file("imports", "daily/_temporary/part-00000.parquet", &paths[0])
         .await
         .unwrap();
     paths

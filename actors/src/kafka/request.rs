@@ -298,38 +298,31 @@ impl ImportRequest {
                 .unwrap_or_else(|| default_node_type.to_string()),
             Target::Matches => String::new(),
         };
-        match (target, self.input) {
-            (Target::Nodes, Input::ReferenceIds(ids)) => Ok(NewJob::inline_refs(
-                self.domain_id,
-                &self.group_key,
-                &node_type,
-                ids,
-            )),
-            (Target::Matches, Input::ReferenceIds(_)) => Err(rejected(
-                Reason::InvalidField,
-                "match suggestions are imported from a Parquet filePath, not referenceIds",
-            )),
-            (target, Input::Files(paths)) => {
+        let source = match (target, self.input) {
+            (Target::Nodes, Input::ReferenceIds(ids)) => {
+                return Ok(NewJob::inline_refs(
+                    self.domain_id,
+                    &self.group_key,
+                    &node_type,
+                    ids,
+                ))
+            }
+            (Target::Matches, Input::ReferenceIds(_)) => {
+                return Err(rejected(
+                    Reason::InvalidField,
+                    "match suggestions are imported from a Parquet filePath, not referenceIds",
+                ))
+            }
+            (_, Input::Files(paths)) => {
                 for (i, path) in paths.iter().enumerate() {
                     let source = Source::parse(path, storage).map_err(|e| {
                         rejected(Reason::InvalidField, format!("filePaths[{i}]: {e}"))
                     })?;
                     served(&source, storage, &format!("filePaths[{i}]"))?;
                 }
-                let format = match target {
-                    Target::Matches => InputFormat::Parquet,
-                    Target::Nodes => InputFormat::Csv,
-                };
-                Ok(NewJob::file(
-                    target,
-                    self.domain_id,
-                    &self.group_key,
-                    &node_type,
-                    &files::list_source(&paths),
-                    format,
-                ))
+                files::list_source(&paths)
             }
-            (target, Input::File(path)) if files::is_many(&path) => {
+            (_, Input::File(path)) if files::is_many(&path) => {
                 let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
                 let folder = Folder::parse(dir, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
@@ -341,43 +334,33 @@ impl ImportRequest {
                     },
                 };
                 served(&source, storage, "filePath")?;
-                let format = match target {
-                    Target::Matches => InputFormat::Parquet,
-                    Target::Nodes => InputFormat::Csv,
-                };
-                Ok(NewJob::file(
-                    target,
-                    self.domain_id,
-                    &self.group_key,
-                    &node_type,
-                    &path,
-                    format,
-                ))
+                path
             }
-            (target, Input::File(path)) => {
+            (_, Input::File(path)) => {
                 let source = Source::parse(&path, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
                 served(&source, storage, "filePath")?;
-                let format = match target {
-                    Target::Matches => InputFormat::Parquet,
-                    Target::Nodes if source::is_parquet(&path) => {
-                        return Err(rejected(
-                            Reason::InvalidField,
-                            "filePath: nodes are imported from CSV; Parquet match suggestions go to a matches topic",
-                        ))
-                    }
-                    Target::Nodes => InputFormat::Csv,
-                };
-                Ok(NewJob::file(
-                    target,
-                    self.domain_id,
-                    &self.group_key,
-                    &node_type,
-                    &path,
-                    format,
-                ))
+                if target == Target::Nodes && source::is_parquet(&path) {
+                    return Err(rejected(
+                        Reason::InvalidField,
+                        "filePath: nodes are imported from CSV; Parquet match suggestions go to a matches topic",
+                    ));
+                }
+                path
             }
-        }
+        };
+        let format = match target {
+            Target::Matches => InputFormat::Parquet,
+            Target::Nodes => InputFormat::Csv,
+        };
+        Ok(NewJob::file(
+            target,
+            self.domain_id,
+            &self.group_key,
+            &node_type,
+            &source,
+            format,
+        ))
     }
 }
 
