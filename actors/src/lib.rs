@@ -33,6 +33,8 @@
 //!   (`NodeExchange`) and their validation, DLQ headers, the embedded
 //!   broker.
 //! - `source`: where an import reads from, and what it may not read.
+//! - `files`: a multi-file import's set (a prefix, a glob, a list): its
+//!   listing, kept in the checkpoint, and how far through it a job is.
 //! - `storage`: S3-compatible object storage through aws-sdk-s3.
 //! - `flow`: credits, the bound on every hop that carries data.
 //! - `supervision`: the one restart policy every supervisor uses.
@@ -42,7 +44,8 @@
 //! - `actors`: the service (Service → KafkaIngress, DlqActor,
 //!   StatusPublisher, JobSweeper), and the jobs: JobCoordinator →
 //!   JobPipeline → FileFetcher → CsvReader | ParquetReader →
-//!   BatchAccumulator → CopyWriter × N.
+//!   BatchAccumulator → CopyWriter × N (the per-file input stages in
+//!   `job_pipeline/input.rs`).
 
 pub mod actors;
 pub mod batch;
