@@ -60,6 +60,19 @@ pub struct ListedFile {
     pub read: bool,
 }
 
+impl ListedFile {
+    /// A file as listed, not read yet.
+    pub fn new(uri: String, size: u64, etag: String) -> Self {
+        Self {
+            uri,
+            size,
+            etag,
+            records: 0,
+            read: false,
+        }
+    }
+}
+
 /// A job's files and how far it got through them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -231,13 +244,7 @@ async fn list_folder(
             .into_iter()
             .filter_map(|o| {
                 let name = o.key.strip_prefix(prefix.as_str())?.to_string();
-                let file = ListedFile {
-                    uri: format!("s3://{bucket}/{}", o.key),
-                    size: o.size,
-                    etag: o.etag,
-                    records: 0,
-                    read: false,
-                };
+                let file = ListedFile::new(format!("s3://{bucket}/{}", o.key), o.size, o.etag);
                 Some((name, file))
             })
             .collect(),
@@ -284,13 +291,7 @@ fn list_local(dir: &Path, most: usize) -> Result<Vec<(String, ListedFile)>, Stri
         let path = entry.path();
         found.push((
             entry.file_name().to_string_lossy().into_owned(),
-            ListedFile {
-                uri: path.display().to_string(),
-                size: meta.len(),
-                etag: local_etag(&meta),
-                records: 0,
-                read: false,
-            },
+            ListedFile::new(path.display().to_string(), meta.len(), local_etag(&meta)),
         ));
     }
     Ok(found)
@@ -330,23 +331,11 @@ async fn list_paths(
                     .head(&bucket, &key)
                     .await
                     .map_err(|e| storage_error(path, e))?;
-                ListedFile {
-                    uri: format!("s3://{bucket}/{key}"),
-                    size: info.size,
-                    etag: info.etag,
-                    records: 0,
-                    read: false,
-                }
+                ListedFile::new(format!("s3://{bucket}/{key}"), info.size, info.etag)
             }
             Source::Local(local) => {
                 let meta = std::fs::metadata(&local).map_err(|e| refuse(path, e.to_string()))?;
-                ListedFile {
-                    uri: local.display().to_string(),
-                    size: meta.len(),
-                    etag: local_etag(&meta),
-                    records: 0,
-                    read: false,
-                }
+                ListedFile::new(local.display().to_string(), meta.len(), local_etag(&meta))
             }
             Source::Inline(_) => return Err(refuse(path, "not a file")),
         };
@@ -380,13 +369,7 @@ mod tests {
 
     #[test]
     fn the_committed_position_is_located_in_its_file() {
-        let file = |size| ListedFile {
-            uri: "f".into(),
-            size,
-            etag: String::new(),
-            records: 0,
-            read: false,
-        };
+        let file = |size| ListedFile::new("f".into(), size, String::new());
         let mut set = FileSet {
             files: vec![file(10), file(20), file(30)],
             ..FileSet::default()

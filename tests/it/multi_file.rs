@@ -116,45 +116,33 @@ async fn an_empty_prefix_and_too_many_files_fail_naming_them() {
     let db = TestDb::new().await;
     let s3 = LocalS3::start().unwrap();
     shards(&db, &s3).await;
-    let (r, code) = import(&db, "s3://imports/nothing/", "empty", &env(&s3, &[])).await;
-    assert_eq!(code, 1, "{r}");
-    let reason = r["failureReason"].as_str().unwrap();
-    assert!(
-        reason.contains("s3://imports/nothing/") && reason.contains("no .parquet file"),
-        "{reason}"
-    );
-    let (r, code) = import(
-        &db,
-        "s3://imports/daily/",
-        "many",
-        &env(&s3, &[("FERRY__IMPORT__MAX_FILES", "3")]),
-    )
-    .await;
-    assert_eq!(code, 1, "{r}");
-    let reason = r["failureReason"].as_str().unwrap();
-    assert!(
-        reason.contains("8 files, over import.max_files (3)"),
-        "{reason}"
-    );
-    let (r, code) = import(
-        &db,
-        "s3://imports/daily/",
-        "big",
-        &env(&s3, &[("FERRY__IMPORT__MAX_JOB_BYTES", "1000")]),
-    )
-    .await;
-    assert_eq!(code, 1, "{r}");
-    assert!(
-        r["failureReason"]
-            .as_str()
-            .unwrap()
-            .contains("over import.max_job_bytes (1000)"),
-        "{r}"
-    );
-    assert_eq!(
-        db.match_count("many").await + db.match_count("big").await,
-        0
-    );
+    let cases = [
+        (
+            "s3://imports/nothing/",
+            "empty",
+            None,
+            "s3://imports/nothing/: no .parquet file",
+        ),
+        (
+            "s3://imports/daily/",
+            "many",
+            Some(("FERRY__IMPORT__MAX_FILES", "3")),
+            "8 files, over import.max_files (3)",
+        ),
+        (
+            "s3://imports/daily/",
+            "big",
+            Some(("FERRY__IMPORT__MAX_JOB_BYTES", "1000")),
+            "over import.max_job_bytes (1000)",
+        ),
+    ];
+    for (source, group, setting, want) in cases {
+        let (r, code) = import(&db, source, group, &env(&s3, setting.as_slice())).await;
+        assert_eq!(code, 1, "{r}");
+        let reason = r["failureReason"].as_str().unwrap();
+        assert!(reason.contains(want), "{group}: {reason}");
+        assert_eq!(db.match_count(group).await, 0, "{group}");
+    }
 }
 
 /// The job's checkpoint: which file it is in.
