@@ -96,8 +96,9 @@ pub struct Wire {
     /// or `?` in its last segment, the files that glob matches.
     #[schema(min_length = 1, max_length = 4096)]
     file_path: Option<String>,
-    /// Several files, read in this order as one job.
-    #[schema(min_items = 1)]
+    /// Several files, read in this order as one job (each as `filePath`
+    /// names one; at most `import.max_files` of them are listed).
+    #[schema(min_items = 1, max_items = 10000)]
     file_paths: Option<Vec<String>>,
     /// Instead of a file: the reference ids of the nodes to load.
     #[schema(min_items = 1)]
@@ -177,22 +178,14 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
                     format!("filePaths must list 1 to {MAX_FILE_PATHS} files"),
                 ));
             }
-            for (i, path) in paths.iter().enumerate() {
-                no_nul(path, &format!("filePaths[{i}]"))?;
-            }
-            Input::Files(paths.iter().map(|p| p.trim().to_string()).collect())
+            let paths = paths
+                .iter()
+                .enumerate()
+                .map(|(i, path)| file_path(path, &format!("filePaths[{i}]")))
+                .collect::<Result<_, _>>()?;
+            Input::Files(paths)
         }
-        (Some(path), None, None) => {
-            let path = path.trim().to_string();
-            no_nul(&path, "filePath")?;
-            if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
-                return Err(rejected(
-                    Reason::InvalidField,
-                    format!("filePath must have 1 to {MAX_PATH_CHARS} characters"),
-                ));
-            }
-            Input::File(path)
-        }
+        (Some(path), None, None) => Input::File(file_path(&path, "filePath")?),
         (None, Some(ids), None) => {
             if ids.is_empty() || ids.len() > limits.max_reference_ids {
                 return Err(rejected(
@@ -275,6 +268,19 @@ fn bounded(value: Option<String>, field: &str, max: usize) -> Result<Option<Stri
         )),
         v => Ok(v),
     }
+}
+
+/// A file's path, trimmed: no NUL, 1 to `MAX_PATH_CHARS` characters.
+fn file_path(path: &str, field: &str) -> Result<String, Rejected> {
+    let path = path.trim();
+    no_nul(path, field)?;
+    if path.is_empty() || path.chars().count() > MAX_PATH_CHARS {
+        return Err(rejected(
+            Reason::InvalidField,
+            format!("{field} must have 1 to {MAX_PATH_CHARS} characters"),
+        ));
+    }
+    Ok(path.to_string())
 }
 
 /// The first 64 characters of a value, for a message.
@@ -447,6 +453,29 @@ mod tests {
                 r#"{{"domainId":"{d}","groupId":"g","referenceIds":[1]}}"#
             )),
             Reason::InvalidField
+        );
+        for list in [
+            r#""filePaths":[]"#.to_string(),
+            r#""filePaths":["a.csv","  "]"#.to_string(),
+            format!(
+                r#""filePaths":["a.csv","{}"]"#,
+                "x".repeat(MAX_PATH_CHARS + 1)
+            ),
+            r#""filePaths":["a.csv"],"filePath":"b.csv""#.to_string(),
+            r#""filePaths":"a.csv""#.to_string(),
+        ] {
+            let payload = format!(r#"{{"domainId":"{d}","groupId":"g",{list}}}"#);
+            let big = Limits {
+                max_bytes: 1 << 20,
+                ..LIMITS
+            };
+            let err = parse(payload.as_bytes(), big).unwrap_err();
+            assert_eq!(err.reason, Reason::InvalidField, "{list}");
+        }
+        let listed = format!(r#"{{"domainId":"{d}","groupId":"g","filePaths":[" a.csv ","b/"]}}"#);
+        assert_eq!(
+            parse(listed.as_bytes(), LIMITS).unwrap().input,
+            Input::Files(vec!["a.csv".into(), "b/".into()])
         );
         assert_eq!(reason(&" ".repeat(5000)), Reason::TooLarge);
         for nul in [
