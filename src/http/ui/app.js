@@ -83,9 +83,11 @@ function importRow(job) {
   const fraction = DONE.has(job.status) ? 1 : read && read.bytesTotal ? read.bytesRead / read.bytesTotal : 0;
   const rows = job.rows;
   const counts = `${rows.loaded.toLocaleString()} loaded · ${rows.rejected.toLocaleString()} rejected`;
+  // A multi-file job: how many files, once listed.
+  const files = job.files ? ` · ${job.files.length} files` : "";
   return [
     el("td", { class: "num", text: new Date(parseTime(job.createdAt)).toLocaleString() }),
-    el("td", {}, el("span", { text: `${job.kind} · ${job.groupId}` }), el("span", { class: "id", text: job.id })),
+    el("td", {}, el("span", { text: `${job.kind} · ${job.groupId}${files}` }), el("span", { class: "id", text: job.id })),
     el("td", { class: `status ${job.status}`, text: job.status }),
     el("td", {}, bar(fraction, job.status)),
     el("td", { class: "num rate", text: rate(rows.read, job.durationSecs) }),
