@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::ImportError;
 use crate::job::Target;
 use crate::settings::{ImportSettings, StorageSettings};
-use crate::source::{Folder, Source};
+use crate::source::{self, Folder, Source};
 use crate::storage::Store;
 
-/// Whether a `filePath` names many files: a prefix or a glob.
+/// Whether a `filePath` names many files: a prefix, or a glob (a `*` in
+/// its last segment; `?` is left to URLs' queries).
 pub fn is_many(path: &str) -> bool {
-    path.ends_with('/') || last_segment(path).contains(['*', '?'])
+    path.ends_with('/') || last_segment(path).contains('*')
 }
 
 /// How an explicit list is kept in the job's `source`: a JSON array.
@@ -141,12 +142,12 @@ fn readable(name: &str, target: Target) -> bool {
     }
 }
 
-/// `*` any run of characters, `?` one character.
+/// `*` any run of characters; every other character itself.
 fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && p[pi] != '*' && p[pi] == n[ni] {
             pi += 1;
             ni += 1;
         } else if pi < p.len() && p[pi] == '*' {
@@ -209,6 +210,16 @@ pub async fn list(
             ),
         ));
     }
+    // Each file's own bound, known from the listing: before any is read.
+    if let Some(big) = set.files.iter().find(|f| f.size > import.max_object_bytes) {
+        return Err(refuse(
+            &big.uri,
+            format!(
+                "{} bytes, over import.max_object_bytes ({})",
+                big.size, import.max_object_bytes
+            ),
+        ));
+    }
     let bytes = set.total_bytes();
     if bytes > import.max_job_bytes {
         return Err(refuse(
@@ -233,28 +244,42 @@ async fn list_folder(
 ) -> Result<FileSet, ImportError> {
     let (dir, pattern) = source.split_at(source.rfind('/').map_or(0, |i| i + 1));
     let folder = Folder::parse(dir, storage)?;
-    // Enough to tell "too many" from a full set, and no more.
+    // Enough to tell "too many" from a full set; a folder holding more
+    // fails, rather than being read in part.
     let most = import.max_files.saturating_mul(4).saturating_add(100);
     let store = Store::new(storage);
     let mut found: Vec<(String, ListedFile)> = match &folder {
-        Folder::S3 { bucket, prefix } => store
-            .list(bucket, prefix, most)
-            .await
-            .map_err(|e| storage_error(source, e))?
-            .into_iter()
-            .filter_map(|o| {
-                let name = o.key.strip_prefix(prefix.as_str())?.to_string();
-                let file = ListedFile::new(format!("s3://{bucket}/{}", o.key), o.size, o.etag);
-                Some((name, file))
-            })
-            .collect(),
-        Folder::Local(dir) => list_local(dir, most).map_err(|e| refuse(source, e))?,
+        Folder::S3 { bucket, prefix } => {
+            // Only keys starting with the glob's literal part are listed.
+            let start = pattern.split('*').next().unwrap_or_default();
+            store
+                .list(bucket, &format!("{prefix}{start}"), most.saturating_add(1))
+                .await
+                .map_err(|e| storage_error(source, e))?
+                .into_iter()
+                .filter_map(|o| {
+                    let name = o.key.strip_prefix(prefix.as_str())?.to_string();
+                    Some((
+                        name,
+                        ListedFile::new(source::s3_url(bucket, &o.key), o.size, o.etag),
+                    ))
+                })
+                .collect()
+        }
+        Folder::Local(dir) => {
+            list_local(dir, most.saturating_add(1)).map_err(|e| refuse(source, e))?
+        }
     };
+    if found.len() > most {
+        return Err(refuse(
+            source,
+            format!("more than {most} entries; name fewer files (a narrower prefix or glob)"),
+        ));
+    }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     let mut set = FileSet::default();
     for (name, mut file) in found {
-        let matched = pattern.is_empty() || glob_match(pattern, &name);
-        if !matched {
+        if !pattern.is_empty() && !glob_match(pattern, &name) {
             continue;
         }
         if name.contains('/') || !readable(&name, target) {
@@ -262,11 +287,9 @@ async fn list_folder(
             continue;
         }
         // Some stores list no ETags; each file kept is looked up instead.
-        if let (Folder::S3 { bucket, .. }, true) = (&folder, file.etag.is_empty()) {
-            let key = file.uri.trim_start_matches("s3://");
-            let key = key.split_once('/').map_or(key, |(_, k)| k);
+        if let (Folder::S3 { bucket, prefix }, true) = (&folder, file.etag.is_empty()) {
             file.etag = store
-                .head(bucket, key)
+                .head(bucket, &format!("{prefix}{name}"))
                 .await
                 .map_err(|e| storage_error(&file.uri, e))?
                 .etag;
@@ -331,7 +354,7 @@ async fn list_paths(
                     .head(&bucket, &key)
                     .await
                     .map_err(|e| storage_error(path, e))?;
-                ListedFile::new(format!("s3://{bucket}/{key}"), info.size, info.etag)
+                ListedFile::new(source::s3_url(&bucket, &key), info.size, info.etag)
             }
             Source::Local(local) => {
                 let meta = std::fs::metadata(&local).map_err(|e| refuse(path, e.to_string()))?;
@@ -351,10 +374,9 @@ mod tests {
     #[test]
     fn globs_match_names() {
         assert!(glob_match("part-*.parquet", "part-00001.parquet"));
-        assert!(glob_match("part-?.csv", "part-1.csv"));
         assert!(glob_match("*", "anything"));
         assert!(!glob_match("part-*.parquet", "part-00001.parquet.tmp"));
-        assert!(!glob_match("part-?.csv", "part-10.csv"));
+        assert!(!glob_match("part-?.csv", "part-1.csv"), "? is itself");
         assert!(glob_match("*-*-*.csv", "a-b-c.csv"));
     }
 
@@ -363,8 +385,44 @@ mod tests {
         assert!(is_many("s3://b/daily/2026-11-30/"));
         assert!(is_many("s3://b/daily/part-*.parquet"));
         assert!(!is_many("s3://b/daily/part-1.parquet"));
+        assert!(!is_many("https://minio:9000/b/k.csv?versionId=3"));
         assert!(is_file_set(&list_source(&["a.csv".into()])));
         assert!(!is_file_set("a.csv"));
+    }
+
+    #[tokio::test]
+    async fn a_folder_past_the_listing_bound_fails_rather_than_loads_in_part() {
+        let dir = std::env::temp_dir().join(format!("ferry-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let import = ImportSettings {
+            max_files: 1,
+            ..ImportSettings::default()
+        };
+        let storage = StorageSettings {
+            local_root: dir.display().to_string(),
+            ..StorageSettings::default()
+        };
+        let folder = format!("{}/", dir.display());
+        // The bound is 104 entries for one file: 104 are listed (and too
+        // many files), 105 are refused as a folder too big to list.
+        for i in 0..105 {
+            if i == 104 {
+                let err = list(&folder, Target::Nodes, &storage, &import)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    err.to_string()
+                        .contains("104 files, over import.max_files (1)"),
+                    "{err}"
+                );
+            }
+            std::fs::write(dir.join(format!("part-{i:03}.csv")), "reference_id\n1\n").unwrap();
+        }
+        let err = list(&folder, Target::Nodes, &storage, &import)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 104 entries"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

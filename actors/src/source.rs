@@ -245,6 +245,17 @@ fn with_port(authority: &str, scheme: &str) -> String {
     }
 }
 
+/// An object's `s3://bucket/key` URL, which [`Source::parse`] reads back
+/// as that very key: the characters it decodes or cuts at (`%`, `?`, `#`)
+/// are escaped.
+pub fn s3_url(bucket: &str, key: &str) -> String {
+    let key = key
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    format!("s3://{bucket}/{key}")
+}
+
 /// `%20` → ` `, for keys and paths in URLs. Invalid escapes stay as they are.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -145,6 +145,38 @@ async fn an_empty_prefix_and_too_many_files_fail_naming_them() {
     }
 }
 
+/// Keys with characters a URL escapes or cuts at (Hive's `%3A`, a `#`)
+/// are read under their own names; a file over `import.max_object_bytes`
+/// fails the job from its listing, before any file is read.
+#[tokio::test]
+async fn odd_keys_are_read_as_listed_and_a_file_too_big_fails_before_any_is_read() {
+    let db = TestDb::new().await;
+    let s3 = LocalS3::start().unwrap();
+    let paths = shards(&db, &s3).await;
+    for (i, key) in ["odd/a#1.parquet", "odd/dt=2026-11-30T00%3A00.parquet"]
+        .iter()
+        .enumerate()
+    {
+        s3.put_file("imports", key, &paths[i]).await.unwrap();
+    }
+    let (r, code) = import(&db, "s3://imports/odd/", "odd", &env(&s3, &[])).await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["rowsRead"], 2 * SHARD_ROWS, "{r}");
+    assert_eq!(db.match_count("odd").await as u64, 2 * SHARD_ROWS);
+
+    let size = std::fs::metadata(&paths[7]).unwrap().len();
+    let smaller = (size - 1).to_string();
+    let tight = env(&s3, &[("FERRY__IMPORT__MAX_OBJECT_BYTES", &smaller)]);
+    let (r, code) = import(&db, "s3://imports/daily/", "tight", &tight).await;
+    assert_eq!(code, 1, "{r}");
+    let reason = r["failureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("over import.max_object_bytes") && reason.contains("part-0000"),
+        "{reason}"
+    );
+    assert_eq!(db.match_count("tight").await, 0, "no file was read");
+}
+
 /// The job's checkpoint: which file it is in.
 async fn current_file(db: &TestDb, group: &str) -> Option<i64> {
     let client = db.client().await;
