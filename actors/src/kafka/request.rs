@@ -270,6 +270,17 @@ fn bounded(value: Option<String>, field: &str, max: usize) -> Result<Option<Stri
     }
 }
 
+/// Nodes are not read from Parquet.
+fn fits(target: Target, path: &str, field: &str) -> Result<(), Rejected> {
+    if target == Target::Nodes && source::is_parquet(path) {
+        return Err(rejected(
+            Reason::InvalidField,
+            format!("{field}: nodes are imported from CSV; Parquet match suggestions go to a matches topic"),
+        ));
+    }
+    Ok(())
+}
+
 /// A file's path, trimmed: no NUL, 1 to `MAX_PATH_CHARS` characters.
 fn file_path(path: &str, field: &str) -> Result<String, Rejected> {
     let path = path.trim();
@@ -321,10 +332,17 @@ impl ImportRequest {
             }
             (_, Input::Files(paths)) => {
                 for (i, path) in paths.iter().enumerate() {
-                    let source = Source::parse(path, storage).map_err(|e| {
-                        rejected(Reason::InvalidField, format!("filePaths[{i}]: {e}"))
-                    })?;
-                    served(&source, storage, &format!("filePaths[{i}]"))?;
+                    let field = format!("filePaths[{i}]");
+                    if files::is_many(path) {
+                        return Err(rejected(
+                            Reason::InvalidField,
+                            format!("{field}: a list names files, not a prefix or a glob"),
+                        ));
+                    }
+                    let source = Source::parse(path, storage)
+                        .map_err(|e| rejected(Reason::InvalidField, format!("{field}: {e}")))?;
+                    served(&source, storage, &field)?;
+                    fits(target, path, &field)?;
                 }
                 files::list_source(&paths)
             }
@@ -346,12 +364,7 @@ impl ImportRequest {
                 let source = Source::parse(&path, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
                 served(&source, storage, "filePath")?;
-                if target == Target::Nodes && source::is_parquet(&path) {
-                    return Err(rejected(
-                        Reason::InvalidField,
-                        "filePath: nodes are imported from CSV; Parquet match suggestions go to a matches topic",
-                    ));
-                }
+                fits(target, &path, "filePath")?;
                 path
             }
         };
@@ -472,10 +485,11 @@ mod tests {
             let err = parse(payload.as_bytes(), big).unwrap_err();
             assert_eq!(err.reason, Reason::InvalidField, "{list}");
         }
-        let listed = format!(r#"{{"domainId":"{d}","groupId":"g","filePaths":[" a.csv ","b/"]}}"#);
+        let listed =
+            format!(r#"{{"domainId":"{d}","groupId":"g","filePaths":[" a.csv ","b.csv"]}}"#);
         assert_eq!(
             parse(listed.as_bytes(), LIMITS).unwrap().input,
-            Input::Files(vec!["a.csv".into(), "b/".into()])
+            Input::Files(vec!["a.csv".into(), "b.csv".into()])
         );
         assert_eq!(reason(&" ".repeat(5000)), Reason::TooLarge);
         for nul in [
@@ -551,5 +565,29 @@ mod tests {
             err.detail.contains("no object store is configured"),
             "{err}"
         );
+        // A list's entries: files, each of the target's format.
+        let list =
+            |paths: &[&str]| request(Input::Files(paths.iter().map(|p| p.to_string()).collect()));
+        let ok = list(&["s3://b/a.csv", "s3://b/b.csv.gz"]);
+        assert!(ok.into_job(Target::Nodes, "USER", &storage).is_ok());
+        for (paths, want) in [
+            (
+                &["s3://b/a.csv", "s3://b/daily/"][..],
+                "filePaths[1]: a list names files",
+            ),
+            (
+                &["s3://b/part-*.csv"][..],
+                "filePaths[0]: a list names files",
+            ),
+            (
+                &["s3://b/a.csv", "s3://b/m.parquet"][..],
+                "filePaths[1]: nodes are imported from CSV",
+            ),
+        ] {
+            let err = list(paths)
+                .into_job(Target::Nodes, "USER", &storage)
+                .unwrap_err();
+            assert!(err.detail.contains(want), "{err}");
+        }
     }
 }
