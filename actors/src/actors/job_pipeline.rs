@@ -301,6 +301,7 @@ async fn prepare<T: Table>(
     let reading = match &checkpoint.files {
         Some(set) => {
             Progress::set(&args.progress.bytes_total, set.total_bytes());
+            Progress::set(&args.progress.bytes_read, set.bytes_before);
             Reading {
                 index: set.current,
                 records_before: set.records_before,
@@ -371,11 +372,13 @@ async fn handle_msg(
             error,
         } => {
             let upto = state.in_job(upto);
-            match (state.file_read(upto), error) {
-                // The next file is read at once; the writers go on with
-                // this one's last batches meanwhile.
-                (true, None) => input::read_next(myself, state, args, upto).await?,
-                (_, error) => {
+            match error {
+                // A file read to its end: the next one is read at once;
+                // the writers go on with this one's last batches meanwhile.
+                None if state.file_read(upto) => {
+                    input::read_next(myself, state, args, upto).await?
+                }
+                error => {
                     // In a set, a file's failure names the file.
                     let error = match state.file() {
                         Some(file) => error.map(|e| format!("{}: {e}", file.uri)),
@@ -401,7 +404,7 @@ async fn handle_msg(
         Progress::set(&state.progress.records_committed, cp.counts.records);
     }
     if state.tracker.is_done() {
-        // Each file's records, for the job's view.
+        // The last file, read to its end, is saved so, for the job's view.
         let records = state.tracker.checkpoint().counts.records;
         if let Some(set) = state.tracker.files_mut() {
             set.locate(records);

@@ -269,8 +269,8 @@ impl Running {
         Some((self.reading.index as u64, name.to_string()))
     }
 
-    /// The file being read was read to its end, at `upto` (in the job):
-    /// whether another file of the set follows it.
+    /// The file being read was read to its end, at `upto` (in the job),
+    /// and is marked so: whether another file of the set follows it.
     pub(super) fn file_read(&mut self, upto: ReadPosition) -> bool {
         let (index, before) = (self.reading.index, self.reading.records_before);
         let Some(set) = self.tracker.files_mut() else {
