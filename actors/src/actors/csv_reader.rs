@@ -137,7 +137,7 @@ impl Actor for CsvReader {
             return Ok(());
         }
         let mut rows = NodeBatch::with_capacity(state.settings.read_rows);
-        let rejected_before = state.pos.rejected;
+        let (read_before, rejected_before) = (state.pos.records, state.pos.rejected);
         let step = match read_step(state, &mut rows).await {
             Ok(step) => step,
             Err(e) => match fetch_error(&e) {
@@ -167,7 +167,11 @@ impl Actor for CsvReader {
             rows: state.pos.rejected - rejected_before,
         }
         .emit();
-        Progress::set(&state.progress.records_read, state.pos.records);
+        // The job's count, across its files and attempts: the records
+        // skipped again on a resume were counted by the attempt before.
+        let past = |records: u64| records.max(state.resume.records);
+        let read = past(state.pos.records) - past(read_before);
+        Progress::add(&state.progress.records_read, read);
         state.pos.bytes = state.consumed.load(Ordering::Relaxed);
 
         if state.feed.step(rows, state.pos, step).await {

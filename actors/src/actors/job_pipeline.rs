@@ -297,6 +297,8 @@ async fn prepare<T: Table>(
         "Job pipeline starting."
     );
     Progress::set(&args.progress.records_committed, checkpoint.counts.records);
+    // Readers add theirs from there.
+    Progress::set(&args.progress.records_read, checkpoint.counts.records);
     // A set's size is its listing's; a single file's, its fetcher's.
     let reading = match &checkpoint.files {
         Some(set) => {

@@ -123,7 +123,7 @@ impl Actor for ParquetReader {
             return Ok(());
         }
         let mut rows = MatchBatch::with_capacity(state.args.settings.read_rows);
-        let rejected_before = state.pos.rejected;
+        let (read_before, rejected_before) = (state.pos.records, state.pos.rejected);
         let step = read_step(state, &mut rows).await?;
         state.store.save(&mut state.rejects).await?;
         RowsRejected {
@@ -131,7 +131,11 @@ impl Actor for ParquetReader {
             rows: state.pos.rejected - rejected_before,
         }
         .emit();
-        Progress::set(&state.args.progress.records_read, state.pos.records);
+        // The job's count, across its files and attempts.
+        Progress::add(
+            &state.args.progress.records_read,
+            state.pos.records - read_before,
+        );
         state.pos.bytes = state.input.as_ref().map_or(0, |input| {
             let rows: u64 = input.row_groups.iter().sum();
             (input.size as u128 * state.pos.records as u128 / rows.max(1) as u128) as u64
