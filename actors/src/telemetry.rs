@@ -61,22 +61,27 @@ impl Depth {
     }
 
     pub fn sent(&self) {
-        self.add(1);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.gauge.increment(1.0);
     }
 
     pub fn received(&self) {
-        self.add(-1);
+        // After a drain a late receipt (a send that failed because its
+        // receiver stopped) has nothing left to take: never below zero.
+        let taken = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                (p > 0).then(|| p - 1)
+            });
+        if taken.is_ok() {
+            self.gauge.decrement(1.0);
+        }
     }
 
     /// Forgets what is still queued when the actor stops.
     pub fn drain(&self) {
         let left = self.pending.swap(0, Ordering::Relaxed);
         self.gauge.decrement(left as f64);
-    }
-
-    fn add(&self, n: i64) {
-        self.pending.fetch_add(n, Ordering::Relaxed);
-        self.gauge.increment(n as f64);
     }
 }
 
@@ -678,5 +683,23 @@ impl DeadLettered {
             false => counter!("ferry_kafka_dlq_total", "reason" => self.reason).increment(1),
             true => counter!("ferry_kafka_dlq_dropped_total", "reason" => self.reason).increment(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_after_a_drain_leaves_the_depth_at_zero() {
+        let depth = Depth::new("test");
+        depth.sent();
+        depth.sent();
+        depth.received();
+        assert_eq!(depth.pending.load(Ordering::Relaxed), 1);
+        depth.drain();
+        // The sender whose message never arrived takes it back.
+        depth.received();
+        assert_eq!(depth.pending.load(Ordering::Relaxed), 0);
     }
 }
