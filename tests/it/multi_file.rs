@@ -326,6 +326,16 @@ async fn a_shard_replaced_after_the_listing_fails_the_job_naming_it() {
     assert!(loaded <= 3 * SHARD_ROWS, "{loaded}");
 }
 
+/// An import's view, as `GET /v1/imports/{id}` answers it.
+async fn import_view(serve: &crate::service::Serve, headers: &[(&str, &str)], id: &str) -> Value {
+    let path = format!("/v1/imports/{id}");
+    let (status, view) = crate::service::request(&serve.http, "GET", &path, headers, "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{view}");
+    serde_json::from_str(&view).unwrap()
+}
+
 /// Through the API: a `filePaths` list and a local folder load as one job
 /// each, their rejects naming file and line; an entry out of bounds
 /// refuses the whole request, naming it.
@@ -398,16 +408,7 @@ async fn a_list_and_a_local_folder_through_the_api() {
     )
     .await;
     assert_eq!(done, 1, "{}", serve.log_text());
-    let (_, view) = request(
-        &serve.http,
-        "GET",
-        &format!("/v1/imports/{id}"),
-        &headers,
-        "",
-    )
-    .await
-    .unwrap();
-    let view: Value = serde_json::from_str(&view).unwrap();
+    let view = import_view(&serve, &headers, &id).await;
     assert_eq!(view["rows"]["loaded"], 4, "{view}");
     assert_eq!(view["rows"]["rejected"], 2, "{view}");
     let files = view["files"].as_array().unwrap();
@@ -447,16 +448,7 @@ async fn a_list_and_a_local_folder_through_the_api() {
         .as_str()
         .unwrap()
         .to_string();
-    let (_, view) = request(
-        &serve.http,
-        "GET",
-        &format!("/v1/imports/{id}"),
-        &headers,
-        "",
-    )
-    .await
-    .unwrap();
-    let view: Value = serde_json::from_str(&view).unwrap();
+    let view = import_view(&serve, &headers, &id).await;
     assert_eq!(
         view["skippedFiles"],
         serde_json::json!(["readme.txt"]),
