@@ -312,9 +312,16 @@ async fn prepare<T: Table>(
         }
         None => Reading::default(),
     };
+    // A set's rejects go beside its first file, whichever file an attempt
+    // starts in.
+    let first = match checkpoint.files.as_ref().and_then(|set| set.files.first()) {
+        Some(file) => Some(Source::parse(&file.uri, &args.storage)?),
+        None => None,
+    };
+    let beside = first.as_ref().unwrap_or(source);
     Ok(Running {
-        rejects_path: source.rejects_path(job.id, &args.settings.rejects_dir),
-        rejects_object: source.rejects_object(job.id),
+        rejects_path: beside.rejects_path(job.id, &args.settings.rejects_dir),
+        rejects_object: beside.rejects_object(job.id),
         storage: args.storage.clone(),
         control,
         mode,
