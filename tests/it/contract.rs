@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::harness::{TestDb, DOMAIN};
-use crate::service::{api_key, broker, file_request, request, Serve};
+use crate::service::{api_key, broker, file_request, post_import, request, Serve};
 
 /// A tool of the Python virtualenv.
 pub fn python_tool(name: &str) -> PathBuf {
@@ -88,16 +88,7 @@ async fn the_api_keeps_to_its_openapi_document() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let (status, body) = request(
-        &serve.http,
-        "POST",
-        "/v1/imports",
-        &headers,
-        &file_request("contract", &file),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
+    post_import(&serve, &headers, &file_request("contract", &file)).await;
 
     // Schemathesis, against the live service with a real key: every check
     // but `positive_data_acceptance`, which takes a request the schema

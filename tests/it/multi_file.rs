@@ -10,6 +10,7 @@ use ferry::sample;
 use serde_json::Value;
 
 use crate::harness::{TestDb, DOMAIN};
+use crate::service::{api_key, broker, post_import, request, wait_for, Serve};
 
 const SHARDS: u64 = 8;
 const SHARD_ROWS: u64 = 5_000;
@@ -50,9 +51,28 @@ fn env(s3: &LocalS3, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 async fn import(db: &TestDb, source: &str, group: &str, env: &[(String, String)]) -> (Value, i32) {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    db.import_matches(source, group, &[], &env).await
+    db.import_matches(source, group, &[], &env_refs(env)).await
+}
+
+/// `ferry import SOURCE --json` of matches into `group`, in the background.
+fn spawn_import(
+    db: &TestDb,
+    source: &str,
+    group: &str,
+    env: &[(String, String)],
+) -> tokio::task::JoinHandle<std::io::Result<std::process::Output>> {
+    let args = [
+        "import", source, "--target", "matches", "--domain", DOMAIN, "--group", group, "--json",
+    ];
+    let mut cmd = db.command(&args, &env_refs(env));
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::spawn(cmd.spawn().unwrap().wait_with_output())
 }
 
 /// The digest of the shards loaded one by one, the single-file path.
@@ -197,27 +217,17 @@ async fn the_s3_server_killed_in_shard_five_resumes_in_shard_five() {
     shards(&db, &s3).await;
     let want = one_by_one(&db, &s3, "single").await;
 
-    let env = env(&s3, &[("FERRY__STORAGE__MAX_ATTEMPTS", "1")]);
-    let args = [
-        "import",
-        "s3://imports/daily/",
-        "--target",
-        "matches",
-        "--domain",
-        DOMAIN,
-        "--group",
-        "crash",
-        "--json",
-    ];
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut cmd = db.command(&args, &env_refs);
-    cmd.env("RUST_LOG", "warn,ferry_actors::actors::job_pipeline=info")
-        .env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
-        .env("FERRY__IMPORT__BATCH_ROWS", "500")
-        .env("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let output = tokio::spawn(cmd.spawn().unwrap().wait_with_output());
+    let env = env(
+        &s3,
+        &[
+            ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
+            ("RUST_LOG", "warn,ferry_actors::actors::job_pipeline=info"),
+            ("FERRY__IMPORT__READ_CHUNK_BYTES", "16384"),
+            ("FERRY__IMPORT__BATCH_ROWS", "500"),
+            ("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1"),
+        ],
+    );
+    let output = spawn_import(&db, "s3://imports/daily/", "crash", &env);
     let mut at = None;
     for _ in 0..4_000 {
         at = current_file(&db, "crash").await;
@@ -280,24 +290,7 @@ async fn a_shard_replaced_after_the_listing_fails_the_job_naming_it() {
     lock.batch_execute("BEGIN; LOCK TABLE match_suggestions IN SHARE MODE")
         .await
         .unwrap();
-    let source = "s3://imports/daily/";
-    let env = env(&s3, &[]);
-    let run = {
-        let env = env.clone();
-        let db_cmd = db.command(
-            &[
-                "import", source, "--target", "matches", "--domain", DOMAIN, "--group", "changed",
-                "--json",
-            ],
-            &env.iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect::<Vec<_>>(),
-        );
-        let mut cmd = db_cmd;
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        tokio::spawn(cmd.spawn().unwrap().wait_with_output())
-    };
+    let run = spawn_import(&db, "s3://imports/daily/", "changed", &env(&s3, &[]));
     for _ in 0..600 {
         if current_file(&db, "changed").await.is_some() {
             break;
@@ -327,9 +320,9 @@ async fn a_shard_replaced_after_the_listing_fails_the_job_naming_it() {
 }
 
 /// An import's view, as `GET /v1/imports/{id}` answers it.
-async fn import_view(serve: &crate::service::Serve, headers: &[(&str, &str)], id: &str) -> Value {
+async fn import_view(serve: &Serve, headers: &[(&str, &str)], id: &str) -> Value {
     let path = format!("/v1/imports/{id}");
-    let (status, view) = crate::service::request(&serve.http, "GET", &path, headers, "")
+    let (status, view) = request(&serve.http, "GET", &path, headers, "")
         .await
         .unwrap();
     assert_eq!(status, 200, "{view}");
@@ -341,8 +334,6 @@ async fn import_view(serve: &crate::service::Serve, headers: &[(&str, &str)], id
 /// refuses the whole request, naming it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_list_and_a_local_folder_through_the_api() {
-    use crate::service::{api_key, broker, request, wait_for, Serve};
-
     let db = TestDb::new().await;
     let kafka = broker();
     let serve = Serve::start(&db, kafka.bootstrap_servers(), &[]).await;
@@ -385,20 +376,8 @@ async fn a_list_and_a_local_folder_through_the_api() {
         assert!(answer.contains("filePaths[1]"), "{answer}");
     }
 
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/imports",
-        &headers,
-        &body(serde_json::json!([path("b.csv"), path("a.csv")])),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
-    let id = serde_json::from_str::<Value>(&created).unwrap()["jobId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let listed = body(serde_json::json!([path("b.csv"), path("a.csv")]));
+    let id = post_import(&serve, &headers, &listed).await;
     // A rejected row fails a job (seed 004); the others are loaded.
     let done = wait_for(
         &db,
@@ -424,16 +403,7 @@ async fn a_list_and_a_local_folder_through_the_api() {
     // A folder: its CSV files, the other one skipped.
     let prefix = format!("{}/", clean.display());
     let folder = serde_json::json!({"domainId": DOMAIN, "groupId": "folder", "filePath": prefix});
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/imports",
-        &headers,
-        &folder.to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
+    let id = post_import(&serve, &headers, &folder.to_string()).await;
     let done = wait_for(
         &db,
         "SELECT count(*) FROM jobs WHERE group_key = 'folder' AND status = 'COMPLETED'",
@@ -444,10 +414,6 @@ async fn a_list_and_a_local_folder_through_the_api() {
     assert_eq!(done, 1, "{}", serve.log_text());
     assert_eq!(db.count("folder").await, 4);
     let clean_path = |name: &str| clean.join(name).to_str().unwrap().to_string();
-    let id = serde_json::from_str::<Value>(&created).unwrap()["jobId"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let view = import_view(&serve, &headers, &id).await;
     assert_eq!(
         view["skippedFiles"],

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::TestDb;
 use crate::service::{
-    broker, file_request, produce, producer, request, status_events, Serve, USERS_TOPIC,
+    broker, file_request, post_import, produce, producer, request, status_events, Serve,
+    USERS_TOPIC,
 };
 
 fn rules_dir() -> PathBuf {
@@ -252,18 +253,7 @@ async fn a_job_can_be_followed_as_server_sent_events() {
     ];
     let file = db.path("users.csv.gz");
     ferry::sample::write_users_csv_gz(&file, 200_000, 5).unwrap();
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/imports",
-        &headers,
-        &file_request("followed", &file),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let id = created["jobId"].as_str().unwrap().to_string();
+    let id = post_import(&serve, &headers, &file_request("followed", &file)).await;
     let path = format!("/v1/imports/{id}/events");
 
     let other_auth = format!("Bearer {other}");
@@ -367,18 +357,8 @@ async fn event_streams_per_key_are_bounded() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let (status, created) = request(
-        &serve.http,
-        "POST",
-        "/v1/imports",
-        &headers,
-        &file_request("streams", &file),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{created}");
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let path = format!("/v1/imports/{}/events", created["jobId"].as_str().unwrap());
+    let id = post_import(&serve, &headers, &file_request("streams", &file)).await;
+    let path = format!("/v1/imports/{id}/events");
 
     let first = {
         let (http, path, auth) = (serve.http.clone(), path.clone(), auth.clone());

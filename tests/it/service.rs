@@ -253,6 +253,16 @@ pub fn file_request(group: &str, path: &Path) -> String {
     .to_string()
 }
 
+/// POSTs an import request through the API; the job's id.
+pub async fn post_import(serve: &Serve, headers: &[(&str, &str)], body: &str) -> String {
+    let (status, created) = request(&serve.http, "POST", "/v1/imports", headers, body)
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    created["jobId"].as_str().unwrap().to_string()
+}
+
 /// Waits until `sql` (one bigint) reaches `want`.
 pub async fn wait_for(db: &TestDb, sql: &str, want: i64, wait: Duration) -> i64 {
     let client = db.client().await;
