@@ -19,7 +19,7 @@ use crate::storage::Store;
 /// Whether a `filePath` names many files: a prefix, or a glob (a `*` in
 /// its last segment; `?` is left to URLs' queries).
 pub fn is_many(path: &str) -> bool {
-    path.ends_with('/') || last_segment(path).contains('*')
+    path.ends_with('/') || split_glob(path).1.contains('*')
 }
 
 /// How an explicit list is kept in the job's `source`: a JSON array.
@@ -40,8 +40,10 @@ pub fn is_file_set(source: &str) -> bool {
     listed_paths(source).is_some() || is_many(source)
 }
 
-fn last_segment(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+/// A prefix or glob as its folder (up to its last `/`) and its pattern
+/// (after it; empty for a prefix).
+pub fn split_glob(path: &str) -> (&str, &str) {
+    path.split_at(path.rfind('/').map_or(0, |i| i + 1))
 }
 
 /// One file of the set, as listed.
@@ -200,16 +202,7 @@ pub async fn list(
         };
         return Err(refuse(source, format!("no {what} file matches")));
     }
-    if set.files.len() > import.max_files {
-        return Err(refuse(
-            source,
-            format!(
-                "{} files, over import.max_files ({})",
-                set.files.len(),
-                import.max_files
-            ),
-        ));
-    }
+    at_most_max_files(source, set.files.len(), import)?;
     // Each file's own bound, known from the listing: before any is read.
     if let Some(big) = set.files.iter().find(|f| f.size > import.max_object_bytes) {
         return Err(refuse(
@@ -242,7 +235,7 @@ async fn list_folder(
     storage: &StorageSettings,
     import: &ImportSettings,
 ) -> Result<FileSet, ImportError> {
-    let (dir, pattern) = source.split_at(source.rfind('/').map_or(0, |i| i + 1));
+    let (dir, pattern) = split_glob(source);
     let folder = Folder::parse(dir, storage)?;
     // Enough to tell "too many" from a full set; a folder holding more
     // fails, rather than being read in part.
@@ -330,22 +323,31 @@ pub fn local_etag(meta: &std::fs::Metadata) -> String {
     format!("{}-{modified}", meta.len())
 }
 
+fn at_most_max_files(
+    source: &str,
+    files: usize,
+    import: &ImportSettings,
+) -> Result<(), ImportError> {
+    match files > import.max_files {
+        true => Err(refuse(
+            source,
+            format!(
+                "{files} files, over import.max_files ({})",
+                import.max_files
+            ),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// An explicit list, in its order: each file looked up.
 async fn list_paths(
     paths: &[String],
     storage: &StorageSettings,
     import: &ImportSettings,
 ) -> Result<FileSet, ImportError> {
-    if paths.len() > import.max_files {
-        return Err(refuse(
-            &list_source(paths),
-            format!(
-                "{} files, over import.max_files ({})",
-                paths.len(),
-                import.max_files
-            ),
-        ));
-    }
+    // Before a file is looked up.
+    at_most_max_files(&list_source(paths), paths.len(), import)?;
     let mut set = FileSet::default();
     for path in paths {
         let file = match Source::parse(path, storage)? {

@@ -226,16 +226,16 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
     })
 }
 
-/// Whether ferry may read `source`: an object with a store configured, a
-/// local path with a `storage.local_root`.
-fn served(source: &Source, storage: &StorageSettings, field: &str) -> Result<(), Rejected> {
-    if matches!(source, Source::S3 { .. }) && !storage.configured() {
+/// Whether ferry may read what `field` names: an object (`object`) with a
+/// store configured, a local path with a `storage.local_root`.
+fn served(object: bool, storage: &StorageSettings, field: &str) -> Result<(), Rejected> {
+    if object && !storage.configured() {
         return Err(rejected(
             Reason::InvalidField,
             format!("{field}: no object store is configured (storage.endpoint)"),
         ));
     }
-    if matches!(source, Source::Local(_)) && storage.local_root.is_empty() {
+    if !object && storage.local_root.is_empty() {
         return Err(rejected(
             Reason::InvalidField,
             format!("{field}: local paths are accepted only under storage.local_root"),
@@ -341,29 +341,22 @@ impl ImportRequest {
                     }
                     let source = Source::parse(path, storage)
                         .map_err(|e| rejected(Reason::InvalidField, format!("{field}: {e}")))?;
-                    served(&source, storage, &field)?;
+                    served(matches!(source, Source::S3 { .. }), storage, &field)?;
                     fits(target, path, &field)?;
                 }
                 files::list_source(&paths)
             }
             (_, Input::File(path)) if files::is_many(&path) => {
-                let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+                let (dir, _) = files::split_glob(&path);
                 let folder = Folder::parse(dir, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
-                let source = match folder {
-                    Folder::Local(path) => Source::Local(path),
-                    Folder::S3 { bucket, prefix } => Source::S3 {
-                        bucket,
-                        key: prefix,
-                    },
-                };
-                served(&source, storage, "filePath")?;
+                served(matches!(folder, Folder::S3 { .. }), storage, "filePath")?;
                 path
             }
             (_, Input::File(path)) => {
                 let source = Source::parse(&path, storage)
                     .map_err(|e| rejected(Reason::InvalidField, format!("filePath: {e}")))?;
-                served(&source, storage, "filePath")?;
+                served(matches!(source, Source::S3 { .. }), storage, "filePath")?;
                 fits(target, &path, "filePath")?;
                 path
             }
