@@ -147,8 +147,9 @@ pub fn write_matches_parquet(
     write_matches_parquet_from(path, 0, rows, row_group_rows, seed)
 }
 
-/// Suggestions `first..first + rows` of the same sequence, as Parquet: the
-/// shards of a set are consecutive runs of it.
+/// Suggestions `first..first + rows`, as Parquet: their ids are those rows
+/// of the one-file sequence (the shards of a set are consecutive runs of
+/// it); their scores and ranks are drawn from `seed` afresh.
 pub fn write_matches_parquet_from(
     path: &Path,
     first: u64,

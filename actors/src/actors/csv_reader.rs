@@ -82,6 +82,8 @@ pub struct State {
     record: ByteRecord,
     pos: ReadPosition,
     done: bool,
+    /// In a multi-file job, the file's index and name, taken by the
+    /// rejects once the header is known.
     file: Option<(u64, String)>,
 }
 
@@ -207,7 +209,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
         if state.format == InputFormat::Refs {
             let h = Header::reference_list();
             state.rejects =
-                Some(Rejects::new("line", &h.columns, h.reference).in_file(state.file.clone()));
+                Some(Rejects::new("line", &h.columns, h.reference).in_file(state.file.take()));
             state.header = Some(h);
         }
     }
@@ -231,7 +233,7 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
             match Header::parse(&state.record, settings) {
                 Ok(h) => {
                     state.rejects = Some(
-                        Rejects::new("line", &h.columns, h.reference).in_file(state.file.clone()),
+                        Rejects::new("line", &h.columns, h.reference).in_file(state.file.take()),
                     );
                     state.header = Some(h);
                     continue;

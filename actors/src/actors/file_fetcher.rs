@@ -117,10 +117,9 @@ impl Actor for FileFetcher {
     ) -> Result<State, ActorProcessingErr> {
         let (input, size) = match &args.source {
             Source::Local(path) => {
-                let (file, size) = open(path, &args).await?;
-                let meta = file.metadata().await.ok();
-                check_etag(meta.as_ref().map(files::local_etag), &args)?;
-                (Input::File(file), size)
+                let (file, meta) = open(path, &args).await?;
+                check_etag(Some(files::local_etag(&meta)), &args)?;
+                (Input::File(file), meta.len())
             }
             Source::S3 { bucket, key } => {
                 let reader = open_object(bucket, key, &args).await?;
@@ -213,8 +212,12 @@ async fn pump(myself: &ActorRef<Msg>, state: &mut State) -> Result<(), ActorProc
     Ok(())
 }
 
-/// Opens a local file; a missing or unreadable one is a permanent error.
-async fn open(path: &std::path::Path, args: &Args) -> Result<(tokio::fs::File, u64), ImportError> {
+/// Opens a local file, with its metadata; a missing or unreadable one is a
+/// permanent error.
+async fn open(
+    path: &std::path::Path,
+    args: &Args,
+) -> Result<(tokio::fs::File, std::fs::Metadata), ImportError> {
     let open_err = |e: io::Error| ImportError::Source {
         uri: args.uri.clone(),
         reason: e.to_string(),
@@ -237,7 +240,7 @@ async fn open(path: &std::path::Path, args: &Args) -> Result<(tokio::fs::File, u
         });
     }
     check_size(meta.len(), args)?;
-    Ok((file, meta.len()))
+    Ok((file, meta))
 }
 
 /// Looks an object up and checks its size before a byte is read.

@@ -77,8 +77,9 @@ pub struct State {
 /// stream of record batches.
 struct Input {
     schema: MatchSchema,
-    /// The file's size, for how far through it a position is.
+    /// The file's size and rows, for how far through it a position is.
     size: u64,
+    rows: u64,
     row_groups: Vec<u64>,
     batches: ParquetRecordBatchStream<RangeReader>,
 }
@@ -137,8 +138,7 @@ impl Actor for ParquetReader {
             state.pos.records - read_before,
         );
         state.pos.bytes = state.input.as_ref().map_or(0, |input| {
-            let rows: u64 = input.row_groups.iter().sum();
-            (input.size as u128 * state.pos.records as u128 / rows.max(1) as u128) as u64
+            (input.size as u128 * state.pos.records as u128 / input.rows.max(1) as u128) as u64
         });
 
         if state.args.feed.step(rows, state.pos, step).await {
@@ -292,6 +292,7 @@ async fn open(args: &Args, records: u64) -> Result<Input, Failure> {
     Ok(Input {
         schema,
         size,
+        rows: groups.iter().sum(),
         row_groups: groups,
         batches,
     })
