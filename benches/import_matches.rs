@@ -106,17 +106,21 @@ fn main() -> Result<()> {
     print_table(&table);
     if let Some((one, eight)) = shards {
         println!();
-        println!("| case | rows | one file | 8 shards (prefix) | 8 shards / one file |");
-        println!("|---|---:|---:|---:|---:|");
         println!(
-            "| new group, Parquet from S3, median of {} | {} | {:.2} s ({}) | {:.2} s ({}) | {:.3}x |",
-            one.len(),
+            "| case | rows | one file | 8 shards (prefix) | 8 shards / one file | peak RSS, one file / 8 shards |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| new group, Parquet from S3, median of {} | {} | {:.2} s ({}) | {:.2} s ({}) | {:.3}x | {} / {} MiB |",
+            one.secs.len(),
             grouped(rows as i64),
-            median(&one),
-            spread(&one),
-            median(&eight),
-            spread(&eight),
-            median(&eight) / median(&one),
+            median(&one.secs),
+            spread(&one.secs),
+            median(&eight.secs),
+            spread(&eight.secs),
+            median(&eight.secs) / median(&one.secs),
+            one.peak_rss_kib / 1024,
+            eight.peak_rss_kib / 1024,
         );
     }
     Ok(())
@@ -132,7 +136,7 @@ fn shard_runs(
     s3: &LocalS3,
     rows: u64,
     one_file: &str,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+) -> Result<(Runs, Runs)> {
     let runtime = tokio::runtime::Runtime::new()?;
     let per = rows.div_ceil(SHARDS);
     for i in 0..SHARDS {
@@ -151,16 +155,25 @@ fn shard_runs(
         .parse()
         .context("FERRY_BENCH_RUNS")?;
     let ferry = env!("CARGO_BIN_EXE_ferry");
-    let (mut one, mut eight) = (Vec::new(), Vec::new());
+    let (mut one, mut eight) = (Runs::default(), Runs::default());
     for _ in 0..runs {
-        for (source, times) in [(one_file, &mut one), (prefix.as_str(), &mut eight)] {
+        for (source, way) in [(one_file, &mut one), (prefix.as_str(), &mut eight)] {
             reset(url)?;
             let run = ferry_run(ferry, url, source, &["--target", "matches"], &s3.env())?;
             eprintln!("  {source}: {:.2} s", run.secs);
-            times.push(run.secs);
+            way.secs.push(run.secs);
+            way.peak_rss_kib = way.peak_rss_kib.max(run.peak_rss_kib.unwrap_or(0));
         }
     }
     Ok((one, eight))
+}
+
+/// One way of reading the rows: each run's seconds, and the largest peak
+/// RSS of any run.
+#[derive(Default)]
+struct Runs {
+    secs: Vec<f64>,
+    peak_rss_kib: u64,
 }
 
 fn median(v: &[f64]) -> f64 {
