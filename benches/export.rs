@@ -398,7 +398,7 @@ fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<St
             user_id: None,
             webhook_url: None,
             channel: "API".into(),
-            users: None,
+            bare_metadata_names: false,
         };
         let plan = Plan::new(
             catalog.get("node").unwrap(),

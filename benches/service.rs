@@ -37,7 +37,7 @@ use common::{check, vm_hwm_kib, DOMAIN};
 use ferry::localpg::{LocalPostgres, Tuning};
 use ferry::report::grouped;
 use ferry::sample;
-use ferry_actors::kafka::embedded::EmbeddedBroker;
+use ferry_actors::service::kafka::embedded::EmbeddedBroker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};

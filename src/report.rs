@@ -4,8 +4,11 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use ferry_actors::files::ListedFile;
-use ferry_actors::job::{Export, Import, Job, JobStatus};
+use ferry_actors::export::Export;
+use ferry_actors::import::files::ListedFile;
+use ferry_actors::import::Import;
+use ferry_actors::job::JobStatus;
+use ferry_actors::kinds::Job;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -43,7 +46,7 @@ impl ImportReport {
             job_id: job.id,
             status: job.status,
             source: import.source.clone(),
-            target: job.kind().as_str().to_string(),
+            target: job.kind().to_string(),
             rows_read: counts.records,
             inserted: counts.inserted,
             updated: counts.updated,

@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn the_header_normalises_to_the_metadata_keys() {
         let raw: Vec<&str> = USER_HEADER.split(',').collect();
-        let keys = ferry_actors::formats::csv::normalize_headers(&raw);
+        let keys = ferry_actors::import::formats::csv::normalize_headers(&raw);
         assert_eq!(keys[0], "user_id");
         assert_eq!(keys[1..], USER_METADATA_KEYS);
     }

@@ -7,21 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ferry_actors::actors::job_coordinator::{self, JobCoordinatorRef};
-use ferry_actors::actors::service::{self, Child};
-use ferry_actors::actors::{
-    dlq, export_scheduler, job_sweeper, kafka_ingress, status_publisher, webhook_sender,
-};
-use ferry_actors::export::object::Catalog;
-use ferry_actors::export::schedule::{RunSettings, Ticks};
+use ferry_actors::export::actors::webhook_sender;
 use ferry_actors::export::token::Signer;
-use ferry_actors::kafka::embedded::EmbeddedBroker;
-use ferry_actors::kafka::{self, Router};
 use ferry_actors::pg;
+use ferry_actors::pipeline::Ctx;
+use ferry_actors::service::actors::job_coordinator::{self, JobCoordinatorRef};
+use ferry_actors::service::actors::service_supervisor::{self, Child, SHUTDOWN};
+use ferry_actors::service::actors::{dlq, job_sweeper, kafka_ingress, status_publisher};
+use ferry_actors::service::kafka::embedded::EmbeddedBroker;
+use ferry_actors::service::kafka::{self, Router};
 use ferry_actors::settings::DatabaseSettings;
 use ferry_actors::storage::Store;
+use ferry_actors::users::actors::export_scheduler;
+use ferry_actors::users::schedule::{RunSettings, Ticks};
 use metrics_exporter_prometheus::PrometheusHandle;
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use rdkafka::producer::{FutureProducer, Producer};
 
 use crate::config::Config;
@@ -60,6 +60,22 @@ pub fn run_settings(config: &Config) -> RunSettings {
         storage: config.storage.clone(),
         max_message_bytes: config.kafka.max_message_bytes,
     }
+}
+
+/// What this process's job pipelines are spawned with (the JobCoordinator's
+/// and the JobSweeper's): the settings, the pools, the export catalog.
+pub async fn pipelines(config: &Config, pool: deadpool_postgres::Pool) -> Result<Ctx> {
+    Ctx::load(
+        pool,
+        config.database.clone(),
+        config.import.clone(),
+        config.exports.clone(),
+        config.storage.clone(),
+        config.retry.clone(),
+        config.jobs.clone(),
+    )
+    .await
+    .context("reading the export objects from the catalog")
 }
 
 /// The webhook secret: `exports.webhook_secret`, else the signing key.
@@ -106,7 +122,7 @@ pub struct Service {
     pub embedded: Option<EmbeddedBroker>,
     config: Config,
     coordinator: JobCoordinatorRef,
-    supervisor: ActorRef<service::Msg>,
+    supervisor: ActorRef<service_supervisor::Msg>,
     producer: FutureProducer,
     http: tokio::task::JoinHandle<()>,
     http_stop: tokio::sync::oneshot::Sender<()>,
@@ -114,7 +130,7 @@ pub struct Service {
 
 impl Service {
     pub async fn start(config: Config, metrics: PrometheusHandle) -> Result<Self> {
-        ferry_actors::telemetry::register_watched_series();
+        ferry_actors::service::register_watched_series();
         {
             let mut client = pg::connect(&config.database).await?;
             pg::migrations::migrate(&mut client)
@@ -154,15 +170,10 @@ impl Service {
             .context("creating the Kafka producer")?;
 
         let owner = ferry_actors::job::lease_owner("serve");
+        let ctx = pipelines(&config, pool.clone()).await?;
         let coordinator = job_coordinator::spawn(job_coordinator::Args {
-            database: config.database.clone(),
-            import: Arc::new(config.import.clone()),
-            exports: Arc::new(config.exports.clone()),
-            retry: config.retry.clone(),
-            storage: config.storage.clone(),
-            jobs: config.jobs.clone(),
+            ctx: ctx.clone(),
             owner: owner.clone(),
-            pool: pool.clone(),
             claim: true,
         })
         .await
@@ -176,6 +187,7 @@ impl Service {
                 topic: config.kafka.dlq_topic.clone(),
                 send_timeout: config.kafka.send_timeout,
                 max_message_bytes: config.kafka.max_message_bytes,
+                retry: config.retry.clone(),
             }),
             Child::Publisher(status_publisher::Args {
                 database: config.database.clone(),
@@ -192,15 +204,10 @@ impl Service {
                 storage: config.storage.clone(),
                 node_type: config.import.node_type.clone(),
                 pool: pool.clone(),
+                retry: config.retry.clone(),
                 own_topics: own_topics.clone(),
             })),
-            Child::Sweeper(Box::new(job_sweeper::Args {
-                database: config.database.clone(),
-                jobs: config.jobs.clone(),
-                exports: config.exports.clone(),
-                storage: config.storage.clone(),
-                retry: config.retry.clone(),
-            })),
+            Child::Sweeper(Box::new(job_sweeper::Args { ctx: ctx.clone() })),
             Child::Webhooks(Box::new(webhook_sender::Args {
                 database: config.database.clone(),
                 exports: config.exports.clone(),
@@ -216,23 +223,13 @@ impl Service {
                 run: run_settings(&config),
             })));
         }
-        let (supervisor, _) = Actor::spawn(
-            Some(service::NAME.into()),
-            service::Service,
-            service::Args {
-                children,
-                retry: config.retry.clone(),
-            },
-        )
+        let supervisor = service_supervisor::spawn(service_supervisor::Args {
+            children,
+            retry: config.retry.clone(),
+        })
         .await
         .context("starting the service's actors")?;
 
-        let catalog = {
-            let client = pg::connect(&config.database).await?;
-            Catalog::load(&client, &config.exports)
-                .await
-                .context("reading the export objects from the catalog")?
-        };
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -259,7 +256,7 @@ impl Service {
                 config.http.max_streams_per_key,
                 "event streams open",
             ),
-            catalog: Arc::new(catalog),
+            catalog: ctx.catalog.clone(),
             signer: Signer::new(signing_keys),
             store: config
                 .storage
@@ -300,7 +297,7 @@ impl Service {
     }
 
     /// The supervisor's handle, to notice the service giving up.
-    pub fn supervisor(&self) -> &ActorRef<service::Msg> {
+    pub fn supervisor(&self) -> &ActorRef<service_supervisor::Msg> {
         &self.supervisor
     }
 
@@ -333,7 +330,7 @@ impl Service {
         stage("stopping the jobs at their checkpoints and releasing their leases");
         let _ = self
             .coordinator
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(15)))
+            .stop_and_wait(Some(SHUTDOWN.into()), Some(Duration::from_secs(15)))
             .await;
         stage("flushing the status outbox");
         if let Some(publisher) = ractor::registry::where_is(status_publisher::NAME) {
@@ -359,7 +356,7 @@ impl Service {
         stage("stopping the service's actors");
         let _ = self
             .supervisor
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .stop_and_wait(Some(SHUTDOWN.into()), Some(Duration::from_secs(10)))
             .await;
         stage("closing the HTTP server");
         let _ = self.http_stop.send(());

@@ -509,7 +509,7 @@ pub struct KafkaSettings {
 pub struct RouteSettings {
     pub pattern: String,
     /// `nodes` (CSV, or `referenceIds`) or `matches` (Parquet).
-    pub target: crate::job::Target,
+    pub target: crate::vocab::Target,
     /// Where the jobs' status events (`NodesTransferJobExchange`) go.
     pub status_topic: String,
     /// Node type when a request names none (`nodes` only). Empty:
@@ -535,13 +535,13 @@ fn default_routes() -> Vec<RouteSettings> {
     vec![
         RouteSettings {
             pattern: "^.+-users$".into(),
-            target: crate::job::Target::Nodes,
+            target: crate::vocab::Target::Nodes,
             status_topic: "ferry-nodes-status".into(),
             node_type: String::new(),
         },
         RouteSettings {
             pattern: "^.+-matches$".into(),
-            target: crate::job::Target::Matches,
+            target: crate::vocab::Target::Matches,
             status_topic: "ferry-matches-status".into(),
             node_type: String::new(),
         },

@@ -10,21 +10,25 @@ use metrics::{counter, gauge, histogram, Gauge};
 use ractor::{ActorRef, Message};
 use uuid::Uuid;
 
-use crate::job::Target;
+use crate::vocab::{JobStatus, Target};
 
 /// A mailbox that counts its own depth: ractor has no API for it. The sender
-/// calls [`Mailbox::send`], the receiving actor [`Mailbox::received`] at the
+/// calls [`Mailbox::send`], the receiving actor [`Depth::received`] at the
 /// top of `handle`, and `post_stop` drains what was never handled. The gauge
 /// `ferry_actor_mailbox_depth{actor}` sums every instance of an actor.
-pub struct Mailbox<M: Message> {
-    actor: ActorRef<M>,
+///
+/// A mailbox of `M`s may lead to an actor whose own messages wrap them
+/// ([`Mailbox::to`]): a child tells its parent how it does without knowing
+/// the parent's type.
+pub struct Mailbox<M> {
+    send: Arc<dyn Fn(M) -> bool + Send + Sync>,
     depth: Depth,
 }
 
-impl<M: Message> Clone for Mailbox<M> {
+impl<M> Clone for Mailbox<M> {
     fn clone(&self) -> Self {
         Self {
-            actor: self.actor.clone(),
+            send: self.send.clone(),
             depth: self.depth.clone(),
         }
     }
@@ -32,14 +36,37 @@ impl<M: Message> Clone for Mailbox<M> {
 
 impl<M: Message> Mailbox<M> {
     pub fn new(actor: ActorRef<M>, depth: Depth) -> Self {
-        Self { actor, depth }
+        Self::to(actor, depth, |m| m)
+    }
+}
+
+impl<M: Send + 'static> Mailbox<M> {
+    /// `M`s for `actor`, each wrapped in one of its messages.
+    pub fn to<P: Message>(
+        actor: ActorRef<P>,
+        depth: Depth,
+        wrap: impl Fn(M) -> P + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            send: Arc::new(move |m| actor.cast(wrap(m)).is_ok()),
+            depth,
+        }
+    }
+
+    /// `M`s handed to `receive` (a test's receiver); false from it is a
+    /// receiver gone.
+    pub fn from_fn(receive: impl Fn(M) -> bool + Send + Sync + 'static, depth: Depth) -> Self {
+        Self {
+            send: Arc::new(receive),
+            depth,
+        }
     }
 
     /// Sends, counting the message as queued. A send to a stopped actor is
     /// dropped: it only happens while a pipeline is being torn down.
     pub fn send(&self, msg: M) {
         self.depth.sent();
-        if self.actor.cast(msg).is_err() {
+        if !(self.send)(msg) {
             self.depth.received();
         }
     }
@@ -85,26 +112,47 @@ impl Depth {
     }
 }
 
-/// A supervisor restarted a failed actor (or a job pipeline because of it).
-pub struct ActorRestarted<'a> {
-    pub actor: &'a str,
+/// A job's pipeline failed in `stage` (an actor's `NAME`) and its job
+/// runs again after a backoff, from its checkpoint.
+pub struct JobRestarted<'a> {
+    pub stage: &'static str,
     pub job_id: Uuid,
     pub attempt: i32,
     pub backoff: Duration,
     pub reason: &'a str,
 }
 
-impl ActorRestarted<'_> {
+impl JobRestarted<'_> {
     pub fn emit(self) {
         tracing::warn!(
-            actor = self.actor,
+            actor = self.stage,
             job_id = %self.job_id,
             attempt = self.attempt,
             backoff_ms = self.backoff.as_millis() as u64,
             reason = self.reason,
-            "Restarting after failure."
+            "Restarting the job after a failure."
         );
-        counter!("ferry_actor_restarts_total", "actor" => self.actor.to_string()).increment(1);
+        counter!("ferry_actor_restarts_total", "actor" => self.stage).increment(1);
+    }
+}
+
+/// The service's supervisor starts a failed long-lived actor again after
+/// a backoff.
+pub struct ChildRestarted<'a> {
+    pub actor: &'static str,
+    pub backoff: Duration,
+    pub reason: &'a str,
+}
+
+impl ChildRestarted<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            actor = self.actor,
+            backoff_ms = self.backoff.as_millis() as u64,
+            reason = self.reason,
+            "Restarting an actor after a failure."
+        );
+        counter!("ferry_actor_restarts_total", "actor" => self.actor).increment(1);
     }
 }
 
@@ -164,8 +212,8 @@ impl RowsRejected {
 /// A job reached a terminal status.
 pub struct JobFinished<'a> {
     pub job_id: Uuid,
-    pub kind: &'a str,
-    pub status: &'static str,
+    pub kind: &'static str,
+    pub status: JobStatus,
     pub rows: u64,
     pub elapsed: Duration,
     pub reason: Option<&'a str>,
@@ -176,20 +224,20 @@ impl JobFinished<'_> {
         tracing::info!(
             job_id = %self.job_id,
             kind = self.kind,
-            status = self.status,
+            status = self.status.as_str(),
             rows = self.rows,
             secs = self.elapsed.as_secs_f64(),
             reason = self.reason,
             "Job finished."
         );
-        counter!("ferry_jobs_total", "kind" => self.kind.to_string(), "status" => self.status)
+        counter!("ferry_jobs_total", "kind" => self.kind, "status" => self.status.as_str())
             .increment(1);
-        histogram!("ferry_job_duration_seconds", "kind" => self.kind.to_string())
+        histogram!("ferry_job_duration_seconds", "kind" => self.kind)
             .record(self.elapsed.as_secs_f64());
-        if self.status == "COMPLETED" {
+        if self.status == JobStatus::Completed {
             // The rows of the last job of each kind: a matches import far
             // below the recent ones means the engine degraded.
-            gauge!("ferry_job_last_rows", "kind" => self.kind.to_string()).set(self.rows as f64);
+            gauge!("ferry_job_last_rows", "kind" => self.kind).set(self.rows as f64);
         }
     }
 }
@@ -241,19 +289,40 @@ impl RowsExported {
     }
 }
 
+/// What came of one attempt to deliver a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Delivered,
+    /// Tried again later.
+    Retry,
+    /// Given up.
+    Failed,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [Self; 3] = [Self::Delivered, Self::Retry, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// One delivery attempt of an export's webhook.
 pub struct WebhookAttempted<'a> {
     pub delivery: i64,
     pub attempt: i32,
     pub status: Option<u16>,
     pub error: Option<&'a str>,
-    /// `delivered`, `retry` or `failed`.
-    pub outcome: &'static str,
+    pub outcome: WebhookOutcome,
 }
 
 impl WebhookAttempted<'_> {
     pub fn emit(self) {
-        if self.outcome == "delivered" {
+        if self.outcome == WebhookOutcome::Delivered {
             tracing::info!(
                 delivery = self.delivery,
                 attempt = self.attempt,
@@ -266,11 +335,11 @@ impl WebhookAttempted<'_> {
                 attempt = self.attempt,
                 status = self.status,
                 error = self.error,
-                outcome = self.outcome,
+                outcome = self.outcome.as_str(),
                 "Webhook delivery failed."
             );
         }
-        counter!("ferry_webhook_attempts_total", "outcome" => self.outcome).increment(1);
+        counter!("ferry_webhook_attempts_total", "outcome" => self.outcome.as_str()).increment(1);
     }
 }
 
@@ -373,23 +442,57 @@ pub struct DbFailed<'a> {
 
 impl DbFailed<'_> {
     pub fn emit(self) {
-        counter!("ferry_db_errors_total", "kind" => db_error_kind(self.error)).increment(1);
+        let kind = DbErrorKind::of(self.error);
+        counter!("ferry_db_errors_total", "kind" => kind.as_str()).increment(1);
     }
 }
 
-/// `connection`, `serialization` (a conflict or deadlock), `constraint`,
-/// `resources` (out of memory, disk, connections), `shutdown`, or `other`.
-pub fn db_error_kind(e: &tokio_postgres::Error) -> &'static str {
-    let Some(db) = e.as_db_error() else {
-        return "connection";
-    };
-    match &db.code().code()[..2] {
-        "08" => "connection",
-        "40" => "serialization",
-        "23" => "constraint",
-        "53" => "resources",
-        "57" => "shutdown",
-        _ => "other",
+/// What kind of failure a call to PostgreSQL met, by its SQLSTATE class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    Connection,
+    /// A conflict or deadlock.
+    Serialization,
+    Constraint,
+    /// Out of memory, disk, connections.
+    Resources,
+    Shutdown,
+    Other,
+}
+
+impl DbErrorKind {
+    pub const ALL: [Self; 6] = [
+        Self::Connection,
+        Self::Serialization,
+        Self::Constraint,
+        Self::Resources,
+        Self::Shutdown,
+        Self::Other,
+    ];
+
+    pub fn of(e: &tokio_postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            return Self::Connection;
+        };
+        match &db.code().code()[..2] {
+            "08" => Self::Connection,
+            "40" => Self::Serialization,
+            "23" => Self::Constraint,
+            "53" => Self::Resources,
+            "57" => Self::Shutdown,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Serialization => "serialization",
+            Self::Constraint => "constraint",
+            Self::Resources => "resources",
+            Self::Shutdown => "shutdown",
+            Self::Other => "other",
+        }
     }
 }
 
@@ -448,22 +551,6 @@ pub fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The actors whose restarts `ferry_actor_restarts_total{actor}` counts:
-/// a job's pipeline stages, and the service's long-lived actors.
-pub const RESTARTED_ACTORS: [&str; 11] = [
-    "job_pipeline",
-    "copy_writer",
-    "csv_reader",
-    "parquet_reader",
-    "export_reader",
-    "object_writer",
-    "refs_exporter",
-    "kafka_ingress",
-    "status_publisher",
-    "webhook_sender",
-    "export_scheduler",
-];
-
 /// The S3 operations `ferry_storage_errors_total{op}` counts.
 pub const STORAGE_OPS: [&str; 10] = [
     "HEAD",
@@ -478,19 +565,22 @@ pub const STORAGE_OPS: [&str; 10] = [
     "presigning GET",
 ];
 
+/// The label values of the series the alert rules and the dashboard watch
+/// that only their owners know (the kinds of jobs, the actors, the
+/// reasons a request is dead-lettered).
+pub struct Watched<'a> {
+    pub kinds: &'a [&'static str],
+    pub actors: &'a [&'static str],
+    pub dead_letter_reasons: &'a [&'static str],
+    pub group_types: &'a [&'static str],
+}
+
 /// Registers, at zero, the series the alert rules and the dashboard watch
 /// whose labels are known in advance, so that `rate()` and `increase()`
 /// see them from the start and a panel shows 0 rather than nothing.
-pub fn register_watched_series() {
-    for kind in [
-        "connection",
-        "serialization",
-        "constraint",
-        "resources",
-        "shutdown",
-        "other",
-    ] {
-        counter!("ferry_db_errors_total", "kind" => kind).increment(0);
+pub fn register_watched_series(watched: &Watched<'_>) {
+    for kind in DbErrorKind::ALL {
+        counter!("ferry_db_errors_total", "kind" => kind.as_str()).increment(0);
     }
     for op in STORAGE_OPS {
         for retriable in ["true", "false"] {
@@ -498,15 +588,15 @@ pub fn register_watched_series() {
                 .increment(0);
         }
     }
-    for reason in crate::kafka::request::Reason::ALL {
-        counter!("ferry_kafka_dlq_total", "reason" => reason.as_str()).increment(0);
+    for reason in watched.dead_letter_reasons {
+        counter!("ferry_kafka_dlq_total", "reason" => *reason).increment(0);
     }
-    for outcome in ["delivered", "retry", "failed"] {
-        counter!("ferry_webhook_attempts_total", "outcome" => outcome).increment(0);
+    for outcome in WebhookOutcome::ALL {
+        counter!("ferry_webhook_attempts_total", "outcome" => outcome.as_str()).increment(0);
     }
-    for kind in ["nodes", "matches", "export"] {
-        for status in ["COMPLETED", "FAILED", "CANCELLED"] {
-            counter!("ferry_jobs_total", "kind" => kind, "status" => status).increment(0);
+    for kind in watched.kinds {
+        for status in JobStatus::TERMINAL {
+            counter!("ferry_jobs_total", "kind" => *kind, "status" => status.as_str()).increment(0);
         }
     }
     counter!("ferry_jobs_lease_lost_total").increment(0);
@@ -518,13 +608,13 @@ pub fn register_watched_series() {
     for topic in ["status", "dlq"] {
         counter!("ferry_kafka_send_errors_total", "topic" => topic).increment(0);
     }
-    for actor in RESTARTED_ACTORS {
-        counter!("ferry_actor_restarts_total", "actor" => actor).increment(0);
+    for actor in watched.actors {
+        counter!("ferry_actor_restarts_total", "actor" => *actor).increment(0);
     }
-    for group_type in ["COST_BASED", "NON_COST_BASED"] {
-        counter!("ferry_users_exported_total", "group_type" => group_type).increment(0);
+    for group_type in watched.group_types {
+        counter!("ferry_users_exported_total", "group_type" => *group_type).increment(0);
         for outcome in ["started", "overlapped", "empty"] {
-            counter!("ferry_users_export_groups_total", "group_type" => group_type, "outcome" => outcome)
+            counter!("ferry_users_export_groups_total", "group_type" => *group_type, "outcome" => outcome)
                 .increment(0);
         }
     }

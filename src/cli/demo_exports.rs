@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use ferry_actors::export::schedule::{self, Claim, Only, MANUAL};
+use ferry_actors::kinds::Work;
 use ferry_actors::pg;
+use ferry_actors::users::schedule::{self, Claim, Only, MANUAL};
 use serde_json::{json, Value};
 
 use super::demo::{read_json, DEMO_DOMAIN};
@@ -253,7 +254,7 @@ async fn run_once(
     client: &mut tokio_postgres::Client,
     config: &Config,
     only: &Only,
-) -> Result<schedule::Run> {
+) -> Result<schedule::Run<Work>> {
     let settings = crate::service::run_settings(config);
     schedule::start_run(client, &settings, MANUAL, Utc::now(), only, Claim::Queue)
         .await?

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ferry_actors::kafka::{self, dlq_headers};
+use ferry_actors::service::kafka::{self, dlq_headers};
 use ferry_actors::settings::KafkaSettings;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use ferry_actors::export::object::Catalog;
-use ferry_actors::export::plan::Plan;
-use ferry_actors::export::{Compression, Destination, ExportSpec, Format};
-use ferry_actors::job::{JobStatus, NewExport, Work};
+use ferry_actors::export::request::{Channel, ExportRequest};
+use ferry_actors::export::{Compression, Destination, ExportSpec, Format, NewExport};
+use ferry_actors::job::JobStatus;
 use ferry_actors::pg;
 use ferry_actors::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -57,11 +57,13 @@ pub struct ExportArgs {
     /// `field` or `-field` (descending) [default: the object's].
     #[arg(long, allow_hyphen_values = true)]
     pub order: Option<String>,
-    #[arg(long, value_enum, default_value = "csv")]
-    pub format: FormatArg,
-    /// gzip or zstd compress the file (Parquet compresses inside).
-    #[arg(long, value_enum, default_value = "gzip")]
-    pub compression: CompressionArg,
+    /// [default: csv]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// gzip or zstd compress a text file; Parquet compresses inside, with
+    /// gzip, zstd or none [default: gzip for text, zstd for Parquet].
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
     /// A local path or s3://bucket/key [default: seed 002's layout, in
     /// `exports.bucket` of the configured store, else `exports.local_dir`].
     #[arg(long)]
@@ -86,68 +88,52 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
         super::quiet_logs(&mut config);
     }
     crate::telemetry::init(&config.log);
-    let format = match args.format {
+    let format = args.format.map(|f| match f {
         FormatArg::Csv => Format::Csv,
         FormatArg::Json => Format::Json,
         FormatArg::Jsonl => Format::Jsonl,
         FormatArg::Parquet => Format::Parquet,
-    };
-    let compression = match (args.compression, format) {
-        // Parquet's own default.
-        (CompressionArg::Gzip, Format::Parquet) => Compression::Zstd,
-        (CompressionArg::Gzip, _) => Compression::Gzip,
-        (CompressionArg::Zstd, _) => Compression::Zstd,
-        (CompressionArg::None, _) => Compression::None,
-    };
+    });
+    let compression = args.compression.map(|c| match c {
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::None => Compression::None,
+    });
     let filters = match &args.filter {
         Some(text) => Some(
             serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--filter is not JSON: {e}"))?,
         ),
         None => None,
     };
-    let id = Uuid::now_v7();
     let destination = match &args.out {
-        Some(out) => Destination::output(out, &config.storage)
-            .map_err(|e| anyhow::anyhow!("--out {out}: {e}"))?,
-        None => Destination::default_for(
-            &config.exports,
-            &config.storage,
-            domain,
-            &object,
-            id,
-            format,
-            compression,
+        Some(out) => Some(
+            Destination::output(out, &config.storage)
+                .map_err(|e| anyhow::anyhow!("--out {out}: {e}"))?,
         ),
+        None => None,
     };
-    let spec = ExportSpec {
-        object,
+    let request = ExportRequest {
         fields: args.fields.clone().unwrap_or_default(),
         order: args.order.clone(),
         filters,
         format,
         compression,
         destination,
-        user_id: None,
-        webhook_url: None,
-        channel: "CLI".into(),
-        users: None,
+        ..ExportRequest::of(&object, Channel::Cli)
     };
-    check(&config, &spec, domain).await?;
+    let id = uuid::Uuid::now_v7();
+    let spec = check(&config, request, domain, id).await?;
     let new = NewExport {
         id,
-        domain_id: domain,
-        spec,
-        idempotency_key: None,
-        request_hash: None,
-        status_topic: None,
-        origin: Some(serde_json::json!({ "cli": true })),
-    };
+        ..NewExport::new(domain, spec)
+    }
+    .from_origin(serde_json::json!({ "cli": true }));
     let started = Instant::now();
     let bar = show_progress.then_some(progress_bar as super::Bar);
     let job = super::run_job(&config, &new, "export", bar)
         .await
         .context("export")?;
-    let Work::Export(export) = &job.work else {
+    let Some(export) = job.work.export() else {
         bail!("job {} is not an export", job.id);
     };
     let report = ExportReport::new(&job, export, started.elapsed());
@@ -162,24 +148,23 @@ pub async fn command(mut config: Config, args: ExportArgs) -> Result<ExitCode> {
     })
 }
 
-/// Plans the export against the catalog: an unknown object, field,
-/// operator or order is refused here, before any job exists.
-async fn check(config: &Config, spec: &ExportSpec, domain: Uuid) -> Result<()> {
+/// Checks the export against the catalog and makes its spec: an unknown
+/// object, field, operator or order is refused here, before any job
+/// exists.
+async fn check(
+    config: &Config,
+    request: ExportRequest,
+    domain: Uuid,
+    id: Uuid,
+) -> Result<ExportSpec> {
     let mut client = pg::connect(&config.database).await?;
     pg::migrations::migrate(&mut client)
         .await
         .context("applying migrations")?;
     let catalog = Catalog::load(&client, &config.exports).await?;
-    let def = catalog.get(&spec.object).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown object `{}` (allowed: {})",
-            spec.object,
-            catalog.names().join(", ")
-        )
-    })?;
-    Plan::new(def, spec, domain, &config.exports)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code))?;
-    Ok(())
+    request
+        .into_spec(&catalog, &config.exports, &config.storage, domain, id)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code))
 }
 
 /// Rows written of the snapshot's total, and rows/s.

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ferry_actors::job::{store, Family, JobStatus, Work};
+use ferry_actors::job::{store, Family, JobStatus};
+use ferry_actors::kinds::Work;
 use ferry_actors::pg;
 use ferry_actors::settings::DatabaseSettings;
 use uuid::Uuid;
@@ -44,7 +45,7 @@ pub async fn command(database: &DatabaseSettings, command: ExportsCommand) -> Re
             limit,
             json,
         } => {
-            let jobs = store::list(&client, Some(Family::Exports), status, limit)
+            let jobs = store::list::<Work>(&client, Some(Family::Exports), status, limit)
                 .await
                 .context("listing exports")?;
             let views: Vec<ExportView> = jobs.iter().filter_map(ExportView::of).collect();
@@ -73,10 +74,10 @@ pub async fn command(database: &DatabaseSettings, command: ExportsCommand) -> Re
             Ok(())
         }
         ExportsCommand::Show { id, json } => {
-            let job = store::get(&client, id)
+            let job = store::get::<Work>(&client, id)
                 .await
                 .context("reading the export")?;
-            let Some(job) = job.filter(|j| matches!(j.work, Work::Export(_))) else {
+            let Some(job) = job.filter(|j| j.work.export().is_some()) else {
                 bail!("no export {id}");
             };
             let view = ExportView::of(&job).expect("an export");

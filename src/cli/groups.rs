@@ -4,9 +4,9 @@
 
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
-use ferry_actors::export::schedule::{self, Ticks, USERS_SCHEDULE};
-use ferry_actors::export::users::GroupType;
 use ferry_actors::pg::{self, groups};
+use ferry_actors::users::schedule::{self, Ticks, USERS_SCHEDULE};
+use ferry_actors::users::GroupType;
 use uuid::Uuid;
 
 use crate::config::Config;

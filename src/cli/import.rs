@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use ferry_actors::job::{InputFormat, JobStatus, NewJob, Target, Work};
+use ferry_actors::import::request::{Asker, ImportRequest, Input, Limits};
+use ferry_actors::import::NewImport;
+use ferry_actors::job::JobStatus;
+use ferry_actors::kinds::Work;
 use ferry_actors::progress::Progress;
+use ferry_actors::vocab::Target;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
@@ -93,46 +97,40 @@ pub async fn command(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
     if args.no_fast_path {
         config.import.fast_path = false;
     }
-    let node_type = args
-        .node_type
-        .unwrap_or_else(|| config.import.node_type.clone());
-    if node_type.is_empty() || node_type.chars().count() > 50 {
-        bail!("--type must be 1 to 50 characters (seed 004: type VARCHAR(50))");
-    }
-    if args.group.trim().is_empty() {
-        bail!("--group must not be empty");
-    }
     let show_progress = !args.json && std::io::stderr().is_terminal();
     if show_progress {
         super::quiet_logs(&mut config);
     }
     crate::telemetry::init(&config.log);
-    let file = |path: &str, target: Target, format: InputFormat| {
-        // Node type means nothing to match suggestions.
-        let node_type = if target == Target::Nodes {
-            node_type.as_str()
-        } else {
-            ""
-        };
-        NewJob::file(target, args.domain, &args.group, node_type, path, format)
+    let target = match args.target {
+        TargetArg::Nodes => Target::Nodes,
+        TargetArg::Matches => Target::Matches,
     };
-    let new = match (args.target, args.source, args.refs, args.refs_file) {
-        (TargetArg::Nodes, _, Some(ids), _) => {
-            NewJob::inline_refs(args.domain, &args.group, &node_type, ids)
-        }
-        (TargetArg::Nodes, _, _, Some(path)) => file(&path, Target::Nodes, InputFormat::Refs),
-        (TargetArg::Nodes, Some(path), ..) if ferry_actors::source::is_parquet(&path) => {
-            bail!("nodes are imported from CSV or reference lists; Parquet files hold matches (--target matches)")
-        }
-        (TargetArg::Nodes, Some(path), ..) => file(&path, Target::Nodes, InputFormat::Csv),
-        (TargetArg::Matches, Some(path), None, None) => {
-            file(&path, Target::Matches, InputFormat::Parquet)
-        }
-        (TargetArg::Matches, ..) => {
-            bail!("matches are imported from a Parquet file: give its SOURCE")
-        }
-        (TargetArg::Nodes, None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
+    let input = match (args.source, args.refs, args.refs_file) {
+        (_, Some(ids), _) => Input::ReferenceIds(ids),
+        (_, _, Some(path)) => Input::RefsFile(path),
+        (Some(path), ..) => Input::File(path),
+        (None, None, None) => bail!("give a SOURCE, --refs or --refs-file"),
     };
+    // The same request as one from Kafka or the API, checked the same way;
+    // a local path may be any the operator can read.
+    let new = ImportRequest {
+        domain_id: args.domain,
+        group_key: args.group,
+        input,
+        node_type: args.node_type,
+        request_id: None,
+    }
+    .checked(Limits::of(&config.kafka))
+    .and_then(|r| {
+        r.into_job(
+            target,
+            &config.import.node_type,
+            &config.storage,
+            Asker::Operator,
+        )
+    })
+    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     let metrics = args
         .metrics_textfile
         .map(MetricsTextfile::install)
@@ -154,7 +152,7 @@ pub async fn command(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
 }
 
 /// Creates the job, runs it to its end, and reports.
-pub async fn run(config: &Config, new: NewJob, show_progress: bool) -> Result<ImportReport> {
+pub async fn run(config: &Config, new: NewImport, show_progress: bool) -> Result<ImportReport> {
     let started = Instant::now();
     let bar = show_progress.then_some(progress_bar as super::Bar);
     let job = super::run_job(config, &new, "import", bar).await?;

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ferry_actors::job::{store, Family, Job, JobStatus, Work};
+use ferry_actors::job::{store, Family, JobStatus};
+use ferry_actors::kinds::{Job, Work};
 use ferry_actors::pg;
 use ferry_actors::settings::DatabaseSettings;
 use uuid::Uuid;
@@ -58,7 +59,7 @@ pub async fn list(
     out: &mut impl Write,
 ) -> Result<()> {
     let client = pg::connect(database).await?;
-    let rows = store::list(&client, Some(Family::Imports), status, limit)
+    let rows = store::list::<Work>(&client, Some(Family::Imports), status, limit)
         .await
         .context("listing jobs")?;
     if json {
@@ -80,7 +81,7 @@ pub async fn list(
             out,
             "{:<36}  {:<6}  {:<9}  {:>10}  {:>10}  {:>8}  {:<19}  {}",
             j.id,
-            j.kind().as_str(),
+            j.kind(),
             j.status.as_str(),
             grouped(import.counts.records),
             grouped(import.counts.loaded()),
@@ -100,7 +101,10 @@ pub async fn show(
     out: &mut impl Write,
 ) -> Result<Option<Job>> {
     let client = pg::connect(database).await?;
-    let Some(j) = store::get(&client, id).await.context("reading the job")? else {
+    let Some(j) = store::get::<Work>(&client, id)
+        .await
+        .context("reading the job")?
+    else {
         return Ok(None);
     };
     let Work::Import(import) = &j.work else {
@@ -113,7 +117,7 @@ pub async fn show(
     } else {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         writeln!(out, "job        {}", j.id)?;
-        writeln!(out, "kind       {}", j.kind().as_str())?;
+        writeln!(out, "kind       {}", j.kind())?;
         writeln!(out, "status     {}", j.status.as_str())?;
         writeln!(out, "source     {}", import.source)?;
         writeln!(out, "domain     {}", j.domain_id)?;

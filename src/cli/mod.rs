@@ -16,10 +16,11 @@ pub mod users;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ferry_actors::actors::job_coordinator;
-use ferry_actors::job::{lifecycle, Job};
+use ferry_actors::job::{lifecycle, NewJob, Spec};
+use ferry_actors::kinds::{Held, Job};
 use ferry_actors::pg;
 use ferry_actors::progress::Progress;
+use ferry_actors::service::actors::job_coordinator;
 use indicatif::ProgressBar;
 use ractor::rpc::CallResult;
 
@@ -40,9 +41,9 @@ pub type Bar = fn(Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>);
 /// the migrations, creates the job already leased to this process (a
 /// `ferry serve` leaves it alone unless this process dies and the lease
 /// runs out), and waits for its end through a JobCoordinator.
-pub async fn run_job(
+pub async fn run_job<S: Spec>(
     config: &Config,
-    new: &impl lifecycle::Request,
+    new: &NewJob<S>,
     role: &str,
     bar: Option<Bar>,
 ) -> Result<Job> {
@@ -73,18 +74,12 @@ pub async fn run_held(
     config: &Config,
     pool: deadpool_postgres::Pool,
     owner: String,
-    held: Vec<lifecycle::Held>,
+    held: Vec<Held>,
     bar: Option<Bar>,
 ) -> Result<Vec<Result<Job>>> {
     let coordinator = job_coordinator::spawn(job_coordinator::Args {
-        database: config.database.clone(),
-        import: Arc::new(config.import.clone()),
-        exports: Arc::new(config.exports.clone()),
-        retry: config.retry.clone(),
-        storage: config.storage.clone(),
-        jobs: config.jobs.clone(),
+        ctx: crate::service::pipelines(config, pool).await?,
         owner,
-        pool,
         claim: false,
     })
     .await

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::Subcommand;
-use ferry_actors::export::schedule::{self, Claim, Only, MANUAL};
 use ferry_actors::job::{lease_owner, JobStatus};
+use ferry_actors::kinds::Work;
 use ferry_actors::pg;
+use ferry_actors::users::schedule::{self, Claim, Only, MANUAL};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -52,7 +53,7 @@ pub async fn command(mut config: Config, command: ExportCommand) -> Result<ExitC
         false => Claim::Queue,
     };
     let mut client = pg::connect(&config.database).await?;
-    let run = schedule::start_run(&mut client, &settings, MANUAL, Utc::now(), &only, claim)
+    let run = schedule::start_run::<Work>(&mut client, &settings, MANUAL, Utc::now(), &only, claim)
         .await?
         .context("a run at this very time exists already")?;
     let named = run.jobs.len() + run.overlapped.len() + run.empty.len() + run.invalid.len();

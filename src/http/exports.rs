@@ -12,14 +12,15 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferry_actors::export::plan::Plan;
-use ferry_actors::export::sink::Sink;
-use ferry_actors::export::{webhook, Compression, Destination, ExportSpec, Format};
+use ferry_actors::export::event::export_status;
+use ferry_actors::export::plan::Invalid;
+use ferry_actors::export::request::{self as export_request, Channel, ExportRequest};
+use ferry_actors::export::sink::{discard, FileSink};
+use ferry_actors::export::store::{self as export_store, ExportOrder, WebhookStatus};
+use ferry_actors::export::{self, webhook, Compression, Destination, Export, Format, NewExport};
 use ferry_actors::job::lifecycle::{self, Cancel};
-use ferry_actors::job::store::{self, ExportOrder, WebhookStatus};
-use ferry_actors::job::{Export, Family, Job, JobStatus, NewExport, Work};
-use ferry_actors::kafka::request;
-use ferry_actors::status::export_status;
+use ferry_actors::job::{digest, store, Family, JobStatus};
+use ferry_actors::kinds::{Job, Work};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
@@ -115,9 +116,7 @@ impl ExportView {
     /// The view of an export job (without links); `None` for a job of
     /// another kind.
     pub fn of(job: &Job) -> Option<Self> {
-        let Work::Export(export) = &job.work else {
-            return None;
-        };
+        let export = job.work.export()?;
         let spec = &export.spec;
         let result = export
             .result
@@ -213,11 +212,11 @@ pub(super) async fn linked(
     client: &impl GenericClient,
 ) -> Result<ExportView, ApiError> {
     let mut view = ExportView::of(job).ok_or_else(|| ApiError::internal("not an export"))?;
-    let Work::Export(export) = &job.work else {
+    let Some(export) = job.work.export() else {
         return Ok(view);
     };
     if let Some(webhook) = &mut view.webhook {
-        if let Some(delivery) = store::webhook_status(client, job.id).await? {
+        if let Some(delivery) = export_store::webhook_status(client, job.id).await? {
             webhook.delivery = delivery;
         }
     }
@@ -324,35 +323,42 @@ pub async fn create(
     let request: CreateExport = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let p = &request.parameters;
-    let format = match p.format.as_deref() {
-        None => Format::Csv,
-        Some(f) => Format::parse(f).ok_or_else(|| {
-            invalid(
-                "invalid_format",
-                format!("unknown format `{f}`"),
-                Format::ALL.map(|f| f.as_str().to_string()).to_vec(),
-            )
-        })?,
+    let refused = |e: Invalid| {
+        let message = e.message.clone();
+        invalid(e.code, message, e.allowed)
     };
-    let compression = match (p.compression.as_deref(), format) {
-        (None, Format::Parquet) => Compression::Zstd,
-        (None, _) => Compression::Gzip,
-        (Some(c), _) => Compression::parse(c).ok_or_else(|| {
-            invalid(
-                "invalid_compression",
-                format!("unknown compression `{c}`"),
-                Compression::ALL.map(|c| c.as_str().to_string()).to_vec(),
-            )
-        })?,
-    };
+    let format = p
+        .format
+        .as_deref()
+        .map(export_request::format)
+        .transpose()
+        .map_err(refused)?;
+    let compression = p
+        .compression
+        .as_deref()
+        .map(export_request::compression)
+        .transpose()
+        .map_err(refused)?;
     let exports = &api.config.exports;
-    let def = api.catalog.get(&request.exported_object).ok_or_else(|| {
-        invalid(
-            "invalid_exported_object",
-            format!("unknown exported_object `{}`", request.exported_object),
-            api.catalog.names().into_iter().map(String::from).collect(),
-        )
-    })?;
+    let id = Uuid::now_v7();
+    let spec = ExportRequest {
+        fields: p.fields.clone().unwrap_or_default(),
+        order: p.order.clone(),
+        filters: p.filters.clone(),
+        format,
+        compression,
+        user_id: tenant.subject.clone(),
+        webhook_url: request.webhook_url.clone(),
+        ..ExportRequest::of(&request.exported_object, Channel::Api)
+    }
+    .into_spec(
+        &api.catalog,
+        exports,
+        &api.config.storage,
+        tenant.domain,
+        id,
+    )
+    .map_err(refused)?;
     if let Some(url) = &request.webhook_url {
         webhook::check(url, &exports.webhook_allowed_hosts)
             .await
@@ -360,35 +366,11 @@ pub async fn create(
                 ApiError::bad_request("invalid_webhook_url", format!("webhook_url: {e}"))
             })?;
     }
-    let id = Uuid::now_v7();
-    let spec = ExportSpec {
-        object: request.exported_object.clone(),
-        fields: p.fields.clone().unwrap_or_default(),
-        order: p.order.clone(),
-        filters: p.filters.clone(),
-        format,
-        compression,
-        destination: Destination::default_for(
-            exports,
-            &api.config.storage,
-            tenant.domain,
-            &request.exported_object,
-            id,
-            format,
-            compression,
-        ),
-        user_id: tenant.subject.clone(),
-        webhook_url: request.webhook_url.clone(),
-        channel: "API".into(),
-        users: None,
-    };
-    Plan::new(def, &spec, tenant.domain, exports).map_err(|e| {
-        let message = e.message.clone();
-        invalid(e.code, message, e.allowed)
-    })?;
     api.limiter.take(&tenant.caller)?;
     let client = api.pool.get().await?;
-    if store::active_exports(&**client, tenant.domain).await? >= exports.max_running_per_domain {
+    if export_store::active::<Work>(&**client, tenant.domain).await?
+        >= exports.max_running_per_domain
+    {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_exports",
@@ -401,16 +383,15 @@ pub async fn create(
     }
     let new = NewExport {
         id,
-        domain_id: tenant.domain,
-        spec,
         idempotency_key: key
             .as_ref()
             .map(|k| format!("http-export:{}:{k}", tenant.domain)),
-        request_hash: key.as_ref().map(|_| request::digest("export", &body)),
-        status_topic: Some(exports.events_topic.clone()),
-        origin: Some(json!({ "api": true })),
-    };
-    let created = lifecycle::create(&**client, &new).await?;
+        request_hash: key.as_ref().map(|_| digest(export::kind::KIND, &body)),
+        ..NewExport::new(tenant.domain, spec)
+    }
+    .reporting_to(exports.events_topic.clone())
+    .from_origin(json!({ "api": true }));
+    let created = lifecycle::create::<Work, _>(&**client, &new).await?;
     let id = created.job.id;
     if !created.same_request {
         return Err(super::imports::key_reused("export", "id", id));
@@ -439,7 +420,7 @@ pub(super) async fn owned(
     id: &str,
 ) -> Result<Job, ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|_| not_found(id))?;
-    store::get_in_domain(client, Family::Exports, domain, uuid)
+    store::get_in_domain::<Work>(client, Family::Exports, domain, uuid)
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -535,7 +516,7 @@ pub async fn list(
         })?),
     };
     let client = api.pool.get().await?;
-    let (jobs, total) = store::page_exports(
+    let (jobs, total) = export_store::page::<Work>(
         &**client,
         tenant.domain,
         status,
@@ -568,22 +549,22 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let mut client = api.pool.get().await?;
     let job = owned(&**client, tenant.domain, &id).await?;
-    let job = match lifecycle::cancel(&mut client, Family::Exports, tenant.domain, job.id).await? {
+    let cancelled = lifecycle::cancel::<Work>(&mut client, Family::Exports, tenant.domain, job.id);
+    let job = match cancelled.await? {
         Cancel::Cancelled(job) | Cancel::Ended(job) => job,
         Cancel::Missing => return Err(not_found(&id)),
     };
-    if let Work::Export(export) = &job.work {
-        sink(&api, export)
-            .discard(&export.checkpoint)
+    if let Some(export) = job.work.export() {
+        discard(&sink(&api, export), &export.checkpoint)
             .await
             .map_err(ApiError::unavailable)?;
     }
-    lifecycle::forget(&**client, Family::Exports, tenant.domain, job.id).await?;
+    lifecycle::forget::<Work>(&**client, Family::Exports, tenant.domain, job.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn sink(api: &Api, export: &Export) -> Sink {
-    Sink::for_spec(
+fn sink(api: &Api, export: &Export) -> FileSink {
+    FileSink::for_spec(
         &export.spec,
         &api.config.storage,
         &api.config.exports,
@@ -642,11 +623,11 @@ pub async fn download(
         .verify(&token, export_id, now_secs())
         .map_err(unauthorized)?;
     let client = api.pool.get().await?;
-    let job = store::get(&**client, export_id)
+    let job = store::get::<Work>(&**client, export_id)
         .await?
         .ok_or_else(|| unauthorized("no such export"))?;
     drop(client);
-    let Work::Export(export) = &job.work else {
+    let Some(export) = job.work.export() else {
         return Err(unauthorized("not an export"));
     };
     if export.expired_at.is_some() {

@@ -8,10 +8,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferry_actors::files::ListedFile;
+use ferry_actors::import::files::ListedFile;
+use ferry_actors::import::request::{self, Asker, Limits};
+use ferry_actors::import::{Import, SourceRead};
 use ferry_actors::job::lifecycle::{self, Cancel};
-use ferry_actors::job::{store, Counts, Family, Import, Job, JobStatus, SourceRead, Target, Work};
-use ferry_actors::kafka::request::{self, Limits};
+use ferry_actors::job::{store, Family, JobStatus};
+use ferry_actors::kinds::{Job, Work};
+use ferry_actors::vocab::{Counts, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -86,14 +89,14 @@ impl ImportView {
     pub fn of(job: &Job) -> Option<Self> {
         match &job.work {
             Work::Import(import) => Some(Self::of_import(job, import)),
-            Work::Export(_) => None,
+            _ => None,
         }
     }
 
     fn of_import(job: &Job, import: &Import) -> Self {
         Self {
             id: job.id,
-            kind: job.kind().as_str(),
+            kind: job.kind(),
             status: job.status,
             domain_id: job.domain_id,
             group_id: import.group_key.clone(),
@@ -170,7 +173,8 @@ pub async fn list(
     let limit = limit.min(api.config.http.max_page);
     let client = api.pool.get().await?;
     let page =
-        store::page_in_domain(&**client, Family::Imports, domain, status, q.before, limit).await?;
+        store::page_in_domain::<Work>(&**client, Family::Imports, domain, status, q.before, limit)
+            .await?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|j| j.id))
         .flatten();
@@ -195,7 +199,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
     let client = api.pool.get().await?;
-    let view = store::get_in_domain(&**client, Family::Imports, domain, uuid)
+    let view = store::get_in_domain::<Work>(&**client, Family::Imports, domain, uuid)
         .await?
         .as_ref()
         .and_then(ImportView::of)
@@ -216,7 +220,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found(&id))?;
     let mut client = api.pool.get().await?;
-    match lifecycle::cancel(&mut client, Family::Imports, domain, uuid).await? {
+    match lifecycle::cancel::<Work>(&mut client, Family::Imports, domain, uuid).await? {
         Cancel::Cancelled(job) => Ok(Json(ImportView::of(&job)).into_response()),
         Cancel::Ended(job) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -315,18 +319,19 @@ pub async fn create(
     let default_node_type = api.config.import.node_type.as_str();
     let node_type = route.map_or(default_node_type, |r| r.node_type_or(default_node_type));
     let mut new = request
-        .into_job(target, node_type, &api.config.storage)
+        .into_job(target, node_type, &api.config.storage, Asker::Remote)
         .map_err(bad)?;
     if let Some(key) = &key {
         new = new
             .keyed(format!("http:{domain}:{key}"))
-            .hashed(request::digest(target.as_str(), &body));
+            .hashed(ferry_actors::job::digest(target.as_str(), &body));
     }
     if let Some(route) = route {
-        new = new.reporting_to(route.status_topic.clone(), json!({ "api": true }));
+        new = new.reporting_to(route.status_topic.clone());
     }
+    let new = new.from_origin(json!({ "api": true }));
     let client = api.pool.get().await?;
-    let created = lifecycle::create(&**client, &new).await?;
+    let created = lifecycle::create::<Work, _>(&**client, &new).await?;
     let id = created.job.id;
     if !created.same_request {
         return Err(key_reused("import", "jobId", id));

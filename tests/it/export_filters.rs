@@ -471,7 +471,7 @@ async fn random_filters_compile_to_parameters_and_pick_exactly_the_right_rows() 
             user_id: None,
             webhook_url: None,
             channel: "API".into(),
-            users: None,
+            bare_metadata_names: false,
         };
         let plan = match Plan::new(def, &spec, domain(), &settings) {
             Ok(plan) => plan,

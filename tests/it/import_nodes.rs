@@ -56,7 +56,7 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
         Some(1.0)
     );
     for actor in [
-        "job_pipeline",
+        "import_pipeline",
         "batch_accumulator",
         "csv_reader",
         "copy_writer",

@@ -6,16 +6,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ferry_actors::formats::rejects::Rejects;
-use ferry_actors::job::lifecycle::{self, Attempt, Cancel, Held, Started};
-use ferry_actors::job::{
-    store, Checkpoint, Counts, Family, ImportOutcome, InputFormat, JobStatus, NewJob, Outcome,
-    Target, Work,
-};
-use ferry_actors::pg::rejects::RejectsStore;
+use ferry_actors::error::{Fenced, JobError};
+use ferry_actors::import::event::IdLists;
+use ferry_actors::import::formats::rejects::Rejects;
+use ferry_actors::import::kind::save;
+use ferry_actors::import::table::rejects::{self, RejectsStore};
+use ferry_actors::import::{Checkpoint, ImportOutcome, ImportSpec, InputFormat, NewImport};
+use ferry_actors::job::lifecycle::{self, Cancel};
+use ferry_actors::job::{store, Family, JobStatus, NewJob};
+use ferry_actors::kinds::{Attempt, Held, Outcome, Work};
 use ferry_actors::pg::{self, migrations};
 use ferry_actors::settings::DatabaseSettings;
-use ferry_actors::status::IdLists;
+use ferry_actors::vocab::{Counts, Target};
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
@@ -28,15 +30,15 @@ async fn migrated(db: &TestDb) -> tokio_postgres::Client {
     c
 }
 
-fn new_job(n: usize) -> NewJob {
-    NewJob::file(
+fn new_job(n: usize) -> NewImport {
+    let spec = ImportSpec::file(
         Target::Nodes,
-        domain(),
         "queue",
         "USER",
         &format!("/data/users-{n}.csv"),
         InputFormat::Csv,
-    )
+    );
+    NewJob::new(domain(), spec)
 }
 
 #[tokio::test]
@@ -45,7 +47,13 @@ async fn concurrent_claimers_never_get_the_same_job() {
     let c = migrated(&db).await;
     let mut created = HashSet::new();
     for n in 0..40 {
-        created.insert(lifecycle::create(&c, &new_job(n)).await.unwrap().job.id);
+        created.insert(
+            lifecycle::create::<Work, _>(&c, &new_job(n))
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
     }
     let mut claimers = Vec::new();
     for w in 0..4 {
@@ -54,7 +62,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
             let owner = format!("instance-{w}");
             let mut mine = Vec::new();
             loop {
-                let got = lifecycle::claim(&client, &owner, Duration::from_secs(30), 3)
+                let got = lifecycle::claim::<Work>(&client, &owner, Duration::from_secs(30), 3)
                     .await
                     .unwrap();
                 if got.is_empty() {
@@ -80,12 +88,16 @@ async fn claims_take_turns_across_domains() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
     for n in 0..6 {
-        lifecycle::create(&c, &new_job(n)).await.unwrap();
+        lifecycle::create::<Work, _>(&c, &new_job(n)).await.unwrap();
     }
     let mut late = new_job(99);
     late.domain_id = Uuid::from_u128(0x0b0b);
-    let late = lifecycle::create(&c, &late).await.unwrap().job.id;
-    let first: Vec<Uuid> = lifecycle::claim(&c, "a", Duration::from_secs(30), 2)
+    let late = lifecycle::create::<Work, _>(&c, &late)
+        .await
+        .unwrap()
+        .job
+        .id;
+    let first: Vec<Uuid> = lifecycle::claim::<Work>(&c, "a", Duration::from_secs(30), 2)
         .await
         .unwrap()
         .iter()
@@ -102,16 +114,19 @@ async fn claims_take_turns_across_domains() {
 async fn an_expired_lease_is_claimed_by_another_instance() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &new_job(1))
+        .await
+        .unwrap()
+        .job;
     let short = Duration::from_millis(300);
 
-    let a = lifecycle::claim(&c, "a", short, 10).await.unwrap();
+    let a = lifecycle::claim::<Work>(&c, "a", short, 10).await.unwrap();
     assert_eq!(
         a.iter().map(|h| h.job().id).collect::<Vec<_>>(),
         vec![job.id]
     );
     running(&c, &a[0]).await;
-    assert!(lifecycle::claim(&c, "b", short, 10)
+    assert!(lifecycle::claim::<Work>(&c, "b", short, 10)
         .await
         .unwrap()
         .is_empty());
@@ -124,14 +139,14 @@ async fn an_expired_lease_is_claimed_by_another_instance() {
             vec![job.id]
         );
     }
-    assert!(lifecycle::claim(&c, "b", short, 10)
+    assert!(lifecycle::claim::<Work>(&c, "b", short, 10)
         .await
         .unwrap()
         .is_empty());
 
     // "a" dies: its lease runs out and "b" takes the RUNNING job over.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let b = lifecycle::claim(&c, "b", short, 10).await.unwrap();
+    let b = lifecycle::claim::<Work>(&c, "b", short, 10).await.unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].job().status, JobStatus::Running);
     assert!(
@@ -144,27 +159,31 @@ async fn an_expired_lease_is_claimed_by_another_instance() {
 
     // A release hands it over at once.
     assert_eq!(lifecycle::release(&c, "b", &[job.id]).await.unwrap(), 1);
-    assert_eq!(lifecycle::claim(&c, "c", short, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        lifecycle::claim::<Work>(&c, "c", short, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn finished_jobs_are_never_claimed() {
     let db = TestDb::new().await;
     let mut c = migrated(&db).await;
-    lifecycle::create(&c, &new_job(1)).await.unwrap();
+    lifecycle::create::<Work, _>(&c, &new_job(1)).await.unwrap();
     let lease = Duration::from_secs(30);
-    let claimed = lifecycle::claim(&c, "a", lease, 10).await.unwrap();
+    let claimed = lifecycle::claim::<Work>(&c, "a", lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let attempt = running(&c, &claimed[0]).await;
-    assert!(attempt
-        .finish(&mut c, &completed(0))
-        .await
-        .unwrap()
-        .is_some());
-    assert!(lifecycle::claim(&c, "a", Duration::from_secs(1), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    attempt.finish(&mut c, &completed(0)).await.unwrap();
+    assert!(
+        lifecycle::claim::<Work>(&c, "a", Duration::from_secs(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Only the lease's holder writes the job row: an instance that stalled
@@ -174,12 +193,17 @@ async fn finished_jobs_are_never_claimed() {
 async fn writes_to_a_job_are_fenced_by_its_lease() {
     let db = TestDb::new().await;
     let mut c = migrated(&db).await;
-    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &reporting(1))
+        .await
+        .unwrap()
+        .job;
     let short = Duration::from_millis(200);
-    let stalled = lifecycle::claim(&c, "stalled", short, 1).await.unwrap();
+    let stalled = lifecycle::claim::<Work>(&c, "stalled", short, 1)
+        .await
+        .unwrap();
     let stalled = running(&c, &stalled[0]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let taker = lifecycle::claim(&c, "taker", Duration::from_secs(30), 1)
+    let taker = lifecycle::claim::<Work>(&c, "taker", Duration::from_secs(30), 1)
         .await
         .unwrap();
     assert_eq!(taker.len(), 1);
@@ -193,16 +217,12 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
         },
         ..Checkpoint::default()
     };
-    assert!(!stalled.fence().checkpoint(&c, &cp).await.unwrap());
-    assert!(taker.fence().checkpoint(&c, &cp).await.unwrap());
-    assert!(stalled
-        .finish(&mut c, &completed(10))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(lost(save(&c, &stalled.fence(), &cp).await));
+    save(&c, &taker.fence(), &cp).await.unwrap();
+    assert!(fenced(stalled.finish(&mut c, &completed(10)).await));
     assert_eq!(queued(&c).await, 0);
     let done = taker.finish(&mut c, &completed(10)).await.unwrap();
-    assert_eq!(done.unwrap().status, JobStatus::Completed);
+    assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(
         queued(&c).await,
         1,
@@ -213,11 +233,7 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
     assert_eq!(payload["status"], "COMPLETED");
     assert_eq!(payload["processed"], 10);
     // Finished once: a second finish, even by the holder, changes nothing.
-    assert!(taker
-        .finish(&mut c, &completed(10))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(fenced(taker.finish(&mut c, &completed(10)).await));
     assert_eq!(queued(&c).await, 1);
 }
 
@@ -230,42 +246,37 @@ async fn writes_to_a_job_are_fenced_by_its_lease() {
 async fn a_stale_instance_leaves_a_finished_job_untouched() {
     let db = TestDb::new().await;
     let mut c = migrated(&db).await;
-    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &reporting(1))
+        .await
+        .unwrap()
+        .job;
     let short = Duration::from_millis(200);
-    let stale = lifecycle::claim(&c, "stale", short, 1)
+    let stale = lifecycle::claim::<Work>(&c, "stale", short, 1)
         .await
         .unwrap()
         .remove(0);
     let stale_attempt = running(&c, &stale).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let taker = lifecycle::claim(&c, "taker", Duration::from_secs(30), 1)
+    let taker = lifecycle::claim::<Work>(&c, "taker", Duration::from_secs(30), 1)
         .await
         .unwrap()
         .remove(0);
     let taken = running(&c, &taker).await;
-    taken.finish(&mut c, &completed(10)).await.unwrap().unwrap();
-    let before = store::get(&c, job.id).await.unwrap().unwrap();
+    taken.finish(&mut c, &completed(10)).await.unwrap();
+    let before = store::get::<Work>(&c, job.id).await.unwrap().unwrap();
 
-    match stale.start(&c).await.unwrap() {
-        Started::NotOurs(now) => assert_eq!(now.status, JobStatus::Completed),
-        Started::Running(_) => panic!("a stale instance started a finished job"),
-    }
-    assert!(stale_attempt
-        .fail(&c, "late failure")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(stale
-        .give_up(&mut c, "late give-up")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        fenced(stale.start(&c).await),
+        "a stale instance started a finished job"
+    );
+    assert!(fenced(stale_attempt.fail(&c, "late failure").await));
+    assert!(fenced(stale.give_up(&mut c, "late give-up").await));
 
-    let after = store::get(&c, job.id).await.unwrap().unwrap();
+    let after = store::get::<Work>(&c, job.id).await.unwrap().unwrap();
     assert_eq!(after.status, JobStatus::Completed);
     assert_eq!(after.attempts, before.attempts, "no attempt was counted");
     assert_eq!(after.failure_reason, None);
-    assert!(lifecycle::claim(&c, "third", short, 10)
+    assert!(lifecycle::claim::<Work>(&c, "third", short, 10)
         .await
         .unwrap()
         .is_empty());
@@ -278,9 +289,12 @@ async fn a_stale_instance_leaves_a_finished_job_untouched() {
 async fn a_cancelled_job_ends_and_its_attempt_is_fenced_off() {
     let db = TestDb::new().await;
     let mut c = migrated(&db).await;
-    let job = lifecycle::create(&c, &reporting(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &reporting(1))
+        .await
+        .unwrap()
+        .job;
     let lease = Duration::from_secs(30);
-    let held = lifecycle::claim(&c, "me", lease, 1)
+    let held = lifecycle::claim::<Work>(&c, "me", lease, 1)
         .await
         .unwrap()
         .remove(0);
@@ -288,12 +302,12 @@ async fn a_cancelled_job_ends_and_its_attempt_is_fenced_off() {
 
     let other_domain = Uuid::new_v4();
     assert!(matches!(
-        lifecycle::cancel(&mut c, Family::Imports, other_domain, job.id)
+        lifecycle::cancel::<Work>(&mut c, Family::Imports, other_domain, job.id)
             .await
             .unwrap(),
         Cancel::Missing
     ));
-    match lifecycle::cancel(&mut c, Family::Imports, domain(), job.id)
+    match lifecycle::cancel::<Work>(&mut c, Family::Imports, domain(), job.id)
         .await
         .unwrap()
     {
@@ -301,18 +315,14 @@ async fn a_cancelled_job_ends_and_its_attempt_is_fenced_off() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        lifecycle::cancel(&mut c, Family::Imports, domain(), job.id)
+        lifecycle::cancel::<Work>(&mut c, Family::Imports, domain(), job.id)
             .await
             .unwrap(),
         Cancel::Ended(_)
     ));
     let cp = Checkpoint::default();
-    assert!(!attempt.fence().checkpoint(&c, &cp).await.unwrap());
-    assert!(attempt
-        .finish(&mut c, &completed(1))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(lost(save(&c, &attempt.fence(), &cp).await));
+    assert!(fenced(attempt.finish(&mut c, &completed(1)).await));
     assert!(lifecycle::renew(&c, "me", &[job.id], lease)
         .await
         .unwrap()
@@ -331,27 +341,31 @@ async fn the_sweep_deletes_only_jobs_past_their_retention() {
     let lease = Duration::from_secs(30);
     let mut ids = Vec::new();
     for n in 0..4 {
-        ids.push(lifecycle::create(&c, &reporting(n)).await.unwrap().job.id);
+        ids.push(
+            lifecycle::create::<Work, _>(&c, &reporting(n))
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
     }
-    // 0, 1 and 2 finish; 3 keeps running.
-    let held = lifecycle::claim(&c, "me", lease, 10).await.unwrap();
-    for h in &held[..3] {
-        let attempt = running(&c, h).await;
-        attempt
-            .finish(&mut c, &completed(1))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    running(&c, &held[3]).await;
+    // 0, 1 and 2 finish, 0 with a reject saved; 3 keeps running.
     let database = DatabaseSettings {
         url: db.url.clone(),
         ..Default::default()
     };
-    let mut saved = RejectsStore::new(ids[0], database);
-    let mut rejects = Rejects::new("line", &["id".to_string()], 0);
-    rejects.push(3, "bad", [&b"r3"[..]]);
-    saved.save(&mut rejects).await.unwrap();
+    let held = lifecycle::claim::<Work>(&c, "me", lease, 10).await.unwrap();
+    for h in &held[..3] {
+        let attempt = running(&c, h).await;
+        if h.job().id == ids[0] {
+            let mut saved = RejectsStore::new(attempt.fence(), database.clone());
+            let mut rejects = Rejects::new("line", &["id".to_string()], 0);
+            rejects.push(3, "bad", [&b"r3"[..]]);
+            saved.save(&mut rejects, Target::Nodes, 1).await.unwrap();
+        }
+        attempt.finish(&mut c, &completed(1)).await.unwrap();
+    }
+    running(&c, &held[3]).await;
     // 0 and 1 ended two days ago; 1's event was never sent.
     c.execute(
         "UPDATE jobs SET finished_at = now() - interval '2 days' WHERE id = ANY($1)",
@@ -406,9 +420,12 @@ async fn the_sweep_deletes_only_jobs_past_their_retention() {
 async fn a_job_finishing_during_a_renewal_is_not_taken_for_lost() {
     let db = TestDb::new().await;
     let c = migrated(&db).await;
-    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &new_job(1))
+        .await
+        .unwrap()
+        .job;
     let lease = Duration::from_secs(30);
-    let held = lifecycle::claim(&c, "me", lease, 1).await.unwrap();
+    let held = lifecycle::claim::<Work>(&c, "me", lease, 1).await.unwrap();
     running(&c, &held[0]).await;
 
     // A terminal write in flight: the row is updated, not yet committed.
@@ -443,17 +460,27 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
     let lease = Duration::from_secs(30);
     let mut made = Vec::new();
     for n in 0..2 {
-        let job = lifecycle::create(&c, &new_job(n)).await.unwrap().job;
-        let mut store = RejectsStore::new(job.id, database.clone());
+        made.push(
+            lifecycle::create::<Work, _>(&c, &new_job(n))
+                .await
+                .unwrap()
+                .job,
+        );
+    }
+    let held = lifecycle::claim::<Work>(&c, "me", lease, 10).await.unwrap();
+    assert_eq!(held.len(), 2);
+    let mut attempts = Vec::new();
+    for h in &held {
+        let attempt = running(&c, h).await;
+        // Two attempts read the same reject.
         for _attempt in 0..2 {
+            let mut store = RejectsStore::new(attempt.fence(), database.clone());
             let mut rejects = Rejects::new("line", &["id".to_string()], 0);
             rejects.push(7, "bad", [&b"r7"[..]]);
-            store.save(&mut rejects).await.unwrap();
+            store.save(&mut rejects, Target::Nodes, 1).await.unwrap();
         }
-        made.push(job);
+        attempts.push(attempt);
     }
-    let held = lifecycle::claim(&c, "me", lease, 10).await.unwrap();
-    assert_eq!(held.len(), 2);
     let reader = db.client().await;
     let saved = |id: Uuid| {
         let c = &reader;
@@ -468,19 +495,18 @@ async fn saved_rejects_go_only_once_a_rejects_file_holds_them() {
         }
     };
     assert_eq!(saved(made[0].id).await, 1, "saved once");
-    let ids = pg::rejects::failed_ids(&c, made[0].id, 10).await.unwrap();
+    let ids = rejects::failed_ids(&c, made[0].id, 10).await.unwrap();
     assert_eq!(ids, ["r7"], "the reject's reference id, for failedList");
 
     let gave_up = held[0].give_up(&mut c, "too many failures").await.unwrap();
-    assert_eq!(gave_up.unwrap().status, JobStatus::Failed);
+    assert_eq!(gave_up.status, JobStatus::Failed);
     assert_eq!(saved(made[0].id).await, 1, "no file: the rejects stay");
 
     let mut done = completed(10);
     if let Outcome::Import(o) = &mut done {
         o.rejects_path = Some("/r/job.csv".into());
     }
-    let attempt = running(&c, &held[1]).await;
-    assert!(attempt.finish(&mut c, &done).await.unwrap().is_some());
+    attempts[1].finish(&mut c, &done).await.unwrap();
     assert_eq!(saved(made[1].id).await, 0, "in the file: the rows go");
 }
 
@@ -502,7 +528,10 @@ async fn a_new_job_is_announced() {
         .batch_execute(&format!("LISTEN {}", lifecycle::JOBS_CHANNEL))
         .await
         .unwrap();
-    let job = lifecycle::create(&c, &new_job(1)).await.unwrap().job;
+    let job = lifecycle::create::<Work, _>(&c, &new_job(1))
+        .await
+        .unwrap()
+        .job;
     let (channel, payload) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a notification")
@@ -547,7 +576,7 @@ async fn an_import_holds_its_job_until_it_dies() {
     let started = tokio::time::Instant::now();
     loop {
         assert!(
-            lifecycle::claim(&c, "other", lease, 10)
+            lifecycle::claim::<Work>(&c, "other", lease, 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -576,7 +605,9 @@ async fn an_import_holds_its_job_until_it_dies() {
 
     // Dead: after its lease, the job is there to be resumed.
     tokio::time::sleep(lease + Duration::from_millis(200)).await;
-    let taken = lifecycle::claim(&c, "other", lease, 10).await.unwrap();
+    let taken = lifecycle::claim::<Work>(&c, "other", lease, 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].job().status, JobStatus::Running);
     let Work::Import(import) = &taken[0].job().work else {
@@ -612,16 +643,25 @@ fn completed(rows: u64) -> Outcome {
 }
 
 /// A request whose end is announced on a status topic.
-fn reporting(n: usize) -> NewJob {
-    new_job(n).reporting_to("status".into(), serde_json::json!({"test": true}))
+fn reporting(n: usize) -> NewImport {
+    new_job(n)
+        .reporting_to("status".into())
+        .from_origin(serde_json::json!({"test": true}))
 }
 
 /// Starts an attempt of a held job.
 async fn running(c: &tokio_postgres::Client, held: &Held) -> Attempt {
-    match held.start(c).await.unwrap() {
-        Started::Running(attempt) => attempt,
-        Started::NotOurs(job) => panic!("not ours: {job:?}"),
-    }
+    held.start(c).await.expect("ours to start")
+}
+
+/// Whether a transition was refused: the job was not ours any more.
+fn fenced<T>(done: Result<T, Fenced>) -> bool {
+    matches!(done, Err(Fenced::Lost(_)))
+}
+
+/// Whether a pipeline's write was refused: the job was not ours any more.
+fn lost(done: Result<(), JobError>) -> bool {
+    matches!(done, Err(JobError::Lost(_)))
 }
 
 /// The one status event queued, as JSON.

@@ -221,7 +221,10 @@ async fn the_s3_server_killed_in_shard_five_resumes_in_shard_five() {
         &s3,
         &[
             ("FERRY__STORAGE__MAX_ATTEMPTS", "1"),
-            ("RUST_LOG", "warn,ferry_actors::actors::job_pipeline=info"),
+            (
+                "RUST_LOG",
+                "warn,ferry_actors::import::actors::import_pipeline=info",
+            ),
             ("FERRY__IMPORT__READ_CHUNK_BYTES", "16384"),
             ("FERRY__IMPORT__BATCH_ROWS", "500"),
             ("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1"),
@@ -255,7 +258,7 @@ async fn the_s3_server_killed_in_shard_five_resumes_in_shard_five() {
     // The second attempt began in the fifth shard, not at the first.
     let starts: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("Job pipeline starting."))
+        .filter(|l| l.contains("Import pipeline starting."))
         .collect();
     assert!(starts.len() >= 2, "{log}");
     let resumed: i64 = starts[1]

@@ -196,7 +196,7 @@ async fn every_line_a_job_logs_carries_its_job_id() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let job_id = report["jobId"].as_str().unwrap();
     let stages = [
-        "job_pipeline",
+        "import_pipeline",
         "file_fetcher",
         "csv_reader",
         "batch_accumulator",

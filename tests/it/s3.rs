@@ -323,13 +323,16 @@ async fn import_through_a_crash(
     let mut cmd = db.command(&args, &env);
     // Small reads and one batch in flight, so the download is still going
     // when the server dies.
-    cmd.env("RUST_LOG", "warn,ferry_actors::actors::parquet_reader=info")
-        .env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
-        .env("FERRY__IMPORT__READ_AHEAD_CHUNKS", "1")
-        .env("FERRY__IMPORT__BATCH_ROWS", "2000")
-        .env("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.env(
+        "RUST_LOG",
+        "warn,ferry_actors::import::actors::parquet_reader=info",
+    )
+    .env("FERRY__IMPORT__READ_CHUNK_BYTES", "16384")
+    .env("FERRY__IMPORT__READ_AHEAD_CHUNKS", "1")
+    .env("FERRY__IMPORT__BATCH_ROWS", "2000")
+    .env("FERRY__IMPORT__MAX_IN_FLIGHT_BATCHES", "1")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let output = tokio::spawn(cmd.spawn().unwrap().wait_with_output());
     // The fault comes once the job has a checkpoint past the first batch,
     // so that a restart has somewhere to resume from.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry::topics::{self, Until};
-use ferry_actors::kafka::embedded::EmbeddedBroker;
+use ferry_actors::service::kafka::embedded::EmbeddedBroker;
 use ferry_actors::settings::KafkaSettings;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -472,7 +472,7 @@ async fn a_user_changed_while_the_export_reads_stays_unsent() {
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let still = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND kind = 'export'",
+        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND kind LIKE 'users_%'",
         1,
         Duration::ZERO,
     )
@@ -546,7 +546,7 @@ async fn each_tick_runs_once_across_two_instances_and_every_message_arrives_once
     let b = Serve::start(&db, &brokers, &env).await;
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         2,
         Duration::from_secs(60),
     )
@@ -559,7 +559,7 @@ async fn each_tick_runs_once_across_two_instances_and_every_message_arrives_once
     assert_eq!(code, 0, "{r}");
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         3,
         Duration::from_secs(60),
     )
@@ -609,7 +609,7 @@ async fn each_tick_runs_once_across_two_instances_and_every_message_arrives_once
     );
     let twice: i64 = client
         .query_one(
-            "SELECT count(*) FROM (SELECT FROM jobs WHERE kind = 'export'
+            "SELECT count(*) FROM (SELECT FROM jobs WHERE kind LIKE 'users_%'
              GROUP BY spec -> 'users' ->> 'run_id', spec -> 'users' ->> 'group_key'
              HAVING count(*) > 1) t",
             &[],
@@ -658,7 +658,7 @@ async fn a_run_outlives_kill_9_and_its_message_waits_out_the_broker() {
     first.kill().await;
     let ended = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         1,
         Duration::ZERO,
     )
@@ -669,7 +669,7 @@ async fn a_run_outlives_kill_9_and_its_message_waits_out_the_broker() {
     let second = Serve::spawn(&db, &brokers, &env);
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         1,
         Duration::from_secs(120),
     )
@@ -756,7 +756,7 @@ async fn a_tick_missed_while_no_instance_ran_runs_once_when_one_comes_back() {
     let b = Serve::start(&db, kafka.bootstrap_servers(), &latest).await;
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         1,
         Duration::from_secs(60),
     )
@@ -857,7 +857,7 @@ async fn a_key_that_arrives_after_the_tick_is_in_the_file() {
     let serve = Serve::start(&db, kafka.bootstrap_servers(), &env).await;
     let done = wait_for(
         &db,
-        "SELECT count(*) FROM jobs WHERE kind = 'export' AND status = 'COMPLETED'",
+        "SELECT count(*) FROM jobs WHERE kind LIKE 'users_%' AND status = 'COMPLETED'",
         1,
         Duration::from_secs(60),
     )

@@ -49,6 +49,50 @@ pub trait FileEncoder: Send + 'static {
     fn finish(&mut self) -> Result<Vec<u8>, EncodeError>;
 }
 
+/// Where an export's output is cut: a part whenever `part_bytes` are
+/// ready, a file at `file_rows` rows or `file_bytes` bytes (0: no limit).
+/// A cut always falls on a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutter {
+    pub part_bytes: usize,
+    pub file_bytes: u64,
+    pub file_rows: u64,
+}
+
+/// What to cut after some rows were encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Nothing,
+    /// End the part: enough bytes are ready.
+    Part,
+    /// End the file: it is full.
+    File,
+}
+
+impl Cutter {
+    /// How many of `rows` more rows fit in a file that holds `in_file`.
+    pub fn room(&self, in_file: u64, rows: usize) -> usize {
+        match self.file_rows {
+            0 => rows,
+            n => n.saturating_sub(in_file).min(rows as u64) as usize,
+        }
+    }
+
+    /// What to cut in a file of `in_file` rows whose cut parts hold
+    /// `offset` bytes, with `ready` more bytes encoded.
+    pub fn cut(&self, in_file: u64, offset: u64, ready: usize) -> Cut {
+        let full_rows = self.file_rows > 0 && in_file >= self.file_rows;
+        let full_bytes = self.file_bytes > 0 && offset + ready as u64 >= self.file_bytes;
+        if full_rows || full_bytes {
+            Cut::File
+        } else if ready >= self.part_bytes {
+            Cut::Part
+        } else {
+            Cut::Nothing
+        }
+    }
+}
+
 /// The encoder for `format`.
 pub fn encoder(
     format: Format,
@@ -310,6 +354,29 @@ impl FileEncoder for TextEncoder {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn files_are_cut_on_rows_or_bytes_and_parts_on_bytes() {
+        let c = Cutter {
+            part_bytes: 100,
+            file_bytes: 1000,
+            file_rows: 10,
+        };
+        assert_eq!(c.room(0, 25), 10);
+        assert_eq!(c.room(8, 25), 2);
+        assert_eq!(c.room(10, 25), 0);
+        assert_eq!(c.cut(10, 0, 5), Cut::File, "full by rows");
+        assert_eq!(c.cut(3, 950, 60), Cut::File, "full by bytes");
+        assert_eq!(c.cut(3, 0, 120), Cut::Part);
+        assert_eq!(c.cut(3, 0, 99), Cut::Nothing);
+        let unlimited = Cutter {
+            file_bytes: 0,
+            file_rows: 0,
+            ..c
+        };
+        assert_eq!(unlimited.room(1 << 40, 7), 7);
+        assert_eq!(unlimited.cut(1 << 40, 1 << 40, 50), Cut::Nothing);
+    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_they_must_be() {

@@ -1,5 +1,12 @@
 //! Exports: rows of one domain out of PostgreSQL, into files in a store.
 //!
+//! - `kind`: the export as a kind of job (its row, its terminal write, its
+//!   pipeline, its files deleted when it fails); `request`: a request (the
+//!   API's, the CLI's, the scheduler's) checked and made a spec; `store`:
+//!   the API's reads of exports; `event`: `ExportCompleted`.
+//! - `actors`: ExportPipeline → ExportReader → Exporter → ObjectWriter, and
+//!   the WebhookSender.
+//!
 //! The plain domain code the export actors run:
 //!
 //! - `object`: what can be exported (the built-in `node` and
@@ -19,19 +26,19 @@
 //! - `token`: signed download links, and webhook signatures.
 //! - `webhook`: which webhook URLs may be called (no SSRF), and one
 //!   delivery.
-//! - `schedule`: when the users export fires, and what one tick starts.
-//! - `users`: seed 000's scheduled export of each matching group's unsent
-//!   users, its messages, and how exactly its users are marked sent.
 
+pub mod actors;
 pub mod encode;
+pub mod event;
 pub mod filter;
+pub mod kind;
 pub mod object;
 pub mod parquet;
 pub mod plan;
-pub mod schedule;
+pub mod request;
 pub mod sink;
+pub mod store;
 pub mod token;
-pub mod users;
 pub mod value;
 pub mod webhook;
 
@@ -40,6 +47,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::job::{NewJob, NewRow, Spec};
 use crate::settings::{ExportSettings, StorageSettings};
 
 /// A file format an export writes.
@@ -310,29 +318,77 @@ pub struct ExportSpec {
     /// Who asked for it: `API`, `CLI`, `SCHEDULE`.
     #[serde(default = "default_channel")]
     pub channel: String,
-    /// A scheduled users export (seed 000): what it delivers. Its rows are
-    /// read from one snapshot, and its users marked sent as it ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub users: Option<users::UsersDelivery>,
-}
-
-impl ExportSpec {
-    /// Whether every row is read from one snapshot: a retry writes the
-    /// output again from its start instead of going on after the last
-    /// stored part, so the snapshot the export ends with saw every row.
-    pub fn one_snapshot(&self) -> bool {
-        self.users.is_some()
-    }
-
-    /// Whether a metadata field's column is named by its key alone (`city`,
-    /// not `metadata.city`), as an import of the file names it.
-    pub fn bare_metadata_names(&self) -> bool {
-        self.users.is_some()
-    }
+    /// A metadata field's column is named by its key alone (`city`, not
+    /// `metadata.city`), as an import of the file names it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bare_metadata_names: bool,
 }
 
 fn default_channel() -> String {
     "API".into()
+}
+
+impl Spec for ExportSpec {
+    fn kind(&self) -> &'static str {
+        kind::KIND
+    }
+
+    fn columns(&self, row: &mut NewRow) {
+        row.set(
+            "spec",
+            serde_json::to_value(self).expect("a spec serialises"),
+        );
+    }
+}
+
+/// A request for an export.
+pub type NewExport = NewJob<ExportSpec>;
+
+/// An export: what was asked, how far it got, what it made.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub spec: ExportSpec,
+    pub checkpoint: ExportCheckpoint,
+    /// Set once it ended DONE.
+    pub result: Option<ExportResult>,
+    /// When its files were deleted, past `exports.retention`.
+    pub expired_at: Option<String>,
+}
+
+impl Export {
+    /// What it made so far, as its last checkpoint says.
+    pub fn checkpointed(&self) -> ExportResult {
+        ExportResult {
+            rows: self.checkpoint.rows,
+            bytes: self.checkpoint.bytes(),
+            files: self.checkpoint.files.clone(),
+            data_as_of: self.checkpoint.data_as_of.clone(),
+        }
+    }
+}
+
+/// How an export ended.
+#[derive(Debug, Clone)]
+pub struct ExportOutcome {
+    /// What it made (so far, when it failed).
+    pub result: ExportResult,
+    /// `None`: COMPLETED (the API says DONE).
+    pub failure_reason: Option<String>,
+    /// The snapshot every row was read from, when one was (an export that
+    /// was read from one snapshot start to end: see `Resume::FromStart`).
+    pub snapshot: Option<String>,
+}
+
+impl ExportOutcome {
+    /// An export given up on (or cancelled): what its last checkpoint says
+    /// it made, and why it ended.
+    pub fn as_checkpointed(export: &Export, reason: &str) -> Self {
+        Self {
+            result: export.checkpointed(),
+            failure_reason: Some(reason.to_string()),
+            snapshot: None,
+        }
+    }
 }
 
 /// A file an export finished.
@@ -405,6 +461,70 @@ impl ExportCheckpoint {
     }
 }
 
+/// What the ObjectWriter stored, in the order it stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A file began (or goes on): its upload is open.
+    Begun(OpenFile),
+    /// The next part of the open file, with the rows that end in it and
+    /// the position after the last of them.
+    Part {
+        part: PartDone,
+        rows: u64,
+        position: Option<Position>,
+    },
+    /// The open file is complete.
+    File {
+        file: FileDone,
+        start_rows: u64,
+        position: Option<Position>,
+    },
+}
+
+impl ExportCheckpoint {
+    /// The checkpoint once `stored` is in the store; returns the rows that
+    /// it made durable. A file that can be continued counts its rows with
+    /// each part; one that cannot (Parquet, whose footer lists every row
+    /// group) once it is complete. `Err`: a part of no open file.
+    pub fn apply(&mut self, stored: Stored, resumes_mid_file: bool) -> Result<u64, String> {
+        match stored {
+            Stored::Begun(open) => {
+                self.open = Some(open);
+                Ok(0)
+            }
+            Stored::Part {
+                part,
+                rows,
+                position,
+            } => {
+                let open = self.open.as_mut().ok_or("a part of no open file")?;
+                open.parts.push(part);
+                open.rows += rows;
+                if !resumes_mid_file {
+                    return Ok(0);
+                }
+                self.rows += rows;
+                self.position = position;
+                Ok(rows)
+            }
+            Stored::File {
+                file,
+                start_rows,
+                position,
+            } => {
+                let rows = file.rows;
+                if !resumes_mid_file {
+                    self.rows = start_rows + rows;
+                    self.position = position;
+                }
+                self.open = None;
+                self.files.push(file);
+                Ok(if resumes_mid_file { 0 } else { rows })
+            }
+        }
+    }
+}
+
 /// What a finished export made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportResult {
@@ -419,6 +539,75 @@ pub struct ExportResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored_parts(resumes: bool) -> (ExportCheckpoint, Vec<u64>) {
+        let location = Destination::Local { path: "/x".into() };
+        let open = OpenFile {
+            index: 0,
+            location: location.clone(),
+            upload_id: None,
+            parts: Vec::new(),
+            rows: 0,
+            start_rows: 0,
+            start: None,
+        };
+        let part = |n: i32| PartDone {
+            number: n,
+            etag: String::new(),
+            bytes: 10,
+        };
+        let at = |k: &str| Some(vec![Some(k.to_string())]);
+        let mut cp = ExportCheckpoint::default();
+        let counted = [
+            Stored::Begun(open),
+            Stored::Part {
+                part: part(1),
+                rows: 3,
+                position: at("c"),
+            },
+            Stored::Part {
+                part: part(2),
+                rows: 2,
+                position: at("e"),
+            },
+            Stored::File {
+                file: FileDone {
+                    location,
+                    rows: 5,
+                    bytes: 20,
+                },
+                start_rows: 0,
+                position: at("e"),
+            },
+        ]
+        .into_iter()
+        .map(|s| cp.apply(s, resumes).unwrap())
+        .collect();
+        (cp, counted)
+    }
+
+    #[test]
+    fn rows_count_with_each_part_or_once_the_file_is_whole() {
+        let (text, counted) = stored_parts(true);
+        assert_eq!(counted, [0, 3, 2, 0]);
+        assert_eq!((text.rows, text.files.len(), text.open), (5, 1, None));
+        assert_eq!(text.position, Some(vec![Some("e".into())]));
+        let (parquet, counted) = stored_parts(false);
+        assert_eq!(counted, [0, 0, 0, 5], "a Parquet file counts when whole");
+        assert_eq!(parquet.rows, 5);
+        assert_eq!(parquet.bytes(), 20);
+        let mut none = ExportCheckpoint::default();
+        let stray = Stored::Part {
+            part: PartDone {
+                number: 1,
+                etag: String::new(),
+                bytes: 1,
+            },
+            rows: 1,
+            position: None,
+        };
+        assert!(none.apply(stray, true).is_err());
+    }
 
     #[test]
     fn files_after_the_first_are_numbered_before_the_extension() {

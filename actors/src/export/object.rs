@@ -229,6 +229,14 @@ impl Catalog {
         self.objects.get(name)
     }
 
+    /// A catalog of `defs` as they are (for tests of what uses one).
+    #[cfg(test)]
+    pub fn of(defs: impl IntoIterator<Item = ObjectDef>) -> Self {
+        Self {
+            objects: defs.into_iter().map(|d| (d.name.clone(), d)).collect(),
+        }
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.objects.keys().map(String::as_str).collect()
     }

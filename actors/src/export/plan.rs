@@ -198,12 +198,21 @@ pub struct OutField {
     pub column: Option<Column>,
 }
 
+/// Fields named by the rows: `metadata.*` is every metadata key the
+/// exported rows have, in key order, read when the export starts.
+pub const EVERY_METADATA_KEY: &str = "metadata.*";
+
 /// An export's query, ready to run from any position.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub fields: Vec<OutField>,
     /// What each field selects: a column, or one key of it.
     selected: Vec<(Column, Option<String>)>,
+    /// Where `metadata.*` stands among the fields, and its column, until
+    /// the keys are known ([`Plan::expand`]).
+    every_key: Option<(usize, Column)>,
+    /// A metadata key's column is named by the key alone.
+    bare_names: bool,
     json: bool,
     /// `FROM … WHERE tenant AND filters`, with its parameters.
     from_where: String,
@@ -234,6 +243,7 @@ impl Plan {
         };
         let mut fields = Vec::with_capacity(names.len());
         let mut selected = Vec::with_capacity(names.len());
+        let mut every_key = None;
         for name in &names {
             if names.iter().filter(|n| *n == name).count() > 1 {
                 return Err(Invalid::new(
@@ -241,13 +251,24 @@ impl Plan {
                     format!("field `{name}` is named twice"),
                 ));
             }
+            if name == EVERY_METADATA_KEY {
+                let column = def.metadata().ok_or_else(|| {
+                    Invalid::new(
+                        "invalid_export_fields",
+                        format!("{} has no metadata", def.name),
+                    )
+                    .allowing(def.field_names())
+                })?;
+                every_key = Some((fields.len(), column.clone()));
+                continue;
+            }
             let field = Field::resolve(def, name)?;
             selected.push(match &field {
                 Field::Column(c) => ((*c).clone(), None),
                 Field::MetadataKey { column, key } => ((*column).clone(), Some(key.clone())),
             });
             let out_name = match &field {
-                Field::MetadataKey { key, .. } if spec.bare_metadata_names() => key.clone(),
+                Field::MetadataKey { key, .. } if spec.bare_metadata_names => key.clone(),
                 _ => name.clone(),
             };
             fields.push(OutField {
@@ -259,7 +280,7 @@ impl Plan {
                 },
             });
         }
-        if fields.is_empty() {
+        if fields.is_empty() && every_key.is_none() {
             return Err(Invalid::new("invalid_export_fields", "no fields to export")
                 .allowing(def.field_names()));
         }
@@ -301,12 +322,61 @@ impl Plan {
         Ok(Self {
             fields,
             selected,
+            every_key,
+            bare_names: spec.bare_metadata_names,
             json,
             from_where: format!("FROM {} t WHERE {tenant} AND {filters}", def.relation),
             base: sql,
             order_column,
             key,
         })
+    }
+
+    /// The query for the keys `metadata.*` stands for, when the plan has
+    /// it: the distinct keys of the rows the export reads (keys that are
+    /// not `a-z0-9_`, which no import writes, are left out), in order. The
+    /// keys are made distinct before they are checked: checked per row,
+    /// the query took 26 s instead of 2 s over a million users.
+    pub fn keys_query(&self) -> Option<(String, Sql)> {
+        let (_, column) = self.every_key.as_ref()?;
+        let sql = format!(
+            "SELECT k FROM (SELECT DISTINCT jsonb_object_keys(t.{}) AS k {}) keys
+             WHERE k ~ '^[a-z0-9_]{{1,128}}$' ORDER BY k",
+            quote_ident(&column.name),
+            self.from_where
+        );
+        Some((sql, self.base.clone()))
+    }
+
+    /// `metadata.*` made the fields `keys` name, in place (a key whose
+    /// column would take an existing field's name is left out).
+    pub fn expand(&mut self, keys: Vec<String>) {
+        let Some((at, column)) = self.every_key.take() else {
+            return;
+        };
+        let mut fields = Vec::new();
+        let mut selected = Vec::new();
+        for key in keys {
+            let name = match self.bare_names {
+                true => key.clone(),
+                false => format!("metadata.{key}"),
+            };
+            if self.fields.iter().any(|f| f.name == name) || !valid_metadata_key(&key) {
+                continue;
+            }
+            fields.push(OutField {
+                name,
+                ty: Field::MetadataKey {
+                    column: &column,
+                    key: key.clone(),
+                }
+                .value_type(self.json),
+                column: None,
+            });
+            selected.push((column.clone(), Some(key)));
+        }
+        self.fields.splice(at..at, fields);
+        self.selected.splice(at..at, selected);
     }
 
     /// How many values of a row's position there are (after the fields).
@@ -448,7 +518,7 @@ mod tests {
             user_id: None,
             webhook_url: None,
             channel: "API".into(),
-            users: None,
+            bare_metadata_names: false,
         }
     }
 
@@ -523,5 +593,37 @@ mod tests {
         assert_eq!(err(&["id"], Some("-nope")).code, "invalid_order");
         assert_eq!(err(&["id"], Some("metadata")).code, "invalid_order");
         assert_eq!(err(&["metadata.A"], None).code, "invalid_metadata_key");
+    }
+
+    #[test]
+    fn every_metadata_key_is_named_by_the_rows() {
+        let mut named = spec(&["reference_id", "metadata.*", "created_at"], None);
+        named.bare_metadata_names = true;
+        let mut plan = Plan::new(&def(), &named, Uuid::nil(), &ExportSettings::default()).unwrap();
+        let (keys, params) = plan.keys_query().expect("a wildcard needs its keys");
+        assert!(
+            keys.contains(r#"SELECT DISTINCT jsonb_object_keys(t."metadata") AS k FROM public.nodes t WHERE t."domain_id" = $1::uuid"#),
+            "{keys}"
+        );
+        assert_eq!(params.params.len(), 1);
+        plan.expand(vec!["age".into(), "city".into(), "reference_id".into()]);
+        let names: Vec<&str> = plan.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["reference_id", "age", "city", "created_at"],
+            "a key that is a column's name is left out"
+        );
+        assert!(plan.keys_query().is_none());
+        let (text, _) = plan.query(None);
+        assert!(text.contains(r#"(t."metadata" ->> $2::text::text), (t."metadata" ->> $3::text::text), t."created_at""#), "{text}");
+        let mut qualified = Plan::new(
+            &def(),
+            &spec(&["metadata.*"], None),
+            Uuid::nil(),
+            &ExportSettings::default(),
+        )
+        .unwrap();
+        qualified.expand(vec!["city".into()]);
+        assert_eq!(qualified.fields[0].name, "metadata.city");
     }
 }

@@ -1,16 +1,18 @@
-//! Where an export's file goes, part by part: an S3 multipart upload, or a
-//! local file written at each part's offset (`FILE.partial`, renamed when
-//! complete). Each call is retried with backoff on transient failures,
-//! behind one circuit breaker for the store (a store that keeps failing is
-//! waited out by every export together, not hammered by each); a part is
-//! durable when its call returns (a local part is synced), so the
-//! checkpoint that records it never claims more than is stored.
+//! Where an export's output goes, part by part: a [`Sink`]. Files go to
+//! a [`FileSink`]: an S3 multipart upload, or a local file written at each
+//! part's offset (`FILE.partial`, renamed when complete). Each call is
+//! retried with backoff on transient failures, behind one circuit breaker
+//! for the store (a store that keeps failing is waited out by every export
+//! together, not hammered by each); a part is durable when its call
+//! returns (a local part is synced), so the checkpoint that records it
+//! never claims more than is stored.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 
 use super::{Destination, OpenFile};
 use crate::settings::RetrySettings;
@@ -26,9 +28,53 @@ pub struct SinkError {
     pub retriable: bool,
 }
 
+/// Where an export's parts are stored. A part is stored when its call
+/// returns; a file's parts may be stored in any order, and the file is
+/// whole once `complete` returns.
+pub trait Sink: Send + Sync + 'static {
+    /// Makes `file` ready for its next part (a file continued after a
+    /// restart goes on after its stored parts).
+    fn begin<'a>(&'a self, file: &'a mut OpenFile) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Stores part `number`, which begins `offset` bytes into the file;
+    /// returns its tag.
+    fn put_part<'a>(
+        &'a self,
+        location: &'a Destination,
+        upload_id: Option<&'a str>,
+        number: i32,
+        offset: u64,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<String, SinkError>>;
+
+    /// Makes the file whole from its stored parts.
+    fn complete<'a>(&'a self, file: &'a OpenFile) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Drops an unfinished file and its stored parts.
+    fn abort<'a>(&'a self, file: &'a OpenFile) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Deletes a finished file.
+    fn delete<'a>(&'a self, location: &'a Destination) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// Drops everything an export stored: its finished files, and the parts
+/// of its open one.
+pub async fn discard(
+    sink: &dyn Sink,
+    checkpoint: &super::ExportCheckpoint,
+) -> Result<(), SinkError> {
+    if let Some(open) = &checkpoint.open {
+        sink.abort(open).await?;
+    }
+    for file in &checkpoint.files {
+        sink.delete(&file.location).await?;
+    }
+    Ok(())
+}
+
 /// The store files go to, and how hard to try.
 #[derive(Clone)]
-pub struct Sink {
+pub struct FileSink {
     store: Option<Store>,
     meta: ObjectMeta,
     max_attempts: u32,
@@ -49,7 +95,7 @@ fn lock(breaker: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Sink {
+impl FileSink {
     /// `store` is `None` for local files only.
     pub fn new(
         store: Option<Store>,
@@ -65,7 +111,7 @@ impl Sink {
         }
     }
 
-    /// A destination with no file (messages) has nothing to store.
+    /// A destination with no file (messages) has nothing to store here.
     fn no_file(location: &Destination) -> SinkError {
         SinkError {
             location: location.uri(),
@@ -134,10 +180,9 @@ impl Sink {
         }
     }
 
-    /// Makes `file` ready for its next part: starts its upload, or (a file
-    /// continued after a restart) cuts a local file back to its stored
-    /// parts.
-    pub async fn begin(&self, file: &mut OpenFile) -> Result<(), SinkError> {
+    /// Starts a file's upload, or (a file continued after a restart) cuts a
+    /// local file back to its stored parts.
+    async fn begin_file(&self, file: &mut OpenFile) -> Result<(), SinkError> {
         match &file.location {
             Destination::Store { bucket, key } => {
                 if file.upload_id.is_none() {
@@ -179,9 +224,7 @@ impl Sink {
         }
     }
 
-    /// Stores part `number`, which begins `offset` bytes into the file;
-    /// returns its tag.
-    pub async fn put_part(
+    async fn store_part(
         &self,
         location: &Destination,
         upload_id: Option<&str>,
@@ -217,8 +260,7 @@ impl Sink {
         }
     }
 
-    /// Makes the file whole from its stored parts.
-    pub async fn complete(&self, file: &OpenFile) -> Result<(), SinkError> {
+    async fn complete_file(&self, file: &OpenFile) -> Result<(), SinkError> {
         match &file.location {
             Destination::Store { bucket, key } => {
                 let store = self.store(&file.location)?;
@@ -248,8 +290,7 @@ impl Sink {
         }
     }
 
-    /// Drops an unfinished file and its stored parts.
-    pub async fn abort(&self, file: &OpenFile) -> Result<(), SinkError> {
+    async fn abort_file(&self, file: &OpenFile) -> Result<(), SinkError> {
         match (&file.location, &file.upload_id) {
             (Destination::Store { bucket, key }, Some(upload_id)) => {
                 let store = self.store(&file.location)?;
@@ -264,8 +305,7 @@ impl Sink {
         }
     }
 
-    /// Deletes a finished file.
-    pub async fn delete(&self, location: &Destination) -> Result<(), SinkError> {
+    async fn delete_file(&self, location: &Destination) -> Result<(), SinkError> {
         match location {
             Destination::Store { bucket, key } => {
                 let store = self.store(location)?;
@@ -280,7 +320,36 @@ impl Sink {
     }
 }
 
-impl Sink {
+impl Sink for FileSink {
+    fn begin<'a>(&'a self, file: &'a mut OpenFile) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.begin_file(file))
+    }
+
+    fn put_part<'a>(
+        &'a self,
+        location: &'a Destination,
+        upload_id: Option<&'a str>,
+        number: i32,
+        offset: u64,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<String, SinkError>> {
+        Box::pin(self.store_part(location, upload_id, number, offset, body))
+    }
+
+    fn complete<'a>(&'a self, file: &'a OpenFile) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.complete_file(file))
+    }
+
+    fn abort<'a>(&'a self, file: &'a OpenFile) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.abort_file(file))
+    }
+
+    fn delete<'a>(&'a self, location: &'a Destination) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.delete_file(location))
+    }
+}
+
+impl FileSink {
     /// The sink for an export's files: its store when they go to one.
     pub fn for_spec(
         spec: &super::ExportSpec,
@@ -308,16 +377,9 @@ impl Sink {
         Self::new(store, meta, storage.max_attempts, retry.clone())
     }
 
-    /// Drops everything an export stored: its finished files, and the
-    /// parts of its open one.
-    pub async fn discard(&self, checkpoint: &super::ExportCheckpoint) -> Result<(), SinkError> {
-        if let Some(open) = &checkpoint.open {
-            self.abort(open).await?;
-        }
-        for file in &checkpoint.files {
-            self.delete(&file.location).await?;
-        }
-        Ok(())
+    /// The same, shared by a pipeline's stages.
+    pub fn shared(self) -> Arc<dyn Sink> {
+        Arc::new(self)
     }
 }
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use crate::export::users::GroupType;
 use crate::job::group_uuid;
+use crate::users::GroupType;
 
 /// A group's config, as stored. `group_type` is kept as written: a type
 /// ferry does not know (from another tool) is reported, not hidden.

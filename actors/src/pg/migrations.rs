@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "users_export",
         sql: include_str!("../../migrations/0012_users_export.sql"),
     },
+    Migration {
+        version: 13,
+        name: "job_kinds",
+        sql: include_str!("../../migrations/0013_job_kinds.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -1,31 +1,15 @@
-//! PostgreSQL: connections, the schema, the job store, and the SQL that
-//! moves rows into each target table.
+//! PostgreSQL: connections and pools, `LISTEN`, the schema's migrations,
+//! API keys, and the matching groups.
 
 pub mod api_keys;
-pub mod copy;
 pub mod groups;
-pub mod matches;
 pub mod migrations;
-pub mod nodes;
-pub mod rejects;
-pub mod table;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
+pub use crate::error::{is_transient, DbError};
 use crate::settings::DatabaseSettings;
-
-/// Why the database could not be reached or used.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("invalid database url: {}", crate::error::chain(.0))]
-    Url(tokio_postgres::Error),
-    #[error("cannot connect to PostgreSQL: {}", crate::error::chain(.0))]
-    Connect(tokio_postgres::Error),
-    #[error("connection pool: {0}")]
-    Pool(String),
-}
 
 pub fn pg_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
     let mut config: tokio_postgres::Config = settings.url.parse().map_err(DbError::Url)?;
@@ -183,28 +167,4 @@ fn pool_of(
         .wait_timeout(Some(settings.connect_timeout))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
-}
-
-/// Whether trying again on a fresh connection may succeed: the connection
-/// broke, the server is shutting down or busy, or the transaction lost a
-/// serialization or deadlock race.
-pub fn is_transient(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    let Some(code) = e.code() else {
-        // No SQLSTATE: an I/O error on the socket.
-        return true;
-    };
-    code.code().starts_with("08")
-        || [
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::ADMIN_SHUTDOWN,
-            SqlState::CRASH_SHUTDOWN,
-            SqlState::CANNOT_CONNECT_NOW,
-            SqlState::TOO_MANY_CONNECTIONS,
-            SqlState::QUERY_CANCELED,
-        ]
-        .contains(code)
 }

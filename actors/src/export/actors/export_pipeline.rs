@@ -1,0 +1,407 @@
+//! ExportPipeline: the root of one export attempt's subtree. It plans the
+//! export's query, spawns the stages (ExportReader → Exporter →
+//! ObjectWriter), turns what the writer stored into checkpoints (fenced on
+//! the job's lease) and progress, and reports the export's outcome, for the
+//! JobCoordinator to make the terminal write. A kind chooses the encoder
+//! (a file format, or a users export's id messages), the sink (a store, a
+//! local file, pending messages) and how an attempt resumes.
+//!
+//! A restart continues where the last checkpoint left off ([`Resume`]):
+//! finished files stay, the open file goes on after its last stored part
+//! (a Parquet file, whose footer lists every row group, is written again
+//! from its start), and the reader reads on after the last stored row.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use tokio_postgres::Client;
+
+use super::export_reader::{self, Taken};
+use super::exporter::{self, First};
+use super::object_writer::{self, Progressed};
+use crate::error::JobError;
+use crate::export::encode::{Cutter, FileEncoder};
+use crate::export::kind::save;
+use crate::export::object::Catalog;
+use crate::export::plan::{OutField, Plan};
+use crate::export::sink::{discard, Sink};
+use crate::export::{Export, ExportCheckpoint, ExportOutcome, ExportResult, ExportSpec};
+use crate::flow::Credits;
+use crate::job::lifecycle::Fence;
+use crate::job::{Job, JobStatus, Report, Run};
+use crate::pg;
+use crate::pipeline::snapshot;
+use crate::pipeline::stages::failed_in;
+use crate::pipeline::Stages;
+use crate::progress::Progress;
+use crate::settings::{DatabaseSettings, ExportSettings};
+use crate::telemetry::{Depth, Mailbox, RowsExported};
+
+pub const NAME: &str = "export_pipeline";
+
+pub enum Msg {
+    Start,
+    /// The reader took its snapshot.
+    Snapshot(Taken),
+    /// The writer stored the next thing, or finished.
+    Writer(Progressed),
+}
+
+/// How an attempt goes on from the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// After the last stored part (or file, for a format that cannot be
+    /// continued).
+    AfterLastPart,
+    /// From the start, in this attempt's snapshot: every row the export
+    /// ends with was read from the one snapshot it reports (a users
+    /// export marks what that snapshot saw). The store's keys are the
+    /// same, so a file is replaced.
+    FromStart,
+}
+
+/// Makes the encoder for the planned fields.
+pub type Encoder = Box<dyn FnOnce(&[OutField]) -> Box<dyn FileEncoder> + Send>;
+
+pub struct Args {
+    pub run: Run<Export>,
+    pub catalog: Arc<Catalog>,
+    pub settings: Arc<ExportSettings>,
+    /// Where the job row is (checkpoints).
+    pub database: DatabaseSettings,
+    /// Where the rows are read (the primary, or `exports.read_url`).
+    pub read_database: DatabaseSettings,
+    pub sink: Arc<dyn Sink>,
+    pub encoder: Encoder,
+    pub resume: Resume,
+}
+
+pub struct State {
+    /// Until `Start`.
+    args: Option<Args>,
+    run: Option<Box<Running>>,
+}
+
+pub struct Running {
+    job: Job<Export>,
+    fence: Fence,
+    report: Option<Report<ExportOutcome>>,
+    progress: Arc<Progress>,
+    sink: Arc<dyn Sink>,
+    checkpoint: ExportCheckpoint,
+    control: Client,
+    stages: Stages,
+    depth: Depth,
+}
+
+pub type ExportPipelineRef = ActorRef<Msg>;
+
+pub async fn spawn_linked(
+    supervisor: ActorCell,
+    args: Args,
+) -> Result<ExportPipelineRef, SpawnErr> {
+    let (pipeline, _) = Actor::spawn_linked(None, ExportPipeline, args, supervisor).await?;
+    Ok(pipeline)
+}
+
+pub struct ExportPipeline;
+
+impl Actor for ExportPipeline {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        myself.cast(Msg::Start)?;
+        Ok(State {
+            args: Some(args),
+            run: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // `Start` is the first message; nothing else can come before it.
+        let handled = if let Some(args) = state.args.take() {
+            start(&myself, args)
+                .await
+                .map(|run| state.run = Some(Box::new(run)))
+        } else if let Some(run) = &mut state.run {
+            handle_msg(msg, run).await
+        } else {
+            Ok(())
+        };
+        handled.map_err(|e| failed_in(NAME, e.into()))
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<Msg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match state
+            .run
+            .as_ref()
+            .and_then(|run| run.stages.on_event(&event))
+        {
+            Some(failure) => Err(failure.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(run) = &state.run {
+            run.depth.drain();
+        }
+        Ok(())
+    }
+}
+
+/// Plans the query, picks up where the last attempt stopped, and spawns
+/// the stages.
+async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> {
+    let Args {
+        run,
+        catalog,
+        settings,
+        database,
+        read_database,
+        sink,
+        encoder,
+        resume,
+    } = args;
+    let Run {
+        job,
+        fence,
+        report,
+        progress,
+    } = run;
+    let spec = &job.work.spec;
+    let def = catalog
+        .get(&spec.object)
+        .ok_or_else(|| JobError::permanent(NAME, format!("no export object `{}`", spec.object)))?;
+    let mut plan =
+        Plan::new(def, spec, job.domain_id, &settings).map_err(|e| JobError::permanent(NAME, e))?;
+    // Fields named by the rows (`metadata.*`) are read in a snapshot that
+    // the reader then takes too, so the header fits every row it writes.
+    let holder = match plan.keys_query() {
+        Some((sql, params)) => {
+            let held = snapshot::open(&read_database, "ferry-export", None).await?;
+            let rows = held.client.query(&sql, &params.refs()).await?;
+            plan.expand(rows.iter().map(|r| r.get(0)).collect());
+            Some((held.export().await?, held))
+        }
+        None => None,
+    };
+    let control = pg::connect(&pg::named(&database, "ferry-job")).await?;
+    let checkpoint = resumed(&job.work, resume, &*sink).await?;
+    save(&control, &fence, &checkpoint).await?;
+    tracing::info!(
+        job_id = %job.id,
+        object = %spec.object,
+        format = spec.format.as_str(),
+        resume_rows = checkpoint.rows,
+        files = checkpoint.files.len(),
+        "Export pipeline starting."
+    );
+    Progress::set(&progress.records_committed, checkpoint.rows);
+    let mut run = Running {
+        stages: Stages::new(myself.get_cell()),
+        depth: Depth::new(NAME),
+        report: Some(report),
+        sink,
+        checkpoint,
+        control,
+        job,
+        fence,
+        progress,
+    };
+    spawn_stages(
+        myself,
+        &mut run,
+        &settings,
+        read_database,
+        plan,
+        encoder,
+        holder.as_ref().map(|h| h.0.clone()),
+    )
+    .await?;
+    // The reader has taken the snapshot: its holder may go.
+    drop(holder);
+    Ok(run)
+}
+
+/// The checkpoint this attempt starts from, as `resume` says, with what it
+/// will not go on with dropped from the store.
+async fn resumed(
+    export: &Export,
+    resume: Resume,
+    sink: &dyn Sink,
+) -> Result<ExportCheckpoint, JobError> {
+    let mut checkpoint = export.checkpoint.clone();
+    let dropped = |e| JobError::permanent(NAME, e);
+    if resume == Resume::FromStart {
+        if let Some(open) = &checkpoint.open {
+            sink.abort(open).await.map_err(dropped)?;
+        }
+        return Ok(ExportCheckpoint::default());
+    }
+    // A file that cannot be continued is written again from its start.
+    if let Some(open) = checkpoint
+        .open
+        .take_if(|_| !export.spec.format.resumes_mid_file())
+    {
+        sink.abort(&open).await.map_err(dropped)?;
+        checkpoint.rows = open.start_rows;
+        checkpoint.position = open.start.clone();
+    }
+    Ok(checkpoint)
+}
+
+/// ObjectWriter ← Exporter ← ExportReader, each spawned before the one
+/// that feeds it.
+async fn spawn_stages(
+    myself: &ActorRef<Msg>,
+    run: &mut Running,
+    settings: &ExportSettings,
+    read_database: DatabaseSettings,
+    plan: Plan,
+    encoder: Encoder,
+    snapshot: Option<String>,
+) -> Result<(), JobError> {
+    let checkpoint = &run.checkpoint;
+    let spec: &ExportSpec = &run.job.work.spec;
+    let writer_depth = Depth::new(object_writer::NAME);
+    let args = object_writer::Args {
+        sink: run.sink.clone(),
+        resume: checkpoint.open.clone(),
+        parts_in_flight: settings.parts_in_flight,
+        pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Writer),
+        depth: writer_depth.clone(),
+    };
+    let root = run.stages.root();
+    let spawning = object_writer::spawn_linked(root.clone(), args);
+    let writer = run.stages.add(object_writer::NAME, spawning).await?;
+
+    let exporter_depth = Depth::new(exporter::NAME);
+    let first = match &checkpoint.open {
+        Some(open) => First::Continue(open.clone()),
+        None => First::New(checkpoint.files.len()),
+    };
+    let args = exporter::Args {
+        encoder: encoder(&plan.fields),
+        fields: plan.fields.len(),
+        position_len: plan.position_len(),
+        destination: spec.destination.clone(),
+        cutter: Cutter {
+            part_bytes: settings.part_bytes.max(5 << 20),
+            file_bytes: settings.file_bytes,
+            file_rows: settings.file_rows,
+        },
+        first,
+        rows_before: checkpoint.rows,
+        position: checkpoint.position.clone(),
+        writer: Mailbox::new(writer, writer_depth),
+        part_credits: Credits::new(settings.parts_in_flight.max(1) + 1),
+        depth: exporter_depth.clone(),
+        progress: run.progress.clone(),
+        job_id: run.job.id,
+    };
+    let spawning = exporter::spawn_linked(root.clone(), args);
+    let exporter = run.stages.add(exporter::NAME, spawning).await?;
+
+    let args = export_reader::Args {
+        job_id: run.job.id,
+        snapshot,
+        database: read_database,
+        plan: Arc::new(plan),
+        after: checkpoint.position.clone(),
+        fetch_rows: settings.fetch_rows,
+        exporter: Mailbox::new(exporter, exporter_depth),
+        credits: Credits::new(settings.max_in_flight),
+        pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Snapshot),
+    };
+    let spawning = export_reader::spawn_linked(root, args);
+    run.stages.add(export_reader::NAME, spawning).await?;
+    Ok(())
+}
+
+async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
+    run.depth.received();
+    let cp = &mut run.checkpoint;
+    let exported = match msg {
+        Msg::Start => return Ok(()),
+        Msg::Snapshot(taken) => {
+            cp.data_as_of.get_or_insert(taken.at);
+            cp.snapshot = Some(taken.seen);
+            cp.total = cp.rows + taken.remaining;
+            Progress::set(&run.progress.records_total, cp.total);
+            0
+        }
+        Msg::Writer(Progressed::Stored(stored)) => {
+            let resumable = run.job.work.spec.format.resumes_mid_file();
+            cp.apply(stored, resumable)
+                .map_err(|e| JobError::permanent(NAME, e))?
+        }
+        Msg::Writer(Progressed::Finished) => {
+            let outcome = ExportOutcome {
+                result: ExportResult {
+                    rows: cp.rows,
+                    bytes: cp.bytes(),
+                    files: cp.files.clone(),
+                    data_as_of: cp.data_as_of.clone(),
+                },
+                failure_reason: None,
+                snapshot: cp.snapshot.clone(),
+            };
+            let report = run.report.take();
+            run.stages.finish(report, outcome).await;
+            return Ok(());
+        }
+    };
+    if let Err(e) = save(&run.control, &run.fence, &run.checkpoint).await {
+        discard_if_cancelled(run).await;
+        return Err(e);
+    }
+    Progress::set(&run.progress.records_committed, run.checkpoint.rows);
+    RowsExported {
+        object: run.job.work.spec.object.clone(),
+        rows: exported,
+    }
+    .emit();
+    Ok(())
+}
+
+/// The job is not ours any more: if it was cancelled (the API's DELETE),
+/// what this attempt stored goes too, uploads the job row does not list
+/// among them (begun after the canceller looked). The cancel's own
+/// after-end work deletes what the row lists.
+async fn discard_if_cancelled(run: &Running) {
+    let job_id = run.job.id;
+    let status: Option<String> = match run
+        .control
+        .query_opt("SELECT status FROM jobs WHERE id = $1", &[&job_id])
+        .await
+    {
+        Ok(row) => row.map(|r| r.get(0)),
+        Err(_) => return,
+    };
+    if status.is_none_or(|s| s == JobStatus::Cancelled.as_str()) {
+        if let Err(e) = discard(&*run.sink, &run.checkpoint).await {
+            tracing::warn!(job_id = %job_id, error = %e, "Could not delete a cancelled export's files.");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The SQL that moves match suggestions in (seed 003; see [`super::table`]
+//! for the scheme).
+
+use tokio_postgres::{Error, Transaction};
+
+use super::copy::CopyEncoder;
+use super::{Group, Table};
+use crate::import::batch::MatchBatch;
+
+/// The `match_suggestions` of one job's group.
+#[derive(Debug, Clone)]
+pub struct Matches {
+    pub group: Group,
+}
+
+impl Table for Matches {
+    type Batch = MatchBatch;
+
+    const NAME: &'static str = "match_suggestions";
+
+    const TARGET: crate::vocab::Target = crate::vocab::Target::Matches;
+
+    const CREATE_STAGE: &'static str = "CREATE TEMP TABLE IF NOT EXISTS ferry_stage_matches
+        (participant_id text, matched_participant_id text,
+         compatibility_score float8, rank int4) ON COMMIT DELETE ROWS";
+
+    const COPY_STAGE: &'static str = "COPY ferry_stage_matches
+        (participant_id, matched_participant_id, compatibility_score, rank)
+        FROM STDIN (FORMAT binary)";
+
+    const GROUP_IS_EMPTY: &'static str = "SELECT NOT EXISTS
+        (SELECT 1 FROM match_suggestions WHERE group_id = $1 AND domain_id = $2)";
+
+    fn group(&self) -> Group {
+        self.group
+    }
+
+    fn encode(batch: &MatchBatch, i: u32, enc: &mut CopyEncoder) {
+        let row = &batch.rows()[i as usize];
+        enc.row(4);
+        enc.text(batch.participant(row));
+        enc.text(batch.matched(row));
+        match row.score {
+            Some(v) => enc.float8(v),
+            None => enc.null(),
+        }
+        match row.rank {
+            Some(v) => enc.int4(v),
+            None => enc.null(),
+        }
+    }
+
+    async fn insert_staged(&self, tx: &Transaction<'_>) -> Result<u64, Error> {
+        tx.execute(
+            "INSERT INTO match_suggestions (group_id, domain_id, participant_id,
+                 matched_participant_id, compatibility_score, rank, created_at, updated_at)
+             SELECT $1, $2, participant_id, matched_participant_id, compatibility_score, rank,
+                    now(), now()
+             FROM ferry_stage_matches ORDER BY participant_id, matched_participant_id",
+            &[&self.group.group_id, &self.group.domain_id],
+        )
+        .await
+    }
+
+    async fn upsert_staged(&self, tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
+        let row = tx
+            .query_one(
+                "WITH up AS (
+                     INSERT INTO match_suggestions AS m (group_id, domain_id, participant_id,
+                         matched_participant_id, compatibility_score, rank, created_at, updated_at)
+                     SELECT $1, $2, participant_id, matched_participant_id, compatibility_score,
+                            rank, now(), now()
+                     FROM ferry_stage_matches ORDER BY participant_id, matched_participant_id
+                     ON CONFLICT (group_id, domain_id, participant_id, matched_participant_id)
+                     DO UPDATE SET compatibility_score = EXCLUDED.compatibility_score,
+                                   rank = EXCLUDED.rank,
+                                   updated_at = now()
+                     RETURNING (xmax = 0) AS inserted)
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+                &[&self.group.group_id, &self.group.domain_id],
+            )
+            .await?;
+        Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+    }
+}
