@@ -105,3 +105,22 @@ fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i
     consumer.assign(&assignment)?;
     Ok(ends)
 }
+
+/// The messages of `topic` (read as [`read`] does, off the async
+/// threads, for up to 5 minutes) that are JSON.
+pub async fn read_json(
+    kafka: &KafkaSettings,
+    brokers: &str,
+    topic: &str,
+    until: Until,
+) -> Result<Vec<serde_json::Value>> {
+    let (kafka, brokers, topic) = (kafka.clone(), brokers.to_string(), topic.to_string());
+    let messages = tokio::task::spawn_blocking(move || {
+        read(&kafka, &brokers, &topic, until, Duration::from_secs(300))
+    })
+    .await??;
+    Ok(messages
+        .iter()
+        .filter_map(|m| serde_json::from_slice(m.payload()?).ok())
+        .collect())
+}

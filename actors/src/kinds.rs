@@ -125,7 +125,7 @@ macro_rules! kinds {
 kinds! {
     Import(crate::import::Import),
     Export(crate::export::Export),
-    Users(crate::users::kind::Users),
+    Users(crate::users::Users),
 }
 
 /// A job of any kind.

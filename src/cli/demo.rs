@@ -15,10 +15,10 @@ use anyhow::{Context, Result};
 use ferry_actors::pg;
 use ferry_actors::service::kafka;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::demo_exports::DEMO_DOMAIN;
 use crate::config::Config;
 use crate::localpg::{LocalPostgres, Tuning};
 use crate::report::grouped;
@@ -26,7 +26,6 @@ use crate::sample;
 use crate::service::Service;
 use crate::topics::{self, Until};
 
-pub const DEMO_DOMAIN: Uuid = Uuid::from_u128(0x0d0d_0000_0000_4000_8000_0000_0000_0001);
 const USERS_TOPIC: &str = "demo-users";
 const MATCHES_TOPIC: &str = "demo-matches";
 
@@ -135,7 +134,8 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     let expected = [("ferry-nodes-status", 4), ("ferry-matches-status", 1)];
     let mut as_expected = true;
     for (topic, n) in expected {
-        let events = read_json(&config, &service.brokers, topic, Until::Count(n)).await?;
+        let events =
+            topics::read_json(&config.kafka, &service.brokers, topic, Until::Count(n)).await?;
         if events.len() < n {
             writeln!(
                 out,
@@ -168,7 +168,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
 
     show_tables(&config, &group, &mut out).await?;
     as_expected &=
-        super::demo_exports::run(&config, &service, &group, &typos_group, &mut out).await?;
+        super::demo_exports::run(&config, &service, [&group, &typos_group], &mut out).await?;
     writeln!(
         out,
         "\nMetrics: http://{addr}/metrics   Health: http://{addr}/health/ready\n\
@@ -222,23 +222,6 @@ fn write_typos(path: &std::path::Path) -> Result<()> {
         }
     }
     std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
-}
-
-pub(super) async fn read_json(
-    config: &Config,
-    brokers: &str,
-    topic: &str,
-    until: Until,
-) -> Result<Vec<Value>> {
-    let (kafka, brokers, topic) = (config.kafka.clone(), brokers.to_string(), topic.to_string());
-    let messages = tokio::task::spawn_blocking(move || {
-        topics::read(&kafka, &brokers, &topic, until, Duration::from_secs(300))
-    })
-    .await??;
-    Ok(messages
-        .iter()
-        .filter_map(|m| serde_json::from_slice(m.payload()?).ok())
-        .collect())
 }
 
 /// The DLQ entries' errors.

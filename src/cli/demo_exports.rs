@@ -11,17 +11,19 @@ use ferry_actors::kinds::Work;
 use ferry_actors::pg;
 use ferry_actors::users::schedule::{self, Claim, Only, MANUAL};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use super::demo::{read_json, DEMO_DOMAIN};
 use crate::config::Config;
 use crate::service::Service;
-use crate::topics::Until;
+use crate::topics::{read_json, Until};
+
+/// The demo's domain.
+pub const DEMO_DOMAIN: Uuid = Uuid::from_u128(0x0d0d_0000_0000_4000_8000_0000_0000_0001);
 
 pub async fn run(
     config: &Config,
     service: &Service,
-    group: &str,
-    typos_group: &str,
+    [group, typos_group]: [&str; 2],
     out: &mut impl Write,
 ) -> Result<bool> {
     let key = crate::cli::apikey::create(&config.database, DEMO_DOMAIN, "demo").await?;
@@ -138,7 +140,7 @@ async fn export_nodes(
         writeln!(out, "    {line}")?;
     }
     let events = read_json(
-        config,
+        &config.kafka,
         &service.brokers,
         &config.exports.events_topic,
         Until::Count(1),
@@ -205,7 +207,7 @@ async fn users_export(
         run.id,
         run.jobs.len()
     )?;
-    let messages = read_json(config, &service.brokers, topic, Until::Count(2)).await?;
+    let messages = read_json(&config.kafka, &service.brokers, topic, Until::Count(2)).await?;
     for m in &messages {
         let mut shown = m.clone();
         if let Some(ids) = shown.get_mut("referenceIds").and_then(Value::as_array_mut) {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::openapi::{JobId, Missing, Refusals};
+use super::answers::{JobId, Missing, Refusals};
 use super::{exports, imports, Api, ApiError, Tenant};
 
 /// How often a running job is looked at.

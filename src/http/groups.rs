@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::openapi::{BodyRefusals, ErrorBody, Refusals};
+use super::answers::{BodyRefusals, ErrorBody, Refusals};
 use super::{Api, ApiError, Body, Tenant};
 
 /// `PUT /v1/groups/{groupKey}`'s body.

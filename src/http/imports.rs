@@ -20,7 +20,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::{BodyRefusals, ErrorBody, IdempotencyKey, JobId, Missing, Refusals};
+use super::answers::{BodyRefusals, ErrorBody, IdempotencyKey, JobId, Missing, Refusals};
 use super::{Api, ApiError, Body, Query, Tenant};
 
 /// An import job as the API (and `ferry jobs … --json`) shows it.

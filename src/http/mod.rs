@@ -26,9 +26,11 @@
 //! - `limits`: per-caller bounds (requests in flight, streams open) and the
 //!   token buckets of export creations.
 //! - `openapi`: the API's OpenAPI 3.1 document, generated from the
-//!   handlers' types.
+//!   handlers' types; `answers`: what their documented answers share
+//!   (the error body, the refusals, the path and header parameters).
 //! - `ui`: the jobs page at `/`.
 
+pub mod answers;
 pub mod auth;
 pub mod events;
 pub mod exports;
@@ -105,12 +107,18 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/imports/{id}",
             get(imports::show).delete(imports::cancel),
         )
-        .route("/v1/exports", get(exports::list).post(exports::create))
+        .route(
+            "/v1/exports",
+            get(exports::list).post(exports::create::create),
+        )
         .route(
             "/v1/exports/{id}",
             get(exports::show).delete(exports::delete),
         )
-        .route("/v1/exports/{id}/download", get(exports::download))
+        .route(
+            "/v1/exports/{id}/download",
+            get(exports::download::download),
+        )
         .route("/v1/imports/{id}/events", get(events::import_events))
         .route("/v1/exports/{id}/events", get(events::export_events))
         .route("/v1/groups", get(groups::list))
@@ -248,7 +256,7 @@ impl From<tokio_postgres::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = openapi::ErrorBody {
+        let body = answers::ErrorBody {
             error: self.message,
             code: self.code,
             details: self.details,

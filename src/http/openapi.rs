@@ -3,19 +3,14 @@
 //! request bodies and [`ErrorBody`]), served at `GET /v1/openapi.json`. A
 //! field added to a view is in the document by the same change.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use serde_json::Value;
-use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Type};
-use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
-use uuid::Uuid;
+use utoipa::{Modify, OpenApi};
 
+use super::answers::ErrorBody;
 use super::{events, exports, groups, imports};
 
 #[derive(OpenApi)]
@@ -28,7 +23,7 @@ use super::{events, exports, groups, imports};
     ),
     paths(
         imports::list, imports::create, imports::show, imports::cancel, events::import_events,
-        exports::list, exports::create, exports::show, exports::delete, exports::download,
+        exports::list, exports::create::create, exports::show, exports::delete, exports::download::download,
         events::export_events,
         groups::list, groups::show, groups::set, groups::remove,
     ),
@@ -68,108 +63,6 @@ impl Modify for Credentials {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
         );
-    }
-}
-
-/// Every error's body.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorBody {
-    /// What went wrong, for a person.
-    pub error: String,
-    /// What went wrong, for a program (`invalid_query`, `not_found`, …).
-    pub code: &'static str,
-    /// More, by code: `allowed` values, the `jobId` a key made, …
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<Value>,
-    /// With a 500: the id the server's log has.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_id: Option<Uuid>,
-}
-
-/// A job's id in a path.
-#[derive(IntoParams)]
-#[into_params(names("id"), parameter_in = Path)]
-#[allow(dead_code)]
-pub struct JobId(
-    /// The job's id, as its creation answered.
-    Uuid,
-);
-
-/// Makes a retried creation safe: the same key gives the same job.
-#[derive(IntoParams)]
-#[into_params(names("Idempotency-Key"), parameter_in = Header)]
-#[allow(dead_code)]
-pub struct IdempotencyKey(
-    /// 1 to 255 printable ASCII characters; the same key with another body
-    /// is 409.
-    #[param(min_length = 1, max_length = 255, pattern = "^[ -~]+$")]
-    Option<String>,
-);
-
-/// Responses with an [`ErrorBody`], by status and description; `Retry-After`
-/// on the ones a client should retry.
-fn errors(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-    list.iter()
-        .map(|&(status, description)| {
-            let mut response = ResponseBuilder::new().description(description).content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            );
-            if matches!(status, 429 | 503) {
-                response = response.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(utoipa::openapi::schema::Object::with_type(Type::Integer))
-                        .description(Some("Seconds to wait before trying again"))
-                        .build(),
-                );
-            }
-            (status.to_string(), response.build().into())
-        })
-        .collect()
-}
-
-/// What any `/v1` call may answer besides its own outcomes.
-pub struct Refusals;
-
-impl IntoResponses for Refusals {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        errors(&[
-            (400, "A parameter is not valid"),
-            (401, "No API key, or one that is not known"),
-            (
-                429,
-                "Too many requests or event streams of this caller at once, or too many exports",
-            ),
-            (500, "A server fault; `errorId` is in its log"),
-            (503, "The database is away or busy; try again later"),
-        ])
-    }
-}
-
-/// What a call with a body may answer besides [`Refusals`].
-pub struct BodyRefusals;
-
-impl IntoResponses for BodyRefusals {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        errors(&[
-            (408, "The body did not arrive within `http.body_timeout`"),
-            (413, "The body is over the size limit"),
-            (415, "The body is not `application/json`"),
-        ])
-    }
-}
-
-/// A job that is not there (or is another domain's).
-pub struct Missing;
-
-impl IntoResponses for Missing {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        errors(&[(404, "No such job in this domain")])
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferry_actors::error::{Fenced, JobError};
 use ferry_actors::import::event::IdLists;
 use ferry_actors::import::formats::rejects::Rejects;
-use ferry_actors::import::kind::save;
+use ferry_actors::import::save;
 use ferry_actors::import::table::rejects::{self, RejectsStore};
 use ferry_actors::import::{Checkpoint, ImportOutcome, ImportSpec, InputFormat, NewImport};
 use ferry_actors::job::lifecycle::{self, Cancel};

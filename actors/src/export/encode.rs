@@ -93,27 +93,6 @@ impl Cutter {
     }
 }
 
-/// The encoder for `format`.
-pub fn encoder(
-    format: Format,
-    compression: Compression,
-    fields: &[OutField],
-    settings: &crate::settings::ExportSettings,
-) -> Box<dyn FileEncoder> {
-    match format {
-        Format::Parquet => Box::new(super::parquet::ParquetEncoder::new(
-            fields,
-            compression,
-            settings,
-        )),
-        text => Box::new(TextEncoder::new(
-            text,
-            fields,
-            Member::new(compression, settings),
-        )),
-    }
-}
-
 /// A compression member: one gzip member or zstd frame, or plain bytes.
 pub struct Member {
     compression: Compression,

@@ -21,7 +21,7 @@
 use serde_json::{Map, Value};
 
 use super::object::{ColType, ObjectDef};
-use super::plan::{Field, Invalid, Sql};
+use super::sql::{Field, Invalid, Sql};
 use super::value::{parse_date, parse_timestamp};
 use crate::settings::ExportSettings;
 
@@ -517,7 +517,7 @@ mod tests {
         );
         assert_eq!(
             sql.params[3],
-            crate::export::plan::Param::Texts(vec!["a'); DROP TABLE nodes; --".into(), "b".into()])
+            crate::export::sql::Param::Texts(vec!["a'); DROP TABLE nodes; --".into(), "b".into()])
         );
         assert!(text.contains(" OR "), "{text}");
         assert_eq!(sql.params.len(), 4, "three values and the metadata key");

@@ -4,15 +4,12 @@
 //! is cancelled, its files deleted so that no partial export passes for a
 //! whole one.
 
-use tokio_postgres::GenericClient;
-
 use super::actors::export_pipeline::{self, Resume};
-use super::encode::encoder;
+use super::encoder;
 use super::event::ExportCompleted;
 use super::sink::{discard, FileSink};
-use super::{Export, ExportCheckpoint, ExportOutcome};
+use super::{Export, ExportOutcome};
 use crate::error::{JobError, StoreError};
-use crate::job::lifecycle::Fence;
 use crate::job::store::Columns;
 use crate::job::terminal::End;
 use crate::job::{Family, Job, JobStatus, Kind, Run, Spawned};
@@ -136,21 +133,4 @@ pub fn ended_export(end: &mut End, o: &ExportOutcome) {
     );
     row.set("processed_rows", o.result.rows as i64);
     row.set("failure_reason", o.failure_reason.clone());
-}
-
-/// Records an export's progress: what is stored, where to go on from, and
-/// the rows its row shows.
-pub async fn save(
-    c: &impl GenericClient,
-    fence: &Fence,
-    cp: &ExportCheckpoint,
-) -> Result<(), JobError> {
-    let (rows, total) = (cp.rows as i64, cp.total as i64);
-    fence
-        .checkpoint(c, cp, |row| {
-            row.set("processed_rows", rows);
-            row.set("total_rows", total);
-        })
-        .await
-        .map_err(JobError::from)
 }

@@ -14,6 +14,8 @@
 //!   with columns and types read from the catalog.
 //! - `filter`: Voucherify-style filters compiled to SQL, values always bind
 //!   parameters, identifiers only the object's known columns.
+//! - `sql`: bound values, quoted known identifiers, and what a request
+//!   that cannot run gets (`Invalid`).
 //! - `plan`: a request checked against its object, and the one query an
 //!   export runs (fields, tenant predicate, filters, total order, keyset
 //!   continuation).
@@ -37,6 +39,7 @@ pub mod parquet;
 pub mod plan;
 pub mod request;
 pub mod sink;
+pub mod sql;
 pub mod store;
 pub mod token;
 pub mod value;
@@ -47,8 +50,29 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use tokio_postgres::GenericClient;
+
+use crate::error::JobError;
+use crate::job::fence::Fence;
 use crate::job::{NewJob, NewRow, Spec};
 use crate::settings::{ExportSettings, StorageSettings};
+
+/// The encoder for `format`.
+pub fn encoder(
+    format: Format,
+    compression: Compression,
+    fields: &[plan::OutField],
+    settings: &ExportSettings,
+) -> Box<dyn encode::FileEncoder> {
+    match format {
+        Format::Parquet => Box::new(parquet::ParquetEncoder::new(fields, compression, settings)),
+        text => Box::new(encode::TextEncoder::new(
+            text,
+            fields,
+            encode::Member::new(compression, settings),
+        )),
+    }
+}
 
 /// A file format an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -523,6 +547,23 @@ impl ExportCheckpoint {
             }
         }
     }
+}
+
+/// Records an export's progress: what is stored, where to go on from, and
+/// the rows its row shows.
+pub async fn save(
+    c: &impl GenericClient,
+    fence: &Fence,
+    cp: &ExportCheckpoint,
+) -> Result<(), JobError> {
+    let (rows, total) = (cp.rows as i64, cp.total as i64);
+    fence
+        .checkpoint(c, cp, |row| {
+            row.set("processed_rows", rows);
+            row.set("total_rows", total);
+        })
+        .await
+        .map_err(JobError::from)
 }
 
 /// What a finished export made.

@@ -2,14 +2,10 @@
 //! its terminal write (the status event, and the saved rejects that its
 //! rejects file now holds), its checkpoints, and its pipeline.
 
-use tokio_postgres::GenericClient;
-use uuid::Uuid;
-
 use super::actors::import_pipeline;
 use super::event::StatusEvent;
 use super::{Checkpoint, Import, ImportOutcome, InputFormat};
 use crate::error::{JobError, StoreError};
-use crate::job::lifecycle::Fence;
 use crate::job::store::Columns;
 use crate::job::terminal::End;
 use crate::job::{Family, Job, JobStatus, Kind, Run, Spawned};
@@ -114,33 +110,4 @@ impl Kind for Import {
             })
             .map_err(|e| JobError::of_actor(Box::new(e), import_pipeline::NAME))
     }
-}
-
-/// Records an import's committed progress: its checkpoint, and the counts
-/// its row shows while it runs.
-pub async fn save(c: &impl GenericClient, fence: &Fence, cp: &Checkpoint) -> Result<(), JobError> {
-    let n = cp.counts;
-    fence
-        .checkpoint(c, cp, |row| {
-            row.set("processed_rows", n.loaded() as i64);
-            row.set("inserted_rows", n.inserted as i64);
-            row.set("updated_rows", n.updated as i64);
-            row.set("duplicate_rows", n.duplicates as i64);
-            row.set("rejected_rows", n.rejected as i64);
-            row.set_to("total_rows", "greatest(total_rows, {})", n.records as i64);
-        })
-        .await
-        .map_err(JobError::from)
-}
-
-/// The ids of an inline reference-list job (read apart from the job row,
-/// which is listed often and should stay small).
-pub async fn inline_ids(
-    c: &impl GenericClient,
-    id: Uuid,
-) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
-    let row = c
-        .query_opt("SELECT reference_ids FROM jobs WHERE id = $1", &[&id])
-        .await?;
-    Ok(row.and_then(|r| r.get(0)))
 }

@@ -36,6 +36,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::event::IdLists;
+use tokio_postgres::GenericClient;
+
+use crate::error::JobError;
+use crate::job::fence::Fence;
 use crate::job::{group_uuid, NewRow, Spec};
 use crate::vocab::{Counts, Target, WriteMode};
 
@@ -176,6 +180,29 @@ pub struct Import {
     pub checkpoint: Checkpoint,
 }
 
+impl Import {
+    /// The file the job reads now: its one file, or the current one of its
+    /// set.
+    pub fn current_source(
+        &self,
+        storage: &crate::settings::StorageSettings,
+    ) -> Result<source::Source, crate::error::JobError> {
+        match &self.checkpoint.files {
+            Some(set) => {
+                let file = set
+                    .current()
+                    .ok_or_else(|| crate::error::JobError::Source {
+                        uri: self.source.clone(),
+                        reason: "every file was read".into(),
+                        retriable: false,
+                    })?;
+                source::Source::parse(&file.uri, storage)
+            }
+            None => source::Source::parse(&self.source, storage),
+        }
+    }
+}
+
 /// How an import ended.
 #[derive(Debug, Clone)]
 pub struct ImportOutcome {
@@ -199,6 +226,35 @@ impl ImportOutcome {
             lists: IdLists::counts_only(&counts),
         }
     }
+}
+
+/// Records an import's committed progress: its checkpoint, and the counts
+/// its row shows while it runs.
+pub async fn save(c: &impl GenericClient, fence: &Fence, cp: &Checkpoint) -> Result<(), JobError> {
+    let n = cp.counts;
+    fence
+        .checkpoint(c, cp, |row| {
+            row.set("processed_rows", n.loaded() as i64);
+            row.set("inserted_rows", n.inserted as i64);
+            row.set("updated_rows", n.updated as i64);
+            row.set("duplicate_rows", n.duplicates as i64);
+            row.set("rejected_rows", n.rejected as i64);
+            row.set_to("total_rows", "greatest(total_rows, {})", n.records as i64);
+        })
+        .await
+        .map_err(JobError::from)
+}
+
+/// The ids of an inline reference-list job (read apart from the job row,
+/// which is listed often and should stay small).
+pub async fn inline_ids(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+    let row = c
+        .query_opt("SELECT reference_ids FROM jobs WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
 }
 
 #[cfg(test)]

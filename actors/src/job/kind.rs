@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ractor::ActorCell;
 
-use super::lifecycle::Fence;
+use super::fence::Fence;
 use super::store::Columns;
 use super::terminal::{End, Writes};
 use super::{Job, JobStatus};

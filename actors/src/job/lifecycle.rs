@@ -18,11 +18,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
+use super::fence::Fence;
 use super::store::{self, from_row, COLUMNS};
 use super::terminal::{End, Writes};
 use super::{Family, Job, JobStatus, Kind, NewJob, Spec};
@@ -290,10 +290,7 @@ impl<K: Kind> Attempt<K> {
 
     /// What the attempt's pipeline writes its progress through.
     pub fn fence(&self) -> Fence {
-        Fence {
-            job_id: self.held.job.id,
-            owner: self.held.owner.clone(),
-        }
+        Fence::new(self.held.job.id, self.held.owner.clone())
     }
 
     /// A failure that will be retried: the reason is noted, the job stays
@@ -328,64 +325,6 @@ impl<K: Kind> Attempt<K> {
         };
         let ended = end(&tx, job, Some(&self.held.owner), status, outcome).await?;
         commit(tx, ended).await?.ok_or(Fenced::Lost(job.id))
-    }
-}
-
-/// An attempt's right to write its job's progress, for its pipeline.
-#[derive(Debug, Clone)]
-pub struct Fence {
-    job_id: Uuid,
-    owner: Arc<str>,
-}
-
-impl Fence {
-    pub fn job_id(&self) -> Uuid {
-        self.job_id
-    }
-
-    /// Records progress: the kind's checkpoint, and the counts its row
-    /// shows meanwhile (`counts` adds them).
-    pub async fn checkpoint(
-        &self,
-        c: &impl GenericClient,
-        checkpoint: &impl Serialize,
-        counts: impl FnOnce(&mut Writes),
-    ) -> Result<(), Fenced> {
-        let mut writes = Writes::from(3);
-        writes.set(
-            "checkpoint",
-            serde_json::to_value(checkpoint).expect("a checkpoint serialises"),
-        );
-        counts(&mut writes);
-        self.update(c, &writes).await
-    }
-
-    /// Records the header of the job's rejects file (its source's columns),
-    /// once its first rejects are saved.
-    pub async fn rejects_header(
-        &self,
-        c: &impl GenericClient,
-        header: Vec<u8>,
-    ) -> Result<(), Fenced> {
-        let mut writes = Writes::from(3);
-        writes.set("rejects_header", header);
-        self.update(c, &writes).await
-    }
-
-    /// `writes`, fenced: `$1` the job, `$2` the owner.
-    async fn update(&self, c: &impl GenericClient, writes: &Writes) -> Result<(), Fenced> {
-        let sql = format!(
-            "UPDATE jobs SET updated_at = now(){sets}
-             WHERE id = $1 AND lease_owner = $2 AND status IN {active}",
-            sets = writes.assignments(),
-            active = active()
-        );
-        let head: [&(dyn ToSql + Sync); 2] = [&self.job_id, &&*self.owner];
-        let params: Vec<&(dyn ToSql + Sync)> = head.into_iter().chain(writes.params()).collect();
-        match c.execute(&sql, &params).await? {
-            1 => Ok(()),
-            _ => Err(Fenced::Lost(self.job_id)),
-        }
     }
 }
 

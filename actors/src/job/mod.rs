@@ -3,7 +3,8 @@
 //!
 //! The job row in PostgreSQL is the source of truth. One module writes it,
 //! [`lifecycle`] (its terminal statement composed in [`terminal`]), and one
-//! reads it, [`store`]. What a kind adds (its columns, its checkpoint, its
+//! reads it, [`store`]; an attempt's pipeline writes its progress through
+//! its [`fence`]. What a kind adds (its columns, its checkpoint, its
 //! terminal write, its pipeline) it says through [`Kind`]; the list of
 //! kinds is `crate::kinds`. Every kind of job lives the same life:
 //!
@@ -21,6 +22,7 @@
 //! RUNNING, with its checkpoint. Every write but `cancel` is fenced on the
 //! lease: an instance that stalled past its lease changes nothing.
 
+pub mod fence;
 pub mod kind;
 pub mod lifecycle;
 pub mod store;

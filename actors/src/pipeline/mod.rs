@@ -1,9 +1,10 @@
-//! What every pipeline root shares, with no actor of its own: the
-//! resources an attempt's pipeline is spawned with ([`Ctx`]), its stages
-//! spawned, linked and named ([`stages`]), out-of-order completions made
-//! one contiguous mark ([`watermark`]), and the read snapshot
-//! ([`snapshot`]).
+//! What every pipeline root shares: the resources an attempt's pipeline
+//! is spawned with ([`Ctx`]), the root's actor over a [`root::Pipeline`]
+//! (its start, its failures, its stages' events), its stages spawned,
+//! linked and named ([`stages`]), out-of-order completions made one
+//! contiguous mark ([`watermark`]), and the read snapshot ([`snapshot`]).
 
+pub mod root;
 pub mod snapshot;
 pub mod stages;
 pub mod watermark;
@@ -19,6 +20,7 @@ use crate::settings::{
     DatabaseSettings, ExportSettings, ImportSettings, JobSettings, RetrySettings, StorageSettings,
 };
 
+pub use root::Pipeline;
 pub use stages::Stages;
 pub use watermark::Watermark;
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use super::ids::{IdChunker, IdsEncoder, IdsMessage};
 use super::pending::PendingSink;
-use super::{now, GroupType, UsersDelivery, UsersSpec};
+use super::{now, GroupType, Users, UsersSpec, FILE, REFS};
 use crate::error::{JobError, StoreError};
 use crate::export::actors::export_pipeline::{self, Resume};
-use crate::export::encode::encoder;
+use crate::export::encoder;
 use crate::export::kind::spawn_pipeline;
 use crate::export::sink::{discard, FileSink, Sink};
 use crate::export::{Export, ExportOutcome};
@@ -20,32 +20,6 @@ use crate::job::store::Columns;
 use crate::job::terminal::End;
 use crate::job::{Announce, Family, Job, JobStatus, Kind, Run, Spawned};
 use crate::pipeline::Ctx;
-
-/// A COST_BASED group's export: a file.
-pub const FILE: &str = "users_file";
-/// A NON_COST_BASED group's export: its reference ids, in messages.
-pub const REFS: &str = "users_refs";
-
-/// The `kind` of a group's export.
-pub fn name(group_type: GroupType) -> &'static str {
-    match group_type {
-        GroupType::CostBased => FILE,
-        GroupType::NonCostBased => REFS,
-    }
-}
-
-/// `('users_file', 'users_refs')`, for SQL.
-pub fn sql_list() -> String {
-    format!("('{FILE}', '{REFS}')")
-}
-
-/// A group's users export: the export of its unsent users, and what it
-/// delivers.
-#[derive(Debug, Clone)]
-pub struct Users {
-    pub export: Export,
-    pub delivery: UsersDelivery,
-}
 
 impl Kind for Users {
     type Outcome = ExportOutcome;
@@ -56,7 +30,7 @@ impl Kind for Users {
     }
 
     fn name(&self) -> &'static str {
-        name(self.delivery.group_type)
+        super::name(self.delivery.group_type)
     }
 
     fn read(_: &str, row: &Columns<'_>) -> Result<Self, StoreError> {

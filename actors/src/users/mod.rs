@@ -105,7 +105,7 @@ pub struct UsersSpec {
 
 impl Spec for UsersSpec {
     fn kind(&self) -> &'static str {
-        kind::name(self.users.group_type)
+        name(self.users.group_type)
     }
 
     fn columns(&self, row: &mut NewRow) {
@@ -118,6 +118,32 @@ impl Spec for UsersSpec {
 
 /// A request for a group's export.
 pub type NewUsersExport = NewJob<UsersSpec>;
+
+/// A COST_BASED group's export: a file.
+pub const FILE: &str = "users_file";
+/// A NON_COST_BASED group's export: its reference ids, in messages.
+pub const REFS: &str = "users_refs";
+
+/// The `kind` of a group's export.
+pub fn name(group_type: GroupType) -> &'static str {
+    match group_type {
+        GroupType::CostBased => FILE,
+        GroupType::NonCostBased => REFS,
+    }
+}
+
+/// `('users_file', 'users_refs')`, for SQL.
+pub fn sql_list() -> String {
+    format!("('{FILE}', '{REFS}')")
+}
+
+/// A group's users export: the export of its unsent users, and what it
+/// delivers.
+#[derive(Debug, Clone)]
+pub struct Users {
+    pub export: crate::export::Export,
+    pub delivery: UsersDelivery,
+}
 
 /// A group's export, as the scheduler makes it.
 #[derive(Debug, Clone)]

@@ -16,7 +16,6 @@ use chrono_tz::Tz;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::kind;
 use super::{GroupExport, GroupType, NewUsersExport, Planned};
 use crate::error::StoreError;
 use crate::export::object::Catalog;
@@ -336,7 +335,7 @@ async fn still_running(
         "SELECT EXISTS (SELECT FROM jobs
          WHERE kind IN {kinds} AND status IN {active} AND domain_id = $1
            AND spec -> 'users' ->> 'group_key' = $2)",
-        kinds = kind::sql_list(),
+        kinds = super::sql_list(),
         active = JobStatus::sql_list(&JobStatus::ACTIVE)
     );
     let row = c
@@ -428,7 +427,7 @@ pub async fn last_exports(
                 to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
          FROM jobs WHERE kind IN {kinds}
          ORDER BY domain_id, spec -> 'users' ->> 'group_key', created_at DESC",
-        kinds = kind::sql_list()
+        kinds = super::sql_list()
     );
     let rows = c.query(&sql, &[]).await?;
     Ok(rows

@@ -7,8 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::ids::PARTS_UNKNOWN;
-use super::kind::Users;
-use super::{mark_sent_sql, now, FileMessage, GroupType};
+use super::{mark_sent_sql, now, FileMessage, GroupType, Users};
 use crate::error::StoreError;
 use crate::export::kind::ended_export;
 use crate::export::{ExportOutcome, ExportResult};
@@ -105,7 +104,7 @@ pub fn end(job: &Job<Users>, status: JobStatus, o: &ExportOutcome, end: &mut End
               SELECT FROM jobs j
               WHERE j.kind IN {kinds} AND j.status IN {active} AND j.id <> {job_id}
                 AND j.spec -> 'users' ->> 'run_id' = {run}::text)) AS run_secs",
-        kinds = super::kind::sql_list(),
+        kinds = super::sql_list(),
         active = JobStatus::sql_list(&JobStatus::ACTIVE),
     ));
 }

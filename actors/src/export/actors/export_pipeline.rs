@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{ActorCell, ActorRef, SpawnErr};
 use tokio_postgres::Client;
 
 use super::export_reader::{self, Taken};
@@ -21,17 +21,16 @@ use super::exporter::{self, First};
 use super::object_writer::{self, Progressed};
 use crate::error::JobError;
 use crate::export::encode::{Cutter, FileEncoder};
-use crate::export::kind::save;
 use crate::export::object::Catalog;
 use crate::export::plan::{OutField, Plan};
 use crate::export::sink::{discard, Sink};
-use crate::export::{Export, ExportCheckpoint, ExportOutcome, ExportResult, ExportSpec};
+use crate::export::{save, Export, ExportCheckpoint, ExportOutcome, ExportResult, ExportSpec};
 use crate::flow::Credits;
-use crate::job::lifecycle::Fence;
+use crate::job::fence::Fence;
 use crate::job::{Job, JobStatus, Report, Run};
 use crate::pg;
+use crate::pipeline::root::{self, Pipeline};
 use crate::pipeline::snapshot;
-use crate::pipeline::stages::failed_in;
 use crate::pipeline::Stages;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ExportSettings};
@@ -76,12 +75,6 @@ pub struct Args {
     pub resume: Resume,
 }
 
-pub struct State {
-    /// Until `Start`.
-    args: Option<Args>,
-    run: Option<Box<Running>>,
-}
-
 pub struct Running {
     job: Job<Export>,
     fence: Fence,
@@ -100,73 +93,35 @@ pub async fn spawn_linked(
     supervisor: ActorCell,
     args: Args,
 ) -> Result<ExportPipelineRef, SpawnErr> {
-    let (pipeline, _) = Actor::spawn_linked(None, ExportPipeline, args, supervisor).await?;
-    Ok(pipeline)
+    root::spawn_linked::<ExportPipeline>(supervisor, args).await
 }
 
 pub struct ExportPipeline;
 
-impl Actor for ExportPipeline {
+impl Pipeline for ExportPipeline {
+    const NAME: &'static str = NAME;
     type Msg = Msg;
-    type State = State;
-    type Arguments = Args;
+    type Args = Args;
+    type Running = Running;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Msg>,
-        args: Args,
-    ) -> Result<State, ActorProcessingErr> {
-        myself.cast(Msg::Start)?;
-        Ok(State {
-            args: Some(args),
-            run: None,
-        })
+    fn start_msg() -> Msg {
+        Msg::Start
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Msg>,
-        msg: Msg,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        // `Start` is the first message; nothing else can come before it.
-        let handled = if let Some(args) = state.args.take() {
-            start(&myself, args)
-                .await
-                .map(|run| state.run = Some(Box::new(run)))
-        } else if let Some(run) = &mut state.run {
-            handle_msg(msg, run).await
-        } else {
-            Ok(())
-        };
-        handled.map_err(|e| failed_in(NAME, e.into()))
+    async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> {
+        start(myself, args).await
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<Msg>,
-        event: SupervisionEvent,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        match state
-            .run
-            .as_ref()
-            .and_then(|run| run.stages.on_event(&event))
-        {
-            Some(failure) => Err(failure.into()),
-            None => Ok(()),
-        }
+    async fn handle(msg: Msg, run: &mut Running) -> Result<(), JobError> {
+        handle_msg(msg, run).await
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<Msg>,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(run) = &state.run {
-            run.depth.drain();
-        }
-        Ok(())
+    fn stages(run: &Running) -> &Stages {
+        &run.stages
+    }
+
+    fn stopped(run: &Running) {
+        run.depth.drain();
     }
 }
 

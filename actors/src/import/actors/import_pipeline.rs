@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{ActorCell, ActorRef, SpawnErr};
 use tokio_postgres::Client;
 
 use self::input::{Feeds, Reading};
@@ -22,17 +22,17 @@ use super::copy_writer::{self, Committed};
 use crate::error::JobError;
 use crate::flow::Credits;
 use crate::import::event::IdLists;
-use crate::import::kind::{inline_ids, save};
 use crate::import::source::Source;
 use crate::import::table::matches::Matches;
 use crate::import::table::nodes::Nodes;
 use crate::import::table::{self, rejects, Group, Table};
 use crate::import::tracker::CommitTracker;
 use crate::import::{files, Checkpoint, Import, ImportOutcome, InputFormat};
-use crate::job::lifecycle::Fence;
+use crate::import::{inline_ids, save};
+use crate::job::fence::Fence;
 use crate::job::{Job, Report, Run};
 use crate::pg;
-use crate::pipeline::stages::failed_in;
+use crate::pipeline::root::{self, Pipeline};
 use crate::pipeline::Stages;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
@@ -66,13 +66,6 @@ pub struct Args {
     pub max_status_ids: usize,
 }
 
-pub struct State {
-    /// Until `Start`.
-    args: Option<Args>,
-    run: Option<Box<Running>>,
-}
-
-/// A started job.
 pub struct Running {
     job: Job<Import>,
     fence: Fence,
@@ -110,76 +103,38 @@ pub async fn spawn_linked(
     supervisor: ActorCell,
     args: Args,
 ) -> Result<ImportPipelineRef, SpawnErr> {
-    let (pipeline, _) = Actor::spawn_linked(None, ImportPipeline, args, supervisor).await?;
-    Ok(pipeline)
+    root::spawn_linked::<ImportPipeline>(supervisor, args).await
 }
 
 pub struct ImportPipeline;
 
-impl Actor for ImportPipeline {
+impl Pipeline for ImportPipeline {
+    const NAME: &'static str = NAME;
     type Msg = Msg;
-    type State = State;
-    type Arguments = Args;
+    type Args = Args;
+    type Running = Running;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Msg>,
-        args: Args,
-    ) -> Result<State, ActorProcessingErr> {
-        myself.cast(Msg::Start)?;
-        Ok(State {
-            args: Some(args),
-            run: None,
-        })
+    fn start_msg() -> Msg {
+        Msg::Start
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Msg>,
-        msg: Msg,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        // `Start` is the first message; nothing else can come before it.
-        let handled = if let Some(args) = state.args.take() {
-            start(&myself, args)
-                .await
-                .map(|run| state.run = Some(Box::new(run)))
-        } else if let Some(run) = &mut state.run {
-            handle_msg(msg, run).await
-        } else {
-            Ok(())
-        };
-        handled.map_err(|e| failed_in(NAME, e.into()))
+    async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> {
+        start(myself, args).await
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<Msg>,
-        event: SupervisionEvent,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        match state
-            .run
-            .as_ref()
-            .and_then(|run| run.stages.on_event(&event))
-        {
-            Some(failure) => Err(failure.into()),
-            None => Ok(()),
+    async fn handle(msg: Msg, run: &mut Running) -> Result<(), JobError> {
+        handle_msg(msg, run).await
+    }
+
+    fn stages(run: &Running) -> &Stages {
+        &run.stages
+    }
+
+    fn stopped(run: &Running) {
+        run.depth.drain();
+        if let Some(ahead) = &run.ahead {
+            ahead.drain();
         }
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<Msg>,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(run) = &state.run {
-            run.depth.drain();
-            if let Some(ahead) = &run.ahead {
-                ahead.drain();
-            }
-        }
-        Ok(())
     }
 }
 
@@ -212,7 +167,7 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
     let import = &job.work;
     let source = match inline_ids(&control, job.id).await? {
         Some(ids) => Source::Inline(Arc::new(ids)),
-        None => current_source(import, &storage)?,
+        None => import.current_source(&storage)?,
     };
     let group = Group {
         domain_id: job.domain_id,
@@ -332,21 +287,6 @@ fn nodes(import: &Import, group: Group, settings: &ImportSettings) -> Nodes {
         group,
         node_type: import.node_type.clone(),
         resend_changed: settings.resend_changed,
-    }
-}
-
-/// The file the job reads now: its one file, or the current one of its set.
-fn current_source(import: &Import, storage: &StorageSettings) -> Result<Source, JobError> {
-    match &import.checkpoint.files {
-        Some(set) => {
-            let file = set.current().ok_or_else(|| JobError::Source {
-                uri: import.source.clone(),
-                reason: "every file was read".into(),
-                retriable: false,
-            })?;
-            Source::parse(&file.uri, storage)
-        }
-        None => Source::parse(&import.source, storage),
     }
 }
 

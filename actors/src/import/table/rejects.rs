@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::JobError;
 use crate::import::formats::rejects::Rejects;
-use crate::job::lifecycle::Fence;
+use crate::job::fence::Fence;
 use crate::pg;
 use crate::settings::{DatabaseSettings, StorageSettings};
 use crate::storage::Store;

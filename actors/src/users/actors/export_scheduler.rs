@@ -16,8 +16,8 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 
 use crate::pg;
 use crate::settings::{CatchUp, DatabaseSettings};
-use crate::users::kind::Users;
 use crate::users::schedule::{self, Claim, Next, Only, RunSettings, Ticks, USERS_SCHEDULE};
+use crate::users::Users;
 
 pub const NAME: &str = "export_scheduler";
 
