@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli::{
-    self, apikey::ApikeyCommand, dlq::DlqArgs, export::ExportArgs, exports::ExportsCommand,
-    groups::GroupsCommand, import::ImportArgs, jobs::JobsCommand,
+    self, apikey::ApikeyCommand, dlq::DlqArgs, export::ExportArgs, exports::Exports,
+    groups::GroupsCommand, import::ImportArgs, imports::Imports, listing::ListCommand,
 };
 use ferry::config::{self, LogFormat};
 use ferry_actors::settings::DatabaseSettings;
@@ -49,10 +49,10 @@ enum Command {
     /// (gzip or zstd), in a local folder or an S3 bucket; print a report
     /// (0 only when the export is DONE).
     Export(Box<ExportArgs>),
-    /// Read the export jobs.
+    /// Read the export jobs (users exports among them).
     Exports {
         #[command(subcommand)]
-        command: ExportsCommand,
+        command: ListCommand,
     },
     /// Seed 000's matching group configs: which groups the scheduled
     /// users export sends, and how.
@@ -64,9 +64,10 @@ enum Command {
     /// group's last export.
     Schedules,
     /// Read the import jobs.
-    Jobs {
+    #[command(alias = "jobs")]
+    Imports {
         #[command(subcommand)]
-        command: JobsCommand,
+        command: ListCommand,
     },
     /// Run the service: consume import requests from Kafka, run the job
     /// queue, publish status events, serve the HTTP API; until SIGTERM or
@@ -151,7 +152,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => cli::import::command(config, *args).await,
         Command::Export(args) => cli::export::command(config, *args).await,
         Command::Exports { command } => {
-            cli::exports::command(&config.database, command).await?;
+            cli::listing::command::<Exports>(&config.database, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Groups { command } => {
@@ -162,8 +163,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             cli::groups::schedules(&config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs { command } => {
-            cli::jobs::command(&config.database, command).await?;
+        Command::Imports { command } => {
+            cli::listing::command::<Imports>(&config.database, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

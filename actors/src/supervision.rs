@@ -4,7 +4,10 @@
 //! own, so every supervisor in ferry uses this one.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock: a paused test moves it, and the policy with it.
+use tokio::time::Instant;
 
 use crate::settings::RetrySettings;
 
@@ -159,6 +162,31 @@ mod tests {
         let s = settings();
         let got: Vec<_> = (1..=4).map(|n| backoff(&s, n).as_millis()).collect();
         assert_eq!(got, [100, 200, 350, 350]);
+    }
+
+    /// The window is measured on the runtime's clock: once old failures
+    /// leave it, restarts are allowed again.
+    #[tokio::test(start_paused = true)]
+    async fn failures_leave_the_window_as_time_passes() {
+        let mut p = RestartPolicy::new(settings());
+        for _ in 0..3 {
+            assert!(matches!(
+                p.on_failure(Instant::now()),
+                Decision::Restart { .. }
+            ));
+        }
+        assert_eq!(p.on_failure(Instant::now()), Decision::GiveUp);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(
+            p.on_failure(Instant::now()),
+            Decision::GiveUp,
+            "still within"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let Decision::Restart { after } = p.on_failure(Instant::now()) else {
+            panic!("the window moved on")
+        };
+        assert!(after <= Duration::from_millis(100), "counting starts again");
     }
 
     #[test]

@@ -47,19 +47,14 @@ pub enum EventKind {
     Error,
 }
 
-impl EventKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Progress => "progress",
-            Self::End => "end",
-            Self::Error => "error",
-        }
-    }
-}
-
 impl From<JobEvent> for Event {
     fn from(e: JobEvent) -> Self {
-        Event::default().event(e.event.as_str()).data(e.data)
+        // Named as serde names it: the name the API document shows.
+        let name = serde_json::to_value(e.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Event::default().event(name).data(e.data)
     }
 }
 

@@ -134,6 +134,22 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_served() {
         missing.is_empty(),
         "named in the alerts or the dashboard, but not served: {missing:?}"
     );
+    // Served is not enough: most series are registered at zero. The ones
+    // this scenario moves must have moved.
+    let (_, metrics) = request(&serve.http, "GET", "/metrics", &[], "")
+        .await
+        .unwrap();
+    for series in [
+        r#"ferry_jobs_total{kind="export",status="COMPLETED"}"#,
+        r#"ferry_jobs_total{kind="nodes",status="COMPLETED"}"#,
+        r#"ferry_rows_written_total{target="nodes"}"#,
+        r#"ferry_rows_exported_total{object="node"}"#,
+        "ferry_export_bytes_total",
+        "ferry_status_events_sent_total",
+    ] {
+        let value = crate::harness::metric(&metrics, series);
+        assert!(value > Some(0.0), "{series} did not move: {value:?}");
+    }
     serve.terminate().await;
 }
 
@@ -252,7 +268,7 @@ async fn a_job_can_be_followed_as_server_sent_events() {
         ("Content-Type", "application/json"),
     ];
     let file = db.path("users.csv.gz");
-    ferry::sample::write_users_csv_gz(&file, 200_000, 5).unwrap();
+    ferry::sample::write_users_csv_gz(&file, 400_000, 5).unwrap();
     let id = post_import(&serve, &headers, &file_request("followed", &file)).await;
     let path = format!("/v1/imports/{id}/events");
 
@@ -280,13 +296,18 @@ async fn a_job_can_be_followed_as_server_sent_events() {
     let (last, state) = events.last().expect("events");
     assert_eq!(last, "end", "{body}");
     assert_eq!(state["status"], "COMPLETED");
-    assert_eq!(state["rows"]["loaded"], 200_000, "{state}");
+    assert_eq!(state["rows"]["loaded"], 400_000, "{state}");
     assert!(
         events[..events.len() - 1]
             .iter()
             .all(|(e, _)| e == "progress"),
         "{events:?}"
     );
+    let running = events[..events.len() - 1]
+        .iter()
+        .filter(|(_, s)| s["rows"]["read"].as_i64() < Some(400_000))
+        .count();
+    assert!(running > 0, "no progress before the end: {events:?}");
     let seen: Vec<i64> = events
         .iter()
         .filter_map(|(_, s)| s["rows"]["read"].as_i64())

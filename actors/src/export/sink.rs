@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;

@@ -106,6 +106,23 @@ pub async fn get<K: Kind>(c: &impl GenericClient, id: Uuid) -> Result<Option<Job
         .transpose()
 }
 
+/// A job of `family`, of any domain (the operator's view).
+pub async fn get_in_family<K: Kind>(
+    c: &impl GenericClient,
+    family: Family,
+    id: Uuid,
+) -> Result<Option<Job<K>>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 AND {}",
+        family.sql::<K>()
+    );
+    c.query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
 /// A job of `family` as its domain sees it: another domain's job does not
 /// exist.
 pub async fn get_in_domain<K: Kind>(

@@ -235,3 +235,101 @@ async fn seal<B: Batch>(state: &mut State<B>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::batch::NodeBatch;
+    use tokio::sync::mpsc;
+
+    fn rows(keys: &[&str]) -> NodeBatch {
+        let mut b = NodeBatch::default();
+        for (i, k) in keys.iter().enumerate() {
+            b.push_with::<()>(i as u64 + 1, k, |t| {
+                t.push_str("{}");
+                Ok(())
+            })
+            .unwrap();
+        }
+        b
+    }
+
+    /// What the pipeline hears, and the rows each writer gets.
+    type Heard = (
+        mpsc::UnboundedReceiver<Sealing>,
+        mpsc::UnboundedReceiver<usize>,
+    );
+
+    async fn accumulator(linger: Duration) -> (Feed<NodeBatch>, Heard) {
+        let (sealed, heard) = mpsc::unbounded_channel();
+        let (written, writes) = mpsc::unbounded_channel();
+        let writer = Mailbox::from_fn(
+            move |copy_writer::Msg::Write(shard): copy_writer::Msg<NodeBatch>| {
+                written.send(shard.rows.len()).is_ok()
+            },
+            Depth::new("test_writer"),
+        );
+        let args = Args {
+            writers: vec![writer],
+            pipeline: Mailbox::from_fn(move |s| sealed.send(s).is_ok(), Depth::new("test")),
+            credits: Credits::new(4),
+            batch_rows: 100,
+            batch_bytes: 1 << 20,
+            linger,
+            depth: Depth::new(NAME),
+        };
+        let (acc, _) = Actor::spawn(None, BatchAccumulator::<NodeBatch>::default(), args)
+            .await
+            .unwrap();
+        let feed = Feed {
+            accumulator: Mailbox::new(acc, Depth::new(NAME)),
+            credits: Credits::new(4),
+        };
+        (feed, (heard, writes))
+    }
+
+    fn at(records: u64) -> ReadPosition {
+        ReadPosition {
+            records,
+            ..ReadPosition::default()
+        }
+    }
+
+    /// A batch short of its size is sealed when its linger runs out, and
+    /// not before: time here is the test's, not the clock's.
+    #[tokio::test(start_paused = true)]
+    async fn a_short_batch_is_sealed_when_its_linger_runs_out() {
+        let linger = Duration::from_secs(5);
+        let (feed, (mut heard, mut writes)) = accumulator(linger).await;
+        assert!(feed.step(rows(&["a", "b"]), at(2), Step::More).await);
+        tokio::time::sleep(linger - Duration::from_millis(10)).await;
+        assert!(heard.try_recv().is_err(), "sealed before its linger");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(Sealing::Sealed(s)) = heard.recv().await else {
+            panic!("no batch sealed")
+        };
+        assert_eq!((s.seq, s.rows, s.upto.records), (1, 2, 2));
+        assert_eq!(writes.recv().await, Some(2));
+        // Rows that come later start a linger of their own.
+        assert!(!feed.step(rows(&["c"]), at(3), Step::End(None)).await);
+        let Some(Sealing::Sealed(s)) = heard.recv().await else {
+            panic!("the end seals what is left")
+        };
+        assert_eq!((s.seq, s.rows), (2, 1));
+        assert!(matches!(
+            heard.recv().await,
+            Some(Sealing::InputEnded { last_seq: 2, .. })
+        ));
+    }
+
+    /// A full batch goes at once, whatever its linger.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_sealed_at_once() {
+        let (feed, (mut heard, _writes)) = accumulator(Duration::from_secs(3600)).await;
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert!(feed.step(rows(&keys), at(100), Step::More).await);
+        let sealed = tokio::time::timeout(Duration::from_secs(1), heard.recv()).await;
+        assert!(matches!(sealed, Ok(Some(Sealing::Sealed(_)))));
+    }
+}

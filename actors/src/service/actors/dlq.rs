@@ -57,23 +57,29 @@ pub async fn spawn_linked(supervisor: ActorCell, args: Args) -> Result<DlqRef, S
     Ok(actor)
 }
 
+/// It keeps its arguments, and nothing else, between messages.
+pub struct State {
+    args: Args,
+}
+
 pub struct DlqActor;
 
 impl Actor for DlqActor {
     type Msg = Msg;
-    type State = Args;
+    type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<Args, ActorProcessingErr> {
-        Ok(args)
+    async fn pre_start(&self, _: ActorRef<Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+        Ok(State { args })
     }
 
     async fn handle(
         &self,
         _: ActorRef<Msg>,
         msg: Msg,
-        state: &mut Args,
+        state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
+        let state = &state.args;
         let Msg::Send {
             message,
             rejected,

@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use deadpool_postgres::{Object, Pool};
 use ractor::{
@@ -477,7 +479,7 @@ async fn ended(myself: &ActorRef<Msg>, state: &mut State, job: Job) {
         });
     }
     let job_id = job.id;
-    reply(myself, state, job_id, Some(Ok(job))).await;
+    reply(myself, state, job_id, Ok(job));
 }
 
 /// The job's lease was lost: it is another instance's (or cancelled), so
@@ -492,7 +494,7 @@ async fn lost(myself: ActorCell, state: &mut State, job_id: Uuid) {
         _ => Err(JobError::Lost(job_id).to_string()),
     };
     let myself: ActorRef<Msg> = myself.into();
-    reply(&myself, state, job_id, Some(result)).await;
+    reply(&myself, state, job_id, result);
 }
 
 /// An attempt failed (or could not start): restart after a backoff, or
@@ -551,16 +553,15 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Jo
                 Err(JobError::Lost(_)) => lost(myself.get_cell(), state, job_id).await,
                 Err(e) => {
                     tracing::error!(job_id = %job_id, error = %e, "Could not give the job up; its lease runs out and it is tried again.");
-                    reply(myself, state, job_id, Some(Err(e.to_string()))).await
+                    reply(myself, state, job_id, Err(e.to_string()))
                 }
             }
         }
     }
 }
 
-/// Forgets the job and answers its caller with `result`, or with the job
-/// row as stored.
-async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: Option<JobResult>) {
+/// Forgets the job and answers its caller, if one waits, with `result`.
+fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: JobResult) {
     let Some(tracked) = state.jobs.remove(&job_id) else {
         return;
     };
@@ -571,23 +572,7 @@ async fn reply(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, result: 
     answer_drained(state);
     // A slot is free.
     let _ = myself.cast(Msg::Claim);
-    let Some(reply) = tracked.reply else {
-        return;
-    };
-    let result = match result {
-        Some(r) => r,
-        None => {
-            let row = async {
-                Ok::<_, JobError>(
-                    store::get::<Work>(&**client(&state.args.ctx.pool).await?, job_id).await?,
-                )
-            };
-            match row.await {
-                Ok(Some(job)) => Ok(job),
-                Ok(None) => Err(format!("job {job_id} disappeared")),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    };
-    let _ = reply.send(result);
+    if let Some(reply) = tracked.reply {
+        let _ = reply.send(result);
+    }
 }

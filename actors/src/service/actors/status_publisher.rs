@@ -12,7 +12,9 @@
 //! the outbox advisory lock. If it dies, its connection and the lock go
 //! with it, and another takes over on its next tick.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::future::join_all;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};

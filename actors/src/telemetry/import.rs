@@ -1,0 +1,61 @@
+//! Events of the import pipeline: batches committed and retried, rows rejected.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use uuid::Uuid;
+
+use crate::vocab::Target;
+
+/// A CopyWriter committed one shard of a batch.
+pub struct BatchCommitted {
+    pub target: Target,
+    pub rows: u64,
+    pub elapsed: Duration,
+}
+
+impl BatchCommitted {
+    pub fn emit(self) {
+        counter!("ferry_rows_written_total", "target" => self.target.as_str()).increment(self.rows);
+        histogram!("ferry_batch_commit_seconds", "target" => self.target.as_str())
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A CopyWriter's attempt at a batch failed and will be tried again.
+pub struct BatchRetried<'a> {
+    pub job_id: Uuid,
+    pub writer: usize,
+    pub seq: u64,
+    pub attempt: u32,
+    pub error: &'a str,
+}
+
+impl BatchRetried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            job_id = %self.job_id,
+            writer = self.writer,
+            batch = self.seq,
+            attempt = self.attempt,
+            error = self.error,
+            "Batch failed; retrying on a new connection."
+        );
+        counter!("ferry_batch_retries_total").increment(1);
+    }
+}
+
+/// Rows rejected by a reader, counted per reader step, not per row.
+pub struct RowsRejected {
+    pub target: Target,
+    pub rows: u64,
+}
+
+impl RowsRejected {
+    pub fn emit(self) {
+        if self.rows > 0 {
+            counter!("ferry_rows_rejected_total", "target" => self.target.as_str())
+                .increment(self.rows);
+        }
+    }
+}
