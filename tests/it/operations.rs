@@ -332,7 +332,7 @@ async fn a_job_can_be_followed_as_server_sent_events() {
     let (last, state) = events.last().expect("events");
     assert_eq!(last, "end", "{body}");
     assert_eq!(state["status"], "DONE", "{state}");
-    assert_eq!(state["result"]["rows"], 200_000);
+    assert_eq!(state["result"]["rows"], 400_000);
     serve.terminate().await;
 }
 
