@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -14,7 +14,7 @@ use ferry_actors::export::{Compression, Destination, ExportSpec, Format, NewExpo
 use ferry_actors::job::JobStatus;
 use ferry_actors::pg;
 use ferry_actors::progress::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -169,30 +169,16 @@ async fn check(
 
 /// Rows written of the snapshot's total, and rows/s.
 fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} rows {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    let ticking = bar.clone();
-    let started = Instant::now();
-    let ticker = tokio::spawn(async move {
-        loop {
-            let read = Progress::get(&progress.records_read);
-            let stored = Progress::get(&progress.records_committed);
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            ticking.set_length(Progress::get(&progress.records_total));
-            ticking.set_position(read);
-            ticking.set_message(format!(
-                "({} stored, {} rows/s)",
-                grouped(stored),
-                grouped((read as f64 / secs) as i64)
-            ));
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-    (bar, ticker)
+    let template = "{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} rows {msg}";
+    super::ticking(progress, template, |bar, progress, secs| {
+        let read = Progress::get(&progress.records_read);
+        let stored = Progress::get(&progress.records_committed);
+        bar.set_length(Progress::get(&progress.records_total));
+        bar.set_position(read);
+        bar.set_message(format!(
+            "({} stored, {} rows/s)",
+            grouped(stored),
+            grouped((read as f64 / secs) as i64)
+        ));
+    })
 }

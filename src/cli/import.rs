@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -15,7 +15,7 @@ use ferry_actors::job::JobStatus;
 use ferry_actors::kinds::Work;
 use ferry_actors::progress::Progress;
 use ferry_actors::vocab::Target;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -164,33 +164,19 @@ pub async fn run(config: &Config, new: NewImport, show_progress: bool) -> Result
 
 /// A bar over the source's bytes, with rows read and committed and rows/s.
 pub fn progress_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    let ticking = bar.clone();
-    let started = Instant::now();
-    let ticker = tokio::spawn(async move {
-        loop {
-            let read = Progress::get(&progress.records_read);
-            let committed = Progress::get(&progress.records_committed);
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            ticking.set_length(Progress::get(&progress.bytes_total));
-            ticking.set_position(Progress::get(&progress.bytes_read));
-            ticking.set_message(format!(
-                "rows {} read, {} committed ({} rows/s)",
-                grouped(read as i64),
-                grouped(committed as i64),
-                grouped((committed as f64 / secs) as i64)
-            ));
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-    (bar, ticker)
+    let template = "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {msg}";
+    super::ticking(progress, template, |bar, progress, secs| {
+        let read = Progress::get(&progress.records_read);
+        let committed = Progress::get(&progress.records_committed);
+        bar.set_length(Progress::get(&progress.bytes_total));
+        bar.set_position(Progress::get(&progress.bytes_read));
+        bar.set_message(format!(
+            "rows {} read, {} committed ({} rows/s)",
+            grouped(read as i64),
+            grouped(committed as i64),
+            grouped((committed as f64 / secs) as i64)
+        ));
+    })
 }
 
 /// Records metrics in memory, to be written once the import ends to a file

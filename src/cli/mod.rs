@@ -22,7 +22,9 @@ use ferry_actors::kinds::{Held, Job};
 use ferry_actors::pg;
 use ferry_actors::progress::Progress;
 use ferry_actors::service::actors::job_coordinator;
-use indicatif::ProgressBar;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ractor::rpc::CallResult;
 
 use crate::config::{Config, LogSettings};
@@ -37,6 +39,34 @@ pub fn quiet_logs(config: &mut Config) {
 
 /// A progress bar over a job's live counters, and the task that draws it.
 pub type Bar = fn(Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>);
+
+/// A bar drawn on stderr with `template`, set from the job's counters
+/// every 150 ms by `update` (given the seconds since the start).
+pub fn ticking(
+    progress: Arc<Progress>,
+    template: &str,
+    update: fn(&ProgressBar, &Progress, f64),
+) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let ticking = bar.clone();
+    let started = Instant::now();
+    let ticker = tokio::spawn(async move {
+        loop {
+            update(
+                &ticking,
+                &progress,
+                started.elapsed().as_secs_f64().max(0.001),
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+    (bar, ticker)
+}
 
 /// Runs one job in this process, the way `ferry serve` runs it: applies
 /// the migrations, creates the job already leased to this process (a

@@ -695,3 +695,93 @@ async fn bulk_sessions_commit_asynchronously_from_the_start() {
     let mode: String = plain.query_one(setting, &[]).await.unwrap().get(0);
     assert_eq!(mode, "on");
 }
+
+/// A failed export's files are what its end leaves to do: the row says so
+/// (`after_end_at` unset) until they are deleted, the retention sweep
+/// keeps the job meanwhile, and doing it (after the commit, or later from
+/// the sweeper) deletes them and says it is done.
+#[tokio::test]
+async fn a_failed_exports_files_are_left_to_do_until_they_are_deleted() {
+    use ferry_actors::export::{
+        self, Compression, Destination, ExportCheckpoint, ExportSpec, FileDone, Format, NewExport,
+    };
+    let db = TestDb::new().await;
+    let mut c = migrated(&db).await;
+    let path = db.path("failed.csv.gz");
+    std::fs::write(&path, b"part of a file").unwrap();
+    let destination = Destination::Local {
+        path: path.display().to_string(),
+    };
+    let spec = ExportSpec {
+        object: "node".into(),
+        fields: vec!["id".into()],
+        order: None,
+        filters: None,
+        format: Format::Csv,
+        compression: Compression::Gzip,
+        destination: destination.clone(),
+        user_id: None,
+        webhook_url: None,
+        channel: "CLI".into(),
+        bare_metadata_names: false,
+    };
+    let new: NewExport = NewJob::new(domain(), spec);
+    lifecycle::create::<Work, _>(&c, &new).await.unwrap();
+    let held = lifecycle::claim::<Work>(&c, "me", Duration::from_secs(30), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let attempt = running(&c, &held).await;
+    let stored = ExportCheckpoint {
+        rows: 1,
+        files: vec![FileDone {
+            location: destination,
+            rows: 1,
+            bytes: 14,
+        }],
+        ..ExportCheckpoint::default()
+    };
+    export::save(&c, &attempt.fence(), &stored).await.unwrap();
+    let failed = held.give_up(&mut c, "the store broke").await.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+
+    let due = lifecycle::after_end_due::<Work>(&c, 10).await.unwrap();
+    assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), [failed.id]);
+    c.execute(
+        "UPDATE jobs SET finished_at = now() - interval '2 days'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(
+        lifecycle::sweep(&mut c, day, 100).await.unwrap(),
+        Some(0),
+        "a job whose files are not deleted yet stays"
+    );
+    assert!(path.exists());
+
+    let database = DatabaseSettings {
+        url: db.url.clone(),
+        ..Default::default()
+    };
+    let ctx = ferry::service::pipelines(
+        &ferry::config::Config {
+            database: database.clone(),
+            ..ferry::config::load(None, Vec::<(String, String)>::new()).unwrap()
+        },
+        pg::pool(&database).unwrap(),
+    )
+    .await
+    .unwrap();
+    let job = store::get::<Work>(&c, failed.id).await.unwrap().unwrap();
+    ferry_actors::kinds::after_end(&job, &ctx, &c)
+        .await
+        .unwrap();
+    assert!(!path.exists(), "the failed export's file is gone");
+    assert!(lifecycle::after_end_due::<Work>(&c, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(lifecycle::sweep(&mut c, day, 100).await.unwrap(), Some(1));
+}

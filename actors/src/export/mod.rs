@@ -9,6 +9,8 @@
 //!
 //! The plain domain code the export actors run:
 //!
+//! - `format`: the formats and compressions; `destination`: where files
+//!   go.
 //! - `object`: what can be exported (the built-in `node` and
 //!   `match_suggestion`, and objects declared in `[[exports.objects]]`),
 //!   with columns and types read from the catalog.
@@ -30,9 +32,11 @@
 //!   delivery.
 
 pub mod actors;
+pub mod destination;
 pub mod encode;
 pub mod event;
 pub mod filter;
+pub mod format;
 pub mod kind;
 pub mod object;
 pub mod parquet;
@@ -45,17 +49,16 @@ pub mod token;
 pub mod value;
 pub mod webhook;
 
-use std::path::{Component, Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use tokio_postgres::GenericClient;
 
+pub use self::destination::Destination;
+pub use self::format::{Compression, Format};
 use crate::error::JobError;
 use crate::job::fence::Fence;
 use crate::job::{NewJob, NewRow, Spec};
-use crate::settings::{ExportSettings, StorageSettings};
+use crate::settings::ExportSettings;
 
 /// The encoder for `format`.
 pub fn encoder(
@@ -72,247 +75,6 @@ pub fn encoder(
             encode::Member::new(compression, settings),
         )),
     }
-}
-
-/// A file format an export writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// RFC 4180, with a header row.
-    Csv,
-    /// One JSON array of objects, streamed.
-    Json,
-    /// One JSON object per line.
-    Jsonl,
-    /// Apache Parquet, typed columns, compressed inside (zstd).
-    Parquet,
-}
-
-impl Format {
-    pub const ALL: [Self; 4] = [Self::Csv, Self::Json, Self::Jsonl, Self::Parquet];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Json => "json",
-            Self::Jsonl => "jsonl",
-            Self::Parquet => "parquet",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Csv => "text/csv",
-            Self::Json => "application/json",
-            Self::Jsonl => "application/x-ndjson",
-            Self::Parquet => "application/vnd.apache.parquet",
-        }
-    }
-
-    /// Whether an unfinished file can be continued after a restart: a
-    /// Parquet file's footer describes every row group, so a Parquet file
-    /// is written again from its start.
-    pub fn resumes_mid_file(self) -> bool {
-        !matches!(self, Self::Parquet)
-    }
-}
-
-/// How a text format is compressed (Parquet compresses inside).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl Compression {
-    pub const ALL: [Self; 3] = [Self::Gzip, Self::Zstd, Self::None];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gzip => "gzip",
-            Self::Zstd => "zstd",
-            Self::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Gzip => ".gz",
-            Self::Zstd => ".zst",
-            Self::None => "",
-        }
-    }
-}
-
-/// Where an export's files go: the first file at `base`, the n-th (from 2)
-/// beside it as `stem-n.ext`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Destination {
-    /// An object store: `s3://bucket/key`.
-    Store { bucket: String, key: String },
-    /// A local file.
-    Local { path: String },
-    /// No file: the rows go as messages on a topic (a NON_COST_BASED
-    /// group's reference ids).
-    Topic { topic: String },
-}
-
-impl Destination {
-    /// Where file `index` (from 0) goes: the base itself, then `stem-2.ext`,
-    /// `stem-3.ext`, … (the extension is everything from the first dot of
-    /// the last path segment, so `users.csv.gz` → `users-2.csv.gz`).
-    pub fn file(&self, index: usize) -> Self {
-        let numbered = |base: &str| {
-            if index == 0 {
-                return base.to_string();
-            }
-            let cut = base.rfind('/').map_or(0, |i| i + 1);
-            let dot = base[cut..].find('.').map_or(base.len(), |i| cut + i);
-            format!("{}-{}{}", &base[..dot], index + 1, &base[dot..])
-        };
-        match self {
-            Self::Store { bucket, key } => Self::Store {
-                bucket: bucket.clone(),
-                key: numbered(key),
-            },
-            Self::Local { path } => Self::Local {
-                path: numbered(path),
-            },
-            Self::Topic { .. } => self.clone(),
-        }
-    }
-
-    /// `s3://bucket/key`, the path, or `kafka://topic`.
-    pub fn uri(&self) -> String {
-        match self {
-            Self::Store { bucket, key } => format!("s3://{bucket}/{key}"),
-            Self::Local { path } => path.clone(),
-            Self::Topic { topic } => format!("kafka://{topic}"),
-        }
-    }
-}
-
-impl Destination {
-    /// Where `--out` points: `s3://bucket/key` (a bucket of the configured
-    /// store, allowed by `storage.allowed_buckets`), or a local path, which
-    /// must lie under `storage.local_root` when one is set.
-    pub fn output(out: &str, storage: &StorageSettings) -> Result<Self, String> {
-        if let Some(rest) = out.strip_prefix("s3://") {
-            let (bucket, key) = rest
-                .split_once('/')
-                .filter(|(b, k)| !b.is_empty() && !k.is_empty() && !k.ends_with('/'))
-                .ok_or("expected s3://bucket/key")?;
-            if !storage.configured() {
-                return Err("no object store is configured (storage.endpoint, AWS_*)".into());
-            }
-            if !storage.allowed_buckets.is_empty()
-                && !storage.allowed_buckets.iter().any(|b| b == bucket)
-            {
-                return Err(format!(
-                    "bucket `{bucket}` is not in storage.allowed_buckets"
-                ));
-            }
-            return Ok(Self::Store {
-                bucket: bucket.into(),
-                key: key.into(),
-            });
-        }
-        if out.contains("://") {
-            return Err("an output is a local path or s3://bucket/key".into());
-        }
-        let path = confined(Path::new(out), &storage.local_root)?;
-        Ok(Self::Local {
-            path: path.display().to_string(),
-        })
-    }
-
-    /// Seed 002's layout, `{prefix}/{domain}/exports/{yyyy}/{mm}/
-    /// {object}-{id}.{ext}`, in `exports.bucket` of the configured store,
-    /// else under `exports.local_dir`.
-    pub fn default_for(
-        exports: &ExportSettings,
-        storage: &StorageSettings,
-        domain: Uuid,
-        object: &str,
-        id: Uuid,
-        format: Format,
-        compression: Compression,
-    ) -> Self {
-        let (year, month) = year_month_now();
-        let ext = match format {
-            Format::Parquet => ".parquet".to_string(),
-            f => format!(".{}{}", f.as_str(), compression.extension()),
-        };
-        let key = format!("{domain}/exports/{year:04}/{month:02}/{object}-{id}{ext}");
-        let key = match exports.prefix.trim_matches('/') {
-            "" => key,
-            prefix => format!("{prefix}/{key}"),
-        };
-        if storage.configured() {
-            Self::Store {
-                bucket: exports.bucket.clone(),
-                key,
-            }
-        } else {
-            Self::Local {
-                path: exports.local_dir().join(key).display().to_string(),
-            }
-        }
-    }
-}
-
-/// The current UTC year and month.
-fn year_month_now() -> (i64, u32) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (y, m, _) = value::civil(secs.div_euclid(86_400));
-    (y, m)
-}
-
-/// `path` made absolute, with `..` refused and its existing part's symlinks
-/// resolved, so it cannot lead out of `root` (when a root is set).
-fn confined(path: &Path, root: &str) -> Result<PathBuf, String> {
-    if path.components().any(|c| c == Component::ParentDir) {
-        return Err("an output path may not contain `..`".into());
-    }
-    let absolute = std::env::current_dir()
-        .map_err(|e| e.to_string())?
-        .join(path);
-    if path.file_name().is_none() {
-        return Err("an output path names a file".into());
-    }
-    // The deepest folder that exists, resolved; the rest is created.
-    let mut existing = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut rest = vec![absolute.file_name().expect("checked above").to_owned()];
-    while !existing.exists() {
-        let Some(name) = existing.file_name() else {
-            break;
-        };
-        rest.push(name.to_owned());
-        existing.pop();
-    }
-    let mut real =
-        std::fs::canonicalize(&existing).map_err(|e| format!("{}: {e}", existing.display()))?;
-    real.extend(rest.iter().rev());
-    if !root.is_empty() {
-        let root = std::fs::canonicalize(root).map_err(|e| format!("storage.local_root: {e}"))?;
-        if !real.starts_with(&root) {
-            return Err("the output path is outside storage.local_root".into());
-        }
-    }
-    Ok(real)
 }
 
 /// What an export was asked to do, as stored on its job: checked against
@@ -648,22 +410,5 @@ mod tests {
             position: None,
         };
         assert!(none.apply(stray, true).is_err());
-    }
-
-    #[test]
-    fn files_after_the_first_are_numbered_before_the_extension() {
-        let d = Destination::Store {
-            bucket: "b".into(),
-            key: "acme/exports/2026/11/node-1.v2.csv.gz".into(),
-        };
-        assert_eq!(d.file(0), d);
-        assert_eq!(
-            d.file(1).uri(),
-            "s3://b/acme/exports/2026/11/node-1-2.v2.csv.gz"
-        );
-        let local = Destination::Local {
-            path: "/tmp/out.d/users".into(),
-        };
-        assert_eq!(local.file(2).uri(), "/tmp/out.d/users-3");
     }
 }

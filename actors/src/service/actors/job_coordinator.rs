@@ -15,6 +15,10 @@
 //! lease that ran out), it claims as many jobs as it has free slots. On
 //! shutdown it drains: no more claims, running jobs get a while to finish,
 //! then they stop at their last checkpoint and their leases are released.
+//!
+//! Its size: it is the lifecycle's one driver (start, fail, restart, give
+//! up, finish, lose, drain), kept in one file so that every transition a job
+//! can take here reads in one place; it holds no kind's logic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
