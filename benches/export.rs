@@ -11,8 +11,10 @@
 //!   `~/.cache/ferry/bench-venv`), with its peak RSS;
 //! - CSV.gz to S3 (s3s-fs), and an export in primary-key order only;
 //! - seed 000's scheduled users export of the group (`ferry export users
-//!   --now`), COST_BASED against `psql \copy | gzip -1` plus the `UPDATE`
-//!   that marks the users sent, and NON_COST_BASED;
+//!   --now`), COST_BASED and NON_COST_BASED, against `psql \copy | gzip -1`
+//!   plus the `UPDATE` that marks the users sent (on a copy of the group
+//!   with the old `processed` flag), the next run after 10 users changed,
+//!   and the tables' size after 5 runs;
 //! - peak RSS at `FERRY_BENCH_BIG_ROWS` (default 5M) rows.
 //!
 //! Each pair runs `FERRY_BENCH_RUNS` times (default 3), alternating; the
@@ -77,8 +79,8 @@ fn main() -> Result<()> {
                 .map(|k| format!("metadata.{k}")),
         )
         .collect();
-    let query = literal_query(&url, &fields, Some("created_at"))?;
-    let pk_query = literal_query(&url, &fields, Some("id"))?;
+    let query = literal_query(&url, &fields, Some("created_at"), None)?;
+    let pk_query = literal_query(&url, &fields, Some("id"), None)?;
     eprintln!("the baselines run ferry's query, values inlined: {query}");
     let python = python_with_connectorx()?;
     let out = |name: &str| work.join(name);
@@ -266,12 +268,31 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Seed 000's users export of the loaded group, every user unsent before
-/// each run: a COST_BASED group (tick to message: the file, the message in
-/// the outbox, the users marked sent) against the hand-written path (the
-/// same rows through `psql \copy | gzip -1`, then one `UPDATE` marking
-/// them sent); and the same group as NON_COST_BASED (tick to its last
-/// message).
+/// The hand-written users export's table: the loaded group as `nodes`
+/// was before the watermark (a `processed` flag, the three indexes).
+const LEGACY: &str = "DROP TABLE IF EXISTS legacy_nodes;
+CREATE TABLE legacy_nodes (
+    id uuid PRIMARY KEY, reference_id varchar(255) NOT NULL, group_id uuid NOT NULL,
+    type varchar(50) NOT NULL, domain_id uuid NOT NULL, processed boolean NOT NULL DEFAULT false,
+    metadata jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz, UNIQUE (group_id, domain_id, reference_id));
+INSERT INTO legacy_nodes SELECT id, reference_id, group_id, type, domain_id, false, metadata,
+    created_at, updated_at FROM node_rows;
+CREATE INDEX ON legacy_nodes (domain_id, created_at, id);
+VACUUM ANALYZE legacy_nodes; CHECKPOINT;";
+
+/// Seed 000's users export of the loaded group, against the hand-written
+/// path on [`LEGACY`] (the same rows through `psql \copy | gzip -1`, then
+/// one `UPDATE` marking them sent), in the same run:
+///
+/// - COST_BASED, every user unsent (ferry's group reset before each run,
+///   the flags set back and vacuumed for the hand-written one): tick to
+///   message;
+/// - the next run after 10 users changed through SQL: tick to message,
+///   and the rows its query reads (`EXPLAIN (ANALYZE, BUFFERS)`);
+/// - NON_COST_BASED, every user unsent: tick to its last message, against
+///   `psql \copy (SELECT reference_id …)` and the same `UPDATE`;
+/// - the table's and its indexes' size after 5 runs of each.
 fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> Result<Vec<Case>> {
     let group = ferry_actors::job::group_uuid(GROUP);
     let mut keys = sample::USER_METADATA_KEYS.to_vec();
@@ -281,27 +302,35 @@ fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> 
         .map(|k| format!("metadata->>'{k}' AS {k}"))
         .collect();
     let unsent = format!("domain_id = '{DOMAIN}' AND group_id = '{group}' AND NOT processed");
-    let query = format!(
-        "SELECT reference_id, {} FROM nodes WHERE {unsent} ORDER BY reference_id",
-        columns.join(", ")
-    );
-    let unsend = || {
+    let mark =
+        format!("UPDATE legacy_nodes SET processed = true, updated_at = now() WHERE {unsent}");
+    let hand_written = |select: &str, out: &str| {
+        sh(&format!(
+            "psql -X -q '{url}' -c \"\\copy (SELECT {select} FROM legacy_nodes WHERE {} ORDER BY reference_id) TO STDOUT WITH CSV HEADER\" | gzip -1 > {} \
+             && psql -X -q '{url}' -c \"{}\"",
+            escape(&unsent),
+            work.join(out).display(),
+            escape(&mark)
+        ))
+    };
+    let unsend_legacy = || {
         common::psql(
             url,
-            "UPDATE nodes SET processed = false; VACUUM ANALYZE nodes;",
+            "UPDATE legacy_nodes SET processed = false; VACUUM ANALYZE legacy_nodes;",
         )
     };
-    let set_type = |kind: &str| {
+    let groups = |args: &[&str]| {
         check(
             Command::new(ferry)
-                .args(["groups", "set", GROUP, "--domain", DOMAIN, "--type", kind])
+                .arg("groups")
+                .args(args)
+                .args([GROUP, "--domain", DOMAIN])
                 .env("DATABASE_URL", url)
                 .env("RUST_LOG", "warn"),
         )
     };
     let local_dir = work.join("users-exports");
-    let run = || {
-        unsend()?;
+    let export = || {
         timed(
             Command::new(ferry)
                 .args([
@@ -312,24 +341,88 @@ fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> 
                 .env("RUST_LOG", "warn"),
         )
     };
-    set_type("cost-based")?;
+    let reset_and_export = || {
+        groups(&["reset"])?;
+        export()
+    };
+    common::psql(url, LEGACY)?;
+    let sizes = Sizes::read(url)?;
+
+    groups(&["set", "--type", "cost-based"])?;
     let (psql, cost) = alternate(
         runs,
         || {
-            unsend()?;
-            sh(&format!(
-                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {} \
-                 && psql -X -q '{url}' -c \"UPDATE nodes SET processed = true WHERE {}\"",
-                escape(&query),
-                work.join("psql-users.csv.gz").display(),
-                escape(&unsent)
-            ))
+            unsend_legacy()?;
+            let mut select = vec!["reference_id".to_string()];
+            select.extend(columns.iter().cloned());
+            hand_written(&select.join(", "), "psql-users.csv.gz")
         },
-        run,
+        reset_and_export,
     )?;
-    set_type("non-cost-based")?;
-    let refs = repeat(runs, run)?;
-    unsend()?;
+
+    // The next night: 10 users changed by another tool, through SQL.
+    let mut changed = Vec::new();
+    let mut psql_changed = Vec::new();
+    for run in 0..runs.max(1) {
+        let ten = format!(
+            "(SELECT id FROM node_rows WHERE group_id = '{group}' ORDER BY id OFFSET {} LIMIT 10)",
+            run * 1000 + 17
+        );
+        common::psql(
+            url,
+            &format!(
+                "UPDATE nodes SET metadata = metadata || '{{\"city\": \"moved-{run}\"}}' WHERE id IN {ten};
+                 UPDATE legacy_nodes SET processed = false WHERE id IN {ten};"
+            ),
+        )?;
+        let mut select = vec!["reference_id".to_string()];
+        select.extend(columns.iter().cloned());
+        psql_changed.push(hand_written(&select.join(", "), "psql-users.csv.gz")?);
+        let process = export()?;
+        changed.push(Timed {
+            secs: tick_to_message(url)?,
+            ..process
+        });
+    }
+    explain_unsent(url, group)?;
+
+    groups(&["set", "--type", "non-cost-based"])?;
+    let (psql_refs, refs) = alternate(
+        runs,
+        || {
+            unsend_legacy()?;
+            hand_written("reference_id", "psql-refs.csv.gz")
+        },
+        reset_and_export,
+    )?;
+
+    // Five nights of the whole group, each way.
+    groups(&["set", "--type", "cost-based"])?;
+    let before = Sizes::read(url)?;
+    for _ in 0..5 {
+        unsend_legacy()?;
+        hand_written("reference_id", "psql-refs.csv.gz")?;
+        reset_and_export()?;
+    }
+    let after = Sizes::read(url)?;
+    println!();
+    println!(
+        "| after 5 runs of {} users | table + indexes before | after |",
+        grouped(rows as i64)
+    );
+    println!("|---|---:|---:|");
+    println!(
+        "| ferry (`node_rows`, watermark) | {} | {} |",
+        before.ferry, after.ferry
+    );
+    println!(
+        "| hand-written (`legacy_nodes`, flag) | {} | {} |",
+        before.legacy, after.legacy
+    );
+    println!(
+        "(at load: ferry {}, hand-written {})",
+        sizes.ferry, sizes.legacy
+    );
     Ok(vec![
         case(
             "users export, COST_BASED group: tick to message",
@@ -338,12 +431,86 @@ fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> 
             cost,
         ),
         case(
+            "users export, the next run after 10 users changed: tick to message",
+            10,
+            Some(("the same, 10 flagged", psql_changed)),
+            changed,
+        ),
+        case(
             "users export, NON_COST_BASED group: tick to last message",
             rows,
-            None,
+            Some((
+                "psql \\copy (SELECT reference_id …), then UPDATE",
+                psql_refs,
+            )),
             refs,
         ),
     ])
+}
+
+/// The last users run's time from its tick to its export's end (the
+/// message is written in that statement).
+fn tick_to_message(url: &str) -> Result<f64> {
+    let out = psql_value(
+        url,
+        "SELECT extract(epoch FROM j.finished_at - r.fire_at)
+         FROM export_runs r JOIN jobs j ON j.spec -> 'users' ->> 'run_id' = r.id::text
+         ORDER BY r.fire_at DESC LIMIT 1",
+    )?;
+    out.parse()
+        .with_context(|| format!("tick to message: {out}"))
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the unsent users' query, as ferry runs
+/// it (its plan, values inlined), printed to stderr.
+fn explain_unsent(url: &str, group: uuid::Uuid) -> Result<()> {
+    let query = literal_query(
+        url,
+        &["reference_id".into()],
+        Some("reference_id"),
+        Some(group),
+    )?;
+    let out = Command::new("psql")
+        .args(["-X", "-q", url, "-c"])
+        .arg(format!("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) {query}"))
+        .output()?;
+    eprintln!(
+        "the next run's query: {query}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+/// `pg_total_relation_size` of both users tables.
+struct Sizes {
+    ferry: String,
+    legacy: String,
+}
+
+impl Sizes {
+    fn read(url: &str) -> Result<Self> {
+        let size = |t: &str| {
+            psql_value(
+                url,
+                &format!("SELECT pg_size_pretty(pg_total_relation_size('{t}'))"),
+            )
+        };
+        Ok(Self {
+            ferry: size("node_rows")?,
+            legacy: size("legacy_nodes")?,
+        })
+    }
+}
+
+/// One value a query returns, as text.
+fn psql_value(url: &str, query: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", url, "-c", query])
+        .output()?;
+    if !out.status.success() {
+        bail!("{query}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
 /// Loads `rows` sample users into the bench domain (replacing what was there).
@@ -357,7 +524,7 @@ fn load(ferry: &str, url: &str, work: &Path, rows: u64) -> Result<()> {
         );
         sample::write_users_csv_gz(&file, rows, 2024)?;
     }
-    common::psql(url, "TRUNCATE nodes")?;
+    common::psql(url, "TRUNCATE node_rows")?;
     eprintln!("loading {} rows…", grouped(rows as i64));
     check(
         Command::new(ferry)
@@ -373,12 +540,17 @@ fn load(ferry: &str, url: &str, work: &Path, rows: u64) -> Result<()> {
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn"),
     )?;
-    common::psql(url, "VACUUM ANALYZE nodes; CHECKPOINT;")
+    common::psql(url, "VACUUM ANALYZE node_rows; CHECKPOINT;")
 }
 
 /// ferry's own query for the export, its parameters written in as
 /// literals, so psql and connectorx run exactly what ferry runs.
-fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<String> {
+fn literal_query(
+    url: &str,
+    fields: &[String],
+    order: Option<&str>,
+    unsent_of: Option<uuid::Uuid>,
+) -> Result<String> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
@@ -399,6 +571,7 @@ fn literal_query(url: &str, fields: &[String], order: Option<&str>) -> Result<St
             webhook_url: None,
             channel: "API".into(),
             bare_metadata_names: false,
+            unsent_of,
         };
         let plan = Plan::new(
             catalog.get("node").unwrap(),

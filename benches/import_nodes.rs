@@ -119,7 +119,10 @@ fn main() -> Result<()> {
 
 /// Empties the table and settles the server, so runs start alike.
 fn reset(url: &str) -> Result<()> {
-    psql(url, "TRUNCATE nodes; VACUUM ANALYZE nodes; CHECKPOINT;")?;
+    psql(
+        url,
+        "TRUNCATE node_rows; VACUUM ANALYZE node_rows; CHECKPOINT;",
+    )?;
     Ok(())
 }
 
@@ -131,7 +134,7 @@ fn psql_path(url: &str, file: &Path) -> Result<Run> {
         "SET synchronous_commit = off;
 CREATE TEMP TABLE tmp (user_id text, {cols});
 \\copy tmp FROM PROGRAM 'gzip -dc {file}' WITH (FORMAT csv, HEADER true)
-INSERT INTO nodes (reference_id, group_id, domain_id, type, metadata, created_at, updated_at)
+INSERT INTO node_rows (reference_id, group_id, domain_id, type, metadata, created_at, updated_at)
 SELECT user_id, '{group}', '{DOMAIN}', 'USER', jsonb_build_object({meta}), now(), now() FROM tmp
 ON CONFLICT (group_id, domain_id, reference_id) DO UPDATE
 SET type = EXCLUDED.type, metadata = EXCLUDED.metadata, updated_at = now();

@@ -85,9 +85,10 @@ pub struct ImportSettings {
     /// A field longer than this (in bytes) rejects its row.
     #[serde(default = "default_max_field_bytes")]
     pub max_field_bytes: usize,
-    /// An import that changes a node's metadata marks it unsent
-    /// (`processed = false`), so the scheduled users export sends the
-    /// matching engine the change at its next tick (seed 000).
+    /// An import that changes a node's metadata makes it unsent (its
+    /// `changed_xid` moves past its group's watermark), so the scheduled
+    /// users export sends the matching engine the change at its next tick
+    /// (seed 000).
     #[serde(default = "default_true")]
     pub resend_changed: bool,
     /// Header that holds the reference id, after normalisation. Empty: the

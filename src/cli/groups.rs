@@ -1,4 +1,5 @@
-//! `ferry groups set|list|rm`: seed 000's matching group configs, and
+//! `ferry groups set|list|reset|rm`: seed 000's matching group configs and
+//! what each has been sent, and
 //! `ferry schedules`: when the users export fires next, and how each
 //! group's last export went.
 
@@ -49,6 +50,14 @@ pub enum GroupsCommand {
         #[arg(long)]
         domain: Option<Uuid>,
     },
+    /// Make every user of the group unsent again (its watermark is
+    /// cleared): the next tick sends them all, for a matching engine that
+    /// lost its copy.
+    Reset {
+        group_key: String,
+        #[arg(long)]
+        domain: Uuid,
+    },
     /// Remove a group's config.
     Rm {
         group_key: String,
@@ -75,17 +84,31 @@ pub async fn command(config: &Config, command: GroupsCommand) -> Result<()> {
             println!("{}", serde_json::to_string(&group)?);
         }
         GroupsCommand::List { domain } => {
-            println!("{:<36}  {:<24}  {:<16}  enabled", "domain", "group", "type");
+            println!(
+                "{:<36}  {:<24}  {:<16}  {:<7}  {:<24}  {:>10}",
+                "domain", "group", "type", "enabled", "sent up to", "unsent"
+            );
             for g in groups::list(&client, domain).await? {
                 let kind = match g.kind() {
                     Some(_) => g.group_type.clone(),
                     None => format!("{} (unknown)", g.group_type),
                 };
                 println!(
-                    "{:<36}  {:<24}  {:<16}  {}",
-                    g.domain_id, g.group_key, kind, g.enabled
+                    "{:<36}  {:<24}  {:<16}  {:<7}  {:<24}  {:>10}",
+                    g.domain_id,
+                    g.group_key,
+                    kind,
+                    g.enabled,
+                    g.sent_at.as_deref().unwrap_or("never"),
+                    g.unsent
                 );
             }
+        }
+        GroupsCommand::Reset { group_key, domain } => {
+            let Some(group) = groups::reset(&client, domain, &group_key).await? else {
+                bail!("no group `{group_key}` in domain {domain}");
+            };
+            println!("{}", serde_json::to_string(&group)?);
         }
         GroupsCommand::Rm { group_key, domain } => {
             if !groups::remove(&client, domain, &group_key).await? {

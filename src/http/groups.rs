@@ -128,6 +128,25 @@ pub async fn set(
     Ok(Json(group).into_response())
 }
 
+/// Makes every user of the group unsent again: its watermark is cleared,
+/// and the next tick sends them all (for a matching engine that lost its
+/// copy).
+#[utoipa::path(post, path = "/v1/groups/{key}/reset", operation_id = "resetGroup", tag = "groups", params(GroupKey),
+    responses((status = 200, description = "The group, its watermark cleared", body = MatchingGroup),
+        (status = 404, description = "No such group in this domain", body = ErrorBody),
+        (status = 422, description = "Not a group key", body = ErrorBody), Refusals))]
+pub async fn reset(
+    State(api): State<Arc<Api>>,
+    Tenant { domain, .. }: Tenant,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = api.pool.get().await?;
+    let group = groups::reset(&**client, domain, checked(&key)?)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
+    Ok(Json(group).into_response())
+}
+
 #[utoipa::path(delete, path = "/v1/groups/{key}", operation_id = "deleteGroup", tag = "groups", params(GroupKey),
     responses((status = 204, description = "The group's config is gone"),
         (status = 404, description = "No such group in this domain", body = ErrorBody),

@@ -47,7 +47,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
@@ -126,6 +126,7 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/groups/{key}",
             get(groups::show).put(groups::set).delete(groups::remove),
         )
+        .route("/v1/groups/{key}/reset", post(groups::reset))
         .route_layer(axum::middleware::from_fn(served))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -25,7 +25,7 @@ use super::{events, exports, groups, imports};
         imports::list, imports::create, imports::show, imports::cancel, events::import_events,
         exports::list, exports::create::create, exports::show, exports::delete, exports::download::download,
         events::export_events,
-        groups::list, groups::show, groups::set, groups::remove,
+        groups::list, groups::show, groups::set, groups::reset, groups::remove,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Credentials),

@@ -51,7 +51,7 @@ async fn the_jobs_page_follows_an_import_and_makes_an_export_in_a_real_browser()
     // The import's writes wait on this lock until the page shows the job,
     // whatever the machine's speed, so the page has a run to follow.
     let lock = db.client().await;
-    lock.batch_execute("BEGIN; LOCK TABLE nodes IN SHARE MODE")
+    lock.batch_execute("BEGIN; LOCK TABLE node_rows IN SHARE MODE")
         .await
         .unwrap();
     let signal = db.path("page-shows-the-import");

@@ -472,6 +472,7 @@ async fn random_filters_compile_to_parameters_and_pick_exactly_the_right_rows() 
             webhook_url: None,
             channel: "API".into(),
             bare_metadata_names: false,
+            unsent_of: None,
         };
         let plan = match Plan::new(def, &spec, domain(), &settings) {
             Ok(plan) => plan,

@@ -724,6 +724,7 @@ async fn a_failed_exports_files_are_left_to_do_until_they_are_deleted() {
         webhook_url: None,
         channel: "CLI".into(),
         bare_metadata_names: false,
+        unsent_of: None,
     };
     let new: NewExport = NewJob::new(domain(), spec);
     lifecycle::create::<Work, _>(&c, &new).await.unwrap();

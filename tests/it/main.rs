@@ -22,3 +22,4 @@ mod s3;
 mod service;
 mod service_faults;
 mod users_export;
+mod users_watermark;

@@ -369,7 +369,7 @@ async fn event_streams_per_key_are_bounded() {
     let auth = format!("Bearer {key}");
     // The import's writes wait on this lock, so its stream stays open.
     let lock = db.client().await;
-    lock.batch_execute("BEGIN; LOCK TABLE nodes IN SHARE MODE")
+    lock.batch_execute("BEGIN; LOCK TABLE node_rows IN SHARE MODE")
         .await
         .unwrap();
     let file = db.path("users.csv.gz");

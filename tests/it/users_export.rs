@@ -1,7 +1,8 @@
 //! The scheduled users export (seed 000), end to end: matching groups set
 //! with `ferry groups` or the API, runs started by `ferry export users` or
 //! by the schedule of two `ferry serve` instances, files read back, the
-//! messages in the outbox and on the topic, and `nodes.processed`.
+//! messages in the outbox and on the topic, and `nodes.processed` (read
+//! from the group's watermark: `users_watermark`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,22 +13,22 @@ use serde_json::{json, Value};
 use crate::harness::{self, TestDb, DOMAIN};
 use crate::service::{broker, read_topic, request, wait_for, Serve};
 
-const TOPIC: &str = "flairbit-users";
-const OTHER_DOMAIN: &str = "1f0e2d3c-4b5a-4697-8877-665544332211";
+pub(crate) const TOPIC: &str = "flairbit-users";
+pub(crate) const OTHER_DOMAIN: &str = "1f0e2d3c-4b5a-4697-8877-665544332211";
 
 /// Where the tests' files go.
-fn files(db: &TestDb) -> String {
+pub(crate) fn files(db: &TestDb) -> String {
     db.path("exports").to_str().unwrap().to_string()
 }
 
 /// Settings every run here takes, and `extra`.
-fn env<'a>(db_files: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn env<'a>(db_files: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![("FERRY__EXPORTS__LOCAL_DIR", db_files)];
     env.extend_from_slice(extra);
     env
 }
 
-async fn set_group(db: &TestDb, domain: &str, key: &str, kind: &str) {
+pub(crate) async fn set_group(db: &TestDb, domain: &str, key: &str, kind: &str) {
     let out = db
         .ferry(
             &["groups", "set", key, "--domain", domain, "--type", kind],
@@ -42,7 +43,7 @@ async fn set_group(db: &TestDb, domain: &str, key: &str, kind: &str) {
 }
 
 /// `ferry export users --now ARGS`: its output and exit code.
-async fn run_now(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
+pub(crate) async fn run_now(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
     let mut all = vec!["export", "users", "--now"];
     all.extend_from_slice(args);
     let out = db.ferry(&all, env).await;
@@ -55,7 +56,7 @@ async fn run_now(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (String, i
 }
 
 /// The users topic's messages in the outbox, in order.
-async fn outbox(db: &TestDb) -> Vec<Value> {
+pub(crate) async fn outbox(db: &TestDb) -> Vec<Value> {
     db.client()
         .await
         .query(
@@ -69,17 +70,18 @@ async fn outbox(db: &TestDb) -> Vec<Value> {
         .collect()
 }
 
-/// The group's users not marked sent.
-async fn unsent(db: &TestDb, group: &str) -> BTreeSet<String> {
+/// The group's users not sent (`nodes.processed`, computed from its
+/// watermark).
+pub(crate) async fn unsent(db: &TestDb, group: &str) -> BTreeSet<String> {
     users(db, group, "AND NOT processed").await
 }
 
-async fn reference_ids(db: &TestDb, group: &str) -> BTreeSet<String> {
+pub(crate) async fn reference_ids(db: &TestDb, group: &str) -> BTreeSet<String> {
     users(db, group, "").await
 }
 
 /// The group's reference ids, of the rows `condition` (SQL) selects.
-async fn users(db: &TestDb, group: &str, condition: &str) -> BTreeSet<String> {
+pub(crate) async fn users(db: &TestDb, group: &str, condition: &str) -> BTreeSet<String> {
     let sql = format!(
         "SELECT reference_id FROM nodes WHERE domain_id = $1 AND group_id = $2 {condition}"
     );
@@ -97,7 +99,7 @@ async fn users(db: &TestDb, group: &str, condition: &str) -> BTreeSet<String> {
 }
 
 /// A gzip CSV's header and records.
-fn read_csv_gz(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+pub(crate) fn read_csv_gz(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let bytes = harness::gunzip(&std::fs::read(path).unwrap());
     let mut reader = csv::Reader::from_reader(&bytes[..]);
     let header = reader.headers().unwrap().iter().map(String::from).collect();
@@ -109,7 +111,7 @@ fn read_csv_gz(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// Writes a plain CSV of `user_id,city` rows.
-fn write_cities(path: &Path, rows: &[(String, String)]) {
+pub(crate) fn write_cities(path: &Path, rows: &[(String, String)]) {
     let mut text = String::from("user_id,city\n");
     for (id, city) in rows {
         text.push_str(&format!("{id},{city}\n"));
@@ -117,7 +119,7 @@ fn write_cities(path: &Path, rows: &[(String, String)]) {
     std::fs::write(path, text).unwrap();
 }
 
-async fn load_users(db: &TestDb, group: &str, rows: u64) {
+pub(crate) async fn load_users(db: &TestDb, group: &str, rows: u64) {
     let file = db.path(&format!("{group}.csv.gz"));
     ferry::sample::write_users_csv_gz(&file, rows, 11).unwrap();
     let (r, code) = db.import(&file, group, &[], &[]).await;
@@ -431,6 +433,25 @@ async fn the_groups_api_is_per_domain_and_checks_its_input() {
     )
     .await;
     assert_eq!(status, 422, "a control character in a key");
+
+    // What the group has been sent, and a reset.
+    load_users(&db, "mentors", 50).await;
+    let dir = files(&db);
+    let (out, code) = run_now(&db, &[], &env(&dir, &[])).await;
+    assert_eq!(code, 0, "{out}");
+    let (status, got) = call(&key, "GET", "/v1/groups/mentors", Value::Null).await;
+    assert_eq!((status, &got["unsent"]), (200, &json!(0)), "{got}");
+    assert!(got["sentAt"].is_string(), "{got}");
+    let (status, _) = call(&other, "POST", "/v1/groups/mentors/reset", Value::Null).await;
+    assert_eq!(status, 404, "another domain's group is not reset");
+    let (status, got) = call(&key, "POST", "/v1/groups/mentors/reset", Value::Null).await;
+    assert_eq!(
+        (status, &got["unsent"], &got["sentAt"]),
+        (200, &json!(50), &Value::Null),
+        "{got}"
+    );
+    let (status, list) = call(&key, "GET", "/v1/groups", Value::Null).await;
+    assert_eq!((status, &list["items"][0]["unsent"]), (200, &json!(50)));
 
     let (status, _) = call(&other, "DELETE", "/v1/groups/mentors", Value::Null).await;
     assert_eq!(status, 404);

@@ -108,6 +108,10 @@ pub struct ExportSpec {
     /// `metadata.city`), as an import of the file names it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bare_metadata_names: bool,
+    /// Only the rows of this group not yet sent: changed since the group's
+    /// watermark (the users export's; see [`sql::unsent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsent_of: Option<uuid::Uuid>,
 }
 
 fn default_channel() -> String {

@@ -1,9 +1,10 @@
 //! What can be exported: a table or view of one tenant column, with its
 //! columns and their types read from PostgreSQL's catalog at start.
 //!
-//! Two objects are built in (`node`: the `nodes` table; `match_suggestion`:
-//! `match_suggestions`); an operator declares more in `[[exports.objects]]`
-//! with no code (seed 002's vouchers, orders, … from a user's own tables).
+//! Two objects are built in (`node`: the view `nodes_export`, `nodes` as
+//! exports read it; `match_suggestion`: `match_suggestions`); an operator
+//! declares more in `[[exports.objects]]` with no code (seed 002's
+//! vouchers, orders, … from a user's own tables).
 //! Identifiers in export SQL come only from here: every request names
 //! fields, and a name that is not one of these columns is refused.
 
@@ -165,18 +166,24 @@ pub struct Catalog {
 
 /// The built-in objects, declared as an operator would.
 fn built_in() -> Vec<ExportObjectSettings> {
-    let object = |name: &str, table: &str, fields: &[&str], order: &str| ExportObjectSettings {
-        name: name.into(),
-        table: table.into(),
-        tenant_column: "domain_id".into(),
-        key: Vec::new(),
-        default_fields: fields.iter().map(|f| f.to_string()).collect(),
-        default_order: order.into(),
+    let strings = |s: &[&str]| s.iter().map(|f| f.to_string()).collect();
+    let object = |name: &str, table: &str, key: &[&str], fields: &[&str], order: &str| {
+        ExportObjectSettings {
+            name: name.into(),
+            table: table.into(),
+            tenant_column: "domain_id".into(),
+            key: strings(key),
+            default_fields: strings(fields),
+            default_order: order.into(),
+        }
     };
     vec![
+        // A view over `node_rows` (`nodes` as ferry reads it): its key is
+        // said.
         object(
             "node",
-            "nodes",
+            "nodes_export",
+            &["id"],
             &[
                 "id",
                 "reference_id",
@@ -192,6 +199,7 @@ fn built_in() -> Vec<ExportObjectSettings> {
         object(
             "match_suggestion",
             "match_suggestions",
+            &[],
             &[
                 "group_id",
                 "participant_id",

@@ -16,8 +16,8 @@
 use uuid::Uuid;
 
 use super::object::{ColType, Column, ObjectDef};
-use super::sql::valid_metadata_key;
 pub use super::sql::{quote_ident, Field, Invalid, Param, Sql};
+use super::sql::{unsent, valid_metadata_key};
 use super::{filter, ExportSpec, Format, Position};
 use crate::settings::ExportSettings;
 
@@ -63,11 +63,8 @@ impl Plan {
     ) -> Result<Self, Invalid> {
         let json = matches!(spec.format, Format::Json | Format::Jsonl);
         let mut sql = Sql::default();
-        let tenant = format!(
-            "t.{} = {}",
-            quote_ident(&def.tenant_column),
-            sql.bind_uuid(domain)
-        );
+        let domain_param = sql.bind_uuid(domain);
+        let tenant = format!("t.{} = {domain_param}", quote_ident(&def.tenant_column));
         let names = if spec.fields.is_empty() {
             default_fields(def)
         } else {
@@ -116,10 +113,20 @@ impl Plan {
             return Err(Invalid::new("invalid_export_fields", "no fields to export")
                 .allowing(def.field_names()));
         }
-        let filters = match &spec.filters {
+        let mut filters = match &spec.filters {
             None | Some(serde_json::Value::Null) => "true".to_string(),
             Some(f) => filter::compile(f, def, limits, &mut sql)?,
         };
+        if let Some(group) = spec.unsent_of {
+            if def.column("group_id").is_none() || def.column("changed_xid").is_none() {
+                return Err(Invalid::new(
+                    "unsent_not_tracked",
+                    format!("{} does not track what was sent", def.name),
+                ));
+            }
+            let group = sql.bind_uuid(group);
+            filters = format!("({filters}) AND {}", unsent(&domain_param, &group));
+        }
         let order = spec.order.clone().or_else(|| def.default_order.clone());
         let order_column = match order.as_deref() {
             None | Some("") => None,
@@ -166,16 +173,29 @@ impl Plan {
 
     /// The query for the keys `metadata.*` stands for, when the plan has
     /// it: the distinct keys of the rows the export reads (keys that are
-    /// not `a-z0-9_`, which no import writes, are left out), in order. The
-    /// keys are made distinct before they are checked: checked per row,
-    /// the query took 26 s instead of 2 s over a million users.
+    /// not `a-z0-9_`, which no import writes, are left out), in order.
+    ///
+    /// Calling `jsonb_object_keys` on every row and making the keys
+    /// distinct took about 2 s over a million users (26 s when each key
+    /// was checked per row). Rows mostly share their keys, so the keys of
+    /// the first rows are taken out of every row (`metadata - keys`, no
+    /// function per key), and only what is left, usually nothing, is
+    /// listed: about a tenth of the time, and as exact.
     pub fn keys_query(&self) -> Option<(String, Sql)> {
         let (_, column) = self.every_key.as_ref()?;
+        let m = format!("t.{}", quote_ident(&column.name));
+        let from_where = &self.from_where;
         let sql = format!(
-            "SELECT k FROM (SELECT DISTINCT jsonb_object_keys(t.{}) AS k {}) keys
-             WHERE k ~ '^[a-z0-9_]{{1,128}}$' ORDER BY k",
-            quote_ident(&column.name),
-            self.from_where
+            "WITH first AS (
+                 SELECT coalesce(array_agg(DISTINCT k), '{{}}') AS keys
+                 FROM (SELECT jsonb_object_keys(m) AS k
+                       FROM (SELECT {m} AS m {from_where} LIMIT 1000) rows) ks)
+             SELECT k FROM (
+                 SELECT unnest(keys) AS k FROM first
+                 UNION
+                 SELECT jsonb_object_keys({m} - (SELECT keys FROM first)) {from_where}
+                   AND {m} - (SELECT keys FROM first) <> '{{}}') keys
+             WHERE k ~ '^[a-z0-9_]{{1,128}}$' ORDER BY k"
         );
         Some((sql, self.base.clone()))
     }
@@ -351,6 +371,7 @@ mod tests {
             webhook_url: None,
             channel: "API".into(),
             bare_metadata_names: false,
+            unsent_of: None,
         }
     }
 
@@ -428,14 +449,51 @@ mod tests {
     }
 
     #[test]
+    fn a_groups_unsent_rows_are_read_from_its_watermark_by_an_index_range() {
+        let mut tracked = def();
+        for (name, ty) in [("group_id", ColType::Uuid), ("changed_xid", ColType::Other)] {
+            tracked.columns.push(Column {
+                name: name.into(),
+                ty,
+                sql_type: String::new(),
+            });
+        }
+        let group = Uuid::from_u128(7);
+        let unsent = ExportSpec {
+            unsent_of: Some(group),
+            ..spec(&["reference_id"], Some("reference_id"))
+        };
+        let plan = Plan::new(&tracked, &unsent, Uuid::nil(), &ExportSettings::default()).unwrap();
+        let (text, sql) = plan.query(None);
+        assert_eq!(sql.params[1], Param::Uuid(group));
+        assert!(
+            text.contains("t.group_id = $2::uuid")
+                && text.contains("t.changed_xid >= coalesce(pg_snapshot_xmin((SELECT w.snapshot FROM group_watermarks w WHERE w.domain_id = $1::uuid AND w.group_id = $2::uuid)), '0'::xid8)")
+                && text.contains("NOT coalesce(pg_visible_in_snapshot(t.changed_xid,"),
+            "{text}"
+        );
+        let (count, _) = plan.count(None);
+        assert!(
+            count.contains("pg_visible_in_snapshot"),
+            "the total counts the unsent only: {count}"
+        );
+        let untracked = Plan::new(&def(), &unsent, Uuid::nil(), &ExportSettings::default());
+        assert_eq!(untracked.unwrap_err().code, "unsent_not_tracked");
+    }
+
+    #[test]
     fn every_metadata_key_is_named_by_the_rows() {
         let mut named = spec(&["reference_id", "metadata.*", "created_at"], None);
         named.bare_metadata_names = true;
         let mut plan = Plan::new(&def(), &named, Uuid::nil(), &ExportSettings::default()).unwrap();
         let (keys, params) = plan.keys_query().expect("a wildcard needs its keys");
         assert!(
-            keys.contains(r#"SELECT DISTINCT jsonb_object_keys(t."metadata") AS k FROM public.nodes t WHERE t."domain_id" = $1::uuid"#),
-            "{keys}"
+            keys.contains(r#"SELECT t."metadata" AS m FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true LIMIT 1000"#),
+            "the first rows' keys: {keys}"
+        );
+        assert!(
+            keys.contains(r#"SELECT jsonb_object_keys(t."metadata" - (SELECT keys FROM first)) FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true"#),
+            "then what every row has beyond them: {keys}"
         );
         assert_eq!(params.params.len(), 1);
         plan.expand(vec!["age".into(), "city".into(), "reference_id".into()]);

@@ -42,6 +42,8 @@ pub struct ExportRequest {
     pub user_id: Option<String>,
     pub webhook_url: Option<String>,
     pub bare_metadata_names: bool,
+    /// Only the group's rows not yet sent (the users export's).
+    pub unsent_of: Option<Uuid>,
     pub channel: Channel,
 }
 
@@ -59,6 +61,7 @@ impl ExportRequest {
             user_id: None,
             webhook_url: None,
             bare_metadata_names: false,
+            unsent_of: None,
             channel,
         }
     }
@@ -110,6 +113,7 @@ impl ExportRequest {
             webhook_url: self.webhook_url,
             channel: self.channel.as_str().into(),
             bare_metadata_names: self.bare_metadata_names,
+            unsent_of: self.unsent_of,
         };
         Plan::new(def, &spec, domain, exports)?;
         Ok(spec)

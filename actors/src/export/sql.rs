@@ -105,6 +105,24 @@ impl Sql {
     }
 }
 
+/// The rows over the alias `t` of group `group` (of domain `domain`: both
+/// SQL expressions) that its watermark has not seen: changed by a
+/// transaction that the snapshot of the group's last delivered export does
+/// not see. Rows changed before that snapshot's `xmin` are left out by the
+/// range on `changed_xid` (an index range, `node_rows_changed_idx`) before
+/// any is looked at; a group with no watermark, or one reset, has every
+/// row unsent.
+pub fn unsent(domain: &str, group: &str) -> String {
+    let watermark = format!(
+        "(SELECT w.snapshot FROM group_watermarks w WHERE w.domain_id = {domain} AND w.group_id = {group})"
+    );
+    format!(
+        "t.group_id = {group}
+         AND t.changed_xid >= coalesce(pg_snapshot_xmin({watermark}), '0'::xid8)
+         AND NOT coalesce(pg_visible_in_snapshot(t.changed_xid, {watermark}), false)"
+    )
+}
+
 /// `"name"`, with any `"` doubled.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

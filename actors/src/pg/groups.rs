@@ -1,5 +1,5 @@
 //! Seed 000's matching group configs: which groups of a domain the users
-//! export sends, and how.
+//! export sends, and how; and what each has been sent (its watermark).
 
 use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
@@ -19,6 +19,11 @@ pub struct MatchingGroup {
     pub group_type: String,
     pub enabled: bool,
     pub updated_at: String,
+    /// When the group's watermark was last moved: its last delivered
+    /// export's end (none: never, or reset since).
+    pub sent_at: Option<String>,
+    /// Its users not sent yet: changed since the watermark.
+    pub unsent: i64,
 }
 
 impl MatchingGroup {
@@ -27,8 +32,24 @@ impl MatchingGroup {
     }
 }
 
-const COLUMNS: &str = "domain_id, group_key, group_id, group_type, enabled,
-    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS updated_at";
+/// A time as the API says it (RFC 3339, UTC, milliseconds).
+fn iso(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+/// A group's columns, over the alias `g` of `matching_groups`, with its
+/// watermark's.
+fn columns() -> String {
+    format!(
+        "g.domain_id, g.group_key, g.group_id, g.group_type, g.enabled, {} AS updated_at,
+         (SELECT {} FROM group_watermarks w
+          WHERE w.domain_id = g.domain_id AND w.group_id = g.group_id) AS sent_at,
+         (SELECT count(*) FROM node_rows t WHERE t.domain_id = g.domain_id AND {}) AS unsent",
+        iso("g.updated_at"),
+        iso("w.sent_at"),
+        crate::export::sql::unsent("g.domain_id", "g.group_id"),
+    )
+}
 
 fn from_row(r: &Row) -> MatchingGroup {
     MatchingGroup {
@@ -38,6 +59,8 @@ fn from_row(r: &Row) -> MatchingGroup {
         group_type: r.get("group_type"),
         enabled: r.get("enabled"),
         updated_at: r.get("updated_at"),
+        sent_at: r.get("sent_at"),
+        unsent: r.get("unsent"),
     }
 }
 
@@ -50,11 +73,12 @@ pub async fn set(
     enabled: bool,
 ) -> Result<MatchingGroup, tokio_postgres::Error> {
     let sql = format!(
-        "INSERT INTO matching_groups (domain_id, group_key, group_id, group_type, enabled)
+        "INSERT INTO matching_groups AS g (domain_id, group_key, group_id, group_type, enabled)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (domain_id, group_key) DO UPDATE
          SET group_type = EXCLUDED.group_type, enabled = EXCLUDED.enabled, updated_at = now()
-         RETURNING {COLUMNS}"
+         RETURNING {}",
+        columns()
     );
     let row = c
         .query_one(
@@ -76,8 +100,10 @@ pub async fn get(
     domain: Uuid,
     group_key: &str,
 ) -> Result<Option<MatchingGroup>, tokio_postgres::Error> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM matching_groups WHERE domain_id = $1 AND group_key = $2");
+    let sql = format!(
+        "SELECT {} FROM matching_groups g WHERE g.domain_id = $1 AND g.group_key = $2",
+        columns()
+    );
     Ok(c.query_opt(&sql, &[&domain, &group_key])
         .await?
         .as_ref()
@@ -90,8 +116,9 @@ pub async fn list(
     domain: Option<Uuid>,
 ) -> Result<Vec<MatchingGroup>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM matching_groups
-         WHERE $1::uuid IS NULL OR domain_id = $1 ORDER BY domain_id, group_key"
+        "SELECT {} FROM matching_groups g
+         WHERE $1::uuid IS NULL OR g.domain_id = $1 ORDER BY g.domain_id, g.group_key",
+        columns()
     );
     Ok(c.query(&sql, &[&domain])
         .await?
@@ -113,4 +140,30 @@ pub async fn remove(
         )
         .await?;
     Ok(n == 1)
+}
+
+/// Makes every user of the group unsent again (for a matching engine that
+/// lost its copy): its watermark is cleared, and an export that began
+/// before the reset does not set it again when it ends. `None`: no such
+/// group.
+pub async fn reset(
+    c: &impl GenericClient,
+    domain: Uuid,
+    group_key: &str,
+) -> Result<Option<MatchingGroup>, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "INSERT INTO group_watermarks AS w (domain_id, group_id, reset_at, reset_xid)
+             SELECT domain_id, group_id, now(), pg_current_xact_id()
+             FROM matching_groups WHERE domain_id = $1 AND group_key = $2
+             ON CONFLICT (domain_id, group_id) DO UPDATE
+             SET snapshot = NULL, sent_at = NULL, job_id = NULL,
+                 reset_at = EXCLUDED.reset_at, reset_xid = EXCLUDED.reset_xid",
+            &[&domain, &group_key],
+        )
+        .await?;
+    match n {
+        0 => Ok(None),
+        _ => get(c, domain, group_key).await,
+    }
 }

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "job_kinds",
         sql: include_str!("../../migrations/0013_job_kinds.sql"),
     },
+    Migration {
+        version: 14,
+        name: "watermarks",
+        sql: include_str!("../../migrations/0014_watermarks.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.
@@ -85,10 +90,19 @@ const MIGRATION_LOCK: i64 = 0x0066_6572_7279;
 /// run holds a session advisory lock: even `CREATE TABLE IF NOT EXISTS`
 /// races when two processes start at once.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    migrate_until(client, i32::MAX).await
+}
+
+/// [`migrate`] up to version `last` only: a test of a migration starts
+/// from the schema before it.
+pub async fn migrate_until(
+    client: &mut Client,
+    last: i32,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let applied = apply(client).await;
+    let applied = apply(client, last).await;
     // On error the connection is dropped anyway, and the lock with it.
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
@@ -96,7 +110,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Er
     applied
 }
 
-async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+async fn apply(client: &mut Client, last: i32) -> Result<Vec<i32>, tokio_postgres::Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS ferry_schema_migrations (
@@ -106,7 +120,7 @@ async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
         )
         .await?;
     let mut applied = Vec::new();
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= last) {
         let tx = client.transaction().await?;
         let done = tx
             .query_opt(

@@ -37,13 +37,16 @@ pub fn named(settings: &DatabaseSettings, name: &str) -> DatabaseSettings {
 }
 
 /// The same connection settings for bulk writes: the session's commits do
-/// not wait for the WAL flush (set at connection start, so a pooled
-/// session has it from its first use).
+/// not wait for the WAL flush, and its writes of nodes say whether they
+/// changed one (`ferry.writer`: the `node_rows_changed` trigger, for other
+/// writers, leaves them alone). Set at connection start, so a pooled
+/// session has them from its first use.
 fn bulk_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
+    const BULK: &str = "-c synchronous_commit=off -c ferry.writer=on";
     let mut config = pg_config(settings)?;
     let options = match config.get_options() {
-        Some(given) => format!("{given} -c synchronous_commit=off"),
-        None => "-c synchronous_commit=off".to_string(),
+        Some(given) => format!("{given} {BULK}"),
+        None => BULK.to_string(),
     };
     config.options(&options);
     Ok(config)

@@ -2,8 +2,8 @@
 //! `users_file` (COST_BASED: a gzip CSV in the store, and a message
 //! pointing at it) and `users_refs` (NON_COST_BASED: the reference ids in
 //! messages). Both read from one snapshot from their start on every
-//! attempt ([`Resume::FromStart`]), so the terminal write can mark sent
-//! exactly what that snapshot saw.
+//! attempt ([`Resume::FromStart`]), so the terminal write can make that
+//! snapshot the group's watermark: what it saw is sent.
 
 use std::sync::Arc;
 

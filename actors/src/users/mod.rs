@@ -1,6 +1,6 @@
 //! Seed 000's users export: at each tick of a schedule, every enabled
 //! matching group's users not yet sent to the matching engine go out, and
-//! exactly those are marked sent.
+//! exactly those count as sent.
 //!
 //! - A COST_BASED group's users become a gzip CSV (the reference id, then
 //!   metadata columns) in the store, announced by one [`FileMessage`]: seed
@@ -8,13 +8,20 @@
 //! - A NON_COST_BASED group's reference ids go in [`ids::IdsMessage`]s,
 //!   split by [`ids::IdChunker`] so none passes its limits.
 //!
+//! What a group has been sent is a watermark: the snapshot of its last
+//! delivered export, one row of `group_watermarks` whatever the group's
+//! size. A user is unsent when the transaction that last changed it (its
+//! `changed_xid`) is not visible in that snapshot; an index on it finds
+//! them, so a run reads the users changed since the last one, not the
+//! group ([`crate::export::sql::unsent`]).
+//!
 //! Each group's export is a job of the one queue, of one of two kinds
 //! (`users_file`, `users_refs`: [`kind`]), over the export pipeline. Its
 //! rows are read from one snapshot (a retry writes its output again from
 //! its start, from a new one), and its terminal write ([`terminal`])
-//! marks sent exactly the row versions that snapshot saw: a user an import
-//! changed meanwhile stays unsent and goes out at the next tick, with its
-//! change.
+//! makes that snapshot the group's watermark: a user an import changed
+//! meanwhile stays unsent and goes out at the next tick, with its change.
+//! `ferry groups reset` clears a watermark ([`crate::pg::groups::reset`]).
 //!
 //! - `schedule`: when the export fires, and what one tick starts.
 //! - `ids`: reference ids packed into messages, as an export encoder;
@@ -187,10 +194,7 @@ impl GroupExport<'_> {
         let mut request = ExportRequest {
             fields: vec!["reference_id".to_string()],
             order: Some("reference_id".into()),
-            filters: Some(serde_json::json!({
-                "group_id": {"conditions": {"$is": [self.group_id.to_string()]}},
-                "processed": {"conditions": {"$is": [false]}},
-            })),
+            unsent_of: Some(self.group_id),
             bare_metadata_names: true,
             ..ExportRequest::of("node", Channel::Schedule)
         };
@@ -293,19 +297,6 @@ pub struct FileMessage {
 /// Now, as the messages say it (RFC 3339, UTC, milliseconds).
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Marks sent the group's users whose current row version is the one the
-/// export's snapshot (`$snapshot`) saw: a user changed since (by an import)
-/// has a newer version, is left unsent, and goes out at the next tick.
-/// Parameters: `$domain`, `$group`, `$snapshot` (a `pg_snapshot` as text).
-pub fn mark_sent_sql(domain: &str, group: &str, snapshot: &str) -> String {
-    format!(
-        "UPDATE nodes n SET processed = true
-         FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS now_xid) x
-         WHERE n.domain_id = {domain} AND n.group_id = {group} AND NOT n.processed
-           AND pg_visible_in_snapshot(ferry_full_xid(n.xmin, x.now_xid), {snapshot}::text::pg_snapshot)"
-    )
 }
 
 #[cfg(test)]

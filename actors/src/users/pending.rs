@@ -1,6 +1,6 @@
 //! Where a NON_COST_BASED group's messages wait (`pending_messages`)
 //! until the export's terminal write moves them to the outbox, in the same
-//! transaction that marks its users sent: none is published unless all
+//! transaction that moves its group's watermark: none is published unless all
 //! are. The export pipeline stores them as a sink: each cut of the
 //! [`super::ids::IdsEncoder`]'s output is one row per message.
 

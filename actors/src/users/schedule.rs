@@ -239,7 +239,7 @@ pub async fn start_run<K: Kind>(
                 "The group's previous export still runs; not started again for this tick.");
             run.overlapped.push(name);
             "overlapped"
-        } else if !has_unsent(&tx, &group).await? {
+        } else if group.unsent == 0 {
             tracing::info!(run_id = %id, domain_id = %group.domain_id, group = %group.group_key,
                 "No new users; nothing to send.");
             run.empty.push(name);
@@ -340,19 +340,6 @@ async fn still_running(
     );
     let row = c
         .query_one(&sql, &[&group.domain_id, &group.group_key])
-        .await?;
-    Ok(row.get(0))
-}
-
-async fn has_unsent(
-    c: &impl tokio_postgres::GenericClient,
-    group: &MatchingGroup,
-) -> Result<bool, tokio_postgres::Error> {
-    let row = c
-        .query_one(
-            "SELECT EXISTS (SELECT FROM nodes WHERE domain_id = $1 AND group_id = $2 AND NOT processed)",
-            &[&group.domain_id, &group.group_id],
-        )
         .await?;
     Ok(row.get(0))
 }

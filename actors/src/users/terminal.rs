@@ -1,13 +1,14 @@
-//! The terminal write of a group's users export (seed 000): its users
-//! marked sent and its messages queued, with the job's end, in one
-//! statement; announced once the statement is committed.
+//! The terminal write of a group's users export (seed 000): the group's
+//! watermark moved to the export's snapshot and its messages queued, with
+//! the job's end, in one statement; announced once the statement is
+//! committed.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::ids::PARTS_UNKNOWN;
-use super::{mark_sent_sql, now, FileMessage, GroupType, Users};
+use super::{now, FileMessage, GroupType, Users};
 use crate::error::StoreError;
 use crate::export::kind::ended_export;
 use crate::export::{ExportOutcome, ExportResult};
@@ -15,13 +16,15 @@ use crate::job::terminal::End;
 use crate::job::{Announce, Job, JobStatus};
 use crate::telemetry::{UsersExported, UsersRunEnded};
 
-/// When it COMPLETED, in the same statement as the job's end: its users
-/// are marked sent (exactly the row versions its snapshot saw), and its
-/// messages go to the outbox (a COST_BASED group's one, about the file; a
-/// NON_COST_BASED group's pending ones, numbered). Either way its pending
-/// messages go. A group with no new users sends nothing. The statement
-/// also returns what is announced after the commit: the users marked, the
-/// messages queued, and the run's duration when this was its last export.
+/// When it COMPLETED, in the same statement as the job's end: the group's
+/// watermark becomes the export's snapshot (what it saw is sent; a user
+/// changed since is not), and its messages go to the outbox (a COST_BASED
+/// group's one, about the file; a NON_COST_BASED group's pending ones,
+/// numbered). Either way its pending messages go. A group with no new
+/// users sends nothing. The watermark does not move back, nor past a reset
+/// its snapshot did not see. The statement also returns what is announced
+/// after the commit: whether the watermark moved, the messages queued, and
+/// the run's duration when this was its last export.
 pub fn end(job: &Job<Users>, status: JobStatus, o: &ExportOutcome, end: &mut End) {
     let users = &job.work.delivery;
     // A NON_COST_BASED group's output is its messages, not a file.
@@ -73,8 +76,16 @@ pub fn end(job: &Job<Users>, status: JobStatus, o: &ExportOutcome, end: &mut End
     let dlq = end.bind(dead_letters);
     let run = end.bind(users.run_id);
     end.with(format!(
-        "marked AS ({} AND EXISTS (SELECT FROM done) RETURNING 1)",
-        mark_sent_sql(&domain, &group, &snapshot)
+        "moved AS (
+             INSERT INTO group_watermarks AS w (domain_id, group_id, snapshot, sent_at, job_id)
+             SELECT {domain}, {group}, {snapshot}::text::pg_snapshot, now(), {job_id}
+             WHERE {snapshot} IS NOT NULL AND EXISTS (SELECT FROM done)
+             ON CONFLICT (domain_id, group_id) DO UPDATE
+             SET snapshot = EXCLUDED.snapshot, sent_at = EXCLUDED.sent_at, job_id = EXCLUDED.job_id
+             WHERE (w.reset_xid IS NULL OR pg_visible_in_snapshot(w.reset_xid, EXCLUDED.snapshot))
+               AND (w.snapshot IS NULL
+                    OR pg_snapshot_xmax(w.snapshot) <= pg_snapshot_xmax(EXCLUDED.snapshot))
+             RETURNING 1)"
     ));
     end.with(format!(
         "released AS (
@@ -90,7 +101,7 @@ pub fn end(job: &Job<Users>, status: JobStatus, o: &ExportOutcome, end: &mut End
     end.with(format!(
         "cleared AS (DELETE FROM pending_messages WHERE job_id = {job_id} AND EXISTS (SELECT FROM done))"
     ));
-    end.output("(SELECT count(*) FROM marked) AS marked".into());
+    end.output("EXISTS (SELECT FROM moved) AS moved".into());
     end.output(format!(
         "(SELECT count(*) FROM released) + (SELECT count(*) FROM {}) AS messages",
         End::QUEUED
@@ -117,7 +128,7 @@ pub fn ended(
     o: &ExportOutcome,
     row: &tokio_postgres::Row,
 ) -> Result<Announce, StoreError> {
-    let marked: i64 = row.try_get("marked")?;
+    let moved: bool = row.try_get("moved")?;
     let messages: i64 = row.try_get("messages")?;
     let run_secs: Option<f64> = row.try_get("run_secs")?;
     let users = job.work.delivery.clone();
@@ -127,13 +138,20 @@ pub fn ended(
     let elapsed = Duration::from_secs_f64(job.duration_secs.unwrap_or(0.0).max(0.0));
     let run_id: Uuid = users.run_id;
     Ok(Announce::default().then(move || {
-        if completed {
-            tracing::info!(
+        match (completed, moved) {
+            (true, true) => tracing::info!(
                 job_id = %job_id, run_id = %run_id, domain_id = %domain_id,
                 group = %users.group_key, group_type = users.group_type.as_str(),
-                exported, marked, changed_since_read = exported.saturating_sub(marked as u64),
-                messages, "Users export delivered; its users are marked sent."
-            );
+                exported, messages,
+                "Users export delivered; the group's watermark is its snapshot."
+            ),
+            (true, false) => tracing::info!(
+                job_id = %job_id, run_id = %run_id, domain_id = %domain_id,
+                group = %users.group_key, group_type = users.group_type.as_str(),
+                exported, messages,
+                "Users export delivered; the group was reset while it read, so its watermark stays cleared."
+            ),
+            (false, _) => {}
         }
         UsersExported {
             group_type: users.group_type.as_str(),

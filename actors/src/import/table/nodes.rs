@@ -12,7 +12,8 @@ use crate::import::batch::NodeBatch;
 pub struct Nodes {
     pub group: Group,
     pub node_type: String,
-    /// A node whose metadata changes is marked unsent (`processed = false`).
+    /// A node whose metadata changes is changed for the users export (its
+    /// `changed_xid` moves, so it is unsent until its group's next export).
     pub resend_changed: bool,
 }
 
@@ -30,7 +31,7 @@ impl Table for Nodes {
         "COPY ferry_stage_nodes (id, reference_id, metadata) FROM STDIN (FORMAT binary)";
 
     const GROUP_IS_EMPTY: &'static str =
-        "SELECT NOT EXISTS (SELECT 1 FROM nodes WHERE group_id = $1 AND domain_id = $2)";
+        "SELECT NOT EXISTS (SELECT 1 FROM node_rows WHERE group_id = $1 AND domain_id = $2)";
 
     fn group(&self) -> Group {
         self.group
@@ -46,7 +47,7 @@ impl Table for Nodes {
 
     async fn insert_staged(&self, tx: &Transaction<'_>) -> Result<u64, Error> {
         tx.execute(
-            "INSERT INTO nodes (id, reference_id, group_id, domain_id, type, metadata, created_at, updated_at)
+            "INSERT INTO node_rows (id, reference_id, group_id, domain_id, type, metadata, created_at, updated_at)
              SELECT id, reference_id, $1, $2, $3, metadata, now(), now()
              FROM ferry_stage_nodes ORDER BY reference_id",
             &[&self.group.group_id, &self.group.domain_id, &self.node_type],
@@ -56,12 +57,12 @@ impl Table for Nodes {
 
     /// A row that carries no metadata (a reference list, a one-column file)
     /// leaves the existing node's metadata as it was; one that changes it
-    /// marks the node unsent, when `resend_changed`.
+    /// changes the node for the users export, when `resend_changed`.
     async fn upsert_staged(&self, tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
         let row = tx
             .query_one(
                 "WITH up AS (
-                     INSERT INTO nodes AS n (id, reference_id, group_id, domain_id, type, metadata,
+                     INSERT INTO node_rows AS n (id, reference_id, group_id, domain_id, type, metadata,
                                              created_at, updated_at)
                      SELECT id, reference_id, $1, $2, $3, metadata, now(), now()
                      FROM ferry_stage_nodes ORDER BY reference_id
@@ -69,8 +70,9 @@ impl Table for Nodes {
                      SET type = EXCLUDED.type,
                          metadata = CASE WHEN EXCLUDED.metadata = '{}' THEN n.metadata
                                          ELSE EXCLUDED.metadata END,
-                         processed = n.processed AND NOT ($4 AND EXCLUDED.metadata <> '{}'
-                                                           AND EXCLUDED.metadata <> n.metadata),
+                         changed_xid = CASE WHEN $4 AND EXCLUDED.metadata <> '{}'
+                                                 AND EXCLUDED.metadata <> n.metadata
+                                            THEN pg_current_xact_id() ELSE n.changed_xid END,
                          updated_at = now()
                      RETURNING (xmax = 0) AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
