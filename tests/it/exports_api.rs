@@ -383,11 +383,31 @@ async fn lists_page_and_order_and_bad_requests_get_a_clear_400() {
             json!({"exported_object": "node", "webhook_url": "https://169.254.169.254/x"}),
             "invalid_webhook_url",
         ),
+        // Loopback in disguise, and a header injection to a public host.
+        (
+            json!({"exported_object": "node", "webhook_url": "https://[::127.0.0.1]/"}),
+            "invalid_webhook_url",
+        ),
+        (
+            json!({"exported_object": "node", "webhook_url": "https://[64:ff9b::7f00:1]/"}),
+            "invalid_webhook_url",
+        ),
+        (
+            json!({"exported_object": "node", "webhook_url": "https://8.8.8.8/ok\r\nX-Injected: 1"}),
+            "invalid_webhook_url",
+        ),
     ];
     for (body, code) in cases {
         let (status, _, answer) = bad(body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["code"], code, "{body}: {answer}");
+        if code == "invalid_webhook_url" {
+            let message = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                message.starts_with("webhook_url: "),
+                "names the field: {answer}"
+            );
+        }
     }
     let (_, _, fields) =
         bad(json!({"exported_object": "node", "parameters": {"fields": ["nope"]}})).await;

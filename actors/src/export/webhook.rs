@@ -21,11 +21,13 @@ pub struct Endpoint {
 }
 
 /// Whether an address is a public one: not loopback, private, link-local,
-/// unspecified, multicast, shared (CGNAT), documentation or reserved.
+/// unspecified, multicast, shared (CGNAT), benchmarking, documentation,
+/// protocol-assignment or reserved. An IPv6 form that carries an IPv4
+/// address (mapped, compatible, NAT64, 6to4) is judged by that address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -35,25 +37,54 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                // Unique local, link-local, site-local (deprecated, still
+                // routed inside sites).
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // IETF protocol assignments (Teredo, benchmarking, ORCHID),
+                // documentation, NAT64 for local use, discard-only.
+                || (s[0] == 0x2001 && s[1] < 0x0200)
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0]))
         }
+    }
+}
+
+/// The IPv4 address an IPv6 form carries: `::ffff:a.b.c.d` (mapped),
+/// `::a.b.c.d` (compatible), `64:ff9b::a.b.c.d` (NAT64), `2002:AABB:CCDD::`
+/// (6to4).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| (u32::from(hi) << 16 | u32::from(lo)).into();
+    match s {
+        [0, 0, 0, 0, 0, 0 | 0xffff, hi, lo] if !(hi == 0 && lo <= 1) => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
     }
 }
 
 /// Checks a webhook URL and resolves it.
 pub async fn check(url: &str, allowed_hosts: &[String]) -> Result<Endpoint, String> {
+    // The URL parser would drop a CR or LF and encode a space; a URL that
+    // has one is refused as it was given.
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("a webhook URL has no spaces or control characters".into());
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let host = parsed
         .host_str()
@@ -202,10 +233,30 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            // Loopback and private in disguise.
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "2002:c0a8:1::1",
+            "fec0::1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "192.0.0.8",
+            "2001::1",
+            "2001:db8::1",
+            "64:ff9b:1::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -220,11 +271,29 @@ mod tests {
             "ftp://example.com/x",
             "https://user:pw@example.com/x",
             "not a url",
+            "https://[::127.0.0.1]/",
+            "https://[64:ff9b::7f00:1]/",
+            "https://[2002:7f00:1::1]/",
+            "https://[fec0::1]/",
+            "https://198.18.0.1/",
+            "https://192.0.0.8/",
         ] {
             assert!(check(bad, &[]).await.is_err(), "{bad}");
         }
         let allowed = vec!["127.0.0.1".to_string()];
         assert!(check("http://127.0.0.1:9000/hook", &allowed).await.is_ok());
         assert!(check("http://127.0.0.2:9000/hook", &allowed).await.is_err());
+        // An allowed host, with what a header injection needs.
+        for injected in [
+            "http://127.0.0.1:9000/ok\r\nX-Injected: 1",
+            "http://127.0.0.1:9000/a b",
+            "http://127.0.0.1:9000/\tx",
+        ] {
+            let refused = check(injected, &allowed).await.unwrap_err();
+            assert!(
+                refused.contains("control characters"),
+                "{injected:?}: {refused}"
+            );
+        }
     }
 }
