@@ -61,17 +61,10 @@ fn not_found(key: &str) -> ApiError {
     )
 }
 
-/// A group key is what imports call `groupId`: 1 to 255 characters, not
-/// all blank, no control characters.
+/// A group key is what imports call `groupId`, with the same limits.
 fn checked(key: &str) -> Result<&str, ApiError> {
-    if key.trim().is_empty() || key.chars().count() > 255 || key.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_group_key",
-            "a group key is 1 to 255 characters, not all blank, without control characters",
-        ));
-    }
-    Ok(key)
+    ferry_actors::job::group_key(key)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_group_key", e))
 }
 
 #[utoipa::path(get, path = "/v1/groups", operation_id = "listGroups", tag = "groups",

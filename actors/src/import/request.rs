@@ -75,7 +75,6 @@ impl Limits {
     }
 }
 
-const MAX_GROUP_ID_CHARS: usize = 255;
 const MAX_PATH_CHARS: usize = 4096;
 const MAX_NODE_TYPE_CHARS: usize = 50;
 const MAX_REQUEST_ID_CHARS: usize = 200;
@@ -212,14 +211,10 @@ impl ImportRequest {
     /// bounded length, a bounded list of ids, no NUL anywhere (PostgreSQL's
     /// text cannot hold one).
     pub fn checked(self, limits: Limits) -> Result<Self, Rejected> {
-        let group_key = self.group_key.trim().to_string();
-        no_nul(&group_key, "groupId")?;
-        if group_key.is_empty() || group_key.chars().count() > MAX_GROUP_ID_CHARS {
-            return Err(rejected(
-                Reason::InvalidField,
-                format!("groupId must have 1 to {MAX_GROUP_ID_CHARS} characters"),
-            ));
-        }
+        no_nul(&self.group_key, "groupId")?;
+        let group_key = crate::job::group_key(&self.group_key)
+            .map_err(|e| rejected(Reason::InvalidField, format!("groupId: {e}")))?
+            .to_string();
         let input = match self.input {
             Input::Files(paths) => {
                 if paths.is_empty() || paths.len() > MAX_FILE_PATHS {

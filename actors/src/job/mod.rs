@@ -38,6 +38,25 @@ pub use kind::{Announce, Family, Kind, NewRow, Report, Run, Spawned, Spec};
 /// `uuid_v5(GROUP_NAMESPACE, groupId)`, the same on every run.
 pub const GROUP_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_9f0e_3b7d_4c25_9e41_8f2b_7d3a_1c05);
 
+/// The most characters a group key (seed `groupId`) has.
+pub const MAX_GROUP_KEY_CHARS: usize = 255;
+
+/// A group key as every channel takes it (an import's `groupId`, `ferry
+/// groups`, `/v1/groups`): trimmed, 1 to [`MAX_GROUP_KEY_CHARS`]
+/// characters, no control characters.
+pub fn group_key(raw: &str) -> Result<&str, String> {
+    let key = raw.trim();
+    if key.is_empty()
+        || key.chars().count() > MAX_GROUP_KEY_CHARS
+        || key.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "a group key is 1 to {MAX_GROUP_KEY_CHARS} characters, not all blank, without control characters"
+        ));
+    }
+    Ok(key)
+}
+
 /// A seed `groupId` as a UUID: itself if it parses, else its UUIDv5.
 pub fn group_uuid(group_key: &str) -> Uuid {
     Uuid::parse_str(group_key.trim())

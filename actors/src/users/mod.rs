@@ -250,19 +250,28 @@ impl GroupExport<'_> {
     }
 }
 
-/// A group's folder: its key when that is a safe path segment, else the
-/// key made safe and the start of its UUID (so `a/b` and `a_b` do not
+/// The most bytes of a group's key in its folder's name (a name has at
+/// most 255 bytes, and a key may have 255 characters of four bytes).
+const FOLDER_KEY_BYTES: usize = 100;
+
+/// A group's folder: its key when that is a safe, short path segment, else
+/// the key made safe, cut to [`FOLDER_KEY_BYTES`], and the start of its
+/// UUID (so `a/b` and `a_b`, or two long keys alike at their start, do not
 /// share a file).
 fn folder(key: &str, group_id: Uuid) -> String {
     let safe = file_safe(key);
-    match safe == key {
+    match safe == key && safe.len() <= FOLDER_KEY_BYTES {
         true => safe,
-        false => format!("{safe}-{}", &group_id.simple().to_string()[..8]),
+        false => format!(
+            "{}-{}",
+            &safe[..safe.len().min(FOLDER_KEY_BYTES)],
+            &group_id.simple().to_string()[..8]
+        ),
     }
 }
 
 /// A group key as one path segment: anything but `A-Za-z0-9._-` becomes
-/// `_` (the key itself is in the message).
+/// `_` (the key itself is in the message), so the segment is ASCII.
 fn file_safe(key: &str) -> String {
     let safe: String = key
         .chars()
@@ -321,5 +330,14 @@ mod tests {
         assert_eq!(folder("mentors-2024", id("mentors-2024")), "mentors-2024");
         assert_ne!(folder("a/b", id("a/b")), folder("a_b", id("a_b")));
         assert!(folder("a/b", id("a/b")).starts_with("a_b-"));
+        // The longest keys, of four-byte characters or of ASCII, make a
+        // folder a file system takes, each its own.
+        let emoji = "🦀".repeat(255);
+        let long = format!("{}x", "a".repeat(254));
+        let other = format!("{}y", "a".repeat(254));
+        for key in [&emoji, &long, &other] {
+            assert!(folder(key, id(key)).len() <= FOLDER_KEY_BYTES + 9, "{key}");
+        }
+        assert_ne!(folder(&long, id(&long)), folder(&other, id(&other)));
     }
 }
