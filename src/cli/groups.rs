@@ -76,11 +76,9 @@ pub async fn command(config: &Config, command: GroupsCommand) -> Result<()> {
             group_type,
             disabled,
         } => {
-            if group_key.trim().is_empty() || group_key.len() > 255 {
-                bail!("a group key is 1 to 255 bytes");
-            }
+            let group_key = ferry_actors::job::group_key(&group_key).map_err(anyhow::Error::msg)?;
             let group =
-                groups::set(&client, domain, &group_key, group_type.into(), !disabled).await?;
+                groups::set(&client, domain, group_key, group_type.into(), !disabled).await?;
             println!("{}", serde_json::to_string(&group)?);
         }
         GroupsCommand::List { domain } => {
@@ -145,6 +143,17 @@ pub async fn schedules(config: &Config) -> Result<()> {
             run.id, run.fire_at, run.started, run.overlapped, run.invalid
         ),
         None => println!("last run: none yet"),
+    }
+    for g in groups::list(&client, None).await? {
+        if !g.consistent() {
+            println!(
+                "group {}/{}: its group_id {} is not its key's UUID ({}); its users are read by the stored group_id",
+                g.domain_id,
+                g.group_key,
+                g.group_id,
+                ferry_actors::job::group_uuid(&g.group_key)
+            );
+        }
     }
     println!(
         "{:<36}  {:<24}  {:<10}  {:>10}  finished",

@@ -30,6 +30,13 @@ impl MatchingGroup {
     pub fn kind(&self) -> Option<GroupType> {
         GroupType::parse(&self.group_type)
     }
+
+    /// Whether its `group_id` is its key's UUID, as ferry writes it (a row
+    /// another tool wrote may differ; the stored `group_id` is the one its
+    /// users are read by).
+    pub fn consistent(&self) -> bool {
+        self.group_id == group_uuid(&self.group_key)
+    }
 }
 
 /// A time as the API says it (RFC 3339, UTC, milliseconds).

@@ -234,6 +234,11 @@ pub async fn start_run<K: Kind>(
             run.invalid.push(name);
             continue;
         };
+        if !group.consistent() {
+            tracing::warn!(run_id = %id, domain_id = %group.domain_id, group = %group.group_key,
+                group_id = %group.group_id, key_uuid = %crate::job::group_uuid(&group.group_key),
+                "The group's row names a group_id that is not its key's UUID; its users are read by the stored group_id.");
+        }
         let outcome = if still_running(&tx, &group).await? {
             tracing::warn!(run_id = %id, domain_id = %group.domain_id, group = %group.group_key,
                 "The group's previous export still runs; not started again for this tick.");
