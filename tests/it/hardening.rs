@@ -405,3 +405,121 @@ async fn every_bad_request_gets_a_clear_json_4xx() {
     assert_eq!(status, 401, "a forged key: {body}");
     serve.terminate().await;
 }
+
+/// Round 2, 7. The longest group key a channel takes (255 four-byte
+/// characters) is exported like any other (its folder's name was over the
+/// file system's 255 bytes, and every tick failed), and every channel takes
+/// the same keys: `ferry groups set` refused 200 CJK characters that
+/// imports and `PUT /v1/groups` take.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_longest_group_key_is_exported_and_every_channel_takes_the_same_keys() {
+    use crate::users_export::{env, files, outbox, read_csv_gz, run_now, set_group};
+    let db = TestDb::new().await;
+    let crabs = "🦀".repeat(255);
+    let users = db.path("crabs.csv.gz");
+    ferry::sample::write_users_csv_gz(&users, 30, 11).unwrap();
+    let (r, code) = db.import(&users, &crabs, &[], &[]).await;
+    assert_eq!(code, 0, "{r}");
+    set_group(&db, DOMAIN, &crabs, "cost-based").await;
+    let dir = files(&db);
+    let (out, code) = run_now(&db, &[], &env(&dir, &[])).await;
+    assert_eq!(code, 0, "{out}");
+    let messages = outbox(&db).await;
+    assert_eq!(messages.len(), 1, "{out}");
+    assert_eq!(messages[0]["groupId"], crabs.as_str());
+    let (_, rows) = read_csv_gz(std::path::Path::new(
+        messages[0]["filePath"].as_str().unwrap(),
+    ));
+    assert_eq!(rows.len(), 30);
+
+    let cjk = "組".repeat(200);
+    set_group(&db, DOMAIN, &cjk, "non-cost-based").await;
+    let too_long = "組".repeat(256);
+    let out = db
+        .ferry(
+            &[
+                "groups",
+                "set",
+                &too_long,
+                "--domain",
+                DOMAIN,
+                "--type",
+                "cost-based",
+            ],
+            &[],
+        )
+        .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 to 255 characters"), "{err}");
+    let file = db.path("too-long.csv");
+    std::fs::write(&file, "user_id\nu1\n").unwrap();
+    let out = db
+        .ferry(
+            &[
+                "import",
+                file.to_str().unwrap(),
+                "--domain",
+                DOMAIN,
+                "--group",
+                &too_long,
+            ],
+            &[],
+        )
+        .await;
+    assert!(!out.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("1 to 255 characters"),
+        "the import says the same: {said}"
+    );
+}
+
+/// Round 2, 8. A group row another tool wrote, whose `group_id` is not the
+/// UUID of its key: its users (by that `group_id`) are sent, and `ferry
+/// schedules` says the row is inconsistent (they were never sent, and
+/// nothing said why).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_row_with_another_group_id_is_sent_by_it_and_said_to_be_inconsistent() {
+    use crate::users_export::{env, files, outbox, read_csv_gz, run_now};
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let migrated = db.ferry(&["migrate"], &[]).await;
+    assert!(migrated.status.success());
+    let stored = uuid::Uuid::from_u128(0x5eed);
+    c.execute(
+        "INSERT INTO matching_groups (domain_id, group_key, group_id, group_type)
+         VALUES ($1, 'crm-mentors', $2, 'COST_BASED')",
+        &[&crate::harness::domain(), &stored],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO nodes (reference_id, group_id, domain_id, type, metadata)
+         SELECT 'crm-' || i, $1, $2, 'USER', '{\"city\": \"Lima\"}' FROM generate_series(1, 5) i",
+        &[&stored, &crate::harness::domain()],
+    )
+    .await
+    .unwrap();
+    let dir = files(&db);
+    let (out, code) = run_now(&db, &[], &env(&dir, &[])).await;
+    assert_eq!(code, 0, "{out}");
+    let messages = outbox(&db).await;
+    assert_eq!(messages.len(), 1, "{out}");
+    let (_, rows) = read_csv_gz(std::path::Path::new(
+        messages[0]["filePath"].as_str().unwrap(),
+    ));
+    assert_eq!(rows.len(), 5);
+    let out = db.ferry(&["schedules"], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "group {DOMAIN}/crm-mentors: its group_id {stored} is not its key's UUID"
+        )),
+        "{text}"
+    );
+}
