@@ -94,7 +94,9 @@ fn parse(uri: &str, storage: &StorageSettings, kind: Kind) -> Result<Parsed, Job
             }
             local(Path::new(&percent_decode(path)), storage, kind).map_err(refuse)
         }
-        "s3" => object(rest, storage, kind).map_err(refuse),
+        // As the AWS CLI, boto3 and Spark read it: the key as written
+        // (Hive's partition folders hold a literal `%3A`).
+        "s3" => object(rest, storage, kind, Key::Literal).map_err(refuse),
         "http" | "https" => {
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             let host = with_port(authority, &scheme);
@@ -103,7 +105,7 @@ fn parse(uri: &str, storage: &StorageSettings, kind: Kind) -> Result<Parsed, Job
                     "host `{host}` is not the storage endpoint nor in storage.allowed_hosts"
                 )));
             }
-            object(path, storage, kind).map_err(refuse)
+            object(path, storage, kind, Key::UrlEncoded).map_err(refuse)
         }
         other => Err(refuse(format!("unsupported scheme `{other}`"))),
     }
@@ -138,14 +140,26 @@ impl Source {
     }
 }
 
+/// How a URL writes an object's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// `s3://`: the key itself.
+    Literal,
+    /// `http(s)://`: percent-encoded, ending at a query or fragment.
+    UrlEncoded,
+}
+
 /// `bucket/key` (`bucket/prefix/` for a folder, the prefix possibly
 /// empty), checked against `storage.allowed_buckets`.
-fn object(path: &str, storage: &StorageSettings, kind: Kind) -> Result<Parsed, String> {
+fn object(path: &str, storage: &StorageSettings, kind: Kind, form: Key) -> Result<Parsed, String> {
     let (bucket, key) = path
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && (kind == Kind::Folder || !k.is_empty()))
         .ok_or("expected a path of the form bucket/key")?;
-    let key = percent_decode(key.split(['?', '#']).next().unwrap_or(key));
+    let key = match form {
+        Key::Literal => key.to_string(),
+        Key::UrlEncoded => percent_decode(key.split(['?', '#']).next().unwrap_or(key)),
+    };
     if !storage.allowed_buckets.is_empty() && !storage.allowed_buckets.iter().any(|b| b == bucket) {
         return Err(format!(
             "bucket `{bucket}` is not in storage.allowed_buckets"
@@ -246,13 +260,8 @@ fn with_port(authority: &str, scheme: &str) -> String {
 }
 
 /// An object's `s3://bucket/key` URL, which [`Source::parse`] reads back
-/// as that very key: the characters it decodes or cuts at (`%`, `?`, `#`)
-/// are escaped.
+/// as that very key (an `s3://` key is literal).
 pub fn s3_url(bucket: &str, key: &str) -> String {
-    let key = key
-        .replace('%', "%25")
-        .replace('?', "%3F")
-        .replace('#', "%23");
     format!("s3://{bucket}/{key}")
 }
 
@@ -306,6 +315,19 @@ mod tests {
             Source::parse("http://minio:9000/bucket/file%20one.csv.gz", &st).unwrap(),
             s3("bucket", "file one.csv.gz")
         );
+        // An s3:// key is read as written, as the AWS CLI reads it.
+        let hive = "daily/dt=2026-12-01T00%253A00/part-0.csv";
+        assert_eq!(
+            Source::parse(&format!("s3://engine/{hive}"), &st).unwrap(),
+            s3("engine", hive)
+        );
+        assert_eq!(
+            Source::parse("s3://b/a b?c#d%3A.csv", &st).unwrap(),
+            s3("b", "a b?c#d%3A.csv")
+        );
+        for key in ["odd/a#1.parquet", "dt=2026-11-30T00%3A00.parquet", "q?x"] {
+            assert_eq!(Source::parse(&s3_url("b", key), &st).unwrap(), s3("b", key));
+        }
         assert_eq!(
             Source::parse("HTTP://MINIO:9000/b/k", &st).unwrap(),
             s3("b", "k")
