@@ -307,7 +307,7 @@ pub async fn create(
             e.to_string(),
         )
     };
-    let request = request::parse(&body, Limits::of(kafka)).map_err(bad)?;
+    let request = request::parse_in(&body, Limits::of(kafka), Some(domain)).map_err(bad)?;
     if request.domain_id != domain {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -523,3 +523,52 @@ async fn a_group_row_with_another_group_id_is_sent_by_it_and_said_to_be_inconsis
         "{text}"
     );
 }
+
+/// Round 2, 15. `POST /v1/imports` without `domainId` is for the API key's
+/// domain (it was 422 `missing_field`, though the key names the domain);
+/// another domain is still 403.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_request_without_a_domain_is_for_the_keys_domain() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let serve = Serve::start(&db, kafka.bootstrap_servers(), &[]).await;
+    let key = api_key(&db, DOMAIN).await;
+    let auth = format!("Bearer {key}");
+    let post = |body: Value| {
+        let (http, auth) = (serve.http.clone(), auth.clone());
+        async move {
+            let headers = [
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ];
+            let (status, text) = request(&http, "POST", "/v1/imports", &headers, &body.to_string())
+                .await
+                .unwrap();
+            (status, serde_json::from_str::<Value>(&text).unwrap())
+        }
+    };
+    let (status, created) = post(json!({"groupId": "g", "referenceIds": ["a", "b"]})).await;
+    assert_eq!(status, 202, "{created}");
+    let done = wait_for(
+        &db,
+        "SELECT count(*) FROM jobs WHERE status = 'COMPLETED' AND kind = 'nodes'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done, 1, "{}", serve.log_text());
+    let c = db.client().await;
+    let domains: Vec<uuid::Uuid> = c
+        .query("SELECT DISTINCT domain_id FROM nodes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(domains, [crate::harness::domain()]);
+    let other = "1f0e2d3c-4b5a-4697-8877-665544332211";
+    let (status, refused) =
+        post(json!({"domainId": other, "groupId": "g", "referenceIds": ["a"]})).await;
+    assert_eq!(status, 403, "{refused}");
+    serve.terminate().await;
+}

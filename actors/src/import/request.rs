@@ -87,7 +87,9 @@ const MAX_REQUEST_ID_CHARS: usize = 200;
 #[serde(rename_all = "camelCase")]
 #[schema(as = NodeExchange)]
 pub struct Wire {
-    #[schema(required = true, value_type = uuid::Uuid)]
+    /// The tenant. Required on Kafka; `POST /v1/imports` takes the API
+    /// key's domain when it is left out (another domain is 403).
+    #[schema(value_type = uuid::Uuid)]
     domain_id: Option<String>,
     /// The matching group's key.
     #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
@@ -152,6 +154,16 @@ const MAX_FILE_PATHS: usize = 10_000;
 
 /// Parses and checks one request.
 pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
+    parse_in(bytes, limits, None)
+}
+
+/// [`parse`], with the domain a request that names none is for (an API
+/// key's).
+pub fn parse_in(
+    bytes: &[u8],
+    limits: Limits,
+    domain: Option<Uuid>,
+) -> Result<ImportRequest, Rejected> {
     if bytes.len() > limits.max_bytes {
         return Err(rejected(
             Reason::TooLarge,
@@ -166,15 +178,16 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<ImportRequest, Rejected> {
         serde_json::error::Category::Data => rejected(Reason::InvalidField, e.to_string()),
         _ => rejected(Reason::MalformedJson, e.to_string()),
     })?;
-    let domain_id = wire
-        .domain_id
-        .ok_or_else(|| rejected(Reason::MissingField, "domainId is required"))?;
-    let domain_id = Uuid::parse_str(domain_id.trim()).map_err(|_| {
-        rejected(
-            Reason::InvalidField,
-            format!("domainId {:?} is not a UUID", excerpt(&domain_id)),
-        )
-    })?;
+    let domain_id = match (wire.domain_id, domain) {
+        (Some(given), _) => Uuid::parse_str(given.trim()).map_err(|_| {
+            rejected(
+                Reason::InvalidField,
+                format!("domainId {:?} is not a UUID", excerpt(&given)),
+            )
+        })?,
+        (None, Some(domain)) => domain,
+        (None, None) => return Err(rejected(Reason::MissingField, "domainId is required")),
+    };
     let group_key = wire
         .group_id
         .ok_or_else(|| rejected(Reason::MissingField, "groupId is required"))?;
