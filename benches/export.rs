@@ -372,7 +372,8 @@ fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> 
             url,
             &format!(
                 "UPDATE nodes SET metadata = metadata || '{{\"city\": \"moved-{run}\"}}' WHERE id IN {ten};
-                 UPDATE legacy_nodes SET processed = false WHERE id IN {ten};"
+                 UPDATE legacy_nodes SET processed = false WHERE id IN {ten};
+                 CHECKPOINT;"
             ),
         )?;
         let mut select = vec!["reference_id".to_string()];
@@ -381,6 +382,7 @@ fn users_export(ferry: &str, url: &str, work: &Path, rows: u64, runs: usize) -> 
         if run + 1 == runs.max(1) {
             explain_unsent(url, group)?;
         }
+        common::psql(url, "CHECKPOINT")?;
         let process = export()?;
         changed.push(Timed {
             secs: tick_to_message(url)?,

@@ -45,6 +45,9 @@ pub struct Plan {
     every_key: Option<(usize, Column)>,
     /// A metadata key's column is named by the key alone.
     bare_names: bool,
+    /// The order the first rows are read in for their keys: the changes
+    /// since a watermark by their index, not a scan that meets them last.
+    first_rows_order: &'static str,
     json: bool,
     /// `FROM … WHERE tenant AND filters`, with its parameters.
     from_where: String,
@@ -163,6 +166,10 @@ impl Plan {
             selected,
             every_key,
             bare_names: spec.bare_metadata_names,
+            first_rows_order: match spec.unsent_of {
+                Some(_) => " ORDER BY t.changed_xid",
+                None => "",
+            },
             json,
             from_where: format!("FROM {} t WHERE {tenant} AND {filters}", def.relation),
             base: sql,
@@ -184,12 +191,12 @@ impl Plan {
     pub fn keys_query(&self) -> Option<(String, Sql)> {
         let (_, column) = self.every_key.as_ref()?;
         let m = format!("t.{}", quote_ident(&column.name));
-        let from_where = &self.from_where;
+        let (from_where, order) = (&self.from_where, self.first_rows_order);
         let sql = format!(
             "WITH first AS (
                  SELECT coalesce(array_agg(DISTINCT k), '{{}}') AS keys
                  FROM (SELECT jsonb_object_keys(m) AS k
-                       FROM (SELECT {m} AS m {from_where} LIMIT 1000) rows) ks)
+                       FROM (SELECT {m} AS m {from_where}{order} LIMIT 1000) rows) ks)
              SELECT k FROM (
                  SELECT unnest(keys) AS k FROM first
                  UNION
@@ -476,6 +483,22 @@ mod tests {
         assert!(
             count.contains("pg_visible_in_snapshot"),
             "the total counts the unsent only: {count}"
+        );
+        let every_key = ExportSpec {
+            fields: vec!["metadata.*".into()],
+            ..unsent.clone()
+        };
+        let plan = Plan::new(
+            &tracked,
+            &every_key,
+            Uuid::nil(),
+            &ExportSettings::default(),
+        )
+        .unwrap();
+        let (keys, _) = plan.keys_query().unwrap();
+        assert!(
+            keys.contains("ORDER BY t.changed_xid LIMIT 1000"),
+            "the first rows by the index, not a scan: {keys}"
         );
         let untracked = Plan::new(&def(), &unsent, Uuid::nil(), &ExportSettings::default());
         assert_eq!(untracked.unwrap_err().code, "unsent_not_tracked");
