@@ -61,14 +61,35 @@ pub async fn create<K: Kind, S: Spec>(
             same_request: true,
         });
     }
+    let key = new.idempotency_key.as_deref().unwrap_or_default();
+    existing(c, key, new.request_hash.as_deref())
+        .await?
+        .ok_or_else(|| StoreError::Unreadable {
+            job: new.id,
+            column: "idempotency_key",
+            reason: "the job that holds this key was deleted meanwhile".into(),
+        })
+}
+
+/// The job an idempotency key already made, if any: a retry of the same
+/// request (the same `request_hash`) gets it back before any limit is
+/// counted; another request with the key is a conflict (`same_request`
+/// false).
+pub async fn existing<K: Kind>(
+    c: &impl GenericClient,
+    key: &str,
+    request_hash: Option<&str>,
+) -> Result<Option<Created<K>>, StoreError> {
     let sql = format!("SELECT {COLUMNS}, request_hash FROM jobs WHERE idempotency_key = $1");
-    let row = c.query_one(&sql, &[&new.idempotency_key]).await?;
+    let Some(row) = c.query_opt(&sql, &[&key]).await? else {
+        return Ok(None);
+    };
     let stored: Option<&str> = row.get("request_hash");
-    Ok(Created {
+    Ok(Some(Created {
         job: from_row(&row)?,
         is_new: false,
-        same_request: stored == new.request_hash.as_deref(),
-    })
+        same_request: stored == request_hash,
+    }))
 }
 
 /// A PENDING job already leased to `owner` (a `ferry import` or `ferry

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferry_actors::error::StoreError;
 use ferry_actors::export::plan::Invalid;
 use ferry_actors::export::request::{self as export_request, Channel, ExportRequest};
 use ferry_actors::export::store::{self as export_store};
@@ -127,21 +128,6 @@ pub async fn create(
                 ApiError::bad_request("invalid_webhook_url", format!("webhook_url: {e}"))
             })?;
     }
-    api.limiter.take(&tenant.caller)?;
-    let client = api.pool.get().await?;
-    if export_store::active::<Work>(&**client, tenant.domain).await?
-        >= exports.max_running_per_domain
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_exports",
-            format!(
-                "this domain has {} exports waiting or running",
-                exports.max_running_per_domain
-            ),
-        )
-        .retry_after(30));
-    }
     let new = NewExport {
         id,
         idempotency_key: key
@@ -152,7 +138,20 @@ pub async fn create(
     }
     .reporting_to(exports.events_topic.clone())
     .from_origin(json!({ "api": true }));
-    let created = lifecycle::create::<Work, _>(&**client, &new).await?;
+    let mut client = api.pool.get().await?;
+    // A retry gets the export it made before any limit is counted: a
+    // client that timed out at the cap learns its export's id.
+    let made = match &new.idempotency_key {
+        Some(k) => lifecycle::existing::<Work>(&**client, k, new.request_hash.as_deref()).await?,
+        None => None,
+    };
+    let created = match made {
+        Some(made) => made,
+        None => {
+            api.limiter.take(&tenant.caller)?;
+            capped_create(&mut client, &new, exports.max_running_per_domain).await?
+        }
+    };
     let id = created.job.id;
     if !created.same_request {
         return Err(crate::http::imports::key_reused("export", "id", id));
@@ -164,4 +163,36 @@ pub async fn create(
         Json(view),
     )
         .into_response())
+}
+
+/// Creates the export unless its domain already has `cap` waiting or
+/// running. The count and the insert hold the domain's advisory lock, so
+/// concurrent requests, on any instance, cannot pass the cap together.
+async fn capped_create(
+    client: &mut deadpool_postgres::Object,
+    new: &NewExport,
+    cap: i64,
+) -> Result<lifecycle::Created<Work>, ApiError> {
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ferry-exports-cap:' || $1::uuid::text, 0))",
+        &[&new.domain_id],
+    )
+    .await
+    .map_err(StoreError::from)?;
+    if export_store::active::<Work>(&*tx, new.domain_id)
+        .await
+        .map_err(StoreError::from)?
+        >= cap
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_exports",
+            format!("this domain has {cap} exports waiting or running"),
+        )
+        .retry_after(30));
+    }
+    let created = lifecycle::create::<Work, _>(&*tx, new).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(created)
 }
