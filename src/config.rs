@@ -43,6 +43,12 @@ pub struct HttpSettings {
     /// `host:port` to listen on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Where clients reach this service (`https://ferry.example.com`): the
+    /// base of the links it hands out (an export's `download_url`). Empty:
+    /// the address it listens on. Never the request's `Host` header, which
+    /// the client chooses.
+    #[serde(default)]
+    pub public_url: String,
     /// Most jobs one `GET /v1/imports` page returns.
     #[serde(default = "default_max_page")]
     pub max_page: i64,
@@ -141,6 +147,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            public_url: String::new(),
             max_page: default_max_page(),
             body_timeout: default_body_timeout(),
             max_requests_per_key: default_max_requests_per_key(),

@@ -258,6 +258,10 @@ impl Service {
             ),
             catalog: ctx.catalog.clone(),
             signer: Signer::new(signing_keys),
+            public_url: match config.http.public_url.trim_end_matches('/') {
+                "" => format!("http://{http_addr}"),
+                given => given.to_string(),
+            },
             store: config
                 .storage
                 .configured()

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferry_actors::job::store;
@@ -88,16 +87,15 @@ pub async fn import_events(
 pub async fn export_events(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (domain, caller) = (tenant.domain, tenant.caller.clone());
     let view = move |api: Arc<Api>| {
-        let (id, headers) = (id.clone(), headers.clone());
+        let id = id.clone();
         async move {
             let client = api.pool.get().await?;
             let job: Job = exports::owned(&**client, domain, &id).await?;
-            let view = exports::linked(&api, &job, &headers, &**client).await?;
+            let view = exports::linked(&api, &job, &**client).await?;
             Ok::<_, ApiError>((
                 job.status.is_terminal(),
                 serde_json::to_value(view).unwrap_or_default(),

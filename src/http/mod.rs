@@ -85,6 +85,9 @@ pub struct Api {
     pub catalog: Arc<Catalog>,
     /// Signs and checks download links.
     pub signer: Signer,
+    /// The base of the links the API hands out (`http.public_url`, or the
+    /// address it listens on), without a trailing `/`.
+    pub public_url: String,
     /// The object store, when one is configured (presigned URLs, downloads).
     pub store: Option<Store>,
     /// JWT bearer tokens, when configured.

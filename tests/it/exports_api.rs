@@ -1037,3 +1037,38 @@ async fn files_are_swept_after_their_retention_and_the_export_says_so() {
     assert_eq!(client().get(&download).send().await.unwrap().status(), 410);
     serve.terminate().await;
 }
+
+/// A download link is built from `http.public_url`, never from the
+/// request's `Host` header: `Host: evil.example:666` gave
+/// `http://evil.example:666/v1/exports/…`, a link a forwarded message
+/// could point anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn download_links_are_built_from_the_public_url_not_the_host_header() {
+    let db = TestDb::new().await;
+    load_users(&db, 10).await;
+    let kafka = broker();
+    let s3 = LocalS3::start().unwrap();
+    let public = [("FERRY__HTTP__PUBLIC_URL", "https://ferry.example.com/")];
+    let serve = serve(&db, kafka.bootstrap_servers(), &s3, &public).await;
+    let api = Api::new(&serve, &api_key(&db, DOMAIN).await);
+    let (status, _, created) = api.post(request("csv"), &[]).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    api.wait(&id).await;
+    let (_, _, done) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/exports/{id}"),
+            None,
+            &[("Host", "evil.example:666")],
+        )
+        .await;
+    let link = done["result"]["download_url"].as_str().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!(
+            "https://ferry.example.com/v1/exports/{id}/download?token="
+        )),
+        "{done}"
+    );
+    serve.terminate().await;
+}

@@ -156,7 +156,7 @@ pub async fn create(
     if !created.same_request {
         return Err(crate::http::imports::key_reused("export", "id", id));
     }
-    let view = linked(&api, &created.job, &headers, &**client).await?;
+    let view = linked(&api, &created.job, &**client).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/exports/{id}"))],

@@ -14,7 +14,7 @@ pub mod view;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_actors::export::event::export_status;
@@ -74,12 +74,11 @@ pub(super) async fn owned(
 pub async fn show(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = api.pool.get().await?;
     let job = owned(&**client, tenant.domain, &id).await?;
-    Ok(Json(linked(&api, &job, &headers, &**client).await?).into_response())
+    Ok(Json(linked(&api, &job, &**client).await?).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -123,7 +122,6 @@ fn status_of(name: &str) -> Option<JobStatus> {
 pub async fn list(
     State(api): State<Arc<Api>>,
     tenant: Tenant,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(10);
@@ -170,7 +168,7 @@ pub async fn list(
     .await?;
     let mut exports = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        exports.push(linked(&api, job, &headers, &**client).await?);
+        exports.push(linked(&api, job, &**client).await?);
     }
     Ok(Json(ExportPage {
         object: "list",

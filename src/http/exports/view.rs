@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{header, HeaderMap};
 use ferry_actors::export::event::export_status;
 use ferry_actors::export::store::{self as export_store, WebhookStatus};
 use ferry_actors::export::{Compression, Destination, Format};
@@ -195,7 +194,6 @@ fn rfc3339(secs: u64) -> String {
 pub(crate) async fn linked(
     api: &Api,
     job: &Job,
-    headers: &HeaderMap,
     client: &impl GenericClient,
 ) -> Result<ExportView, ApiError> {
     let mut view = ExportView::of(job).ok_or_else(|| ApiError::internal("not an export"))?;
@@ -216,10 +214,7 @@ pub(crate) async fn linked(
         .url_ttl
         .min(Duration::from_secs(7 * 24 * 3600));
     let expires = now_secs() + ttl.as_secs();
-    let base = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map_or(String::new(), |h| format!("http://{h}"));
+    let base = &api.public_url;
     let files = export
         .result
         .as_ref()
