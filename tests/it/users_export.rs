@@ -126,6 +126,42 @@ pub(crate) async fn load_users(db: &TestDb, group: &str, rows: u64) {
     assert_eq!(code, 0, "{r}");
 }
 
+/// `ferry export users --now`, held still (SIGSTOP) from when its export
+/// has taken its snapshot until `meanwhile` is done: whether the export was
+/// still running then, what `meanwhile` gave, and the export's output.
+pub(crate) async fn while_held<T>(
+    db: &TestDb,
+    env: &[(&str, &str)],
+    meanwhile: impl std::future::Future<Output = T>,
+) -> (bool, T, std::process::Output) {
+    let mut export = db.command(&["export", "users", "--now"], env);
+    export
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let export = export.spawn().unwrap();
+    let reading = wait_for(
+        db,
+        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND checkpoint ? 'snapshot'",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(reading, 1, "the export took its snapshot");
+    let pid = export.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let done = meanwhile.await;
+    let still = wait_for(
+        db,
+        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND kind LIKE 'users_%'",
+        1,
+        Duration::ZERO,
+    )
+    .await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = export.wait_with_output().await.unwrap();
+    (still == 1, done, out)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cost_based_group_sends_its_unsent_users_once_and_its_file_imports_back() {
     let db = TestDb::new().await;
@@ -475,29 +511,7 @@ async fn a_user_changed_while_the_export_reads_stays_unsent() {
     );
     load_users(&db, "mentors", 100_000).await;
     set_group(&db, DOMAIN, "mentors", "cost-based").await;
-    let mut export = db.command(&["export", "users", "--now"], &env);
-    export
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let export = export.spawn().unwrap();
-    let reading = wait_for(
-        &db,
-        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND checkpoint ? 'snapshot'",
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(reading, 1, "the export took its snapshot");
     // Held still while an import changes 10 of its users.
-    let pid = export.id().unwrap() as i32;
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let still = wait_for(
-        &db,
-        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND kind LIKE 'users_%'",
-        1,
-        Duration::ZERO,
-    )
-    .await;
     let all: Vec<String> = reference_ids(&db, "mentors").await.into_iter().collect();
     let changed: Vec<(String, String)> = all
         .iter()
@@ -507,11 +521,10 @@ async fn a_user_changed_while_the_export_reads_stays_unsent() {
         .collect();
     let cities = db.path("cities.csv");
     write_cities(&cities, &changed);
-    let (r, code) = db.import(&cities, "mentors", &[], &[]).await;
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let (still, (r, code), out) =
+        while_held(&db, &env, db.import(&cities, "mentors", &[], &[])).await;
     assert_eq!(code, 0, "{r}");
-    assert_eq!(still, 1, "the export had not ended when the import ran");
-    let out = export.wait_with_output().await.unwrap();
+    assert!(still, "the export had not ended when the import ran");
     assert!(
         out.status.success(),
         "{}",

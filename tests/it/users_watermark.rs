@@ -7,15 +7,14 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use ferry_actors::job::group_uuid;
 use serde_json::Value;
 
 use crate::harness::{self, TestDb, DOMAIN};
-use crate::service::wait_for;
 use crate::users_export::{
     env, files, load_users, outbox, read_csv_gz, reference_ids, run_now, set_group, unsent,
+    while_held,
 };
 
 /// Every row's id and `xmin`: a row written again has a new `xmin`.
@@ -183,33 +182,10 @@ async fn a_reset_sends_the_group_whole_again_and_an_export_begun_before_it_does_
 
     // An export that took its snapshot before a reset sends what it read,
     // and leaves the group reset.
-    let mut export = db.command(&["export", "users", "--now"], &env);
-    export
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let export = export.spawn().unwrap();
-    let reading = wait_for(
-        &db,
-        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND checkpoint ? 'snapshot'",
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(reading, 1, "the export took its snapshot");
-    let pid = export.id().unwrap() as i32;
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let reset = groups(&db, &["reset", "mentors", "--domain", DOMAIN]).await;
-    let still = wait_for(
-        &db,
-        "SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND kind LIKE 'users_%'",
-        1,
-        Duration::ZERO,
-    )
-    .await;
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let reset = groups(&db, &["reset", "mentors", "--domain", DOMAIN]);
+    let (still, reset, out) = while_held(&db, &env, reset).await;
     reset.unwrap();
-    assert_eq!(still, 1, "the export had not ended when the reset ran");
-    let out = export.wait_with_output().await.unwrap();
+    assert!(still, "the export had not ended when the reset ran");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(last_file(&db).await.1.len(), 50_000);
     assert_eq!(
