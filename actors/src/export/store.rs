@@ -84,6 +84,26 @@ pub async fn active<K: Kind>(
     Ok(c.query_one(&sql, &[&domain_id]).await?.get(0))
 }
 
+/// Creates the export in `tx` unless its domain already has `cap` waiting
+/// or running (`None`). The count and the insert hold the domain's advisory
+/// lock until `tx` ends, so concurrent requests, on any instance, cannot
+/// pass the cap together.
+pub async fn create_capped<K: Kind>(
+    tx: &tokio_postgres::Transaction<'_>,
+    new: &super::NewExport,
+    cap: i64,
+) -> Result<Option<crate::job::lifecycle::Created<K>>, StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ferry-exports-cap:' || $1::uuid::text, 0))",
+        &[&new.domain_id],
+    )
+    .await?;
+    if active::<K>(tx, new.domain_id).await? >= cap {
+        return Ok(None);
+    }
+    Ok(Some(crate::job::lifecycle::create::<K, _>(tx, new).await?))
+}
+
 /// Where an export's webhook stands.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookStatus {

@@ -149,7 +149,20 @@ pub async fn create(
         Some(made) => made,
         None => {
             api.limiter.take(&tenant.caller)?;
-            capped_create(&mut client, &new, exports.max_running_per_domain).await?
+            let cap = exports.max_running_per_domain;
+            let tx = client.transaction().await.map_err(StoreError::from)?;
+            let created = export_store::create_capped::<Work>(&tx, &new, cap)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_exports",
+                        format!("this domain has {cap} exports waiting or running"),
+                    )
+                    .retry_after(30)
+                })?;
+            tx.commit().await.map_err(StoreError::from)?;
+            created
         }
     };
     let id = created.job.id;
@@ -163,36 +176,4 @@ pub async fn create(
         Json(view),
     )
         .into_response())
-}
-
-/// Creates the export unless its domain already has `cap` waiting or
-/// running. The count and the insert hold the domain's advisory lock, so
-/// concurrent requests, on any instance, cannot pass the cap together.
-async fn capped_create(
-    client: &mut deadpool_postgres::Object,
-    new: &NewExport,
-    cap: i64,
-) -> Result<lifecycle::Created<Work>, ApiError> {
-    let tx = client.transaction().await.map_err(StoreError::from)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('ferry-exports-cap:' || $1::uuid::text, 0))",
-        &[&new.domain_id],
-    )
-    .await
-    .map_err(StoreError::from)?;
-    if export_store::active::<Work>(&*tx, new.domain_id)
-        .await
-        .map_err(StoreError::from)?
-        >= cap
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_exports",
-            format!("this domain has {cap} exports waiting or running"),
-        )
-        .retry_after(30));
-    }
-    let created = lifecycle::create::<Work, _>(&*tx, new).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(created)
 }
