@@ -110,6 +110,42 @@ async fn claims_take_turns_across_domains() {
     );
 }
 
+/// A domain's running jobs count in its turn: with two of a burst's jobs
+/// running, another domain's one job is claimed next, not after the rest
+/// of the burst (the turns used to be numbered among waiting jobs only,
+/// so the busy domain's next job was always its "first").
+#[tokio::test]
+async fn a_domains_running_jobs_count_in_its_turn() {
+    let db = TestDb::new().await;
+    let c = migrated(&db).await;
+    for n in 0..6 {
+        lifecycle::create::<Work, _>(&c, &new_job(n)).await.unwrap();
+    }
+    let running = lifecycle::claim::<Work>(&c, "a", Duration::from_secs(30), 2)
+        .await
+        .unwrap();
+    assert!(running.iter().all(|h| h.job().domain_id == domain()));
+    let mut small = new_job(99);
+    small.domain_id = Uuid::from_u128(0x0b0b);
+    let small = lifecycle::create::<Work, _>(&c, &small)
+        .await
+        .unwrap()
+        .job
+        .id;
+    let next = lifecycle::claim::<Work>(&c, "a", Duration::from_secs(30), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|h| h.job().id).collect::<Vec<_>>(),
+        vec![small],
+        "the other domain's job goes before the burst's third"
+    );
+    let rest = lifecycle::claim::<Work>(&c, "a", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 4, "the burst's other jobs are still claimed");
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_claimed_by_another_instance() {
     let db = TestDb::new().await;

@@ -148,10 +148,11 @@ async fn insert<S: Spec>(
 
 /// Claims up to `limit` jobs that nobody holds: PENDING jobs never
 /// leased, and PENDING or RUNNING jobs whose lease expired (their instance
-/// died; they resume from their checkpoint). Domains take turns (each
-/// domain's oldest job first, then each one's second, …), so one domain's
-/// burst does not starve the others. Each is leased to `owner` for
-/// `lease`. Concurrent claimers never get the same job.
+/// died; they resume from their checkpoint). Domains take turns, counted
+/// from the jobs each one has running already: a domain with two running
+/// has its oldest waiting job at turn 3, behind another domain's first,
+/// so one domain's burst does not starve the others. Each is leased to
+/// `owner` for `lease`. Concurrent claimers never get the same job.
 pub async fn claim<K: Kind>(
     c: &impl GenericClient,
     owner: &str,
@@ -163,10 +164,17 @@ pub async fn claim<K: Kind>(
         active = active()
     );
     let sql = format!(
-        "WITH fair AS (
-             SELECT id, created_at,
-                    row_number() OVER (PARTITION BY domain_id ORDER BY created_at) AS turn
-             FROM jobs WHERE {claimable})
+        "WITH running AS (
+             SELECT domain_id, count(*) AS n FROM jobs
+             WHERE status IN {active} AND lease_expires_at >= now()
+             GROUP BY domain_id),
+         fair AS (
+             SELECT j.id, j.created_at,
+                    coalesce(r.n, 0)
+                        + row_number() OVER (PARTITION BY j.domain_id ORDER BY j.created_at)
+                        AS turn
+             FROM jobs j LEFT JOIN running r ON r.domain_id = j.domain_id
+             WHERE j.{claimable})
          UPDATE jobs SET lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
          WHERE id IN (
@@ -174,7 +182,8 @@ pub async fn claim<K: Kind>(
              WHERE j.{claimable}
              ORDER BY f.turn, f.created_at LIMIT $3
              FOR UPDATE OF j SKIP LOCKED)
-         RETURNING {COLUMNS}"
+         RETURNING {COLUMNS}",
+        active = active()
     );
     let rows = c
         .query(&sql, &[&owner, &lease.as_secs_f64(), &limit])
