@@ -697,6 +697,16 @@ pub struct ExportSettings {
     /// How long one delivery may take.
     #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
     pub webhook_timeout: Duration,
+    /// Deliveries one instance has in flight at once.
+    #[serde(default = "default_webhook_in_flight")]
+    pub webhook_in_flight: i64,
+    /// Deliveries of one domain in flight at once, across every instance:
+    /// one tenant's slow endpoints hold no more slots than this.
+    #[serde(default = "default_webhook_per_target")]
+    pub webhook_per_domain: i64,
+    /// Deliveries to one host in flight at once, across every instance.
+    #[serde(default = "default_webhook_per_target")]
+    pub webhook_per_host: i64,
     /// The secret webhook signatures are made with (`Ferry-Signature:
     /// t=…,v1=HMAC-SHA256(secret, "t.body")`). Empty: `http.signing_keys`'s
     /// first.
@@ -888,6 +898,12 @@ fn default_webhook_attempts() -> i32 {
 fn default_webhook_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_webhook_in_flight() -> i64 {
+    16
+}
+fn default_webhook_per_target() -> i64 {
+    4
+}
 fn default_tenant_column() -> String {
     "domain_id".into()
 }
@@ -931,6 +947,9 @@ impl Default for ExportSettings {
             webhook_allowed_hosts: Vec::new(),
             webhook_attempts: default_webhook_attempts(),
             webhook_timeout: default_webhook_timeout(),
+            webhook_in_flight: default_webhook_in_flight(),
+            webhook_per_domain: default_webhook_per_target(),
+            webhook_per_host: default_webhook_per_target(),
             webhook_secret: String::new(),
             objects: Vec::new(),
             users: UsersExportSettings::default(),

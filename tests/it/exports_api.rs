@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::harness::{gunzip, TestDb, DOMAIN};
 use crate::service::{api_key, broker, read_topic, Serve};
 
-const OTHER: &str = "11111111-2222-4333-8444-555555555555";
+pub(crate) const OTHER: &str = "11111111-2222-4333-8444-555555555555";
 const SIGNING_KEY: &str = "test-signing-key";
 
 fn client() -> reqwest::Client {
@@ -48,17 +48,22 @@ fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 /// A `ferry serve` with the exports API's settings, ready.
-async fn serve(db: &TestDb, brokers: &str, s3: &LocalS3, extra: &[(&str, &str)]) -> Serve {
+pub(crate) async fn serve(
+    db: &TestDb,
+    brokers: &str,
+    s3: &LocalS3,
+    extra: &[(&str, &str)],
+) -> Serve {
     Serve::start(db, brokers, &pairs(&settings(s3, extra))).await
 }
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     auth: String,
 }
 
 impl Api {
-    fn new(serve: &Serve, key: &str) -> Self {
+    pub(crate) fn new(serve: &Serve, key: &str) -> Self {
         Self {
             base: format!("http://{}", serve.http),
             auth: format!("Bearer {key}"),
@@ -92,12 +97,12 @@ impl Api {
         (status, headers, json)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let (s, _, v) = self.call(reqwest::Method::GET, path, None, &[]).await;
         (s, v)
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         body: Value,
         headers: &[(&str, &str)],
@@ -107,7 +112,7 @@ impl Api {
     }
 
     /// Polls an export until it ends; the progress seen on the way.
-    async fn wait(&self, id: &str) -> (Value, Vec<u64>) {
+    pub(crate) async fn wait(&self, id: &str) -> (Value, Vec<u64>) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut seen = Vec::new();
         loop {

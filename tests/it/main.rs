@@ -23,3 +23,4 @@ mod service;
 mod service_faults;
 mod users_export;
 mod users_watermark;
+mod webhooks;

@@ -8,6 +8,7 @@ use super::actors::export_pipeline::{self, Resume};
 use super::encoder;
 use super::event::ExportCompleted;
 use super::sink::{discard, FileSink};
+use super::webhook;
 use super::{Export, ExportOutcome};
 use crate::error::{JobError, StoreError};
 use crate::job::store::Columns;
@@ -60,13 +61,16 @@ impl Kind for Export {
     fn end(job: &Job<Self>, status: JobStatus, o: &ExportOutcome, end: &mut End) {
         let event = ExportCompleted::new(job, status, o);
         let payload = serde_json::to_string(&event).expect("an event serialises");
-        let hooked = end.bind(job.work.spec.webhook_url.clone());
+        let url = &job.work.spec.webhook_url;
+        let host = end.bind(url.as_deref().and_then(webhook::host_of));
+        let hooked = end.bind(url.clone());
         end.event(job.id.to_string(), payload, None);
         ended_export(end, o);
         end.with(format!(
             "hooked AS (
-                 INSERT INTO webhook_deliveries (job_id, url, payload)
-                 SELECT id, {hooked}, {payload} FROM done WHERE {hooked}::text IS NOT NULL)",
+                 INSERT INTO webhook_deliveries (job_id, domain_id, host, url, payload)
+                 SELECT id, domain_id, {host}, {hooked}, {payload}
+                 FROM done WHERE {hooked}::text IS NOT NULL)",
             payload = End::PAYLOAD
         ));
     }

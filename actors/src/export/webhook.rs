@@ -78,6 +78,13 @@ fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     }
 }
 
+/// The host a webhook URL names, lowercased, as deliveries in flight are
+/// bounded by (`exports.webhook_per_host`); None for a URL that has none.
+pub fn host_of(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    Some(parsed.host_str()?.to_ascii_lowercase())
+}
+
 /// Checks a webhook URL and resolves it.
 pub async fn check(url: &str, allowed_hosts: &[String]) -> Result<Endpoint, String> {
     // The URL parser would drop a CR or LF and encode a space; a URL that
@@ -157,9 +164,31 @@ impl Delivery {
     }
 }
 
-/// POSTs `body` to `endpoint` (checked again: the URL was stored when the
-/// export was asked for), signed with `secret`.
+/// POSTs `body` to `url` (checked again: the URL was stored when the
+/// export was asked for), signed with `secret`, all within `timeout`.
 pub async fn deliver(
+    url: &str,
+    allowed_hosts: &[String],
+    body: &str,
+    secret: &[u8],
+    delivery_id: i64,
+    timeout: Duration,
+) -> Delivery {
+    let started = Instant::now();
+    // The whole attempt, the name's lookup among it, is bounded: a
+    // delivery's lease outlives it, so no other instance sends it meanwhile.
+    let attempt = attempt(url, allowed_hosts, body, secret, delivery_id, timeout);
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(delivery) => delivery,
+        Err(_) => Delivery {
+            status: None,
+            error: Some(format!("no answer within {timeout:?}")),
+            took: started.elapsed(),
+        },
+    }
+}
+
+async fn attempt(
     url: &str,
     allowed_hosts: &[String],
     body: &str,

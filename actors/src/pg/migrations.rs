@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "watermarks",
         sql: include_str!("../../migrations/0014_watermarks.sql"),
     },
+    Migration {
+        version: 15,
+        name: "webhook_leases",
+        sql: include_str!("../../migrations/0015_webhook_leases.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -70,6 +70,14 @@ impl Reconnecting {
         Ok(self.client.as_ref().expect("connected above"))
     }
 
+    /// The same, for a transaction.
+    pub async fn get_mut(&mut self) -> Result<&mut Client, DbError> {
+        if !self.is_connected() {
+            self.client = Some(pg::connect(&self.database).await?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
     /// The connection held, if any, without connecting.
     pub fn current(&self) -> Option<&Client> {
         self.client.as_ref()

@@ -3,8 +3,16 @@
 //! ones (woken by `NOTIFY`, and on a tick), each in a task of its own so a
 //! slow or dead endpoint delays no other, records every attempt, and tries
 //! again with backoff after a 5xx, a 429 or no answer, up to
-//! `exports.webhook_attempts`. Several instances share the queue: a taken
-//! delivery is leased by moving its next attempt past its timeout.
+//! `exports.webhook_attempts`.
+//!
+//! Several instances share the queue. A delivery is claimed with a lease
+//! (`leased_until`) that outlives its attempt, which is bounded by
+//! `exports.webhook_timeout` in all: no two instances ever send one
+//! delivery at once, and an attempt that ends after its lease was taken
+//! over records nothing. Claims take a transaction's advisory lock and
+//! count the leased deliveries, so deliveries in flight are bounded per
+//! domain and per host across every instance: one tenant's slow endpoints
+//! cannot hold the others' slots.
 
 use std::time::Duration;
 
@@ -22,8 +30,13 @@ pub const NAME: &str = "webhook_sender";
 /// The channel a new delivery is announced on.
 pub const WEBHOOKS_CHANNEL: &str = "ferry_webhooks";
 
-/// Deliveries in flight at once, per instance.
-const IN_FLIGHT: i64 = 16;
+/// Claims of deliveries take turns across instances under this lock, so
+/// each one counts the others' leases: "webhooks" in ASCII.
+const CLAIM_LOCK: i64 = 0x7765_6268_6f6f_6b73;
+
+/// How much longer than its attempt's bound a delivery's lease lasts: time
+/// to record the attempt.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 pub enum Msg {
     /// Takes and starts the due deliveries.
@@ -99,7 +112,11 @@ impl Actor for WebhookSender {
                 delivery,
             } => {
                 state.in_flight -= 1;
-                record(state, id, attempt, &delivery).await
+                // The slot it freed goes to the next due delivery at once.
+                match record(state, id, attempt, &delivery).await {
+                    Ok(()) => take_due(&myself, state).await,
+                    Err(e) => Err(e),
+                }
             }
         };
         if let Err(e) = result {
@@ -111,28 +128,55 @@ impl Actor for WebhookSender {
     }
 }
 
-/// Takes the due deliveries this instance has room for, and starts them.
+/// Claims the due deliveries this instance has room for, within the
+/// domain's and the host's bounds, and starts them.
 async fn take_due(myself: &ActorRef<Msg>, state: &mut State) -> Result<(), JobError> {
-    let room = IN_FLIGHT - state.in_flight;
+    let exports = &state.args.exports;
+    let room = exports.webhook_in_flight.max(1) - state.in_flight;
     if room <= 0 {
         return Ok(());
     }
-    let lease = state.args.exports.webhook_timeout.as_secs_f64() * 2.0 + 5.0;
-    let rows = state
-        .client
-        .get()
-        .await?
+    let lease = (exports.webhook_timeout + LEASE_MARGIN).as_secs_f64();
+    let (per_domain, per_host) = (
+        exports.webhook_per_domain.max(1),
+        exports.webhook_per_host.max(1),
+    );
+    let client = state.client.get_mut().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+        .await?;
+    // Each due delivery's place among its domain's and its host's, after
+    // the ones in flight (leased, on any instance).
+    let rows = tx
         .query(
-            "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $2),
+            "WITH busy AS (
+                 SELECT domain_id, host FROM webhook_deliveries WHERE leased_until > now()),
+             ranked AS (
+                 SELECT id, next_attempt_at,
+                     row_number() OVER (PARTITION BY domain_id ORDER BY next_attempt_at, id)
+                         + (SELECT count(*) FROM busy b
+                            WHERE b.domain_id IS NOT DISTINCT FROM d.domain_id) AS in_domain,
+                     row_number() OVER (PARTITION BY host ORDER BY next_attempt_at, id)
+                         + (SELECT count(*) FROM busy b
+                            WHERE b.host IS NOT DISTINCT FROM d.host) AS at_host
+                 FROM webhook_deliveries d
+                 WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+                     AND (leased_until IS NULL OR leased_until <= now())),
+             picked AS (
+                 SELECT id FROM ranked WHERE in_domain <= $2 AND at_host <= $3
+                 ORDER BY next_attempt_at, id LIMIT $1)
+             UPDATE webhook_deliveries SET leased_until = now() + make_interval(secs => $4),
                  attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM webhook_deliveries
-                 WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
-                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                 WHERE id IN (SELECT id FROM picked)
+                     AND (leased_until IS NULL OR leased_until <= now())
+                 FOR UPDATE SKIP LOCKED)
              RETURNING id, url, payload, attempts",
-            &[&room, &lease],
+            &[&room, &per_domain, &per_host, &lease],
         )
         .await?;
+    tx.commit().await?;
     for row in rows {
         let (id, url, payload, attempt): (i64, String, String, i32) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
@@ -162,7 +206,9 @@ async fn take_due(myself: &ActorRef<Msg>, state: &mut State) -> Result<(), JobEr
     Ok(())
 }
 
-/// Records an attempt, and what comes next: done, another try, or none.
+/// Records an attempt, and what comes next: done, another try, or none;
+/// and ends its lease. Only the claim that made the attempt records it (a
+/// later claim has counted another attempt).
 async fn record(state: &mut State, id: i64, attempt: i32, d: &Delivery) -> Result<(), JobError> {
     let max = state.args.exports.webhook_attempts.max(1);
     let outcome = if d.ok() {
@@ -183,19 +229,23 @@ async fn record(state: &mut State, id: i64, attempt: i32, d: &Delivery) -> Resul
     let wait = jittered(backoff(&state.args.retry, attempt as u32));
     let status = d.status.map(i32::from);
     let millis = d.took.as_millis().min(i32::MAX as u128) as i32;
-    state
+    let recorded = state
         .client
         .get()
         .await?
         .execute(
-            "WITH attempt AS (
+            "WITH mine AS (
+                 SELECT id FROM webhook_deliveries
+                 WHERE id = $1 AND attempts = $2 AND leased_until IS NOT NULL),
+             attempt AS (
                  INSERT INTO webhook_attempts (delivery_id, attempt, status, error, millis)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING)
+                 SELECT id, $2, $3, $4, $5 FROM mine ON CONFLICT DO NOTHING)
              UPDATE webhook_deliveries SET last_status = $3, last_error = $4,
                  delivered_at = CASE WHEN $6 = 'delivered' THEN now() END,
                  failed_at = CASE WHEN $6 = 'failed' THEN now() END,
-                 next_attempt_at = now() + make_interval(secs => $7)
-             WHERE id = $1",
+                 next_attempt_at = now() + make_interval(secs => $7),
+                 leased_until = NULL
+             WHERE id IN (SELECT id FROM mine)",
             &[
                 &id,
                 &attempt,
@@ -207,5 +257,12 @@ async fn record(state: &mut State, id: i64, attempt: i32, d: &Delivery) -> Resul
             ],
         )
         .await?;
+    if recorded == 0 {
+        tracing::warn!(
+            delivery = id,
+            attempt,
+            "A webhook attempt outlived its lease; another claim has it."
+        );
+    }
     Ok(())
 }
