@@ -235,12 +235,15 @@ impl Service {
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
         let api_database = pg::named(&config.database, "ferry-api");
+        let api_pool = pg::pool(&DatabaseSettings {
+            pool_size: config.http.pool_size.max(1),
+            ..api_database.clone()
+        })?;
+        let holds = http::limits::Holds::new(api_pool.clone(), owner.clone());
+        holds.keep_renewed();
         let api = Arc::new(Api {
             config: config.clone(),
-            pool: pg::pool(&DatabaseSettings {
-                pool_size: config.http.pool_size.max(1),
-                ..api_database.clone()
-            })?,
+            pool: api_pool,
             health_pool: pg::pool(&DatabaseSettings {
                 pool_size: 1,
                 ..pg::named(&config.database, "ferry-health")
@@ -251,10 +254,12 @@ impl Service {
             in_flight: http::limits::Permits::new(
                 config.http.max_requests_per_key,
                 "requests in flight",
+                holds.clone(),
             ),
             streams: http::limits::Permits::new(
                 config.http.max_streams_per_key,
                 "event streams open",
+                holds,
             ),
             catalog: ctx.catalog.clone(),
             signer: Signer::new(signing_keys),

@@ -114,7 +114,7 @@ where
     F: Fn(Arc<Api>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(bool, Value), ApiError>> + Send + 'static,
 {
-    let permit = api.streams.take(caller)?;
+    let permit = api.streams.take(caller).await?;
     let first = view(api.clone()).await?;
     let stream = follow(api, view, first).map(move |event| {
         let _held = &permit;

@@ -7,7 +7,8 @@
 //! One tenant must not be able to slow the others: a request's body is read
 //! (within `http.body_timeout`) before the database is touched; a key has at
 //! most `http.max_requests_per_key` requests in flight and
-//! `http.max_streams_per_key` event streams open; the API has its own
+//! `http.max_streams_per_key` event streams open (on all instances
+//! together); the API has its own
 //! connections, apart from those of ingestion, the job queue and
 //! `/health/ready`.
 //!
@@ -62,7 +63,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -285,7 +285,7 @@ pub struct Tenant {
     pub subject: Option<String>,
     /// Whom rate limits count: a key's hash, or a token's domain and subject.
     pub caller: String,
-    _in_flight: OwnedSemaphorePermit,
+    _in_flight: limits::Permit,
 }
 
 /// A bearer credential that looks like a JWT (three base64url parts).
@@ -341,7 +341,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
             ),
             None => format!("key:{}", hex_digest(key)),
         };
-        let permit = api.in_flight.take(&caller)?;
+        let permit = api.in_flight.take(&caller).await?;
         if let Some(claims) = jwt {
             return Ok(Self {
                 domain: claims.domain,

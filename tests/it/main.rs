@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod api_limits;
 mod bad_input;
 mod browser;
 mod cli;

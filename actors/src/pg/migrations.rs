@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhook_leases",
         sql: include_str!("../../migrations/0015_webhook_leases.sql"),
     },
+    Migration {
+        version: 16,
+        name: "api_limits",
+        sql: include_str!("../../migrations/0016_api_limits.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -1,8 +1,9 @@
 //! PostgreSQL: connections and pools, `LISTEN`, the schema's migrations,
-//! API keys, and the matching groups.
+//! API keys, the matching groups, and the API's limits across instances.
 
 pub mod api_keys;
 pub mod groups;
+pub mod limits;
 pub mod migrations;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -148,7 +148,6 @@ pub async fn create(
     let created = match made {
         Some(made) => made,
         None => {
-            api.limiter.take(&tenant.caller)?;
             let cap = exports.max_running_per_domain;
             let tx = client.transaction().await.map_err(StoreError::from)?;
             let created = export_store::create_capped::<Work>(&tx, &new, cap)
@@ -161,6 +160,9 @@ pub async fn create(
                     )
                     .retry_after(30)
                 })?;
+            // Only a creation takes a token: the transaction rolls back
+            // without one, and a refusal above costs none.
+            api.limiter.take(&*tx, &tenant.caller).await?;
             tx.commit().await.map_err(StoreError::from)?;
             created
         }
