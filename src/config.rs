@@ -57,6 +57,12 @@ pub struct HttpSettings {
     /// are read before the database is touched.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     pub body_timeout: std::time::Duration,
+    /// A connection must send a whole request head this long after it
+    /// opens or after its last answer; else it is closed. This bounds both
+    /// a client that sends its headers slowly and a keep-alive connection
+    /// left idle, each of which holds a descriptor.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: std::time::Duration,
     /// Requests one API key may have in flight; more get 429.
     #[serde(default = "default_max_requests_per_key")]
     pub max_requests_per_key: usize,
@@ -133,6 +139,9 @@ fn default_max_page() -> i64 {
 fn default_body_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(10)
 }
+fn default_header_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(20)
+}
 fn default_max_requests_per_key() -> usize {
     8
 }
@@ -150,6 +159,7 @@ impl Default for HttpSettings {
             public_url: String::new(),
             max_page: default_max_page(),
             body_timeout: default_body_timeout(),
+            header_timeout: default_header_timeout(),
             max_requests_per_key: default_max_requests_per_key(),
             max_streams_per_key: default_max_streams_per_key(),
             pool_size: default_api_pool_size(),

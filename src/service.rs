@@ -276,14 +276,11 @@ impl Service {
         });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(async move {
-            let served = axum::serve(listener, http::router(api))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "The HTTP server stopped.");
-            }
+            let header_timeout = api.config.http.header_timeout;
+            let stop = async {
+                let _ = stopped.await;
+            };
+            http::server::serve(listener, http::router(api), header_timeout, stop).await;
         });
         tracing::info!(
             http = %http_addr,
