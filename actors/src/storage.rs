@@ -360,25 +360,20 @@ impl Store {
         Ok(request.uri().to_string())
     }
 
-    /// The object, or `range` of it (`bytes=…` as HTTP gives it), as a
-    /// stream: its length, and its `Content-Range` for a range.
+    /// The object, or `range` of it (`bytes=A-B`), as a stream.
     pub async fn get(
         &self,
         bucket: &str,
         key: &str,
         range: Option<&str>,
-    ) -> Result<(ByteStream, u64, Option<String>), StorageError> {
-        let mut req = self.client.get_object().bucket(bucket).key(key);
-        if let Some(range) = range {
-            req = req.range(range);
-        }
+    ) -> Result<ByteStream, StorageError> {
+        let req = self.client.get_object().bucket(bucket).key(key);
         let out = req
+            .set_range(range.map(String::from))
             .send()
             .await
             .map_err(|e| StorageError::from_sdk("GET", e))?;
-        let len = out.content_length().unwrap_or(0).max(0) as u64;
-        let content_range = out.content_range().map(String::from);
-        Ok((out.body, len, content_range))
+        Ok(out.body)
     }
 
     /// Deletes an object; one already gone is fine.

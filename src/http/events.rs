@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferry_actors::job::store;
@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::answers::{JobId, Missing, Refusals};
-use super::{exports, imports, Api, ApiError, Tenant};
+use super::{exports, imports, Api, ApiError, Path, Tenant};
 
 /// How often a running job is looked at.
 const EVERY: Duration = Duration::from_millis(500);

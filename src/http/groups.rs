@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::answers::{BodyRefusals, ErrorBody, Refusals};
-use super::{Api, ApiError, Body, Tenant};
+use super::{Api, ApiError, Body, Path, Tenant};
 
 /// `PUT /v1/groups/{groupKey}`'s body.
 #[derive(Deserialize, ToSchema)]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::answers::{BodyRefusals, ErrorBody, IdempotencyKey, JobId, Missing, Refusals};
-use super::{Api, ApiError, Body, Query, Tenant};
+use super::{Api, ApiError, Body, Path, Query, Tenant};
 
 /// An import job as the API (and `ferry jobs … --json`) shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -29,7 +29,8 @@
 //! - `openapi`: the API's OpenAPI 3.1 document, generated from the
 //!   handlers' types; `answers`: what their documented answers share
 //!   (the error body, the refusals, the path and header parameters).
-//! - `ui`: the jobs page at `/`.
+//! - `ui`: the jobs page at `/`; `server`: the connections, and their
+//!   timeouts.
 
 pub mod answers;
 pub mod auth;
@@ -39,6 +40,7 @@ pub mod groups;
 pub mod imports;
 pub mod limits;
 pub mod openapi;
+pub mod server;
 pub mod ui;
 
 use std::sync::Arc;
@@ -376,8 +378,8 @@ fn hex_digest(key: &str) -> String {
 }
 
 /// A JSON request body, read whole within `http.body_timeout` and the
-/// size limit before any handler work. A `Content-Type` other than JSON
-/// is 415.
+/// size limit before any handler work (a `Content-Length` over the limit is
+/// 413 before a byte is read). A `Content-Type` other than JSON is 415.
 pub struct Body(pub Bytes);
 
 impl FromRequest<Arc<Api>> for Body {
@@ -400,6 +402,20 @@ impl FromRequest<Arc<Api>> for Body {
             }
         }
         let limit = api.config.kafka.max_message_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
         let timeout = api.config.http.body_timeout;
         let read = axum::body::to_bytes(req.into_body(), limit);
         match tokio::time::timeout(timeout, read).await {
@@ -408,11 +424,7 @@ impl FromRequest<Arc<Api>> for Body {
                 "body_timeout",
                 format!("the request body did not arrive within {timeout:?}"),
             )),
-            Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is over {limit} bytes"),
-            )),
+            Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
             Ok(Err(e)) => Err(ApiError::bad_request(
                 "bad_body",
                 format!("reading the body: {e}"),
@@ -431,6 +443,21 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// A path parameter; one that is not UTF-8 once percent-decoded is a JSON
+/// 400, like every other error.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<Api>> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, api)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+    }
 }
 
 /// Query parameters; a bad one is a JSON 400 that names it.

@@ -228,6 +228,38 @@ async fn an_export_from_request_to_presigned_url_download_and_event() {
         format!("bytes 10-109/{}", gz.len()).as_str()
     );
     assert_eq!(part.bytes().await.unwrap(), gz[10..110]);
+    // RFC 9110: another unit, bad syntax, several ranges are ignored; an
+    // end past the file (even past 2^64) clamps; a start past it is 416.
+    for ignored in ["items=0-1", "bytes=abc", "bytes=0-1,5-6", "bytes=9-2"] {
+        let whole = client()
+            .get(&download)
+            .header("range", ignored)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(whole.status(), 200, "{ignored}");
+        assert_eq!(whole.bytes().await.unwrap(), gz, "{ignored}");
+    }
+    let tail = client()
+        .get(&download)
+        .header("range", "bytes=10-99999999999999999999999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(
+        tail.headers()["content-range"],
+        format!("bytes 10-{}/{}", gz.len() - 1, gz.len()).as_str()
+    );
+    assert_eq!(tail.bytes().await.unwrap(), gz[10..]);
+    let past = client()
+        .get(&download)
+        .header("range", format!("bytes={}-", gz.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    assert_eq!(past.json::<Value>().await.unwrap()["code"], "bad_range");
     let redirect = client()
         .get(format!("{download}&redirect=1"))
         .send()
@@ -436,6 +468,8 @@ async fn lists_page_and_order_and_bad_requests_get_a_clear_400() {
         "/v1/exports?limit=0",
         "/v1/exports?limit=101",
         "/v1/exports?page=0",
+        "/v1/exports?page=1000001",
+        "/v1/exports?page=9223372036854775807",
         "/v1/exports?order=size",
         "/v1/exports?status=RUNNING",
         "/v1/exports?limit=x",

@@ -393,6 +393,38 @@ async fn every_bad_request_gets_a_clear_json_4xx() {
         (405, Some("method_not_allowed")),
         "{body}"
     );
+    let (status, body) = call(
+        "PUT",
+        "/v1/groups/a%ffb".into(),
+        vec![],
+        json!({"export_users": true}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_path")),
+        "{body}"
+    );
+
+    // A declared length over the limit is 413 at once, not a wait for the
+    // body (http.body_timeout, 10 s) and a 408.
+    let mut s = tokio::net::TcpStream::connect(&serve.http).await.unwrap();
+    let head = format!(
+        "POST /v1/imports HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{{"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0; 4096];
+    use tokio::io::AsyncReadExt;
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"too_large\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
     let (status, body) = request(
         &serve.http,
         "GET",
@@ -570,5 +602,43 @@ async fn an_import_request_without_a_domain_is_for_the_keys_domain() {
     let (status, refused) =
         post(json!({"domainId": other, "groupId": "g", "referenceIds": ["a"]})).await;
     assert_eq!(status, 403, "{refused}");
+    serve.terminate().await;
+}
+
+/// Round 2, 14. A connection must send a whole request head within
+/// `http.header_timeout` of opening or of its last answer: one that sends
+/// nothing, one that stops mid-header and a kept-alive one left idle are
+/// all closed (they used to stay open, each holding a descriptor), and a
+/// request sent in time is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_send_no_request_head_in_time_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let env = [("FERRY__HTTP__HEADER_TIMEOUT", "1s")];
+    let serve = Serve::start(&db, kafka.bootstrap_servers(), &env).await;
+    let mut silent = Vec::new();
+    for sends in ["", "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: "] {
+        for _ in 0..5 {
+            let mut s = tokio::net::TcpStream::connect(&serve.http).await.unwrap();
+            s.write_all(sends.as_bytes()).await.unwrap();
+            silent.push(s);
+        }
+    }
+    let mut kept = tokio::net::TcpStream::connect(&serve.http).await.unwrap();
+    kept.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "answered in time");
+    silent.push(kept);
+    let started = Instant::now();
+    for mut s in silent {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "still open after {:?}", started.elapsed());
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
     serve.terminate().await;
 }

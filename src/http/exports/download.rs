@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body as HttpBody;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferry_actors::export::{Compression, Destination, Format};
@@ -16,7 +16,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::answers::ErrorBody;
-use crate::http::{Api, ApiError, Query};
+use crate::http::{Api, ApiError, Path, Query};
 
 use super::view::now_secs;
 
@@ -43,7 +43,7 @@ fn unauthorized(why: impl std::fmt::Display) -> ApiError {
 /// presigned URL (seed 002: "will later return a 303").
 #[utoipa::path(get, path = "/v1/exports/{id}/download", operation_id = "downloadExport", tag = "exports", security(()),
     params(("id" = String, Path, description = "The export's id"), DownloadQuery,
-        ("Range" = Option<String>, Header, description = "`bytes=A-B`, `bytes=A-` or `bytes=-N`")),
+        ("Range" = Option<String>, Header, description = "`bytes=A-B`, `bytes=A-` or `bytes=-N`; another unit, bad syntax or several ranges are ignored (200, the whole file)")),
     responses(
         (status = 200, description = "The file", content(
             (Vec<u8> = "application/gzip"), (Vec<u8> = "application/zstd"),
@@ -85,16 +85,22 @@ pub async fn download(
             "the export's files have expired",
         ));
     }
-    let location = export
+    let file = export
         .result
         .as_ref()
         .and_then(|r| r.files.get(file))
-        .map(|f| f.location.clone())
         .ok_or_else(|| unauthorized("no such file"))?;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|r| r.to_str().ok())
-        .map(String::from);
+    let range = match headers.get(header::RANGE).and_then(ByteRange::parse) {
+        None => None,
+        Some(r) => Some(r.within(file.bytes).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                "the range is not in the file",
+            )
+        })?),
+    };
+    let location = &file.location;
     let name = location
         .uri()
         .rsplit('/')
@@ -109,7 +115,7 @@ pub async fn download(
             Compression::None => f.content_type(),
         },
     };
-    let mut response = match (&location, &api.store) {
+    let body = match (location, &api.store) {
         (Destination::Store { bucket, key }, Some(store)) => {
             if q.redirect.as_deref() == Some("1") {
                 let ttl = api
@@ -123,34 +129,14 @@ pub async fn download(
                     .map_err(ApiError::unavailable)?;
                 return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response());
             }
-            let (body, len, content_range) = store
-                .get(bucket, key, range.as_deref())
+            let spec = range.map(|(a, b)| format!("bytes={a}-{b}"));
+            let body = store
+                .get(bucket, key, spec.as_deref())
                 .await
-                .map_err(|e| match e.message.contains("416") {
-                    true => ApiError::new(
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        "bad_range",
-                        "the range is not in the file",
-                    ),
-                    false => ApiError::unavailable(e),
-                })?;
-            let stream = tokio_util::io::ReaderStream::new(body.into_async_read());
-            let status = if content_range.is_some() {
-                StatusCode::PARTIAL_CONTENT
-            } else {
-                StatusCode::OK
-            };
-            let mut r = (status, HttpBody::from_stream(stream)).into_response();
-            r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
-            if let Some(cr) = content_range {
-                r.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    cr.parse().map_err(ApiError::internal)?,
-                );
-            }
-            r
+                .map_err(ApiError::unavailable)?;
+            HttpBody::from_stream(tokio_util::io::ReaderStream::new(body.into_async_read()))
         }
-        (Destination::Local { path }, _) => local_file(path, range.as_deref()).await?,
+        (Destination::Local { path }, _) => local_file(path, range).await?,
         (Destination::Store { .. }, None) => {
             return Err(ApiError::unavailable("no object store is configured"))
         }
@@ -162,6 +148,20 @@ pub async fn download(
             ))
         }
     };
+    let (status, len) = match range {
+        None => (StatusCode::OK, file.bytes),
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
+    };
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, len.into());
+    if let Some((a, b)) = range {
+        let content_range = format!("bytes {a}-{b}/{}", file.bytes);
+        h.insert(
+            header::CONTENT_RANGE,
+            content_range.parse().map_err(ApiError::internal)?,
+        );
+    }
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -180,73 +180,111 @@ pub async fn download(
     Ok(response)
 }
 
-/// `bytes=A-B`, `bytes=A-`, `bytes=-N` of a file of `size` bytes: the
-/// first and last byte; `None` when unsatisfiable.
-fn byte_range(spec: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = spec.strip_prefix("bytes=")?.trim();
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
-    };
-    (start <= end && start < size).then_some((start, end))
+/// One byte range of a `Range` header (RFC 9110 §14.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `bytes=A-B`
+    Between(u64, u64),
+    /// `bytes=A-`
+    From(u64),
+    /// `bytes=-N`: the last N bytes.
+    Last(u64),
 }
 
-async fn local_file(path: &str, range: Option<&str>) -> Result<Response, ApiError> {
+impl ByteRange {
+    /// The range a header asks for; `None` for a header to ignore (and send
+    /// the whole file, as RFC 9110 lets a server do): another unit, bad
+    /// syntax, or more than one range. A number past 2^64 is taken as
+    /// 2^64 - 1, so an end past the file clamps to it.
+    fn parse(header: &axum::http::HeaderValue) -> Option<ByteRange> {
+        let spec = header.to_str().ok()?.trim();
+        let (unit, spec) = spec.split_once('=')?;
+        if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+            return None;
+        }
+        let (a, b) = spec.trim().split_once('-')?;
+        match (number(a.trim()), number(b.trim())) {
+            (None, Some(n)) if a.trim().is_empty() => Some(ByteRange::Last(n)),
+            (Some(a), None) if b.trim().is_empty() => Some(ByteRange::From(a)),
+            (Some(a), Some(b)) if a <= b => Some(ByteRange::Between(a, b)),
+            _ => None,
+        }
+    }
+
+    /// The first and last byte in a file of `size` bytes; `None` when no
+    /// byte of the file is in the range (416).
+    fn within(self, size: u64) -> Option<(u64, u64)> {
+        let last = size.checked_sub(1)?;
+        let (start, end) = match self {
+            ByteRange::Between(a, b) => (a, b.min(last)),
+            ByteRange::From(a) => (a, last),
+            ByteRange::Last(0) => return None,
+            ByteRange::Last(n) => (size.saturating_sub(n), last),
+        };
+        (start <= end).then_some((start, end))
+    }
+}
+
+/// Digits as a number, saturating at `u64::MAX`; `None` unless all digits.
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse().unwrap_or(u64::MAX))
+}
+
+async fn local_file(path: &str, range: Option<(u64, u64)>) -> Result<HttpBody, ApiError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(ApiError::internal)?;
-    let size = file.metadata().await.map_err(ApiError::internal)?.len();
-    let (status, start, len) = match range {
-        None => (StatusCode::OK, 0, size),
-        Some(spec) => {
-            let (a, b) = byte_range(spec, size).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "bad_range",
-                    "the range is not in the file",
-                )
-            })?;
-            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
-        }
+    let (start, len) = match range {
+        None => (0, u64::MAX),
+        Some((a, b)) => (a, b - a + 1),
     };
     file.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(ApiError::internal)?;
-    let stream = tokio_util::io::ReaderStream::new(file.take(len));
-    let mut r = (status, HttpBody::from_stream(stream)).into_response();
-    r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
-    if status == StatusCode::PARTIAL_CONTENT {
-        let cr = format!("bytes {start}-{}/{size}", start + len - 1);
-        r.headers_mut().insert(
-            header::CONTENT_RANGE,
-            cr.parse().map_err(ApiError::internal)?,
-        );
-    }
-    Ok(r)
+    Ok(HttpBody::from_stream(tokio_util::io::ReaderStream::new(
+        file.take(len),
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
+        let header = axum::http::HeaderValue::from_str(header).unwrap();
+        ByteRange::parse(&header).map(|r| r.within(size))
+    }
+
     #[test]
     fn byte_ranges() {
-        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=95-200", 100), Some((95, 99)));
-        assert_eq!(byte_range("bytes=100-", 100), None);
-        assert_eq!(byte_range("bytes=5-1", 100), None);
-        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(range("bytes=0-9", 100), Some(Some((0, 9))));
+        assert_eq!(range("bytes=90-", 100), Some(Some((90, 99))));
+        assert_eq!(range("bytes=-10", 100), Some(Some((90, 99))));
+        assert_eq!(range("bytes=-1000", 100), Some(Some((0, 99))));
+        assert_eq!(range("bytes=95-200", 100), Some(Some((95, 99))));
+        assert_eq!(
+            range("bytes=95-99999999999999999999999", 100),
+            Some(Some((95, 99)))
+        );
+        // Not in the file: 416.
+        assert_eq!(range("bytes=100-", 100), Some(None));
+        assert_eq!(range("bytes=-0", 100), Some(None));
+        assert_eq!(range("bytes=0-0", 0), Some(None));
+        // Ignored: the whole file.
+        for ignored in [
+            "bytes=5-1",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=abc",
+            "bytes=+1-2",
+            "bytes=-",
+            "bytes",
+        ] {
+            assert_eq!(range(ignored, 100), None, "{ignored}");
+        }
     }
 }

@@ -13,7 +13,7 @@ pub mod view;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,7 +31,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::answers::{JobId, Missing, Refusals};
-use super::{Api, ApiError, Query, Tenant};
+use super::{Api, ApiError, Path, Query, Tenant};
 
 pub(crate) use view::linked;
 pub use view::ExportView;
@@ -87,8 +87,8 @@ pub struct ListQuery {
     /// 1 to 100 (default 10).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// From 1.
-    #[param(minimum = 1)]
+    /// From 1 (at most 1,000,000; a page past the last is empty).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// `created_at`, `-created_at` (default), `status` or `-status`.
     #[param(pattern = "^-?(created_at|status)$")]
@@ -97,6 +97,10 @@ pub struct ListQuery {
     #[param(pattern = "^(SCHEDULED|IN_PROGRESS|DONE|ERROR|CANCELLED)$")]
     status: Option<String>,
 }
+
+/// The last page a list may ask for: past it the offset would be more rows
+/// than any domain keeps.
+const MAX_PAGE: i64 = 1_000_000;
 
 /// A page of exports (Voucherify's list shape).
 #[derive(Serialize, ToSchema)]
@@ -129,8 +133,11 @@ pub async fn list(
         return Err(ApiError::bad_request("invalid_query", "limit is 1 to 100"));
     }
     let page = q.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::bad_request("invalid_query", "page counts from 1"));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("page is 1 to {MAX_PAGE}"),
+        ));
     }
     let order = match q.order.as_deref() {
         None => ExportOrder::CreatedDesc,
