@@ -1019,6 +1019,10 @@ async fn the_webhook_is_signed_and_retried_after_a_500() {
         if export["webhook"]["status"] == "delivered" {
             assert_eq!(export["webhook"]["attempts"], 2, "{export}");
             assert_eq!(export["webhook"]["last_status"], 200, "{export}");
+            crate::harness::assert_rfc3339(
+                &export,
+                &["/created_at", "/started_at", "/finished_at", "/webhook/delivered_at"],
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{export}");

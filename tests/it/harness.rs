@@ -211,6 +211,19 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Each of `fields` (a JSON pointer) of an API view is a time in RFC 3339,
+/// UTC, as the README shows it.
+pub fn assert_rfc3339(view: &serde_json::Value, fields: &[&str]) {
+    for field in fields {
+        let time = view.pointer(field).and_then(|t| t.as_str());
+        let time = time.unwrap_or_else(|| panic!("{field} is not a string: {view}"));
+        assert!(
+            time.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "{field} is not RFC 3339 in UTC: {time}"
+        );
+    }
+}
+
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();

@@ -543,6 +543,7 @@ async fn the_api_shows_a_domain_only_its_own_jobs() {
     };
     assert_eq!(job["status"], "COMPLETED");
     assert_eq!(job["rows"]["inserted"], 2, "{job}");
+    crate::harness::assert_rfc3339(&job, &["/createdAt", "/startedAt", "/finishedAt"]);
     assert_eq!(job["rows"]["read"], 2, "{job}");
     assert_eq!(job["groupId"], "api", "{job}");
     assert!(

@@ -431,6 +431,7 @@ async fn the_groups_api_is_per_domain_and_checks_its_input() {
     assert_eq!(group["groupType"], "COST_BASED");
     assert_eq!(group["enabled"], true);
     assert_eq!(group["domainId"], DOMAIN);
+    crate::harness::assert_rfc3339(&group, &["/updatedAt"]);
     let (status, got) = call(&key, "GET", "/v1/groups/mentors", Value::Null).await;
     assert_eq!((status, &got["groupKey"]), (200, &json!("mentors")));
     let (status, _) = call(&other, "GET", "/v1/groups/mentors", Value::Null).await;

@@ -133,8 +133,12 @@ pub async fn webhook_status(
 ) -> Result<Option<WebhookStatus>, tokio_postgres::Error> {
     let row = c
         .query_opt(
-            "SELECT attempts, last_status, last_error, delivered_at::text, failed_at IS NOT NULL
-             FROM webhook_deliveries WHERE job_id = $1 ORDER BY id DESC LIMIT 1",
+            concat!(
+                "SELECT attempts, last_status, last_error, ",
+                crate::rfc3339!("delivered_at"),
+                ", failed_at IS NOT NULL
+             FROM webhook_deliveries WHERE job_id = $1 ORDER BY id DESC LIMIT 1"
+            ),
             &[&job_id],
         )
         .await?;

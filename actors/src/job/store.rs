@@ -11,13 +11,22 @@ use super::{Family, Job, JobStatus, Kind};
 pub use crate::error::StoreError;
 
 /// Every column a [`Job`] is read from, by name.
-pub const COLUMNS: &str = "id, kind, status, domain_id, group_id, group_key, node_type,
+pub const COLUMNS: &str = concat!(
+    "id, kind, status, domain_id, group_id, group_key, node_type,
     source, format, total_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
-    rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result,
-    created_at::text AS created_at, updated_at::text AS updated_at,
-    started_at::text AS started_at, finished_at::text AS finished_at,
-    expired_at::text AS expired_at,
-    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS duration_secs";
+    rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result, ",
+    crate::rfc3339!("created_at"),
+    " AS created_at, ",
+    crate::rfc3339!("updated_at"),
+    " AS updated_at, ",
+    crate::rfc3339!("started_at"),
+    " AS started_at, ",
+    crate::rfc3339!("finished_at"),
+    " AS finished_at, ",
+    crate::rfc3339!("expired_at"),
+    " AS expired_at,
+    extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS duration_secs"
+);
 
 /// A job row's columns, for a kind to read its part from: each read names
 /// the job and the column when it fails.

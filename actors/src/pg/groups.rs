@@ -39,11 +39,6 @@ impl MatchingGroup {
     }
 }
 
-/// A time as the API says it (RFC 3339, UTC, milliseconds).
-fn iso(column: &str) -> String {
-    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-}
-
 /// A group's columns, over the alias `g` of `matching_groups`, with its
 /// watermark's.
 fn columns() -> String {
@@ -52,8 +47,8 @@ fn columns() -> String {
          (SELECT {} FROM group_watermarks w
           WHERE w.domain_id = g.domain_id AND w.group_id = g.group_id) AS sent_at,
          (SELECT count(*) FROM node_rows t WHERE t.domain_id = g.domain_id AND {}) AS unsent",
-        iso("g.updated_at"),
-        iso("w.sent_at"),
+        crate::rfc3339!("g.updated_at"),
+        crate::rfc3339!("w.sent_at"),
         crate::export::sql::unsent("g.domain_id", "g.group_id"),
     )
 }

@@ -1,6 +1,20 @@
 //! PostgreSQL: connections and pools, `LISTEN`, the schema's migrations,
 //! API keys, the matching groups, and the API's limits across instances.
 
+/// SQL that shows a `timestamptz` column or expression as RFC 3339 in UTC
+/// with microseconds (`2026-12-02T16:49:02.718492Z`): the one way ferry
+/// shows a time, in the API, the CLI and its events.
+#[macro_export]
+macro_rules! rfc3339 {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        )
+    };
+}
+
 pub mod api_keys;
 pub mod groups;
 pub mod limits;

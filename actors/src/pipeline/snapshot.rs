@@ -52,8 +52,11 @@ pub async fn open(
     // The first statement takes the snapshot.
     let taken = client
         .query_one(
-            "SELECT to_char(statement_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    pg_current_snapshot()::text",
+            concat!(
+                "SELECT ",
+                crate::rfc3339!("statement_timestamp()"),
+                ", pg_current_snapshot()::text"
+            ),
             &[],
         )
         .await?;
