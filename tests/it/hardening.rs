@@ -312,6 +312,21 @@ async fn every_bad_request_gets_a_clear_json_4xx() {
         (202, &first["jobId"]),
         "a retry is the same job"
     );
+    let respaced =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&refs("one")).unwrap())
+            .unwrap();
+    let (status, again) = call(
+        "POST",
+        "/v1/imports".into(),
+        vec![("Idempotency-Key", "k-1".into())],
+        respaced,
+    )
+    .await;
+    assert_eq!(
+        (status, &again["jobId"]),
+        (202, &first["jobId"]),
+        "the same request spelled with other whitespace is a retry"
+    );
     let (status, conflict) = call(
         "POST",
         "/v1/imports".into(),

@@ -58,29 +58,35 @@ impl Signer {
     }
 
     /// Which file of `export` the token opens, if it is genuine and has
-    /// not expired at `now`.
+    /// not expired at `now`. Only the spelling that was signed is genuine:
+    /// the signature covers the token's text as written, so `00` for `0`,
+    /// an uppercase UUID or hex, or a leading zero in the expiry is not
+    /// the same token.
     pub fn verify(&self, token: &str, export: Uuid, now: u64) -> Result<usize, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(id), Some(file), Some(expires), Some(signature), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let mut parts = message.split('.');
+        let (Some(id), Some(file), Some(expires), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed);
         };
-        let id: Uuid = id.parse().map_err(|_| TokenError::Malformed)?;
-        let file: usize = file.parse().map_err(|_| TokenError::Malformed)?;
-        let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
+        let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if signature.len() != 64 || !lower_hex(signature) {
+            return Err(TokenError::Malformed);
+        }
         let signature = hex::decode(signature).map_err(|_| TokenError::Malformed)?;
-        let message = Self::message(id, file, expires);
         let genuine = self
             .keys
             .iter()
             .any(|k| mac(k, message.as_bytes()).verify_slice(&signature).is_ok());
         if !genuine {
             return Err(TokenError::BadSignature);
+        }
+        let id: Uuid = id.parse().map_err(|_| TokenError::Malformed)?;
+        let file: usize = file.parse().map_err(|_| TokenError::Malformed)?;
+        let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
+        if Self::message(id, file, expires) != message {
+            return Err(TokenError::Malformed);
         }
         if id != export {
             return Err(TokenError::OtherExport);
@@ -139,6 +145,28 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         assert_eq!(signer.verify("nope", export, 1), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn only_the_signed_spelling_of_a_token_opens() {
+        let export = Uuid::now_v7();
+        let signer = Signer::new(vec![b"key".to_vec()]);
+        let token = signer.sign(export, 0, 1_796_000_000);
+        assert_eq!(signer.verify(&token, export, 1), Ok(0));
+        let (id, rest) = token.split_once('.').unwrap();
+        let signature = token.rsplit('.').next().unwrap();
+        let others = [
+            token.replacen(".0.", ".00.", 1),
+            token.replacen(".1796000000.", ".01796000000.", 1),
+            format!("{}.{rest}", id.to_uppercase()),
+            format!("{}.{rest}", id.replace('-', "")),
+            token.replacen(signature, &signature.to_uppercase(), 1),
+            format!("{token}."),
+            format!(" {token}"),
+        ];
+        for other in others {
+            assert!(signer.verify(&other, export, 1).is_err(), "{other}");
+        }
     }
 
     #[test]

@@ -75,13 +75,57 @@ pub fn lease_owner(role: &str) -> String {
 
 /// What a request asked for (of a kind: `nodes`, `matches`, `export`), as
 /// a digest: kept with its idempotency key, so the same key with another
-/// request is told apart from a retry.
+/// request is told apart from a retry. A JSON payload is digested as what
+/// it says, not how it is spelled: the same request with other whitespace
+/// or its keys in another order is the same request.
 pub fn digest(kind: &str, payload: &[u8]) -> String {
     let mut hash = Sha256::new();
     hash.update(kind.as_bytes());
     hash.update([0]);
-    hash.update(payload);
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(value) => {
+            let mut text = Vec::with_capacity(payload.len());
+            canonical(&value, &mut text);
+            hash.update(&text);
+        }
+        Err(_) => hash.update(payload),
+    }
     format!("sha256:{}", hex::encode(hash.finalize()))
+}
+
+/// A JSON value written compactly with every object's keys sorted.
+fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    fn write(v: &impl serde::Serialize, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, v).expect("a JSON value writes to memory");
+    }
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(key, out);
+                out.push(b':');
+                canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write(scalar, out),
+    }
 }
 
 /// A job row: the life every kind shares, and `work`, the kind's own part
@@ -233,7 +277,16 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_is_of_the_kind_and_the_bytes() {
+    fn a_digest_is_of_the_kind_and_what_the_request_says() {
+        assert_eq!(
+            digest("nodes", br#"{"a": 1, "b": [2, {"c": "d"}]}"#),
+            digest("nodes", b"{ \"b\":[2,{ \"c\" : \"d\"}],\n\"a\":1 }"),
+            "spelled otherwise, the same request"
+        );
+        assert_ne!(
+            digest("nodes", br#"{"a": 1}"#),
+            digest("nodes", br#"{"a": 2}"#)
+        );
         let a = digest("nodes", b"{}");
         assert_eq!(a, digest("nodes", b"{}"));
         assert_ne!(a, digest("matches", b"{}"));
