@@ -144,9 +144,25 @@ impl JobError {
             other => Self::Stage {
                 stage,
                 retriable: other.is_retriable(),
-                reason: other.to_string(),
+                reason: other.told(),
             },
         }
+    }
+
+    /// What the job's row, its events and the API say about the error: its
+    /// text, but a statement the database refused is told by its SQLSTATE
+    /// and an error id alone. The database's own words name ferry's
+    /// queries and the server's limits, and may quote a row's values; they
+    /// go to the log, under the same id.
+    pub fn told(&self) -> String {
+        let refused = match self {
+            Self::Database(e) | Self::Store(StoreError::Database(e)) if !is_transient(e) => e,
+            _ => return self.to_string(),
+        };
+        let id = Uuid::new_v4();
+        let code = refused.code().map_or("", |c| c.code());
+        tracing::error!(error_id = %id, sqlstate = code, error = %chain(refused), "The database refused a job's statement.");
+        format!("the database refused a statement (SQLSTATE {code}; error id {id} in the log)")
     }
 
     /// What an actor failed with, as a job error: its own, or (a panic, a

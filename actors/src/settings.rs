@@ -655,6 +655,10 @@ pub struct ExportSettings {
     /// rest): `AES256` or `aws:kms`. Empty: the bucket's default.
     #[serde(default)]
     pub server_side_encryption: String,
+    /// Fields one export may name (PostgreSQL takes at most 1664 columns
+    /// in a query's result; an export also selects its order keys).
+    #[serde(default = "default_max_fields")]
+    pub max_fields: usize,
     /// Conditions in one request's filters, all groups together.
     #[serde(default = "default_max_conditions")]
     pub max_conditions: usize,
@@ -874,6 +878,9 @@ fn default_max_conditions() -> usize {
 fn default_max_values() -> usize {
     1000
 }
+fn default_max_fields() -> usize {
+    500
+}
 fn default_max_depth() -> usize {
     3
 }
@@ -939,6 +946,7 @@ impl Default for ExportSettings {
             max_conditions: default_max_conditions(),
             max_values: default_max_values(),
             max_depth: default_max_depth(),
+            max_fields: default_max_fields(),
             url_ttl: default_url_ttl(),
             retention: default_export_retention(),
             create_per_minute: default_create_per_minute(),

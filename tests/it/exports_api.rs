@@ -1134,3 +1134,71 @@ async fn download_links_are_built_from_the_public_url_not_the_host_header() {
     );
     serve.terminate().await;
 }
+
+/// Round 2, 5. A request PostgreSQL could not run is refused at creation
+/// (too many fields, a year-0 date: both used to be accepted, then fail),
+/// and an export the database refuses once it runs says so by SQLSTATE and
+/// an error id, never in the database's words (which here quote a row's
+/// value); the log has those words under the same id.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_postgresql_cannot_run_is_refused_and_its_words_stay_in_the_log() {
+    let db = TestDb::new().await;
+    load_users(&db, 10).await;
+    let kafka = broker();
+    let s3 = LocalS3::start().unwrap();
+    let serve = serve(&db, kafka.bootstrap_servers(), &s3, &[]).await;
+    let api = Api::new(&serve, &api_key(&db, DOMAIN).await);
+
+    let many: Vec<String> = (0..2000).map(|i| format!("metadata.k{i}")).collect();
+    let year_zero = json!({"created_at": {"conditions": {"$after": ["0000-01-01T00:00:00Z"]}}});
+    for (parameters, code) in [
+        (json!({"fields": many}), "too_many_fields"),
+        (json!({"filters": year_zero}), "invalid_value"),
+    ] {
+        let body = json!({"exported_object": "node", "parameters": parameters});
+        let (status, _, answer) = api.post(body, &[]).await;
+        assert_eq!(
+            (status.as_u16(), answer["code"].as_str()),
+            (400, Some(code)),
+            "{answer}"
+        );
+    }
+
+    // The schema changes under the running service: reading a reference
+    // id now fails, in words that quote the row.
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse(v text) RETURNS text LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'private value %', v; END $$;
+             CREATE OR REPLACE VIEW nodes_export AS
+             SELECT n.id, refuse(n.reference_id)::varchar(255) AS reference_id, n.group_id,
+                    n.type, n.domain_id,
+                    coalesce(pg_visible_in_snapshot(n.changed_xid, w.snapshot), false) AS processed,
+                    n.metadata, n.created_at, n.updated_at, n.changed_xid
+             FROM node_rows n
+             LEFT JOIN group_watermarks w
+               ON w.domain_id = n.domain_id AND w.group_id = n.group_id",
+        )
+        .await
+        .unwrap();
+    let (status, _, created) = api.post(request("csv"), &[]).await;
+    assert_eq!(status, 202, "{created}");
+    let (done, _) = api.wait(created["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ERROR", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("private value"), "{message}");
+    assert!(message.contains("SQLSTATE P0001"), "{message}");
+    let error_id = message
+        .split("error id ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no error id: {message}"));
+    let log = serve.log_text();
+    let logged = log
+        .lines()
+        .find(|l| l.contains(error_id))
+        .unwrap_or_else(|| panic!("{error_id} is not in the log"));
+    assert!(logged.contains("private value"), "{logged}");
+    serve.terminate().await;
+}

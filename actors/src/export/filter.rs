@@ -448,10 +448,13 @@ fn as_text(v: &Value, ty: ColType) -> Option<String> {
         ColType::Int2 => text.trim().parse::<i16>().is_ok(),
         ColType::Int4 => text.trim().parse::<i32>().is_ok(),
         ColType::Int8 => text.trim().parse::<i64>().is_ok(),
-        ColType::Float4 | ColType::Float8 => text.trim().parse::<f64>().is_ok_and(f64::is_finite),
+        ColType::Float4 => text.trim().parse::<f32>().is_ok_and(f32::is_finite),
+        ColType::Float8 => text.trim().parse::<f64>().is_ok_and(f64::is_finite),
         ColType::Numeric(_) => is_decimal(text.trim()),
         ColType::Bool => matches!(text.as_str(), "true" | "false"),
-        ColType::Uuid => uuid::Uuid::parse_str(&text).is_ok(),
+        // Hyphenated or 32 hex digits: the forms PostgreSQL reads too (not
+        // `urn:uuid:`, which the uuid crate also takes).
+        ColType::Uuid => matches!(text.len(), 32 | 36) && uuid::Uuid::parse_str(&text).is_ok(),
         ColType::Timestamptz | ColType::Timestamp => parse_timestamp(&text).is_some(),
         ColType::Date => parse_date(&text).is_some(),
         _ => true,
@@ -554,6 +557,17 @@ mod tests {
         );
         assert_eq!(
             code(json!({"id": {"conditions": {"$is": ["not-a-uuid"]}}})),
+            "invalid_value"
+        );
+        // Values PostgreSQL would refuse only once the export ran.
+        assert_eq!(
+            code(json!({"created_at": {"conditions": {"$after": ["0000-01-01T00:00:00Z"]}}})),
+            "invalid_value"
+        );
+        assert_eq!(
+            code(
+                json!({"id": {"conditions": {"$is": ["urn:uuid:0193a8c4-0000-7000-8000-000000000000"]}}})
+            ),
             "invalid_value"
         );
         assert_eq!(

@@ -73,6 +73,18 @@ impl Plan {
         } else {
             spec.fields.clone()
         };
+        // PostgreSQL's own limit is 1664 result columns; past it, the
+        // export would be made and then fail.
+        let max_fields = limits.max_fields.min(1600);
+        if names.len() > max_fields {
+            return Err(Invalid::new(
+                "too_many_fields",
+                format!(
+                    "{} fields; an export takes at most {max_fields} (exports.max_fields)",
+                    names.len()
+                ),
+            ));
+        }
         let mut fields = Vec::with_capacity(names.len());
         let mut selected = Vec::with_capacity(names.len());
         let mut every_key = None;

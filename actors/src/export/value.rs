@@ -305,6 +305,10 @@ pub fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
             .then(|| part.parse().ok())?
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    // There is no year 0 (1 BC comes before 1 AD): PostgreSQL refuses it.
+    if y == 0 {
+        return None;
+    }
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
     let days = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,

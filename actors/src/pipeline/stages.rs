@@ -94,7 +94,12 @@ impl Stages {
                     reason: reason.clone(),
                     retriable: is_retriable(err),
                 },
-                _ => JobError::Stage {
+                Some(other) => JobError::Stage {
+                    stage,
+                    reason: other.told(),
+                    retriable: other.is_retriable(),
+                },
+                None => JobError::Stage {
                     stage,
                     reason: err.to_string(),
                     retriable: is_retriable(err),

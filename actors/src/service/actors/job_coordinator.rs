@@ -399,7 +399,7 @@ async fn attempt(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid) {
         }
         Err(e) => {
             // The attempt began on the row: it ends before it ran.
-            match note_failure(&state.args.ctx.pool, &attempt, &e.to_string()).await {
+            match note_failure(&state.args.ctx.pool, &attempt, &e.told()).await {
                 Some(held) => {
                     if let Some(tracked) = state.jobs.get_mut(&job_id) {
                         tracked.stage = Stage::Held(held);
@@ -510,7 +510,7 @@ async fn failed(myself: &ActorRef<Msg>, state: &mut State, job_id: Uuid, err: Jo
     if let JobError::Database(e) = &err {
         DbFailed { error: e }.emit();
     }
-    let reason = err.to_string();
+    let reason = err.told();
     // Back to held, the failure noted on the row if an attempt ran.
     let (held, stage) = match state.jobs.get(&job_id).map(|t| &t.stage) {
         None => return,
