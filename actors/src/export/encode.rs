@@ -458,7 +458,7 @@ mod tests {
         for chunk in lines.as_bytes().chunks(10_000) {
             m.write(chunk).unwrap();
         }
-        assert!(m.len() > 0, "whole blocks are compressed as they fill");
+        assert!(!m.is_empty(), "whole blocks are compressed as they fill");
         let mut file = m.finish().unwrap();
         let empty = m.finish().unwrap();
         assert!(!empty.is_empty(), "an empty part is still a gzip member");

@@ -82,6 +82,8 @@ pub struct Running {
     progress: Arc<Progress>,
     sink: Arc<dyn Sink>,
     checkpoint: ExportCheckpoint,
+    /// Rows stored before this attempt: the count is of the rest.
+    rows_at_start: u64,
     control: Client,
     stages: Stages,
     depth: Depth,
@@ -178,6 +180,7 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         depth: Depth::new(NAME),
         report: Some(report),
         sink,
+        rows_at_start: checkpoint.rows,
         checkpoint,
         control,
         job,
@@ -299,10 +302,16 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
     let cp = &mut run.checkpoint;
     let exported = match msg {
         Msg::Start => return Ok(()),
-        Msg::Snapshot(taken) => {
-            cp.data_as_of.get_or_insert(taken.at);
-            cp.snapshot = Some(taken.seen);
-            cp.total = cp.rows + taken.remaining;
+        Msg::Snapshot(Taken::Snapshot { at, seen }) => {
+            cp.data_as_of.get_or_insert(at);
+            cp.snapshot = Some(seen);
+            0
+        }
+        Msg::Snapshot(Taken::Counted(remaining)) => {
+            if run.report.is_none() {
+                return Ok(()); // counted after the end: nothing to show
+            }
+            cp.total = run.rows_at_start + remaining;
             Progress::set(&run.progress.records_total, cp.total);
             0
         }
@@ -312,6 +321,10 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
                 .map_err(|e| JobError::permanent(NAME, e))?
         }
         Msg::Writer(Progressed::Finished) => {
+            // Every row is read: the total is known whether or not the
+            // count came in.
+            cp.total = cp.rows;
+            Progress::set(&run.progress.records_total, cp.total);
             let outcome = ExportOutcome {
                 result: ExportResult {
                     rows: cp.rows,

@@ -1,7 +1,9 @@
 //! ExportReader: one `REPEATABLE READ` snapshot per attempt of an export
 //! (its own, or one its pipeline exported to it).
-//! It records when the snapshot was taken and how many rows it holds
-//! (progress's total), then streams the export's query in binary, in steps
+//! It tells when the snapshot was taken, and starts the count of the rows
+//! it holds (progress's total) on a second connection in the same snapshot,
+//! so the first row does not wait for a `count(*)`. It streams the export's
+//! query in binary, in steps
 //! of `exports.fetch_rows` rows, each step one bounded message to the
 //! Exporter. tokio-postgres stops reading the socket while a step waits for
 //! its credit, so a slow store slows the server, not ferry's memory.
@@ -14,6 +16,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
+use tokio::sync::oneshot;
 use tokio_postgres::{Row, RowStream};
 use uuid::Uuid;
 
@@ -50,20 +53,22 @@ pub struct Args {
     pub pipeline: Mailbox<Taken>,
 }
 
-/// What the reader tells its pipeline once its snapshot is taken.
-pub struct Taken {
-    /// When (the export's `data_as_of`).
-    pub at: String,
-    /// What it sees (`pg_current_snapshot()`).
-    pub seen: String,
-    /// Rows still to go in it.
-    pub remaining: u64,
+/// What the reader tells its pipeline of its snapshot.
+pub enum Taken {
+    /// It is taken: when (the export's `data_as_of`), and what it sees
+    /// (`pg_current_snapshot()`). Before any row.
+    Snapshot { at: String, seen: String },
+    /// The rows still to go in it, when their count is in.
+    Counted(u64),
 }
 
 pub struct State {
     args: Args,
     /// Holds the snapshot; the rows stream from it.
     snapshot: Option<Snapshot>,
+    /// Resolves once the count's connection holds the snapshot too: the
+    /// reader keeps it open until then.
+    counting: Option<oneshot::Receiver<()>>,
     rows: Pin<Box<RowStream>>,
     done: bool,
 }
@@ -89,22 +94,16 @@ impl Actor for ExportReader {
     ) -> Result<State, ActorProcessingErr> {
         let snapshot =
             snapshot::open(&args.database, "ferry-export", args.snapshot.as_deref()).await?;
-        let client = &snapshot.client;
         let at = snapshot.taken_at.clone();
-        let (count, params) = args.plan.count(args.after.as_ref());
-        let remaining: i64 = client
-            .query_one(&count, &params.refs())
-            .await
-            .map_err(JobError::Database)?
-            .get(0);
-        args.pipeline.send(Taken {
+        args.pipeline.send(Taken::Snapshot {
             at: at.clone(),
             seen: snapshot.seen.clone(),
-            remaining: remaining as u64,
         });
+        let counting = count_alongside(&args, snapshot.export().await?);
         let (query, params) = args.plan.query(args.after.as_ref());
-        tracing::info!(job_id = %args.job_id, data_as_of = %at, remaining, sql = %query, "Export reading.");
-        let rows = client
+        tracing::info!(job_id = %args.job_id, data_as_of = %at, sql = %query, "Export reading.");
+        let rows = snapshot
+            .client
             .query_raw(query.as_str(), params.params.iter())
             .await
             .map_err(JobError::Database)?;
@@ -112,6 +111,7 @@ impl Actor for ExportReader {
         Ok(State {
             args,
             snapshot: Some(snapshot),
+            counting: Some(counting),
             rows: Box::pin(rows),
             done: false,
         })
@@ -146,6 +146,10 @@ impl Actor for ExportReader {
         }
         if state.done {
             if let Some(snapshot) = state.snapshot.take() {
+                if let Some(counting) = state.counting.take() {
+                    // Fails at once when the count gave up: no wait.
+                    let _ = counting.await;
+                }
                 snapshot.close().await?;
             }
             state.args.exporter.send(exporter::Msg::End);
@@ -154,4 +158,33 @@ impl Actor for ExportReader {
         }
         Ok(())
     }
+}
+
+/// Counts the rows still to go on a connection of its own in snapshot
+/// `id`, and tells the pipeline. The total is progress, not the export: a
+/// count that fails is logged, and the export goes on without it. The
+/// receiver resolves once the count's connection holds the snapshot.
+fn count_alongside(args: &Args, id: String) -> oneshot::Receiver<()> {
+    let (holds, held) = oneshot::channel();
+    let (count, params) = args.plan.count(args.after.as_ref());
+    let (database, pipeline, job_id) = (args.database.clone(), args.pipeline.clone(), args.job_id);
+    tokio::spawn(async move {
+        let counted = async {
+            let snapshot = snapshot::open(&database, "ferry-export-count", Some(&id)).await?;
+            let _ = holds.send(());
+            let row = snapshot.client.query_one(&count, &params.refs()).await?;
+            snapshot.close().await?;
+            Ok::<i64, JobError>(row.get(0))
+        };
+        match counted.await {
+            Ok(remaining) => {
+                tracing::debug!(job_id = %job_id, remaining, "Export counted.");
+                pipeline.send(Taken::Counted(remaining.max(0) as u64));
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job_id, error = %e, "Could not count an export's rows; its progress has no total.")
+            }
+        }
+    });
+    held
 }
