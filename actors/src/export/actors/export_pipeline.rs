@@ -262,7 +262,7 @@ async fn spawn_stages(
     let args = exporter::Args {
         encoder: encoder(&plan.fields),
         fields: plan.fields.len(),
-        position_len: plan.position_len(),
+        position_types: plan.position_types(),
         destination: spec.destination.clone(),
         cutter: Cutter {
             part_bytes: settings.part_bytes.max(5 << 20),

@@ -15,6 +15,8 @@ use tokio_postgres::Row;
 use super::object_writer::{self, Part};
 use crate::error::JobError;
 use crate::export::encode::{Cut, Cutter, FileEncoder};
+use crate::export::object::ColType;
+use crate::export::plan::read_position;
 use crate::export::{Destination, OpenFile, Position};
 use crate::flow::{Credit, Credits};
 use crate::progress::Progress;
@@ -33,9 +35,10 @@ pub enum Msg {
 
 pub struct Args {
     pub encoder: Box<dyn FileEncoder>,
-    /// The fields come first in a row; its position after them.
+    /// The fields come first in a row; its position after them, of these
+    /// types.
     pub fields: usize,
-    pub position_len: usize,
+    pub position_types: Vec<ColType>,
     pub destination: Destination,
     pub cutter: Cutter,
     /// The first file: one to continue, or the index of a new one.
@@ -156,7 +159,10 @@ async fn encode(state: &mut State, mut rows: &[Row]) -> Result<(), JobError> {
         let (now, later) = rows.split_at(cutter.room(current.rows, rows.len()));
         state.args.encoder.rows(now).map_err(failed)?;
         if let Some(last) = now.last() {
-            state.position = Some(position(last, state.args.fields, state.args.position_len)?);
+            state.position = Some(
+                read_position(last, state.args.fields, &state.args.position_types)
+                    .map_err(failed)?,
+            );
         }
         state.uncut_rows += now.len() as u64;
         let current = state.current.as_mut().expect("begun above");
@@ -172,16 +178,6 @@ async fn encode(state: &mut State, mut rows: &[Row]) -> Result<(), JobError> {
         rows = later;
     }
     Ok(())
-}
-
-/// The text of a row's position (the values after its fields).
-fn position(row: &Row, fields: usize, len: usize) -> Result<Position, JobError> {
-    (fields..fields + len)
-        .map(|i| {
-            row.try_get::<_, Option<String>>(i)
-                .map_err(|e| failed(format!("row position: {e}")))
-        })
-        .collect()
 }
 
 async fn begin(state: &mut State) -> Result<(), JobError> {
