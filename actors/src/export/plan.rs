@@ -367,7 +367,11 @@ pub fn read_position(row: &Row, at: usize, types: &[ColType]) -> Result<Position
             .map(Some)
             .map_err(|e| format!("row position: {e}"))
     };
-    types.iter().enumerate().map(|(i, ty)| value(i, *ty)).collect()
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| value(i, *ty))
+        .collect()
 }
 
 /// The object's default fields: those declared, else every column.
@@ -446,10 +450,7 @@ mod tests {
         let (count, counted) = plan.count(None);
         assert!(!count.contains("$2"), "{count}");
         assert_eq!(counted.params.len(), 1);
-        assert_eq!(
-            plan.position_types(),
-            [ColType::Timestamptz, ColType::Uuid]
-        );
+        assert_eq!(plan.position_types(), [ColType::Timestamptz, ColType::Uuid]);
         let at = vec![
             Some("2026-01-01 00:00:00+00".to_string()),
             Some(Uuid::nil().to_string()),

@@ -106,9 +106,7 @@ fn write_text_with(
                     .as_bytes(),
             );
         }
-        ColType::Timestamptz => {
-            timestamp(i64::from_be_bytes(fixed(ty, raw)?), true, years, out)
-        }
+        ColType::Timestamptz => timestamp(i64::from_be_bytes(fixed(ty, raw)?), true, years, out),
         ColType::Timestamp => timestamp(i64::from_be_bytes(fixed(ty, raw)?), false, years, out),
         ColType::Date => date(i32::from_be_bytes(fixed(ty, raw)?), years, out),
         // jsonb: a version byte, then the document's text.
@@ -475,9 +473,15 @@ mod tests {
         };
         // 0000-01-01 is 1 BC; -0044-03-15 is 45 BC.
         let one_bc = -730_485i32;
-        assert_eq!(sql_text(ColType::Date, &one_bc.to_be_bytes()), "0001-01-01 BC");
+        assert_eq!(
+            sql_text(ColType::Date, &one_bc.to_be_bytes()),
+            "0001-01-01 BC"
+        );
         let days_45_bc = -746_482i64;
-        assert_eq!(text(ColType::Date, &(days_45_bc as i32).to_be_bytes()), "-0044-03-15");
+        assert_eq!(
+            text(ColType::Date, &(days_45_bc as i32).to_be_bytes()),
+            "-0044-03-15"
+        );
         let micros = (days_45_bc * 86_400 + 36_000) * 1_000_000 + 500_000;
         assert_eq!(
             sql_text(ColType::Timestamptz, &micros.to_be_bytes()),
