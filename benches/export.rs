@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{check, vm_hwm_kib, DOMAIN, GROUP};
+use common::{check, psql_value, vm_hwm_kib, DOMAIN, GROUP};
 use ferry::localpg::{LocalPostgres, Tuning};
 use ferry::locals3::LocalS3;
 use ferry::report::grouped;
@@ -513,16 +513,6 @@ impl Sizes {
 }
 
 /// One value a query returns, as text.
-fn psql_value(url: &str, query: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", url, "-c", query])
-        .output()?;
-    if !out.status.success() {
-        bail!("{query}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
 /// Loads `rows` sample users into the bench domain (replacing what was there).
 fn load(ferry: &str, url: &str, work: &Path, rows: u64) -> Result<()> {
     let file = work.join(format!("users-{rows}.csv.gz"));

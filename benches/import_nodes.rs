@@ -5,13 +5,16 @@
 //! Cases, per file size:
 //! - new group: psql path vs ferry (the group is empty: ferry's fast path);
 //! - new group, upsert only: psql path vs `ferry --no-fast-path`;
-//! - re-import (every row an update): psql path vs ferry;
+//! - re-import of the same file: the psql path writes every row again,
+//!   ferry finds them unchanged and writes none;
+//! - re-import with every row changed (another file of the same ids): both
+//!   write every row (what a ferry re-import cost before it compared rows);
 //! - new group, the file in S3 (s3s-fs): ferry downloads it, while the psql
 //!   path reads it locally (psql has no S3 client).
 //!
 //! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
 //! Sizes come from `FERRY_BENCH_ROWS` (default "1000000,5000000");
-//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,s3`; default all for
+//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,changed,s3`; default all for
 //! the first size, `fresh` for the others). Run it with `benches/run.sh`.
 
 mod common;
@@ -55,7 +58,7 @@ fn main() -> Result<()> {
             sample::write_users_csv_gz(&file, rows, 2024)?;
         }
         let default_cases = if i == 0 {
-            "fresh,upsert,update,s3"
+            "fresh,upsert,update,changed,s3"
         } else {
             "fresh"
         };
@@ -94,6 +97,25 @@ fn main() -> Result<()> {
                     reset(&url)?;
                     psql_path(&url, &file)?;
                     let p = psql_path(&url, &file)?;
+                    let size = table_bytes(&url)?;
+                    let f = ferry_import(ferry, &url, &file, &[])?;
+                    eprintln!(
+                        "node_rows: {} bytes before ferry's re-import, {} after",
+                        size,
+                        table_bytes(&url)?
+                    );
+                    (p, f)
+                }
+                "changed" => {
+                    // The same ids, every row's metadata different.
+                    let other = work.join(format!("users-{rows}-other.csv.gz"));
+                    if !other.exists() {
+                        sample::write_users_csv_gz(&other, rows, 2025)?;
+                    }
+                    reset(&url)?;
+                    psql_path(&url, &file)?;
+                    let p = psql_path(&url, &other)?;
+                    // The table holds the other file: every row of this one differs.
                     let f = ferry_import(ferry, &url, &file, &[])?;
                     (p, f)
                 }
@@ -104,7 +126,8 @@ fn main() -> Result<()> {
                     "fresh" => "new group",
                     "upsert" => "new group, upsert only",
                     "s3" => "new group, CSV.gz from S3 (s3s-fs)",
-                    _ => "re-import (all updates)",
+                    "update" => "re-import, the same file (ferry: all unchanged)",
+                    _ => "re-import, every row changed (all updates)",
                 },
                 rows,
                 psql,
@@ -124,6 +147,11 @@ fn reset(url: &str) -> Result<()> {
         "TRUNCATE node_rows; VACUUM ANALYZE node_rows; CHECKPOINT;",
     )?;
     Ok(())
+}
+
+/// The table's size on disk, with its indexes.
+fn table_bytes(url: &str) -> Result<String> {
+    common::psql_value(url, "SELECT pg_total_relation_size('node_rows')")
 }
 
 /// The hand-written path: `\copy` into a temp table, then one upsert.

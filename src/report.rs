@@ -22,6 +22,7 @@ pub struct ImportReport {
     pub rows_read: u64,
     pub inserted: u64,
     pub updated: u64,
+    pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
     pub duration_secs: f64,
@@ -50,6 +51,7 @@ impl ImportReport {
             rows_read: counts.records,
             inserted: counts.inserted,
             updated: counts.updated,
+            unchanged: counts.unchanged,
             duplicates: counts.duplicates,
             rejected: counts.rejected,
             duration_secs: (secs * 1000.0).round() / 1000.0,
@@ -81,6 +83,7 @@ impl ImportReport {
         writeln!(out, "  rows read    {}", grouped(self.rows_read))?;
         writeln!(out, "  inserted     {}", grouped(self.inserted))?;
         writeln!(out, "  updated      {}", grouped(self.updated))?;
+        writeln!(out, "  unchanged    {}", grouped(self.unchanged))?;
         if self.duplicates > 0 {
             writeln!(
                 out,

@@ -100,15 +100,43 @@ pub struct Counts {
     pub records: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Rows the table held already, the same: not written.
+    #[serde(default)]
+    pub unchanged: u64,
     /// Rows merged into another row of the same key (last row wins).
     pub duplicates: u64,
     pub rejected: u64,
 }
 
 impl Counts {
-    /// Rows stored: inserted, updated, or merged as duplicates.
+    /// Rows loaded: inserted, updated, found unchanged, or merged as
+    /// duplicates.
     pub fn loaded(&self) -> u64 {
-        self.inserted + self.updated + self.duplicates
+        self.inserted + self.updated + self.unchanged + self.duplicates
+    }
+
+    /// Adds what one write did.
+    pub fn add(&mut self, w: Written) {
+        self.inserted += w.inserted;
+        self.updated += w.updated;
+        self.unchanged += w.unchanged;
+    }
+}
+
+/// What one write did with its rows: new ones inserted, changed ones
+/// updated, the rest (the table held them, the same) left as they were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, w: Written) {
+        self.inserted += w.inserted;
+        self.updated += w.updated;
+        self.unchanged += w.unchanged;
     }
 }
 

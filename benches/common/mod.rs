@@ -55,6 +55,17 @@ pub fn psql_timed(url: &str, script: &str) -> Result<Run> {
     })
 }
 
+/// One value a query returns, as psql prints it.
+pub fn psql_value(url: &str, query: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", url, "-c", query])
+        .output()?;
+    if !out.status.success() {
+        bail!("{query}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
 pub fn psql(url: &str, script: &str) -> Result<()> {
     let mut child = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"])

@@ -182,13 +182,14 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
 /// One line per event: status, kind, counts, and the lists when short.
 fn summary(e: &Value) -> String {
     let mut line = format!(
-        "{} {:<7} processed {}/{}  inserted {} updated {} rejected {}",
+        "{} {:<7} processed {}/{}  inserted {} updated {} unchanged {} rejected {}",
         e["status"].as_str().unwrap_or("?"),
         e["kind"].as_str().unwrap_or("?"),
         grouped(e["processed"].as_i64().unwrap_or(0)),
         grouped(e["total"].as_i64().unwrap_or(0)),
         grouped(e["inserted"].as_i64().unwrap_or(0)),
         grouped(e["updated"].as_i64().unwrap_or(0)),
+        grouped(e["unchanged"].as_i64().unwrap_or(0)),
         grouped(e["rejected"].as_i64().unwrap_or(0)),
     );
     let list = |name: &str| {

@@ -61,10 +61,11 @@ impl Listed for Imports {
         writeln!(out, "group      {} ({})", import.group_key, import.group_id)?;
         writeln!(
             out,
-            "rows       {} read, {} inserted, {} updated, {} duplicates, {} rejected",
+            "rows       {} read, {} inserted, {} updated, {} unchanged, {} duplicates, {} rejected",
             grouped(counts.records),
             grouped(counts.inserted),
             grouped(counts.updated),
+            grouped(counts.unchanged),
             grouped(counts.duplicates),
             grouped(counts.rejected)
         )?;

@@ -63,10 +63,12 @@ pub struct ImportView {
 #[serde(rename_all = "camelCase")]
 pub struct RowsView {
     pub read: u64,
-    /// Inserted, updated, or merged as duplicates.
+    /// Inserted, updated, unchanged, or merged as duplicates.
     pub loaded: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Rows the table held already, the same: not written.
+    pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
 }
@@ -78,6 +80,7 @@ impl From<&Counts> for RowsView {
             loaded: c.loaded(),
             inserted: c.inserted,
             updated: c.updated,
+            unchanged: c.unchanged,
             duplicates: c.duplicates,
             rejected: c.rejected,
         }

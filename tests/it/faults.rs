@@ -162,6 +162,7 @@ async fn kill_writers_in_every_mode(db: &TestDb, path: &str, table: Table, want:
         assert_eq!(r["rowsRead"], ROWS, "{group}");
         let loaded = r["inserted"].as_u64().unwrap()
             + r["updated"].as_u64().unwrap()
+            + r["unchanged"].as_u64().unwrap()
             + r["duplicates"].as_u64().unwrap();
         assert_eq!(loaded, ROWS, "{group}: every row accounted for: {r}");
         assert_eq!(table.count(db, group).await, ROWS as i64, "{group}");

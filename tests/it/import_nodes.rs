@@ -30,7 +30,7 @@ fn expected_rows(file: &std::path::Path, wanted: &[&str]) -> HashMap<String, Val
 }
 
 #[tokio::test]
-async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
+async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_writes_only_what_changed() {
     let db = TestDb::new().await;
     let file = db.path("users.csv.gz");
     sample::write_users_csv_gz(&file, 100_000, 7).unwrap();
@@ -101,15 +101,80 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
         .get(0);
     assert_eq!(json!(city), want["u00050000"]["city"]);
 
-    let (again, code) = db.import(&file, "group-a", &[], &[]).await;
+    // The same file again: nothing to write, and nothing is written.
+    let versions = "SELECT string_agg(reference_id || '@' || xmin::text, ',' ORDER BY reference_id),
+                           pg_relation_size('node_rows') FROM node_rows";
+    let before = client.query_one(versions, &[]).await.unwrap();
+    let metrics = db.path("again.prom");
+    let (again, code) = db
+        .import(&file, "group-a", &["--metrics-textfile", metrics.to_str().unwrap()], &[])
+        .await;
     assert_eq!(code, 0, "{again}");
-    assert_eq!(again["inserted"], 0);
-    assert_eq!(again["updated"], 100_000);
+    assert_eq!(
+        (&again["inserted"], &again["updated"], &again["unchanged"]),
+        (&json!(0), &json!(0), &json!(100_000)),
+        "{again}"
+    );
     assert_eq!(db.count("group-a").await, 100_000);
+    let after = client.query_one(versions, &[]).await.unwrap();
+    assert_eq!(
+        before.get::<_, String>(0),
+        after.get::<_, String>(0),
+        "every row keeps its version"
+    );
+    assert_eq!(before.get::<_, i64>(1), after.get::<_, i64>(1), "the table did not grow");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&prom, r#"ferry_rows_unchanged_total{target="nodes"}"#),
+        Some(100_000.0),
+        "{prom}"
+    );
+    assert_eq!(
+        metric(&prom, r#"ferry_rows_written_total{target="nodes"}"#),
+        Some(0.0),
+        "{prom}"
+    );
+
+    // Two rows changed and one new: those three are written, no other.
+    let text = String::from_utf8(gunzip(&std::fs::read(&file).unwrap())).unwrap();
+    let mut changed = String::new();
+    for line in text.lines() {
+        let line = match line.split_once(',') {
+            Some(("u00000002", rest)) => format!("u00000002,{}", rest.replacen("Austin", "Lagos", 1)),
+            Some(("u00050000", rest)) => format!("u00050000,X{rest}"),
+            _ => line.to_string(),
+        };
+        changed.push_str(&line);
+        changed.push('\n');
+    }
+    changed.push_str("u09999999,New,User,new@example.com,Oslo,NO,30,2024-01-01,team,1.5\n");
+    let file2 = db.path("users-changed.csv.gz");
+    std::fs::write(&file2, gzip(changed.as_bytes())).unwrap();
+    let (third, code) = db.import(&file2, "group-a", &[], &[]).await;
+    assert_eq!(code, 0, "{third}");
+    assert_eq!(
+        (&third["inserted"], &third["updated"], &third["unchanged"]),
+        (&json!(1), &json!(2), &json!(99_998)),
+        "{third}"
+    );
+    let moved: Vec<String> = client
+        .query(
+            "WITH before AS (SELECT split_part(v, '@', 1) AS r, split_part(v, '@', 2) AS x
+                             FROM unnest(string_to_array($1, ',')) v)
+             SELECT n.reference_id FROM node_rows n LEFT JOIN before b ON b.r = n.reference_id
+             WHERE b.x IS DISTINCT FROM n.xmin::text ORDER BY 1",
+            &[&after.get::<_, String>(0)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(moved, ["u00000002", "u00050000", "u09999999"]);
 
     let job = client
         .query_one(
-            "SELECT status, total_rows, processed_rows, attempts FROM jobs WHERE id = $1",
+            "SELECT status, total_rows, processed_rows, attempts, unchanged_rows FROM jobs WHERE id = $1",
             &[&again["jobId"]
                 .as_str()
                 .unwrap()
@@ -122,6 +187,7 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_updates_them() {
     assert_eq!(job.get::<_, i64>(1), 100_000);
     assert_eq!(job.get::<_, i64>(2), 100_000);
     assert_eq!(job.get::<_, i32>(3), 1);
+    assert_eq!(job.get::<_, i64>(4), 100_000, "the job row counts the unchanged");
 }
 
 /// Keys repeat inside a batch and across batches; the last row of a key
@@ -144,6 +210,7 @@ async fn duplicate_keys_keep_the_last_row() {
             assert_eq!(db.count(&group).await, 4, "{group}");
             let loaded = report["inserted"].as_i64().unwrap()
                 + report["updated"].as_i64().unwrap()
+                + report["unchanged"].as_i64().unwrap()
                 + report["duplicates"].as_i64().unwrap();
             assert_eq!(loaded, 7, "every row is accounted for: {report}");
             let rows = db
@@ -215,11 +282,12 @@ async fn concurrent_jobs_on_one_group_take_turns() {
         .iter()
         .map(|r| r["inserted"].as_i64().unwrap())
         .collect();
-    let updated: Vec<i64> = [&a.0, &b.0]
+    let unchanged: Vec<i64> = [&a.0, &b.0]
         .iter()
-        .map(|r| r["updated"].as_i64().unwrap())
+        .map(|r| r["unchanged"].as_i64().unwrap())
         .collect();
     assert_eq!(inserted.iter().sum::<i64>(), 20_000, "{a:?} {b:?}");
-    assert_eq!(updated.iter().sum::<i64>(), 20_000, "{a:?} {b:?}");
+    // The second finds every row as the first left it.
+    assert_eq!(unchanged.iter().sum::<i64>(), 20_000, "{a:?} {b:?}");
     assert_eq!(db.count("shared").await, 20_000);
 }

@@ -121,14 +121,16 @@ async fn parquet_from_s3_by_url_and_from_a_file_loads_exactly_its_rows() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(db.match_digest("by-file").await, want);
 
-    // The same file again: every row is an update, none is added.
+    // The same file again: every row is there already, the same, and none
+    // is written.
     let (r, code) = db
         .import_matches("s3://engine/daily/matches.parquet", "by-s3", &[], &env)
         .await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(
-        (r["inserted"].as_i64(), r["updated"].as_i64()),
-        (Some(0), Some(ROWS as i64))
+        (r["inserted"].as_i64(), r["updated"].as_i64(), r["unchanged"].as_i64()),
+        (Some(0), Some(0), Some(ROWS as i64)),
+        "{r}"
     );
     assert_eq!(db.match_count("by-s3").await, ROWS as i64);
 }

@@ -24,12 +24,14 @@ pub struct StatusEvent {
     /// `nodes` or `matches`.
     pub kind: String,
     pub status: JobStatus,
-    /// Rows stored (inserted, updated, or merged as duplicates).
+    /// Rows loaded (inserted, updated, unchanged, or merged as duplicates).
     pub processed: u64,
     /// Rows read: processed plus rejected.
     pub total: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Rows the table held already, the same: not written.
+    pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
     pub success_list: Vec<String>,
@@ -57,6 +59,7 @@ impl StatusEvent {
             total: counts.records,
             inserted: counts.inserted,
             updated: counts.updated,
+            unchanged: counts.unchanged,
             duplicates: counts.duplicates,
             rejected: counts.rejected,
             success_list: lists.success,

@@ -34,6 +34,7 @@ impl Kind for Import {
             records: row.count("total_rows")?,
             inserted: row.count("inserted_rows")?,
             updated: row.count("updated_rows")?,
+            unchanged: row.count("unchanged_rows")?,
             duplicates: row.count("duplicate_rows")?,
             rejected: row.count("rejected_rows")?,
         };
@@ -76,6 +77,7 @@ impl Kind for Import {
         row.set("processed_rows", n.loaded() as i64);
         row.set("inserted_rows", n.inserted as i64);
         row.set("updated_rows", n.updated as i64);
+        row.set("unchanged_rows", n.unchanged as i64);
         row.set("duplicate_rows", n.duplicates as i64);
         row.set("rejected_rows", n.rejected as i64);
         row.set("failure_reason", o.failure_reason.clone());

@@ -237,6 +237,7 @@ pub async fn save(c: &impl GenericClient, fence: &Fence, cp: &Checkpoint) -> Res
             row.set("processed_rows", n.loaded() as i64);
             row.set("inserted_rows", n.inserted as i64);
             row.set("updated_rows", n.updated as i64);
+            row.set("unchanged_rows", n.unchanged as i64);
             row.set("duplicate_rows", n.duplicates as i64);
             row.set("rejected_rows", n.rejected as i64);
             row.set_to("total_rows", "greatest(total_rows, {})", n.records as i64);
@@ -270,6 +271,9 @@ mod tests {
         let cp: Checkpoint = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(cp.mode, Some(WriteMode::Fast));
         assert_eq!(cp.counts.loaded(), 9);
-        assert_eq!(serde_json::to_value(&cp).unwrap(), old);
+        // Written again, it says how many were unchanged: none then.
+        let mut again = old;
+        again["unchanged"] = 0.into();
+        assert_eq!(serde_json::to_value(&cp).unwrap(), again);
     }
 }

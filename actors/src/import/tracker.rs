@@ -6,7 +6,7 @@
 use super::event::IdLists;
 use super::{Checkpoint, ImportOutcome, SourceRead};
 use crate::pipeline::Watermark;
-use crate::vocab::Counts;
+use crate::vocab::{Counts, Written};
 
 /// How far the reader got: the reader's part of a checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,8 +32,7 @@ pub struct Sealed {
 struct Pending {
     sealed: Sealed,
     parts_left: usize,
-    inserted: u64,
-    updated: u64,
+    written: Written,
 }
 
 struct Ended {
@@ -87,23 +86,21 @@ impl CommitTracker {
             Pending {
                 sealed,
                 parts_left,
-                inserted: 0,
-                updated: 0,
+                written: Written::default(),
             },
         );
     }
 
     /// A writer committed its shard of batch `seq`. `Err` means a commit of
     /// a batch never sealed, or one too many: a broken invariant.
-    pub fn committed(&mut self, seq: u64, inserted: u64, updated: u64) -> Result<(), String> {
+    pub fn committed(&mut self, seq: u64, written: Written) -> Result<(), String> {
         let p = self
             .pending
             .get_mut(seq)
             .filter(|p| p.parts_left > 0)
             .ok_or_else(|| format!("unexpected commit of batch {seq}"))?;
         p.parts_left -= 1;
-        p.inserted += inserted;
-        p.updated += updated;
+        p.written += written;
         Ok(())
     }
 
@@ -124,8 +121,7 @@ impl CommitTracker {
             let counts = &mut self.checkpoint.counts;
             counts.records = p.sealed.upto.records;
             counts.rejected = p.sealed.upto.rejected;
-            counts.inserted += p.inserted;
-            counts.updated += p.updated;
+            counts.add(p.written);
             counts.duplicates += p.sealed.duplicates;
             self.bytes = p.sealed.upto.bytes;
             moved = true;
@@ -198,20 +194,28 @@ mod tests {
         }
     }
 
+    fn written(inserted: u64, updated: u64) -> Written {
+        Written {
+            inserted,
+            updated,
+            unchanged: 1,
+        }
+    }
+
     #[test]
     fn the_checkpoint_waits_for_earlier_batches() {
         let mut t = CommitTracker::new(Checkpoint::default());
         t.sealed(sealed(1, 2, 10));
         t.sealed(sealed(2, 1, 10));
-        t.committed(2, 10, 0).unwrap();
+        t.committed(2, written(10, 0)).unwrap();
         assert!(!t.advance(), "batch 1 is not committed yet");
-        t.committed(1, 4, 0).unwrap();
+        t.committed(1, written(4, 0)).unwrap();
         assert!(!t.advance(), "batch 1 has a shard left");
-        t.committed(1, 3, 3).unwrap();
+        t.committed(1, written(3, 3)).unwrap();
         assert!(t.advance());
         let counts = t.checkpoint().counts;
         assert_eq!(counts.records, 20);
-        assert_eq!((counts.inserted, counts.updated), (17, 3));
+        assert_eq!((counts.inserted, counts.updated, counts.unchanged), (17, 3, 3));
     }
 
     #[test]
@@ -240,9 +244,9 @@ mod tests {
     #[test]
     fn unexpected_commits_are_refused() {
         let mut t = CommitTracker::new(Checkpoint::default());
-        assert!(t.committed(1, 1, 0).is_err());
+        assert!(t.committed(1, written(1, 0)).is_err());
         t.sealed(sealed(1, 1, 1));
-        t.committed(1, 1, 0).unwrap();
-        assert!(t.committed(1, 1, 0).is_err(), "one commit per shard");
+        t.committed(1, written(1, 0)).unwrap();
+        assert!(t.committed(1, written(1, 0)).is_err(), "one commit per shard");
     }
 }

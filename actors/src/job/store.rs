@@ -13,7 +13,8 @@ pub use crate::error::StoreError;
 /// Every column a [`Job`] is read from, by name.
 pub const COLUMNS: &str = concat!(
     "id, kind, status, domain_id, group_id, group_key, node_type,
-    source, format, total_rows, inserted_rows, updated_rows, duplicate_rows, rejected_rows,
+    source, format, total_rows, inserted_rows, updated_rows, unchanged_rows, duplicate_rows,
+    rejected_rows,
     rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result, ",
     crate::rfc3339!("created_at"),
     " AS created_at, ",

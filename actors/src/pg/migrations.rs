@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_limits",
         sql: include_str!("../../migrations/0016_api_limits.sql"),
     },
+    Migration {
+        version: 17,
+        name: "unchanged_rows",
+        sql: include_str!("../../migrations/0017_unchanged_rows.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -5,18 +5,22 @@ use std::time::Duration;
 use metrics::{counter, histogram};
 use uuid::Uuid;
 
-use crate::vocab::Target;
+use crate::vocab::{Target, Written};
 
 /// A CopyWriter committed one shard of a batch.
 pub struct BatchCommitted {
     pub target: Target,
-    pub rows: u64,
+    pub written: Written,
     pub elapsed: Duration,
 }
 
 impl BatchCommitted {
     pub fn emit(self) {
-        counter!("ferry_rows_written_total", "target" => self.target.as_str()).increment(self.rows);
+        let w = self.written;
+        counter!("ferry_rows_written_total", "target" => self.target.as_str())
+            .increment(w.inserted + w.updated);
+        counter!("ferry_rows_unchanged_total", "target" => self.target.as_str())
+            .increment(w.unchanged);
         histogram!("ferry_batch_commit_seconds", "target" => self.target.as_str())
             .record(self.elapsed.as_secs_f64());
     }

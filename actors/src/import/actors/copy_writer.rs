@@ -22,7 +22,7 @@ use crate::import::table::Table;
 use crate::settings::RetrySettings;
 use crate::supervision::{backoff, jittered};
 use crate::telemetry::{BatchCommitted, BatchRetried, DbFailed, Depth, Mailbox};
-use crate::vocab::WriteMode;
+use crate::vocab::{WriteMode, Written};
 
 pub const NAME: &str = "copy_writer";
 
@@ -43,8 +43,7 @@ pub enum Msg<B> {
 /// `seq`.
 pub struct Committed {
     pub seq: u64,
-    pub inserted: u64,
-    pub updated: u64,
+    pub written: Written,
 }
 
 pub struct Args<T> {
@@ -109,7 +108,7 @@ impl<T: Table> Actor for CopyWriter<T> {
         state.args.depth.received();
         let started = Instant::now();
         let mut attempt = 1;
-        let (inserted, updated) = loop {
+        let written = loop {
             let written = write(state, &shard).await;
             if let Err(JobError::Database(error)) = &written {
                 DbFailed { error }.emit();
@@ -142,14 +141,13 @@ impl<T: Table> Actor for CopyWriter<T> {
         };
         BatchCommitted {
             target: T::TARGET,
-            rows: shard.rows.len() as u64,
+            written,
             elapsed: started.elapsed(),
         }
         .emit();
         state.args.pipeline.send(Committed {
             seq: shard.seq,
-            inserted,
-            updated,
+            written,
         });
         Ok(())
     }
@@ -184,11 +182,11 @@ fn discard(client: &mut Option<Object>) {
     }
 }
 
-/// Writes one shard in one transaction; returns (inserted, updated).
+/// Writes one shard in one transaction: what became of its rows.
 async fn write<T: Table>(
     state: &mut State<T>,
     shard: &Shard<T::Batch>,
-) -> Result<(u64, u64), JobError> {
+) -> Result<Written, JobError> {
     if state.client.as_ref().is_none_or(|c| c.is_closed()) {
         state.client = Some(connect(&state.args).await?);
     }
@@ -200,7 +198,7 @@ async fn write<T: Table>(
         T::encode(&shard.batch, i, enc)
     })
     .await?;
-    let counts = match state.args.mode {
+    let (inserted, updated) = match state.args.mode {
         WriteMode::Upsert => target.upsert_staged(&tx).await?,
         WriteMode::Fast => {
             let plain = tx.savepoint("plain_insert").await?;
@@ -218,5 +216,11 @@ async fn write<T: Table>(
         }
     };
     tx.commit().await?;
-    Ok(counts)
+    // Upserts write only what differs: the other staged rows are the same.
+    let staged = shard.rows.len() as u64;
+    Ok(Written {
+        inserted,
+        updated,
+        unchanged: staged.saturating_sub(inserted + updated),
+    })
 }

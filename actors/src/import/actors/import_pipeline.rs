@@ -300,7 +300,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
         }
         Msg::Committed(c) => run
             .tracker
-            .committed(c.seq, c.inserted, c.updated)
+            .committed(c.seq, c.written)
             .map_err(|e| JobError::permanent(NAME, e))?,
         Msg::Batches(Sealing::InputEnded {
             last_seq,

@@ -75,6 +75,8 @@ impl Table for Matches {
                      DO UPDATE SET compatibility_score = EXCLUDED.compatibility_score,
                                    rank = EXCLUDED.rank,
                                    updated_at = now()
+                     WHERE m.compatibility_score IS DISTINCT FROM EXCLUDED.compatibility_score
+                        OR m.rank IS DISTINCT FROM EXCLUDED.rank
                      RETURNING (xmax = 0) AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
                 &[&self.group.group_id, &self.group.domain_id],

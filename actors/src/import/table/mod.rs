@@ -6,7 +6,8 @@
 //! constant columns (group, domain, …) are bound once per statement instead
 //! of per row. Then, in the same transaction:
 //!
-//! - Upsert mode: `INSERT … ON CONFLICT DO UPDATE`.
+//! - Upsert mode: `INSERT … ON CONFLICT DO UPDATE … WHERE` the row
+//!   differs, so a row the table holds already, the same, is not written.
 //! - Fast mode, for a group that had no rows when the job started (checked
 //!   under an exclusive per-group advisory lock the job holds to its end): a
 //!   plain `INSERT`, which skips the conflict checks, in a savepoint. If it
@@ -63,7 +64,9 @@ pub trait Table: Clone + Send + Sync + 'static {
         tx: &Transaction<'_>,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 
-    /// Upserts the stage's rows; returns (inserted, updated).
+    /// Upserts the stage's rows, writing only those that are new or differ
+    /// from the stored row (an unchanged row keeps its version, `xmin`
+    /// and all); returns (inserted, updated).
     fn upsert_staged(
         &self,
         tx: &Transaction<'_>,

@@ -57,7 +57,8 @@ impl Table for Nodes {
 
     /// A row that carries no metadata (a reference list, a one-column file)
     /// leaves the existing node's metadata as it was; one that changes it
-    /// changes the node for the users export, when `resend_changed`.
+    /// changes the node for the users export, when `resend_changed`. A
+    /// node whose type and metadata are the same is not written.
     async fn upsert_staged(&self, tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
         let row = tx
             .query_one(
@@ -74,6 +75,8 @@ impl Table for Nodes {
                                                  AND EXCLUDED.metadata <> n.metadata
                                             THEN pg_current_xact_id() ELSE n.changed_xid END,
                          updated_at = now()
+                     WHERE n.type IS DISTINCT FROM EXCLUDED.type
+                        OR (EXCLUDED.metadata <> '{}' AND n.metadata IS DISTINCT FROM EXCLUDED.metadata)
                      RETURNING (xmax = 0) AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
                 &[
