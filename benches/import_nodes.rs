@@ -9,13 +9,17 @@
 //!   ferry finds them unchanged and writes none;
 //! - re-import with every row changed (another file of the same ids): both
 //!   write every row (what a ferry re-import cost before it compared rows);
+//! - sync of the next day's file (1% changed, 1% new, 1% left): the psql
+//!   path upserts and deletes the rest in one transaction, ferry runs
+//!   `--mode sync`;
 //! - new group, the file in S3 (s3s-fs): ferry downloads it, while the psql
 //!   path reads it locally (psql has no S3 client).
 //!
 //! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
 //! Sizes come from `FERRY_BENCH_ROWS` (default "1000000,5000000");
-//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,changed,s3`; default all for
-//! the first size, `fresh` for the others). Run it with `benches/run.sh`.
+//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,changed,sync,s3`; default
+//! all for the first size, `fresh` for the others); `FERRY_BENCH_RUNS` runs
+//! each case so many times, alternating, and reports the medians. Run it with `benches/run.sh`.
 
 mod common;
 
@@ -58,86 +62,129 @@ fn main() -> Result<()> {
             sample::write_users_csv_gz(&file, rows, 2024)?;
         }
         let default_cases = if i == 0 {
-            "fresh,upsert,update,changed,s3"
+            "fresh,upsert,update,changed,sync,s3"
         } else {
             "fresh"
         };
+        let runs: usize = std::env::var("FERRY_BENCH_RUNS").map_or(Ok(1), |v| v.parse())?;
         let cases = std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| default_cases.into());
         for case in cases.split(',') {
             eprintln!("{case} {}…", grouped(rows as i64));
-            let (psql, ferry_run) = match case {
-                "fresh" => {
-                    reset(&url)?;
-                    let p = psql_path(&url, &file)?;
-                    reset(&url)?;
-                    let f = ferry_import(ferry, &url, &file, &[])?;
-                    (p, f)
-                }
-                "upsert" => {
-                    reset(&url)?;
-                    let p = psql_path(&url, &file)?;
-                    reset(&url)?;
-                    let f = ferry_import(ferry, &url, &file, &["--no-fast-path"])?;
-                    (p, f)
-                }
-                "s3" => {
-                    // psql has no S3 client: its path reads the same file
-                    // locally, so this row prices ferry's download too.
-                    let s3 = s3.get_or_insert_with(|| LocalS3::start().expect("s3s-fs"));
-                    let key = format!("users-{rows}.csv.gz");
-                    tokio::runtime::Runtime::new()?.block_on(s3.put_file("bench", &key, &file))?;
-                    reset(&url)?;
-                    let p = psql_path(&url, &file)?;
-                    reset(&url)?;
-                    let uri = format!("s3://bench/{key}");
-                    let f = ferry_run(ferry, &url, &uri, &[], &s3.env())?;
-                    (p, f)
-                }
-                "update" => {
-                    reset(&url)?;
-                    psql_path(&url, &file)?;
-                    let p = psql_path(&url, &file)?;
-                    let size = table_bytes(&url)?;
-                    let f = ferry_import(ferry, &url, &file, &[])?;
-                    eprintln!(
-                        "node_rows: {} bytes before ferry's re-import, {} after",
-                        size,
-                        table_bytes(&url)?
-                    );
-                    (p, f)
-                }
-                "changed" => {
-                    // The same ids, every row's metadata different.
-                    let other = work.join(format!("users-{rows}-other.csv.gz"));
-                    if !other.exists() {
-                        sample::write_users_csv_gz(&other, rows, 2025)?;
-                    }
-                    reset(&url)?;
-                    psql_path(&url, &file)?;
-                    let p = psql_path(&url, &other)?;
-                    // The table holds the other file: every row of this one differs.
-                    let f = ferry_import(ferry, &url, &file, &[])?;
-                    (p, f)
-                }
-                other => bail!("unknown case {other}"),
-            };
+            let mut psqls = Vec::new();
+            let mut ferrys = Vec::new();
+            for _ in 0..runs {
+                let (p, f) = case_once(case, ferry, &url, &file, &work, rows, &mut s3)?;
+                psqls.push(p);
+                ferrys.push(f);
+            }
             table.push(Row {
                 case: match case {
                     "fresh" => "new group",
                     "upsert" => "new group, upsert only",
                     "s3" => "new group, CSV.gz from S3 (s3s-fs)",
                     "update" => "re-import, the same file (ferry: all unchanged)",
-                    _ => "re-import, every row changed (all updates)",
+                    "changed" => "re-import, every row changed (all updates)",
+                    _ => {
+                        "sync, next day's file: 1% changed, 1% new, 1% left (psql: upsert + DELETE)"
+                    }
                 },
                 rows,
-                psql,
-                ferry: ferry_run,
+                psql: median(psqls),
+                ferry: median(ferrys),
             });
         }
     }
     print_table(&table);
     drop(pg);
     Ok(())
+}
+
+/// One run of `case`: the psql path's, then ferry's.
+fn case_once(
+    case: &str,
+    ferry: &str,
+    url: &str,
+    file: &Path,
+    work: &Path,
+    rows: u64,
+    s3: &mut Option<LocalS3>,
+) -> Result<(Run, Run)> {
+    Ok(match case {
+        "fresh" => {
+            reset(url)?;
+            let p = psql_path(url, file)?;
+            reset(url)?;
+            (p, ferry_import(ferry, url, file, &[])?)
+        }
+        "upsert" => {
+            reset(url)?;
+            let p = psql_path(url, file)?;
+            reset(url)?;
+            (p, ferry_import(ferry, url, file, &["--no-fast-path"])?)
+        }
+        "s3" => {
+            // psql has no S3 client: its path reads the same file
+            // locally, so this row prices ferry's download too.
+            let s3 = s3.get_or_insert_with(|| LocalS3::start().expect("s3s-fs"));
+            let key = format!("users-{rows}.csv.gz");
+            tokio::runtime::Runtime::new()?.block_on(s3.put_file("bench", &key, file))?;
+            reset(url)?;
+            let p = psql_path(url, file)?;
+            reset(url)?;
+            let uri = format!("s3://bench/{key}");
+            (p, ferry_run(ferry, url, &uri, &[], &s3.env())?)
+        }
+        "update" => {
+            reset(url)?;
+            psql_path(url, file)?;
+            let p = psql_path(url, file)?;
+            let size = table_bytes(url)?;
+            let f = ferry_import(ferry, url, file, &[])?;
+            eprintln!(
+                "node_rows: {} bytes before ferry's re-import, {} after",
+                size,
+                table_bytes(url)?
+            );
+            (p, f)
+        }
+        "changed" => {
+            // The same ids, every row's metadata different.
+            let other = work.join(format!("users-{rows}-other.csv.gz"));
+            if !other.exists() {
+                sample::write_users_csv_gz(&other, rows, 2025)?;
+            }
+            reset(url)?;
+            psql_path(url, file)?;
+            let p = psql_path(url, &other)?;
+            // The table holds the other file: every row of this one differs.
+            (p, ferry_import(ferry, url, file, &[])?)
+        }
+        "sync" => {
+            let next = work.join(format!("users-{rows}-next-day.csv.gz"));
+            if !next.exists() {
+                sample::write_users_next_day_csv_gz(&next, rows, 2024)?;
+            }
+            reset(url)?;
+            psql_path(url, file)?;
+            let p = psql_sync_path(url, &next)?;
+            reset(url)?;
+            psql_path(url, file)?;
+            let f = ferry_import(ferry, url, &next, &["--mode", "sync"])?;
+            let held = common::psql_value(url, "SELECT count(*) FROM node_rows")?;
+            if held != rows.to_string() {
+                bail!("after the sync the group holds {held} rows, not {rows}");
+            }
+            (p, f)
+        }
+        other => bail!("unknown case {other}"),
+    })
+}
+
+/// The run of median time.
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
 }
 
 /// Empties the table and settles the server, so runs start alike.
@@ -156,9 +203,13 @@ fn table_bytes(url: &str) -> Result<String> {
 
 /// The hand-written path: `\copy` into a temp table, then one upsert.
 fn psql_path(url: &str, file: &Path) -> Result<Run> {
+    psql_timed(url, &upsert_script(file))
+}
+
+fn upsert_script(file: &Path) -> String {
     let cols = META.map(|c| format!("{c} text")).join(", ");
     let meta = META.map(|c| format!("'{c}', {c}")).join(", ");
-    let script = format!(
+    format!(
         "SET synchronous_commit = off;
 CREATE TEMP TABLE tmp (user_id text, {cols});
 \\copy tmp FROM PROGRAM 'gzip -dc {file}' WITH (FORMAT csv, HEADER true)
@@ -168,6 +219,21 @@ ON CONFLICT (group_id, domain_id, reference_id) DO UPDATE
 SET type = EXCLUDED.type, metadata = EXCLUDED.metadata, updated_at = now();
 ",
         file = file.display(),
+        group = ferry_actors::job::group_uuid(GROUP),
+    )
+}
+
+/// The hand-written sync: the same upsert, then a `DELETE` of the
+/// group's rows the file does not hold, in one transaction.
+fn psql_sync_path(url: &str, file: &Path) -> Result<Run> {
+    let script = format!(
+        "BEGIN;
+{upsert}
+DELETE FROM node_rows n WHERE n.group_id = '{group}' AND n.domain_id = '{DOMAIN}'
+  AND NOT EXISTS (SELECT FROM tmp WHERE tmp.user_id = n.reference_id);
+COMMIT;
+",
+        upsert = upsert_script(file),
         group = ferry_actors::job::group_uuid(GROUP),
     );
     psql_timed(url, &script)

@@ -9,6 +9,7 @@ use ferry_actors::import::files::ListedFile;
 use ferry_actors::import::Import;
 use ferry_actors::job::JobStatus;
 use ferry_actors::kinds::Job;
+use ferry_actors::vocab::ImportMode;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -25,6 +26,10 @@ pub struct ImportReport {
     pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// `upsert` or `sync`.
+    pub mode: ImportMode,
+    /// Rows of the group a sync deleted.
+    pub deleted: u64,
     pub duration_secs: f64,
     pub rows_per_sec: f64,
     pub rejects_path: Option<String>,
@@ -54,6 +59,8 @@ impl ImportReport {
             unchanged: counts.unchanged,
             duplicates: counts.duplicates,
             rejected: counts.rejected,
+            mode: import.mode,
+            deleted: counts.deleted,
             duration_secs: (secs * 1000.0).round() / 1000.0,
             rows_per_sec: if secs > 0.0 {
                 (counts.records as f64 / secs).round()
@@ -92,6 +99,9 @@ impl ImportReport {
             )?;
         }
         writeln!(out, "  rejected     {}", grouped(self.rejected))?;
+        if self.mode == ImportMode::Sync {
+            writeln!(out, "  deleted      {} (sync)", grouped(self.deleted))?;
+        }
         writeln!(
             out,
             "  duration     {:.2} s ({} rows/s)",

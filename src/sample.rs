@@ -86,17 +86,57 @@ pub fn user_row(out: &mut impl Write, n: u64, rng: &mut Rng) -> io::Result<()> {
 
 /// `rows` users `u00000001`…, gzip-compressed, seeded by `seed`.
 pub fn write_users_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
+    write_csv_gz(path, |out| {
+        let mut rng = Rng::new(seed);
+        for n in 1..=rows {
+            user_row(out, n, &mut rng)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+/// The next day's file of [`write_users_csv_gz`]'s users (the same `rows`
+/// and `seed`): every 100th user has left, the one after each of them has
+/// changed, and `rows / 100` new users follow; the rest are the same.
+pub fn write_users_next_day_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
+    write_csv_gz(path, |out| {
+        let (mut rng, mut other) = (Rng::new(seed), Rng::new(seed ^ 0x5eed));
+        let mut left = Vec::new();
+        for n in 1..=rows {
+            match n % 100 {
+                0 => user_row(&mut left, n, &mut rng)?,
+                1 => {
+                    user_row(&mut left, n, &mut rng)?;
+                    user_row(out, n, &mut other)?;
+                }
+                _ => user_row(out, n, &mut rng)?,
+            }
+            left.clear();
+            if n % 100 != 0 {
+                out.write_all(b"\n")?;
+            }
+        }
+        for n in rows + 1..=rows + rows / 100 {
+            user_row(out, n, &mut other)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+/// A CSV.gz file of users: the header, then what `rows` writes.
+fn write_csv_gz(
+    path: &Path,
+    rows: impl FnOnce(&mut BufWriter<GzEncoder<std::fs::File>>) -> io::Result<()>,
+) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let file = std::fs::File::create(path)?;
     let mut out = BufWriter::with_capacity(1 << 20, GzEncoder::new(file, Compression::fast()));
-    let mut rng = Rng::new(seed);
     writeln!(out, "{USER_HEADER}")?;
-    for n in 1..=rows {
-        user_row(&mut out, n, &mut rng)?;
-        out.write_all(b"\n")?;
-    }
+    rows(&mut out)?;
     out.into_inner()
         .map_err(|e| e.into_error())?
         .finish()?

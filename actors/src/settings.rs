@@ -143,6 +143,15 @@ pub struct ImportSettings {
     /// upserted instead), under an exclusive per-group lock.
     #[serde(default = "default_true")]
     pub fast_path: bool,
+    /// A sync (`"mode": "sync"`) that would delete more than this share
+    /// of its group's rows fails and deletes nothing, unless the request
+    /// says `"force": true`: a truncated file must not wipe a group.
+    #[serde(default = "default_sync_max_delete_ratio")]
+    pub sync_max_delete_ratio: f64,
+}
+
+fn default_sync_max_delete_ratio() -> f64 {
+    0.5
 }
 
 fn default_batch_rows() -> usize {
@@ -234,6 +243,7 @@ impl Default for ImportSettings {
             max_record_bytes: default_max_record_bytes(),
             max_row_group_bytes: default_max_row_group_bytes(),
             fast_path: true,
+            sync_max_delete_ratio: default_sync_max_delete_ratio(),
         }
     }
 }

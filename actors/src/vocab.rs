@@ -92,6 +92,34 @@ pub enum WriteMode {
     Fast,
 }
 
+/// What an import does with the rows of its group that its input does not
+/// hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Leaves them: the input's rows are inserted or updated.
+    #[default]
+    Upsert,
+    /// Deletes them once the input is loaded: the group then holds exactly
+    /// the input's rows.
+    Sync,
+}
+
+impl ImportMode {
+    pub const ALL: [Self; 2] = [Self::Upsert, Self::Sync];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Sync => "sync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
 /// What became of an import's rows. The one spelling of these counters:
 /// checkpoints, outcomes, job rows, status events and reports all hold one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +134,9 @@ pub struct Counts {
     /// Rows merged into another row of the same key (last row wins).
     pub duplicates: u64,
     pub rejected: u64,
+    /// Rows of the group a sync deleted: its input did not hold them.
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 impl Counts {
@@ -151,6 +182,9 @@ mod tests {
         }
         for target in Target::ALL {
             assert_eq!(Target::parse(target.as_str()), Some(target));
+        }
+        for mode in ImportMode::ALL {
+            assert_eq!(ImportMode::parse(mode.as_str()), Some(mode));
         }
         assert_eq!(JobStatus::parse("running"), None);
         assert_eq!(

@@ -56,6 +56,7 @@ pub fn psql_timed(url: &str, script: &str) -> Result<Run> {
 }
 
 /// One value a query returns, as psql prints it.
+#[allow(dead_code)] // not every bench reads one value
 pub fn psql_value(url: &str, query: &str) -> Result<String> {
     let out = Command::new("psql")
         .args(["-X", "-q", "-A", "-t", url, "-c", query])

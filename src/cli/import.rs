@@ -14,7 +14,7 @@ use ferry_actors::import::NewImport;
 use ferry_actors::job::JobStatus;
 use ferry_actors::kinds::Work;
 use ferry_actors::progress::Progress;
-use ferry_actors::vocab::Target;
+use ferry_actors::vocab::{ImportMode, Target};
 use indicatif::ProgressBar;
 use uuid::Uuid;
 
@@ -27,6 +27,14 @@ pub enum TargetArg {
     Nodes,
     /// `match_suggestions`, from Parquet (seed 003).
     Matches,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Insert and update the input's rows.
+    Upsert,
+    /// Then delete the group's rows the input does not hold.
+    Sync,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +77,14 @@ pub struct ImportArgs {
     /// Rows per batch [default: import.batch_rows].
     #[arg(long)]
     pub batch_rows: Option<usize>,
+    /// `upsert` inserts and updates the input's rows; `sync` then deletes
+    /// the group's rows the input does not hold.
+    #[arg(long, value_enum, default_value = "upsert")]
+    pub mode: ModeArg,
+    /// With `--mode sync`: delete even more than
+    /// import.sync_max_delete_ratio of the group.
+    #[arg(long)]
+    pub force: bool,
     /// Always upsert, even into an empty group.
     #[arg(long)]
     pub no_fast_path: bool,
@@ -120,6 +136,11 @@ pub async fn command(mut config: Config, args: ImportArgs) -> Result<ExitCode> {
         input,
         node_type: args.node_type,
         request_id: None,
+        mode: match args.mode {
+            ModeArg::Upsert => ImportMode::Upsert,
+            ModeArg::Sync => ImportMode::Sync,
+        },
+        force: args.force,
     }
     .checked(Limits::of(&config.kafka))
     .and_then(|r| {

@@ -61,13 +61,14 @@ impl Listed for Imports {
         writeln!(out, "group      {} ({})", import.group_key, import.group_id)?;
         writeln!(
             out,
-            "rows       {} read, {} inserted, {} updated, {} unchanged, {} duplicates, {} rejected",
+            "rows       {} read, {} inserted, {} updated, {} unchanged, {} duplicates, {} rejected, {} deleted",
             grouped(counts.records),
             grouped(counts.inserted),
             grouped(counts.updated),
             grouped(counts.unchanged),
             grouped(counts.duplicates),
-            grouped(counts.rejected)
+            grouped(counts.rejected),
+            grouped(counts.deleted)
         )?;
         writeln!(out, "attempts   {}", job.attempts)?;
         writeln!(out, "created    {}", job.created_at)?;

@@ -14,7 +14,7 @@ use ferry_actors::import::{Import, SourceRead};
 use ferry_actors::job::lifecycle::{self, Cancel};
 use ferry_actors::job::{store, Family, JobStatus};
 use ferry_actors::kinds::{Job, Work};
-use ferry_actors::vocab::{Counts, Target};
+use ferry_actors::vocab::{Counts, ImportMode, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -37,6 +37,9 @@ pub struct ImportView {
     pub node_type: String,
     pub source: String,
     pub format: &'static str,
+    /// `upsert`, or `sync` (the group's rows the input does not hold are
+    /// deleted at its end).
+    pub mode: ImportMode,
     pub rows: RowsView,
     /// How far through its file the job had read at its last checkpoint.
     pub source_read: Option<SourceRead>,
@@ -71,6 +74,8 @@ pub struct RowsView {
     pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Rows of the group a sync deleted: its input did not hold them.
+    pub deleted: u64,
 }
 
 impl From<&Counts> for RowsView {
@@ -83,6 +88,7 @@ impl From<&Counts> for RowsView {
             unchanged: c.unchanged,
             duplicates: c.duplicates,
             rejected: c.rejected,
+            deleted: c.deleted,
         }
     }
 }
@@ -106,6 +112,7 @@ impl ImportView {
             node_type: import.node_type.clone(),
             source: import.source.clone(),
             format: import.format.as_str(),
+            mode: import.mode,
             rows: RowsView::from(&import.counts),
             source_read: import.checkpoint.source,
             files: import.checkpoint.files.as_ref().map(|s| s.files.clone()),

@@ -102,12 +102,18 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_writes_only_what_changed(
     assert_eq!(json!(city), want["u00050000"]["city"]);
 
     // The same file again: nothing to write, and nothing is written.
-    let versions = "SELECT string_agg(reference_id || '@' || xmin::text, ',' ORDER BY reference_id),
+    let versions =
+        "SELECT string_agg(reference_id || '@' || xmin::text, ',' ORDER BY reference_id),
                            pg_relation_size('node_rows') FROM node_rows";
     let before = client.query_one(versions, &[]).await.unwrap();
     let metrics = db.path("again.prom");
     let (again, code) = db
-        .import(&file, "group-a", &["--metrics-textfile", metrics.to_str().unwrap()], &[])
+        .import(
+            &file,
+            "group-a",
+            &["--metrics-textfile", metrics.to_str().unwrap()],
+            &[],
+        )
         .await;
     assert_eq!(code, 0, "{again}");
     assert_eq!(
@@ -122,7 +128,11 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_writes_only_what_changed(
         after.get::<_, String>(0),
         "every row keeps its version"
     );
-    assert_eq!(before.get::<_, i64>(1), after.get::<_, i64>(1), "the table did not grow");
+    assert_eq!(
+        before.get::<_, i64>(1),
+        after.get::<_, i64>(1),
+        "the table did not grow"
+    );
     let prom = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(
         metric(&prom, r#"ferry_rows_unchanged_total{target="nodes"}"#),
@@ -140,7 +150,9 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_writes_only_what_changed(
     let mut changed = String::new();
     for line in text.lines() {
         let line = match line.split_once(',') {
-            Some(("u00000002", rest)) => format!("u00000002,{}", rest.replacen("Austin", "Lagos", 1)),
+            Some(("u00000002", rest)) => {
+                format!("u00000002,{}", rest.replacen("Austin", "Lagos", 1))
+            }
             Some(("u00050000", rest)) => format!("u00050000,X{rest}"),
             _ => line.to_string(),
         };
@@ -187,7 +199,11 @@ async fn a_100k_gzip_file_becomes_nodes_and_a_reimport_writes_only_what_changed(
     assert_eq!(job.get::<_, i64>(1), 100_000);
     assert_eq!(job.get::<_, i64>(2), 100_000);
     assert_eq!(job.get::<_, i32>(3), 1);
-    assert_eq!(job.get::<_, i64>(4), 100_000, "the job row counts the unchanged");
+    assert_eq!(
+        job.get::<_, i64>(4),
+        100_000,
+        "the job row counts the unchanged"
+    );
 }
 
 /// Keys repeat inside a batch and across batches; the last row of a key

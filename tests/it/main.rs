@@ -22,6 +22,7 @@ mod reference_lists;
 mod s3;
 mod service;
 mod service_faults;
+mod sync;
 mod users_export;
 mod users_watermark;
 mod webhooks;

@@ -128,7 +128,11 @@ async fn parquet_from_s3_by_url_and_from_a_file_loads_exactly_its_rows() {
         .await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(
-        (r["inserted"].as_i64(), r["updated"].as_i64(), r["unchanged"].as_i64()),
+        (
+            r["inserted"].as_i64(),
+            r["updated"].as_i64(),
+            r["unchanged"].as_i64()
+        ),
         (Some(0), Some(0), Some(ROWS as i64)),
         "{r}"
     );

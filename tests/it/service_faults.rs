@@ -222,6 +222,80 @@ async fn an_instance_killed_mid_job_is_replaced_by_the_other() {
     survivor.terminate().await;
 }
 
+/// A sync killed mid-load resumes on the other instance, deletes what the
+/// file does not hold once, and a redelivered request is the same job.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_killed_mid_sync_is_replaced_and_the_delete_happens_once() {
+    let db = TestDb::new().await;
+    let kafka = broker();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let (today, tomorrow) = (db.path("today.csv.gz"), db.path("tomorrow.csv.gz"));
+    ferry::sample::write_users_csv_gz(&today, BIG, 11).unwrap();
+    ferry::sample::write_users_next_day_csv_gz(&tomorrow, BIG, 11).unwrap();
+    let expected = reference_digest(&db, &tomorrow).await;
+    let (r, code) = db.import(&today, "daily", &[], &[]).await;
+    assert_eq!(code, 0, "{r}");
+    let a = Serve::start(&db, &brokers, &SLOW).await;
+    let b = Serve::start(&db, &brokers, &SLOW).await;
+    let mut sync =
+        serde_json::from_str::<serde_json::Value>(&file_request("daily", &tomorrow)).unwrap();
+    sync["mode"] = json!("sync");
+    let sync = sync.to_string();
+    let p = producer(&brokers);
+    produce(&p, USERS_TOPIC, "k", &sync).await;
+
+    let owner = wait_mid_job(&db).await;
+    let (victim, survivor, _) = holder_first(&owner, a, b);
+    victim.kill().await;
+
+    let events = status_events(&brokers, 1, Duration::from_secs(90));
+    assert_eq!(events.len(), 1, "{}", survivor.log_text());
+    let event = &events[0];
+    assert_eq!(event["status"], "COMPLETED", "{event}");
+    let left = BIG / 100;
+    assert_eq!(event["deleted"], left, "{event}");
+    let listed = event["deletedList"].as_array().unwrap();
+    assert!(
+        !listed.is_empty() && (listed.len() as u64) < left,
+        "{event}"
+    );
+    assert_eq!(event["deletedListTruncated"], true);
+    assert_eq!(
+        listed[0], "u00000100",
+        "every 100th user left, listed in order"
+    );
+    assert!(
+        listed.iter().all(|id| id.as_str().unwrap().ends_with("00")),
+        "{event}"
+    );
+    assert_eq!(db.count("daily").await, BIG as i64);
+    assert_eq!(db.digest("daily").await, expected);
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT attempts, deleted_rows, (SELECT count(*) FROM sync_seen_nodes)
+             FROM jobs WHERE group_key = 'daily' AND import_mode = 'sync'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, i32>(0) >= 2, "resumed by the other instance");
+    assert_eq!(row.get::<_, i64>(1), left as i64);
+    assert_eq!(row.get::<_, i64>(2), 0);
+
+    // The request delivered again is the job that ran: no second sync.
+    produce(&p, USERS_TOPIC, "k", &sync).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let syncs: i64 = client
+        .query_one("SELECT count(*) FROM jobs WHERE import_mode = 'sync'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(syncs, 1, "{}", survivor.log_text());
+    assert_eq!(status_events(&brokers, 2, Duration::from_secs(2)).len(), 1);
+    survivor.terminate().await;
+}
+
 /// A users file of `rows` rows in which every `bad_every`-th is one field
 /// short; returns the lines of the bad rows.
 fn users_with_bad_rows(path: &std::path::Path, rows: u64, bad_every: u64) -> Vec<u64> {

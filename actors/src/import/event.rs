@@ -34,10 +34,19 @@ pub struct StatusEvent {
     pub unchanged: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Rows of the group a sync deleted: its input did not hold them.
+    #[serde(default)]
+    pub deleted: u64,
     pub success_list: Vec<String>,
     pub failed_list: Vec<String>,
     pub success_list_truncated: bool,
     pub failed_list_truncated: bool,
+    /// The ids a sync deleted (a match suggestion's as `participant →
+    /// matched participant`), up to `jobs.max_status_ids`.
+    #[serde(default)]
+    pub deleted_list: Vec<String>,
+    #[serde(default)]
+    pub deleted_list_truncated: bool,
     /// Every rejected row, with its reason.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rejects_path: Option<String>,
@@ -62,10 +71,13 @@ impl StatusEvent {
             unchanged: counts.unchanged,
             duplicates: counts.duplicates,
             rejected: counts.rejected,
+            deleted: counts.deleted,
             success_list: lists.success,
             failed_list: lists.failed,
             success_list_truncated: lists.success_truncated,
             failed_list_truncated: lists.failed_truncated,
+            deleted_list: lists.deleted,
+            deleted_list_truncated: lists.deleted_truncated,
             rejects_path: outcome.rejects_path.clone(),
             failure_reason: outcome.failure_reason.clone(),
         }
@@ -84,13 +96,23 @@ pub struct IdLists {
     pub failed: Vec<String>,
     pub success_truncated: bool,
     pub failed_truncated: bool,
+    pub deleted: Vec<String>,
+    pub deleted_truncated: bool,
 }
 
 impl IdLists {
     /// Counts only (a job given up on): a list is "truncated" when it has
     /// rows to list.
     pub fn counts_only(counts: &Counts) -> Self {
-        Self::of_file(counts, Vec::new(), 0)
+        let mut lists = Self::of_file(counts, Vec::new(), 0);
+        lists.deleted(Vec::new(), counts.deleted);
+        lists
+    }
+
+    /// The first ids of the `count` a sync deleted.
+    pub fn deleted(&mut self, ids: Vec<String>, count: u64) {
+        self.deleted_truncated = (ids.len() as u64) < count;
+        self.deleted = ids;
     }
 
     /// A file job: the reference ids of its rejected rows, as seed 004 asks
@@ -104,6 +126,7 @@ impl IdLists {
             success_truncated: counts.loaded() > 0,
             failed_truncated: (failed.len() as u64) < counts.rejected,
             failed,
+            ..Self::default()
         }
     }
 
@@ -141,6 +164,7 @@ impl IdLists {
             failed,
             success_truncated,
             failed_truncated,
+            ..Self::default()
         }
     }
 }

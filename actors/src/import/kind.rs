@@ -4,13 +4,16 @@
 
 use super::actors::import_pipeline;
 use super::event::StatusEvent;
+use super::table::matches::Matches;
+use super::table::nodes::Nodes;
+use super::table::Table;
 use super::{Checkpoint, Import, ImportOutcome, InputFormat};
 use crate::error::{JobError, StoreError};
 use crate::job::store::Columns;
 use crate::job::terminal::End;
 use crate::job::{Family, Job, JobStatus, Kind, Run, Spawned};
 use crate::pipeline::Ctx;
-use crate::vocab::{Counts, Target};
+use crate::vocab::{Counts, ImportMode, Target};
 
 impl Kind for Import {
     type Outcome = ImportOutcome;
@@ -37,6 +40,7 @@ impl Kind for Import {
             unchanged: row.count("unchanged_rows")?,
             duplicates: row.count("duplicate_rows")?,
             rejected: row.count("rejected_rows")?,
+            deleted: row.count("deleted_rows")?,
         };
         let checkpoint: Checkpoint = row.json("checkpoint")?.unwrap_or_default();
         Ok(Import {
@@ -46,6 +50,8 @@ impl Kind for Import {
             node_type: row.get("node_type")?,
             source: row.get("source")?,
             format: row.parse("format", InputFormat::parse)?,
+            mode: row.parse("import_mode", ImportMode::parse)?,
+            force: row.get("sync_force")?,
             counts,
             rejects_path: row.get("rejects_path")?,
             checkpoint,
@@ -80,6 +86,7 @@ impl Kind for Import {
         row.set("unchanged_rows", n.unchanged as i64);
         row.set("duplicate_rows", n.duplicates as i64);
         row.set("rejected_rows", n.rejected as i64);
+        row.set("deleted_rows", n.deleted as i64);
         row.set("failure_reason", o.failure_reason.clone());
         let path = row.set("rejects_path", o.rejects_path.clone());
         end.with(format!(
@@ -88,6 +95,18 @@ impl Kind for Import {
                  WHERE job_id = {job} AND {path}::text IS NOT NULL AND EXISTS (SELECT FROM done))",
             job = End::JOB
         ));
+        // A sync that ended before its delete (failed, refused, cancelled)
+        // forgets the keys it saw; one that deleted forgot them then.
+        if job.work.mode == ImportMode::Sync {
+            end.with(format!(
+                "forgotten AS (DELETE FROM {seen} WHERE job_id = {job} AND EXISTS (SELECT FROM done))",
+                seen = match job.work.target {
+                    Target::Nodes => Nodes::SEEN,
+                    Target::Matches => Matches::SEEN,
+                },
+                job = End::JOB
+            ));
+        }
     }
 
     async fn spawn(

@@ -14,6 +14,8 @@
 //!   dedupe and routing.
 //! - `table`: the target tables (`Table`: nodes, match suggestions), the
 //!   binary COPY encoder, saved rejects.
+//! - `sync`: a sync import's end, the delete of the group's rows its
+//!   input did not hold, and its guard.
 //! - `tracker`: out-of-order batch commits → a contiguous checkpoint and
 //!   the import's outcome.
 //! - `event`: the status event an import's end is announced with (seed
@@ -29,6 +31,7 @@ pub mod formats;
 pub mod kind;
 pub mod request;
 pub mod source;
+pub mod sync;
 pub mod table;
 pub mod tracker;
 
@@ -41,7 +44,7 @@ use tokio_postgres::GenericClient;
 use crate::error::JobError;
 use crate::job::fence::Fence;
 use crate::job::{group_uuid, NewRow, Spec};
-use crate::vocab::{Counts, Target, WriteMode};
+use crate::vocab::{Counts, ImportMode, Target, WriteMode};
 
 /// How an import's input is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,10 @@ pub struct Checkpoint {
     /// it is in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<files::FileSet>,
+    /// A sync's delete is done (in the transaction that saved this): the
+    /// first of the ids it deleted, for the status event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_ids: Option<Vec<String>>,
 }
 
 /// Bytes of the source file read (as stored, compressed) of its size.
@@ -109,6 +116,10 @@ pub struct ImportSpec {
     pub format: InputFormat,
     /// Ids given inline (stored on the job row, so a restart reads them again).
     pub reference_ids: Option<Vec<String>>,
+    pub mode: ImportMode,
+    /// A sync deletes even more than `import.sync_max_delete_ratio` of the
+    /// group.
+    pub force: bool,
 }
 
 impl ImportSpec {
@@ -128,6 +139,17 @@ impl ImportSpec {
             source: source.into(),
             format,
             reference_ids: None,
+            mode: ImportMode::Upsert,
+            force: false,
+        }
+    }
+
+    /// The same import, in `mode`.
+    pub fn in_mode(self, mode: ImportMode, force: bool) -> Self {
+        Self {
+            mode,
+            force,
+            ..self
         }
     }
 
@@ -158,6 +180,8 @@ impl Spec for ImportSpec {
         row.set("source", self.source.clone());
         row.set("format", self.format.as_str());
         row.set("reference_ids", self.reference_ids.clone());
+        row.set("import_mode", self.mode.as_str());
+        row.set("sync_force", self.force);
     }
 }
 
@@ -174,6 +198,8 @@ pub struct Import {
     pub node_type: String,
     pub source: String,
     pub format: InputFormat,
+    pub mode: ImportMode,
+    pub force: bool,
     /// As of the last checkpoint, or as the job ended.
     pub counts: Counts,
     pub rejects_path: Option<String>,
@@ -240,6 +266,7 @@ pub async fn save(c: &impl GenericClient, fence: &Fence, cp: &Checkpoint) -> Res
             row.set("unchanged_rows", n.unchanged as i64);
             row.set("duplicate_rows", n.duplicates as i64);
             row.set("rejected_rows", n.rejected as i64);
+            row.set("deleted_rows", n.deleted as i64);
             row.set_to("total_rows", "greatest(total_rows, {})", n.records as i64);
         })
         .await
@@ -271,9 +298,11 @@ mod tests {
         let cp: Checkpoint = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(cp.mode, Some(WriteMode::Fast));
         assert_eq!(cp.counts.loaded(), 9);
-        // Written again, it says how many were unchanged: none then.
+        // Written again, it says how many were unchanged or deleted: none
+        // then.
         let mut again = old;
         again["unchanged"] = 0.into();
+        again["deleted"] = 0.into();
         assert_eq!(serde_json::to_value(&cp).unwrap(), again);
     }
 }

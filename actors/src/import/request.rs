@@ -12,7 +12,7 @@ use crate::import::files;
 use crate::import::source::{self, Folder, Source};
 use crate::job::NewJob;
 use crate::settings::{KafkaSettings, StorageSettings};
-use crate::vocab::Target;
+use crate::vocab::{ImportMode, Target};
 
 /// Why a request cannot become a job: the DLQ's `error` header and the
 /// `reason` label of `ferry_kafka_dlq_total`.
@@ -114,6 +114,14 @@ pub struct Wire {
     /// the same payload twice makes one job.
     #[schema(max_length = 200)]
     request_id: Option<String>,
+    /// ferry's own: `upsert` (the default) inserts and updates the input's
+    /// rows; `sync` then deletes the group's rows the input does not hold,
+    /// so the group holds exactly the input's rows.
+    #[schema(value_type = Option<ImportMode>)]
+    mode: Option<String>,
+    /// ferry's own, with `sync`: delete even more than
+    /// `import.sync_max_delete_ratio` of the group.
+    force: Option<bool>,
 }
 
 /// A checked request.
@@ -124,6 +132,8 @@ pub struct ImportRequest {
     pub input: Input,
     pub node_type: Option<String>,
     pub request_id: Option<String>,
+    pub mode: ImportMode,
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,12 +218,23 @@ pub fn parse_in(
             ))
         }
     };
+    let mode = match wire.mode.as_deref().map(str::trim) {
+        None => ImportMode::Upsert,
+        Some(given) => ImportMode::parse(given).ok_or_else(|| {
+            rejected(
+                Reason::InvalidField,
+                format!("mode {:?} is not upsert or sync", excerpt(given)),
+            )
+        })?,
+    };
     ImportRequest {
         domain_id,
         group_key,
         input,
         node_type: wire.node_type,
         request_id: wire.request_id,
+        mode,
+        force: wire.force.unwrap_or(false),
     }
     .checked(limits)
 }
@@ -262,7 +283,15 @@ impl ImportRequest {
                 Input::ReferenceIds(ids)
             }
         };
+        if self.force && self.mode != ImportMode::Sync {
+            return Err(rejected(
+                Reason::InvalidField,
+                "force applies only to a sync (\"mode\": \"sync\")",
+            ));
+        }
         Ok(ImportRequest {
+            mode: self.mode,
+            force: self.force,
             domain_id: self.domain_id,
             group_key,
             input,
@@ -372,6 +401,18 @@ impl ImportRequest {
         storage: &StorageSettings,
         asker: Asker,
     ) -> Result<NewImport, Rejected> {
+        let (domain_id, mode, force) = (self.domain_id, self.mode, self.force);
+        self.into_spec(target, default_node_type, storage, asker)
+            .map(|spec| NewJob::new(domain_id, spec.in_mode(mode, force)))
+    }
+
+    fn into_spec(
+        self,
+        target: Target,
+        default_node_type: &str,
+        storage: &StorageSettings,
+        asker: Asker,
+    ) -> Result<ImportSpec, Rejected> {
         let node_type = match target {
             Target::Nodes => self
                 .node_type
@@ -381,7 +422,7 @@ impl ImportRequest {
         let source = match (target, self.input) {
             (Target::Nodes, Input::ReferenceIds(ids)) => {
                 let spec = ImportSpec::inline_refs(&self.group_key, &node_type, ids);
-                return Ok(NewJob::new(self.domain_id, spec));
+                return Ok(spec);
             }
             (Target::Matches, Input::ReferenceIds(_) | Input::RefsFile(_)) => {
                 return Err(rejected(
@@ -398,7 +439,7 @@ impl ImportRequest {
                     &path,
                     InputFormat::Refs,
                 );
-                return Ok(NewJob::new(self.domain_id, spec));
+                return Ok(spec);
             }
             (_, Input::Files(paths)) => {
                 for (i, path) in paths.iter().enumerate() {
@@ -434,7 +475,7 @@ impl ImportRequest {
             Target::Nodes => InputFormat::Csv,
         };
         let spec = ImportSpec::file(target, &self.group_key, &node_type, &source, format);
-        Ok(NewJob::new(self.domain_id, spec))
+        Ok(spec)
     }
 }
 
@@ -471,6 +512,34 @@ mod tests {
         let r = parse(payload.as_bytes(), LIMITS).unwrap();
         assert_eq!(r.group_key, "mentors");
         assert_eq!(r.input, Input::File("s3://b/k.csv.gz".into()));
+    }
+
+    #[test]
+    fn a_request_is_an_upsert_unless_it_asks_for_a_sync() {
+        let with = |extra: &str| {
+            let payload = format!(
+                r#"{{"domainId":"{DOMAIN}","groupId":"g","filePath":"s3://b/k.csv"{extra}}}"#
+            );
+            parse(payload.as_bytes(), LIMITS)
+        };
+        assert_eq!(with("").unwrap().mode, ImportMode::Upsert);
+        let sync = with(r#","mode":"sync","force":true"#).unwrap();
+        assert_eq!((sync.mode, sync.force), (ImportMode::Sync, true));
+        let unknown = with(r#","mode":"replace""#).unwrap_err();
+        assert_eq!(unknown.reason, Reason::InvalidField);
+        assert!(
+            unknown.detail.contains("\"replace\" is not upsert or sync"),
+            "{unknown}"
+        );
+        let forced = with(r#","force":true"#).unwrap_err();
+        assert!(
+            forced.detail.contains("force applies only to a sync"),
+            "{forced}"
+        );
+        assert_eq!(
+            with(r#","force":"yes""#).unwrap_err().reason,
+            Reason::InvalidField
+        );
     }
 
     #[test]
@@ -579,6 +648,8 @@ mod tests {
             input,
             node_type: None,
             request_id: None,
+            mode: ImportMode::Upsert,
+            force: false,
         };
         let refs = request(Input::ReferenceIds(vec!["a".into()]));
         assert!(refs

@@ -65,6 +65,19 @@ impl CommitTracker {
         &self.checkpoint
     }
 
+    /// The checkpoint a sync's delete saved.
+    pub fn synced(&mut self, checkpoint: Checkpoint) {
+        self.checkpoint = checkpoint;
+    }
+
+    /// Whether the whole input loaded, once [`Self::is_done`]: it ended
+    /// without an error, and no row was rejected.
+    pub fn loaded_whole(&self) -> bool {
+        self.ended
+            .as_ref()
+            .is_some_and(|e| e.error.is_none() && e.upto.rejected == 0)
+    }
+
     /// A multi-file job's files, to mark how far through them it is.
     pub fn files_mut(&mut self) -> Option<&mut super::files::FileSet> {
         self.checkpoint.files.as_mut()
@@ -215,7 +228,10 @@ mod tests {
         assert!(t.advance());
         let counts = t.checkpoint().counts;
         assert_eq!(counts.records, 20);
-        assert_eq!((counts.inserted, counts.updated, counts.unchanged), (17, 3, 3));
+        assert_eq!(
+            (counts.inserted, counts.updated, counts.unchanged),
+            (17, 3, 3)
+        );
     }
 
     #[test]
@@ -247,6 +263,9 @@ mod tests {
         assert!(t.committed(1, written(1, 0)).is_err());
         t.sealed(sealed(1, 1, 1));
         t.committed(1, written(1, 0)).unwrap();
-        assert!(t.committed(1, written(1, 0)).is_err(), "one commit per shard");
+        assert!(
+            t.committed(1, written(1, 0)).is_err(),
+            "one commit per shard"
+        );
     }
 }

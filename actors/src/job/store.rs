@@ -14,7 +14,7 @@ pub use crate::error::StoreError;
 pub const COLUMNS: &str = concat!(
     "id, kind, status, domain_id, group_id, group_key, node_type,
     source, format, total_rows, inserted_rows, updated_rows, unchanged_rows, duplicate_rows,
-    rejected_rows,
+    rejected_rows, deleted_rows, import_mode, sync_force,
     rejects_path, failure_reason, checkpoint, attempts, status_topic, spec, result, ",
     crate::rfc3339!("created_at"),
     " AS created_at, ",

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "unchanged_rows",
         sql: include_str!("../../migrations/0017_unchanged_rows.sql"),
     },
+    Migration {
+        version: 18,
+        name: "sync_imports",
+        sql: include_str!("../../migrations/0018_sync_imports.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -53,6 +53,8 @@ pub struct Args<T> {
     pub pool: Pool,
     pub retry: RetrySettings,
     pub mode: WriteMode,
+    /// A sync job's writers also keep each batch's keys as seen.
+    pub marks_seen: bool,
     pub target: T,
     pub pipeline: Mailbox<Committed>,
     pub depth: Depth,
@@ -215,6 +217,9 @@ async fn write<T: Table>(
             }
         }
     };
+    if state.args.marks_seen {
+        tx.execute(T::MARK_SEEN, &[&state.args.job_id]).await?;
+    }
     tx.commit().await?;
     // Upserts write only what differs: the other staged rows are the same.
     let staged = shard.rows.len() as u64;

@@ -23,6 +23,7 @@ use crate::error::JobError;
 use crate::flow::Credits;
 use crate::import::event::IdLists;
 use crate::import::source::Source;
+use crate::import::sync::{self, Guard, Synced};
 use crate::import::table::matches::Matches;
 use crate::import::table::nodes::Nodes;
 use crate::import::table::{self, rejects, Group, Table};
@@ -37,7 +38,7 @@ use crate::pipeline::Stages;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
 use crate::telemetry::{Depth, Mailbox};
-use crate::vocab::Target;
+use crate::vocab::{ImportMode, Target, WriteMode};
 
 mod input;
 
@@ -81,6 +82,10 @@ pub struct Running {
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     tracker: CommitTracker,
+    /// A sync that may have rows to delete: its writers mark what they
+    /// write as seen, and its end deletes the rest of the group.
+    syncs: bool,
+    group: Group,
     rejects_path: PathBuf,
     /// Where the rejects file is uploaded at the end, for an object source.
     rejects_object: Option<(String, String)>,
@@ -173,6 +178,9 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         domain_id: job.domain_id,
         group_id: import.group_id,
     };
+    // A sync must see its group alone, so that what it did not see is
+    // exactly what its input does not hold.
+    let sync = import.mode == ImportMode::Sync;
     let mode = match (import.target, import.format) {
         (Target::Nodes, InputFormat::Csv | InputFormat::Refs) => {
             table::choose_mode(
@@ -180,6 +188,7 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
                 import.checkpoint.mode,
                 &nodes(import, group, &settings),
                 settings.fast_path,
+                sync,
             )
             .await?
         }
@@ -189,6 +198,7 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
                 import.checkpoint.mode,
                 &Matches { group },
                 settings.fast_path,
+                sync,
             )
             .await?
         }
@@ -248,6 +258,10 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
             _ => None,
         },
         tracker: CommitTracker::new(checkpoint),
+        // A sync into a group that was empty (fast mode, under the
+        // exclusive lock) has nothing to delete.
+        syncs: sync && mode == WriteMode::Upsert,
+        group,
         stages: Stages::new(myself.get_cell()),
         depth: Depth::new(NAME),
         control,
@@ -344,7 +358,11 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
             set.locate(records);
             save(&run.control, &run.fence, run.tracker.checkpoint()).await?;
         }
-        let outcome = outcome(run).await?;
+        let refused = match run.syncs && run.tracker.loaded_whole() {
+            true => sync(run).await?,
+            false => None,
+        };
+        let outcome = outcome(run, refused).await?;
         let report = run.report.take();
         run.stages.finish(report, outcome).await;
     }
@@ -356,7 +374,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
 /// event lists: every rejected one for a reference list (each must stay
 /// out of `successList`; there are no more than the list has), up to the
 /// cap for a file.
-async fn outcome(run: &Running) -> Result<ImportOutcome, JobError> {
+async fn outcome(run: &Running, refused: Option<String>) -> Result<ImportOutcome, JobError> {
     let (client, job_id) = (&run.control, run.job.id);
     let counted = run.tracker.rejected();
     let mut failed = Vec::new();
@@ -382,12 +400,60 @@ async fn outcome(run: &Running) -> Result<ImportOutcome, JobError> {
         }
     }
     let counts = run.tracker.final_counts();
-    let lists = match &run.reference_ids {
+    let mut lists = match &run.reference_ids {
         Some(ids) => IdLists::of_reference_list(ids, failed, run.max_status_ids, counts.rejected),
         None => IdLists::of_file(&counts, failed, run.max_status_ids),
     };
+    let deleted = run.tracker.checkpoint().deleted_ids.clone();
+    lists.deleted(deleted.unwrap_or_default(), counts.deleted);
     Progress::set(&run.progress.records_committed, counts.records);
-    Ok(run.tracker.outcome(&location, lists))
+    let mut outcome = run.tracker.outcome(&location, lists);
+    if run.syncs {
+        match (&mut outcome.failure_reason, refused) {
+            (_, Some(refused)) => outcome.failure_reason = Some(refused),
+            (Some(reason), None) => reason.push_str(
+                "; a sync deletes only after its whole input loaded: nothing was deleted",
+            ),
+            (None, None) => {}
+        }
+    }
+    Ok(outcome)
+}
+
+/// A sync's end, once its whole input is committed: deletes the rows of
+/// the group it did not see, unless an earlier attempt did. Returns why
+/// the guard refused to, if it did.
+async fn sync(run: &mut Running) -> Result<Option<String>, JobError> {
+    let cp = run.tracker.checkpoint();
+    if cp.deleted_ids.is_some() {
+        return Ok(None);
+    }
+    let guard = Guard {
+        max_delete_ratio: run.settings.sync_max_delete_ratio.clamp(0.0, 1.0),
+        force: run.job.work.force,
+    };
+    let (c, fence, job_id, cap) = (&mut run.control, &run.fence, run.job.id, run.max_status_ids);
+    let synced = match run.job.work.target {
+        Target::Nodes => {
+            let nodes = nodes(&run.job.work, run.group, &run.settings);
+            sync::delete_unseen(c, fence, &nodes, job_id, cp, guard, cap).await?
+        }
+        Target::Matches => {
+            let matches = Matches { group: run.group };
+            sync::delete_unseen(c, fence, &matches, job_id, cp, guard, cap).await?
+        }
+    };
+    match synced {
+        Synced::Deleted(cp) => {
+            tracing::info!(job_id = %job_id, deleted = cp.counts.deleted, "Sync deleted the rows its input did not hold.");
+            run.tracker.synced(cp);
+            Ok(None)
+        }
+        Synced::Refused(reason) => {
+            tracing::warn!(job_id = %job_id, reason = %reason, "Sync refused to delete.");
+            Ok(Some(reason))
+        }
+    }
 }
 
 /// Spawns the CopyWriters for `table` and the BatchAccumulator that feeds
@@ -395,7 +461,7 @@ async fn outcome(run: &Running) -> Result<ImportOutcome, JobError> {
 async fn spawn_writers<T: Table>(
     myself: &ActorRef<Msg>,
     run: &mut Running,
-    mode: crate::vocab::WriteMode,
+    mode: WriteMode,
     pool: &Pool,
     table: T,
 ) -> Result<Feed<T::Batch>, JobError> {
@@ -409,6 +475,7 @@ async fn spawn_writers<T: Table>(
             pool: pool.clone(),
             retry: run.retry.clone(),
             mode,
+            marks_seen: run.syncs,
             target: table.clone(),
             pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Committed),
             depth: depth.clone(),

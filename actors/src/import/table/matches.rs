@@ -31,6 +31,29 @@ impl Table for Matches {
     const GROUP_IS_EMPTY: &'static str = "SELECT NOT EXISTS
         (SELECT 1 FROM match_suggestions WHERE group_id = $1 AND domain_id = $2)";
 
+    const GROUP_SIZE: &'static str =
+        "SELECT count(*) FROM match_suggestions WHERE group_id = $1 AND domain_id = $2";
+
+    const SEEN: &'static str = "sync_seen_matches";
+
+    const MARK_SEEN: &'static str =
+        "INSERT INTO sync_seen_matches (job_id, participant_id, matched_participant_id)
+         SELECT $1, participant_id, matched_participant_id FROM ferry_stage_matches";
+
+    /// A suggestion is listed as `participant → matched participant`.
+    const DELETE_UNSEEN: &'static str = "WITH gone AS (
+            DELETE FROM match_suggestions m
+            WHERE m.group_id = $1 AND m.domain_id = $2
+              AND NOT EXISTS (SELECT FROM sync_seen_matches s
+                              WHERE s.job_id = $3 AND s.participant_id = m.participant_id
+                                AND s.matched_participant_id = m.matched_participant_id)
+            RETURNING m.participant_id, m.matched_participant_id)
+        SELECT (SELECT count(*) FROM gone),
+               ARRAY(SELECT participant_id || ' → ' || matched_participant_id FROM gone
+                     ORDER BY participant_id, matched_participant_id LIMIT $4)";
+
+    const FORGET_SEEN: &'static str = "DELETE FROM sync_seen_matches WHERE job_id = $1";
+
     fn group(&self) -> Group {
         self.group
     }

@@ -8,6 +8,9 @@
 //!
 //! - Upsert mode: `INSERT … ON CONFLICT DO UPDATE … WHERE` the row
 //!   differs, so a row the table holds already, the same, is not written.
+//! - Sync mode, on top of either: the batch's keys are also kept as seen
+//!   by the job, so that at its end it can delete the group's rows it did
+//!   not see (see [`crate::import::sync`]).
 //! - Fast mode, for a group that had no rows when the job started (checked
 //!   under an exclusive per-group advisory lock the job holds to its end): a
 //!   plain `INSERT`, which skips the conflict checks, in a savepoint. If it
@@ -51,6 +54,18 @@ pub trait Table: Clone + Send + Sync + 'static {
     const COPY_STAGE: &'static str;
     /// `$1` group, `$2` domain: whether the group has no rows.
     const GROUP_IS_EMPTY: &'static str;
+    /// `$1` group, `$2` domain: how many rows the group has.
+    const GROUP_SIZE: &'static str;
+    /// The table a sync job's seen keys are kept in.
+    const SEEN: &'static str;
+    /// `$1` job: records the stage's keys as seen by a sync job, in the
+    /// batch's transaction.
+    const MARK_SEEN: &'static str;
+    /// `$1` group, `$2` domain, `$3` job, `$4` a cap: deletes the group's
+    /// rows the job did not see; their count, and up to `$4` of their ids.
+    const DELETE_UNSEEN: &'static str;
+    /// `$1` job: forgets the keys it saw.
+    const FORGET_SEEN: &'static str;
 
     fn group(&self) -> Group;
 
@@ -86,9 +101,15 @@ pub fn group_lock_key(table: &str, g: Group) -> i64 {
 
 /// Takes the group's lock exclusively if nobody holds it, and says whether
 /// the group is empty. The lock is kept only when both are true: that is the
-/// fast path's licence. Otherwise a shared lock is taken (waiting for a
-/// fast-path job of the same group to finish).
-pub async fn lock_group<T: Table>(c: &Client, t: &T, want_fast: bool) -> Result<bool, Error> {
+/// fast path's licence. Otherwise the lock is taken shared (waiting for a
+/// fast-path job of the same group to finish), or exclusively when
+/// `exclusive` (a sync, which must see the group alone).
+async fn lock_group<T: Table>(
+    c: &Client,
+    t: &T,
+    want_fast: bool,
+    exclusive: bool,
+) -> Result<bool, Error> {
     let g = t.group();
     let key = group_lock_key(T::NAME, g);
     if want_fast {
@@ -104,42 +125,42 @@ pub async fn lock_group<T: Table>(c: &Client, t: &T, want_fast: bool) -> Result<
             if empty {
                 return Ok(true);
             }
+            if exclusive {
+                return Ok(false);
+            }
             c.execute("SELECT pg_advisory_unlock($1)", &[&key]).await?;
         }
     }
-    c.execute("SELECT pg_advisory_lock_shared($1)", &[&key])
-        .await?;
+    let lock = match exclusive {
+        true => "SELECT pg_advisory_lock($1)",
+        false => "SELECT pg_advisory_lock_shared($1)",
+    };
+    c.execute(lock, &[&key]).await?;
     Ok(false)
 }
 
-/// Takes the group lock exclusively, waiting for it: a resumed fast-path job
-/// must hold it again before it goes on.
-pub async fn lock_group_exclusive<T: Table>(c: &Client, t: &T) -> Result<(), Error> {
-    let key = group_lock_key(T::NAME, t.group());
-    c.execute("SELECT pg_advisory_lock($1)", &[&key]).await?;
-    Ok(())
-}
-
 /// Picks upsert or fast mode under the group lock, which `c` holds for the
-/// job's life. A resumed job keeps the mode it started in (and, in fast
-/// mode, takes its exclusive lock again); a new one gets the fast path when
-/// `fast_path` allows it and the group is empty.
+/// job's life. A resumed job keeps the mode it started in, and takes its
+/// lock again: exclusively in fast mode, or for a sync (`exclusive`),
+/// shared otherwise. A new one gets the fast path when `fast_path` allows
+/// it and the group is empty.
 pub async fn choose_mode<T: Table>(
     c: &Client,
     resumed: Option<WriteMode>,
     table: &T,
     fast_path: bool,
+    exclusive: bool,
 ) -> Result<WriteMode, Error> {
     Ok(match resumed {
         Some(WriteMode::Upsert) => {
-            lock_group(c, table, false).await?;
+            lock_group(c, table, false, exclusive).await?;
             WriteMode::Upsert
         }
         Some(WriteMode::Fast) => {
-            lock_group_exclusive(c, table).await?;
+            lock_group(c, table, false, true).await?;
             WriteMode::Fast
         }
-        None if lock_group(c, table, fast_path).await? => WriteMode::Fast,
+        None if lock_group(c, table, fast_path, exclusive).await? => WriteMode::Fast,
         None => WriteMode::Upsert,
     })
 }

@@ -33,6 +33,25 @@ impl Table for Nodes {
     const GROUP_IS_EMPTY: &'static str =
         "SELECT NOT EXISTS (SELECT 1 FROM node_rows WHERE group_id = $1 AND domain_id = $2)";
 
+    const GROUP_SIZE: &'static str =
+        "SELECT count(*) FROM node_rows WHERE group_id = $1 AND domain_id = $2";
+
+    const SEEN: &'static str = "sync_seen_nodes";
+
+    const MARK_SEEN: &'static str = "INSERT INTO sync_seen_nodes (job_id, reference_id)
+        SELECT $1, reference_id FROM ferry_stage_nodes";
+
+    const DELETE_UNSEEN: &'static str = "WITH gone AS (
+            DELETE FROM node_rows n
+            WHERE n.group_id = $1 AND n.domain_id = $2
+              AND NOT EXISTS (SELECT FROM sync_seen_nodes s
+                              WHERE s.job_id = $3 AND s.reference_id = n.reference_id)
+            RETURNING n.reference_id)
+        SELECT (SELECT count(*) FROM gone),
+               ARRAY(SELECT reference_id FROM gone ORDER BY reference_id LIMIT $4)";
+
+    const FORGET_SEEN: &'static str = "DELETE FROM sync_seen_nodes WHERE job_id = $1";
+
     fn group(&self) -> Group {
         self.group
     }
