@@ -5,7 +5,7 @@
 use ferry::sample;
 use serde_json::json;
 
-use crate::harness::{gzip, TestDb};
+use crate::harness::{gzip, metric, TestDb};
 
 const USERS: u64 = 10_000;
 
@@ -26,8 +26,19 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
     }
     let bystander = db.digest("bystander").await;
 
+    let metrics = db.path("sync.prom");
     let (r, code) = db
-        .import(&tomorrow, "synced", &["--mode", "sync"], &[])
+        .import(
+            &tomorrow,
+            "synced",
+            &[
+                "--mode",
+                "sync",
+                "--metrics-textfile",
+                metrics.to_str().unwrap(),
+            ],
+            &[],
+        )
         .await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["status"], "COMPLETED");
@@ -48,6 +59,12 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
             &json!(left)
         ),
         "{r}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&prom, r#"ferry_rows_deleted_total{target="nodes"}"#),
+        Some(left as f64),
+        "{prom}"
     );
     assert_eq!(db.count("synced").await, USERS as i64);
     assert_eq!(db.digest("synced").await, want, "the group is the file");
@@ -105,8 +122,19 @@ async fn the_guard_refuses_a_sync_that_would_wipe_the_group_unless_forced() {
     assert_eq!(code, 0, "{r}");
     let before = db.digest("guarded").await;
 
+    let metrics = db.path("refused.prom");
     let (refused, code) = db
-        .import(&truncated, "guarded", &["--mode", "sync"], &[])
+        .import(
+            &truncated,
+            "guarded",
+            &[
+                "--mode",
+                "sync",
+                "--metrics-textfile",
+                metrics.to_str().unwrap(),
+            ],
+            &[],
+        )
         .await;
     assert_ne!(code, 0, "{refused}");
     assert_eq!(refused["status"], "FAILED");
@@ -118,6 +146,12 @@ async fn the_guard_refuses_a_sync_that_would_wipe_the_group_unless_forced() {
         "{reason}"
     );
     assert_eq!(refused["deleted"], 0);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&prom, r#"ferry_syncs_refused_total{target="nodes"}"#),
+        Some(1.0),
+        "{prom}"
+    );
     assert_eq!(db.digest("guarded").await, before, "nothing was deleted");
     let seen: i64 = db
         .client()
@@ -234,4 +268,71 @@ async fn a_sync_of_match_suggestions_replaces_yesterdays() {
     );
     assert_eq!(db.match_count("daily").await, 600);
     assert_eq!(db.match_digest("daily").await, want);
+}
+
+/// The seen keys live in an unlogged table, which a server crash empties:
+/// a sync that finds fewer keys than it committed fails, deleting nothing.
+#[tokio::test]
+async fn a_sync_whose_seen_keys_were_lost_fails_and_deletes_nothing() {
+    let db = TestDb::new().await;
+    let today = db.path("today.csv.gz");
+    let tomorrow = db.path("tomorrow.csv.gz");
+    sample::write_users_csv_gz(&today, 50_000, 7).unwrap();
+    sample::write_users_next_day_csv_gz(&tomorrow, 50_000, 7).unwrap();
+    let (r, code) = db.import(&today, "lost", &[], &[]).await;
+    assert_eq!(code, 0, "{r}");
+    let before = db.count("lost").await;
+    let slow = [
+        ("FERRY__IMPORT__BATCH_ROWS", "1000"),
+        ("FERRY__IMPORT__WRITERS", "1"),
+    ];
+    let sync = {
+        let (db_url, path) = (db.url.clone(), tomorrow.clone());
+        let dir = db.path("");
+        tokio::spawn(async move {
+            let db = TestDb {
+                url: db_url,
+                dir: tempfile::tempdir_in(dir).unwrap(),
+            };
+            db.import(&path, "lost", &["--mode", "sync"], &slow).await
+        })
+    };
+    let client = db.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let going: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM jobs WHERE import_mode = 'sync' AND status = 'RUNNING'
+                                AND processed_rows > 0)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if going {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never got going"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // What a crash does to an unlogged table.
+    client
+        .batch_execute("TRUNCATE sync_seen_nodes")
+        .await
+        .unwrap();
+    let (r, code) = sync.await.unwrap();
+    assert_ne!(code, 0, "{r}");
+    assert_eq!(r["status"], "FAILED");
+    let reason = r["failureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("lost the keys this sync had seen")
+            && reason.contains("nothing was deleted"),
+        "{reason}"
+    );
+    assert_eq!(r["deleted"], 0);
+    // The load went on (upserts), nothing was deleted.
+    assert!(db.count("lost").await >= before);
 }

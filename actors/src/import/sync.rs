@@ -16,7 +16,7 @@
 //! `import.sync_max_delete_ratio` of the group unless the request forces
 //! it: a truncated file must not wipe a group.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
 use super::table::Table;
@@ -71,19 +71,32 @@ pub async fn delete_unseen<T: Table>(
     cap: usize,
 ) -> Result<Synced, JobError> {
     let g = table.group();
-    let tx = c.transaction().await?;
-    // The seen keys were written since the table was last analysed: with
-    // its old statistics (a few rows) the planner may pick a nested loop,
-    // which is quadratic here; the anti join must hash.
-    tx.batch_execute(&format!(
-        "SET LOCAL enable_nestloop = off; ANALYZE {}",
-        T::SEEN
-    ))
-    .await?;
-    let size: i64 = tx
-        .query_one(T::GROUP_SIZE, &[&g.group_id, &g.domain_id])
+    let mut tx = c.transaction().await?;
+    // Every committed batch marked its rows (a replayed one twice): fewer
+    // keys mean the server lost them (a crash empties an unlogged table),
+    // and the rows behind them would be deleted.
+    let marked: i64 = tx
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE job_id = $1", T::SEEN),
+            &[&job_id],
+        )
         .await?
         .get(0);
+    let n = &cp.counts;
+    let committed = n.inserted + n.updated + n.unchanged;
+    if (marked as u64) < committed {
+        return Err(JobError::permanent(
+            "sync",
+            format!(
+                "the database lost the keys this sync had seen ({marked} of {committed}; it \
+                 restarted or failed over): nothing was deleted; send the request again, with a \
+                 new requestId"
+            ),
+        ));
+    }
+    // The seen keys' statistics are older than the keys: the anti join
+    // must hash, not loop over them.
+    tx.batch_execute("SET LOCAL enable_nestloop = off").await?;
     let row = tx
         .query_one(
             T::DELETE_UNSEEN,
@@ -91,19 +104,51 @@ pub async fn delete_unseen<T: Table>(
         )
         .await?;
     let deleted = row.get::<_, i64>(0) as u64;
-    // The group before the job: what it has now, less what the job added.
-    let before = (size as u64).saturating_sub(cp.counts.inserted);
+    // The group before the job: the rows of it the input held (updated or
+    // unchanged; a key repeated across batches counts again) and those it
+    // did not.
+    let before = n.updated + n.unchanged + deleted;
     if let Some(reason) = guard.refusal(deleted, before) {
         tx.rollback().await?;
         return Ok(Synced::Refused(reason));
     }
-    tx.execute(T::FORGET_SEEN, &[&job_id]).await?;
+    forget(&mut tx, T::SEEN, job_id).await?;
     let mut cp = cp.clone();
     cp.counts.deleted = deleted;
     cp.deleted_ids = Some(row.get(1));
     save(&tx, fence, &cp).await?;
     tx.commit().await?;
     Ok(Synced::Deleted(cp))
+}
+
+/// Forgets the keys job `job_id` saw: the whole table is truncated, at no
+/// cost, when it holds no other job's (and no other sync is writing it);
+/// else the job's rows are deleted.
+async fn forget(tx: &mut Transaction<'_>, seen: &str, job_id: Uuid) -> Result<(), JobError> {
+    let alone = tx.savepoint("forget").await?;
+    let locked = alone
+        .batch_execute(&format!(
+            "LOCK TABLE {seen} IN ACCESS EXCLUSIVE MODE NOWAIT"
+        ))
+        .await;
+    if locked.is_ok() {
+        let others: bool = alone
+            .query_one(
+                &format!("SELECT EXISTS (SELECT FROM {seen} WHERE job_id <> $1)"),
+                &[&job_id],
+            )
+            .await?
+            .get(0);
+        if !others {
+            alone.batch_execute(&format!("TRUNCATE {seen}")).await?;
+            alone.commit().await?;
+            return Ok(());
+        }
+    }
+    alone.rollback().await?;
+    tx.execute(&format!("DELETE FROM {seen} WHERE job_id = $1"), &[&job_id])
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

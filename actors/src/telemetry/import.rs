@@ -26,6 +26,44 @@ impl BatchCommitted {
     }
 }
 
+/// A sync ended its load: it deleted the group's rows its input did not
+/// hold, or its guard refused to.
+pub enum SyncEnded<'a> {
+    Deleted {
+        job_id: Uuid,
+        target: Target,
+        rows: u64,
+    },
+    Refused {
+        job_id: Uuid,
+        target: Target,
+        reason: &'a str,
+    },
+}
+
+impl SyncEnded<'_> {
+    pub fn emit(self) {
+        match self {
+            Self::Deleted {
+                job_id,
+                target,
+                rows,
+            } => {
+                tracing::info!(job_id = %job_id, deleted = rows, "Sync deleted the rows its input did not hold.");
+                counter!("ferry_rows_deleted_total", "target" => target.as_str()).increment(rows);
+            }
+            Self::Refused {
+                job_id,
+                target,
+                reason,
+            } => {
+                tracing::warn!(job_id = %job_id, reason, "Sync refused to delete.");
+                counter!("ferry_syncs_refused_total", "target" => target.as_str()).increment(1);
+            }
+        }
+    }
+}
+
 /// A CopyWriter's attempt at a batch failed and will be tried again.
 pub struct BatchRetried<'a> {
     pub job_id: Uuid,

@@ -37,7 +37,7 @@ use crate::pipeline::root::{self, Pipeline};
 use crate::pipeline::Stages;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
-use crate::telemetry::{Depth, Mailbox};
+use crate::telemetry::{Depth, Mailbox, SyncEnded};
 use crate::vocab::{ImportMode, Target, WriteMode};
 
 mod input;
@@ -443,14 +443,26 @@ async fn sync(run: &mut Running) -> Result<Option<String>, JobError> {
             sync::delete_unseen(c, fence, &matches, job_id, cp, guard, cap).await?
         }
     };
+    let target = run.job.work.target;
     match synced {
         Synced::Deleted(cp) => {
-            tracing::info!(job_id = %job_id, deleted = cp.counts.deleted, "Sync deleted the rows its input did not hold.");
+            let rows = cp.counts.deleted;
+            SyncEnded::Deleted {
+                job_id,
+                target,
+                rows,
+            }
+            .emit();
             run.tracker.synced(cp);
             Ok(None)
         }
         Synced::Refused(reason) => {
-            tracing::warn!(job_id = %job_id, reason = %reason, "Sync refused to delete.");
+            SyncEnded::Refused {
+                job_id,
+                target,
+                reason: &reason,
+            }
+            .emit();
             Ok(Some(reason))
         }
     }

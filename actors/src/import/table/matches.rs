@@ -31,9 +31,6 @@ impl Table for Matches {
     const GROUP_IS_EMPTY: &'static str = "SELECT NOT EXISTS
         (SELECT 1 FROM match_suggestions WHERE group_id = $1 AND domain_id = $2)";
 
-    const GROUP_SIZE: &'static str =
-        "SELECT count(*) FROM match_suggestions WHERE group_id = $1 AND domain_id = $2";
-
     const SEEN: &'static str = "sync_seen_matches";
 
     const MARK_SEEN: &'static str =
@@ -51,8 +48,6 @@ impl Table for Matches {
         SELECT (SELECT count(*) FROM gone),
                ARRAY(SELECT participant_id || ' → ' || matched_participant_id FROM gone
                      ORDER BY participant_id, matched_participant_id LIMIT $4)";
-
-    const FORGET_SEEN: &'static str = "DELETE FROM sync_seen_matches WHERE job_id = $1";
 
     fn group(&self) -> Group {
         self.group

@@ -54,9 +54,7 @@ pub trait Table: Clone + Send + Sync + 'static {
     const COPY_STAGE: &'static str;
     /// `$1` group, `$2` domain: whether the group has no rows.
     const GROUP_IS_EMPTY: &'static str;
-    /// `$1` group, `$2` domain: how many rows the group has.
-    const GROUP_SIZE: &'static str;
-    /// The table a sync job's seen keys are kept in.
+    /// The table a sync job's seen keys are kept in (by `job_id`).
     const SEEN: &'static str;
     /// `$1` job: records the stage's keys as seen by a sync job, in the
     /// batch's transaction.
@@ -64,8 +62,6 @@ pub trait Table: Clone + Send + Sync + 'static {
     /// `$1` group, `$2` domain, `$3` job, `$4` a cap: deletes the group's
     /// rows the job did not see; their count, and up to `$4` of their ids.
     const DELETE_UNSEEN: &'static str;
-    /// `$1` job: forgets the keys it saw.
-    const FORGET_SEEN: &'static str;
 
     fn group(&self) -> Group;
 

@@ -33,9 +33,6 @@ impl Table for Nodes {
     const GROUP_IS_EMPTY: &'static str =
         "SELECT NOT EXISTS (SELECT 1 FROM node_rows WHERE group_id = $1 AND domain_id = $2)";
 
-    const GROUP_SIZE: &'static str =
-        "SELECT count(*) FROM node_rows WHERE group_id = $1 AND domain_id = $2";
-
     const SEEN: &'static str = "sync_seen_nodes";
 
     const MARK_SEEN: &'static str = "INSERT INTO sync_seen_nodes (job_id, reference_id)
@@ -49,8 +46,6 @@ impl Table for Nodes {
             RETURNING n.reference_id)
         SELECT (SELECT count(*) FROM gone),
                ARRAY(SELECT reference_id FROM gone ORDER BY reference_id LIMIT $4)";
-
-    const FORGET_SEEN: &'static str = "DELETE FROM sync_seen_nodes WHERE job_id = $1";
 
     fn group(&self) -> Group {
         self.group
