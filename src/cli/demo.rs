@@ -108,7 +108,7 @@ pub async fn run(mut config: Config, rows: u64, database_configured: bool) -> Re
     let requests = [
         ("users file (new group: plain INSERT fast path)", USERS_TOPIC, file_request(&users, json!({"contentType": "application/gzip"}))),
         ("reference list (seed 004 UC-2)", USERS_TOPIC, json!({"domainId": DEMO_DOMAIN, "groupId": group, "referenceIds": ["vip-1", "vip-2", "vip-3"]}).to_string()),
-        ("same users file again (every row an update)", USERS_TOPIC, file_request(&users, json!({"requestId": "second-run"}))),
+        ("same users file again (every row unchanged: nothing written)", USERS_TOPIC, file_request(&users, json!({"requestId": "second-run"}))),
         ("match suggestions from Parquet (seed 003)", MATCHES_TOPIC, file_request(&matches, json!({}))),
         ("a users file with two bad rows (FAILED, the rows listed)", USERS_TOPIC, request_in(&typos_group, &typos, json!({"contentType": "text/csv"}))),
         ("a bad request (to the DLQ)", USERS_TOPIC, json!({"domainId": "not-a-uuid", "groupId": group, "filePath": "users.csv.gz"}).to_string()),

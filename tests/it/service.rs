@@ -643,7 +643,7 @@ async fn the_demo_shows_the_whole_loop() {
     );
     assert_eq!(line("processed 2,000/2,000  inserted 2,000"), 1, "{text}");
     assert_eq!(
-        line("processed 2,000/2,000  inserted 0 updated 2,000"),
+        line("processed 2,000/2,000  inserted 0 updated 0 unchanged 2,000"),
         1,
         "{text}"
     );
@@ -652,7 +652,7 @@ async fn the_demo_shows_the_whole_loop() {
         "{text}"
     );
     assert_eq!(
-        line("FAILED nodes   processed 3/5  inserted 3 updated 0 rejected 2  failedList [\"u00000002\",\"u00000004\"]"),
+        line("FAILED nodes   processed 3/5  inserted 3 updated 0 unchanged 0 rejected 2  failedList [\"u00000002\",\"u00000004\"]"),
         1,
         "{text}"
     );
