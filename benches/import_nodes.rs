@@ -110,17 +110,15 @@ fn case_once(
     s3: &mut Option<LocalS3>,
 ) -> Result<(Run, Run)> {
     Ok(match case {
-        "fresh" => {
+        "fresh" | "upsert" => {
             reset(url)?;
             let p = psql_path(url, file)?;
             reset(url)?;
-            (p, ferry_import(ferry, url, file, &[])?)
-        }
-        "upsert" => {
-            reset(url)?;
-            let p = psql_path(url, file)?;
-            reset(url)?;
-            (p, ferry_import(ferry, url, file, &["--no-fast-path"])?)
+            let extra: &[&str] = match case {
+                "upsert" => &["--no-fast-path"],
+                _ => &[],
+            };
+            (p, ferry_import(ferry, url, file, extra)?)
         }
         "s3" => {
             // psql has no S3 client: its path reads the same file

@@ -102,17 +102,18 @@ pub fn write_users_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
 pub fn write_users_next_day_csv_gz(path: &Path, rows: u64, seed: u64) -> io::Result<()> {
     write_csv_gz(path, |out| {
         let (mut rng, mut other) = (Rng::new(seed), Rng::new(seed ^ 0x5eed));
-        let mut left = Vec::new();
+        // A row that left is drawn, to keep the others the same, and dropped.
+        let mut dropped = Vec::new();
         for n in 1..=rows {
             match n % 100 {
-                0 => user_row(&mut left, n, &mut rng)?,
+                0 => user_row(&mut dropped, n, &mut rng)?,
                 1 => {
-                    user_row(&mut left, n, &mut rng)?;
+                    user_row(&mut dropped, n, &mut rng)?;
                     user_row(out, n, &mut other)?;
                 }
                 _ => user_row(out, n, &mut rng)?,
             }
-            left.clear();
+            dropped.clear();
             if n % 100 != 0 {
                 out.write_all(b"\n")?;
             }

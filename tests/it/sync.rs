@@ -2,12 +2,56 @@
 //! rows; the guard against a file that would wipe it; a failed load
 //! deletes nothing.
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use ferry::sample;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{gzip, metric, TestDb};
 
 const USERS: u64 = 10_000;
+
+/// Imports `file` into `group` (an upsert), which must complete.
+async fn load(db: &TestDb, file: &Path, group: &str) {
+    let (r, code) = db.import(file, group, &[], &[]).await;
+    assert_eq!(code, 0, "{r}");
+}
+
+/// `ferry import FILE --mode sync` into `group`, with `extra` arguments:
+/// the report, the exit code and the run's metrics.
+async fn sync(
+    db: &TestDb,
+    file: &Path,
+    group: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Value, i32, String) {
+    let metrics = db.path(&format!("{group}-{}.prom", uuid::Uuid::new_v4()));
+    let mut args = vec![
+        "--mode",
+        "sync",
+        "--metrics-textfile",
+        metrics.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (r, code) = db.import(file, group, &args, env).await;
+    (
+        r,
+        code,
+        std::fs::read_to_string(&metrics).unwrap_or_default(),
+    )
+}
+
+/// Seen keys kept by every sync of the database.
+async fn seen_keys(db: &TestDb) -> i64 {
+    db.client()
+        .await
+        .query_one("SELECT count(*) FROM sync_seen_nodes", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
 
 #[tokio::test]
 async fn a_sync_leaves_the_group_holding_exactly_its_file() {
@@ -17,29 +61,14 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
     sample::write_users_csv_gz(&today, USERS, 7).unwrap();
     sample::write_users_next_day_csv_gz(&tomorrow, USERS, 7).unwrap();
     // What the group must hold: the next day's file, loaded on its own.
-    let (r, code) = db.import(&tomorrow, "reference", &[], &[]).await;
-    assert_eq!(code, 0, "{r}");
+    load(&db, &tomorrow, "reference").await;
     let want = db.digest("reference").await;
     for group in ["synced", "bystander"] {
-        let (r, code) = db.import(&today, group, &[], &[]).await;
-        assert_eq!(code, 0, "{r}");
+        load(&db, &today, group).await;
     }
     let bystander = db.digest("bystander").await;
 
-    let metrics = db.path("sync.prom");
-    let (r, code) = db
-        .import(
-            &tomorrow,
-            "synced",
-            &[
-                "--mode",
-                "sync",
-                "--metrics-textfile",
-                metrics.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+    let (r, code, prom) = sync(&db, &tomorrow, "synced", &[], &[]).await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["status"], "COMPLETED");
     assert_eq!(r["mode"], "sync");
@@ -60,7 +89,6 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
         ),
         "{r}"
     );
-    let prom = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(
         metric(&prom, r#"ferry_rows_deleted_total{target="nodes"}"#),
         Some(left as f64),
@@ -76,20 +104,17 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
     let client = db.client().await;
     let row = client
         .query_one(
-            "SELECT import_mode, deleted_rows, (SELECT count(*) FROM sync_seen_nodes)
-             FROM jobs WHERE id = $1",
+            "SELECT import_mode, deleted_rows FROM jobs WHERE id = $1",
             &[&uuid::Uuid::parse_str(r["jobId"].as_str().unwrap()).unwrap()],
         )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "sync");
     assert_eq!(row.get::<_, i64>(1), left as i64);
-    assert_eq!(row.get::<_, i64>(2), 0, "the seen keys are forgotten");
+    assert_eq!(seen_keys(&db).await, 0, "the seen keys are forgotten");
 
     // The same sync again: nothing left to delete, nothing written.
-    let (again, code) = db
-        .import(&tomorrow, "synced", &["--mode", "sync"], &[])
-        .await;
+    let (again, code, _) = sync(&db, &tomorrow, "synced", &[], &[]).await;
     assert_eq!(code, 0, "{again}");
     assert_eq!(
         (&again["unchanged"], &again["deleted"]),
@@ -99,9 +124,7 @@ async fn a_sync_leaves_the_group_holding_exactly_its_file() {
     assert_eq!(db.digest("synced").await, want);
 
     // A sync into an empty group is a load.
-    let (first, code) = db
-        .import(&tomorrow, "new-group", &["--mode", "sync"], &[])
-        .await;
+    let (first, code, _) = sync(&db, &tomorrow, "new-group", &[], &[]).await;
     assert_eq!(code, 0, "{first}");
     assert_eq!(
         (&first["inserted"], &first["deleted"]),
@@ -118,24 +141,10 @@ async fn the_guard_refuses_a_sync_that_would_wipe_the_group_unless_forced() {
     sample::write_users_csv_gz(&full, 1000, 7).unwrap();
     // The same seed: the first 300 users of the full file.
     sample::write_users_csv_gz(&truncated, 300, 7).unwrap();
-    let (r, code) = db.import(&full, "guarded", &[], &[]).await;
-    assert_eq!(code, 0, "{r}");
+    load(&db, &full, "guarded").await;
     let before = db.digest("guarded").await;
 
-    let metrics = db.path("refused.prom");
-    let (refused, code) = db
-        .import(
-            &truncated,
-            "guarded",
-            &[
-                "--mode",
-                "sync",
-                "--metrics-textfile",
-                metrics.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+    let (refused, code, prom) = sync(&db, &truncated, "guarded", &[], &[]).await;
     assert_ne!(code, 0, "{refused}");
     assert_eq!(refused["status"], "FAILED");
     let reason = refused["failureReason"].as_str().unwrap();
@@ -146,41 +155,28 @@ async fn the_guard_refuses_a_sync_that_would_wipe_the_group_unless_forced() {
         "{reason}"
     );
     assert_eq!(refused["deleted"], 0);
-    let prom = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(
         metric(&prom, r#"ferry_syncs_refused_total{target="nodes"}"#),
         Some(1.0),
         "{prom}"
     );
     assert_eq!(db.digest("guarded").await, before, "nothing was deleted");
-    let seen: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM sync_seen_nodes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(seen, 0, "a refused sync forgets what it saw");
+    assert_eq!(
+        seen_keys(&db).await,
+        0,
+        "a refused sync forgets what it saw"
+    );
 
     // A higher ratio lets a larger share go.
-    let (looser, code) = db
-        .import(
-            &truncated,
-            "guarded",
-            &["--mode", "sync"],
-            &[("FERRY__IMPORT__SYNC_MAX_DELETE_RATIO", "0.8")],
-        )
-        .await;
+    let ratio = [("FERRY__IMPORT__SYNC_MAX_DELETE_RATIO", "0.8")];
+    let (looser, code, _) = sync(&db, &truncated, "guarded", &[], &ratio).await;
     assert_eq!(code, 0, "0.8 allows 70%: {looser}");
     assert_eq!(looser["deleted"], 700);
     assert_eq!(db.count("guarded").await, 300);
 
     // Forced, it deletes however many.
-    let (r, code) = db.import(&full, "forced", &[], &[]).await;
-    assert_eq!(code, 0, "{r}");
-    let (forced, code) = db
-        .import(&truncated, "forced", &["--mode", "sync", "--force"], &[])
-        .await;
+    load(&db, &full, "forced").await;
+    let (forced, code, _) = sync(&db, &truncated, "forced", &["--force"], &[]).await;
     assert_eq!(code, 0, "{forced}");
     assert_eq!(forced["deleted"], 700);
     assert_eq!(db.digest("forced").await, db.digest("guarded").await);
@@ -210,8 +206,7 @@ async fn a_sync_whose_file_has_a_rejected_row_deletes_nothing() {
     let db = TestDb::new().await;
     let full = db.path("full.csv.gz");
     sample::write_users_csv_gz(&full, 100, 7).unwrap();
-    let (r, code) = db.import(&full, "careful", &[], &[]).await;
-    assert_eq!(code, 0, "{r}");
+    load(&db, &full, "careful").await;
     let before = db.count("careful").await;
     // 50 users, one of them a field short: its key would be unseen, and
     // its stored row deleted, if the sync went on.
@@ -227,7 +222,7 @@ async fn a_sync_whose_file_has_a_rejected_row_deletes_nothing() {
     }
     let bad = db.path("bad.csv.gz");
     std::fs::write(&bad, gzip(&csv)).unwrap();
-    let (r, code) = db.import(&bad, "careful", &["--mode", "sync"], &[]).await;
+    let (r, code, _) = sync(&db, &bad, "careful", &[], &[]).await;
     assert_ne!(code, 0, "{r}");
     assert_eq!(r["status"], "FAILED");
     assert_eq!(r["rejected"], 1);
@@ -279,51 +274,38 @@ async fn a_sync_whose_seen_keys_were_lost_fails_and_deletes_nothing() {
     let tomorrow = db.path("tomorrow.csv.gz");
     sample::write_users_csv_gz(&today, 50_000, 7).unwrap();
     sample::write_users_next_day_csv_gz(&tomorrow, 50_000, 7).unwrap();
-    let (r, code) = db.import(&today, "lost", &[], &[]).await;
-    assert_eq!(code, 0, "{r}");
+    load(&db, &today, "lost").await;
     let before = db.count("lost").await;
     let slow = [
         ("FERRY__IMPORT__BATCH_ROWS", "1000"),
         ("FERRY__IMPORT__WRITERS", "1"),
     ];
-    let sync = {
-        let (db_url, path) = (db.url.clone(), tomorrow.clone());
-        let dir = db.path("");
-        tokio::spawn(async move {
-            let db = TestDb {
-                url: db_url,
-                dir: tempfile::tempdir_in(dir).unwrap(),
-            };
-            db.import(&path, "lost", &["--mode", "sync"], &slow).await
-        })
-    };
-    let client = db.client().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let going: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT FROM jobs WHERE import_mode = 'sync' AND status = 'RUNNING'
-                                AND processed_rows > 0)",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if going {
-            break;
+    // What a crash does to an unlogged table, once the sync is loading.
+    let crash = async {
+        let client = db.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let going: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM jobs WHERE import_mode = 'sync'
+                                    AND status = 'RUNNING' AND processed_rows > 0)",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if going {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sync never got going");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync never got going"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // What a crash does to an unlogged table.
-    client
-        .batch_execute("TRUNCATE sync_seen_nodes")
-        .await
-        .unwrap();
-    let (r, code) = sync.await.unwrap();
+        client
+            .batch_execute("TRUNCATE sync_seen_nodes")
+            .await
+            .unwrap();
+    };
+    let ((r, code, _), ()) = tokio::join!(sync(&db, &tomorrow, "lost", &[], &slow), crash);
     assert_ne!(code, 0, "{r}");
     assert_eq!(r["status"], "FAILED");
     let reason = r["failureReason"].as_str().unwrap();

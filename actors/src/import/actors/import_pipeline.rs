@@ -82,10 +82,6 @@ pub struct Running {
     /// Holds the group lock for the job's life, and writes the checkpoints.
     control: Client,
     tracker: CommitTracker,
-    /// A sync that may have rows to delete: its writers mark what they
-    /// write as seen, and its end deletes the rest of the group.
-    syncs: bool,
-    group: Group,
     rejects_path: PathBuf,
     /// Where the rejects file is uploaded at the end, for an object source.
     rejects_object: Option<(String, String)>,
@@ -258,10 +254,6 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
             _ => None,
         },
         tracker: CommitTracker::new(checkpoint),
-        // A sync into a group that was empty (fast mode, under the
-        // exclusive lock) has nothing to delete.
-        syncs: sync && mode == WriteMode::Upsert,
-        group,
         stages: Stages::new(myself.get_cell()),
         depth: Depth::new(NAME),
         control,
@@ -294,6 +286,24 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
     let resume = input::resume_position(&run);
     input::start(&mut run, source, resume).await?;
     Ok(run)
+}
+
+impl Running {
+    /// A sync that may have rows to delete: its writers mark what they
+    /// write as seen, and its end deletes the rest of the group. One into
+    /// a group that was empty (fast mode, under the exclusive lock) has
+    /// nothing to delete.
+    fn syncs(&self) -> bool {
+        self.job.work.mode == ImportMode::Sync
+            && self.tracker.checkpoint().mode == Some(WriteMode::Upsert)
+    }
+
+    fn group(&self) -> Group {
+        Group {
+            domain_id: self.job.domain_id,
+            group_id: self.job.work.group_id,
+        }
+    }
 }
 
 fn nodes(import: &Import, group: Group, settings: &ImportSettings) -> Nodes {
@@ -358,7 +368,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
             set.locate(records);
             save(&run.control, &run.fence, run.tracker.checkpoint()).await?;
         }
-        let refused = match run.syncs && run.tracker.loaded_whole() {
+        let refused = match run.syncs() && run.tracker.loaded_whole() {
             true => sync(run).await?,
             false => None,
         };
@@ -408,7 +418,7 @@ async fn outcome(run: &Running, refused: Option<String>) -> Result<ImportOutcome
     lists.deleted(deleted.unwrap_or_default(), counts.deleted);
     Progress::set(&run.progress.records_committed, counts.records);
     let mut outcome = run.tracker.outcome(&location, lists);
-    if run.syncs {
+    if run.syncs() {
         match (&mut outcome.failure_reason, refused) {
             (_, Some(refused)) => outcome.failure_reason = Some(refused),
             (Some(reason), None) => reason.push_str(
@@ -432,14 +442,15 @@ async fn sync(run: &mut Running) -> Result<Option<String>, JobError> {
         max_delete_ratio: run.settings.sync_max_delete_ratio.clamp(0.0, 1.0),
         force: run.job.work.force,
     };
+    let group = run.group();
     let (c, fence, job_id, cap) = (&mut run.control, &run.fence, run.job.id, run.max_status_ids);
     let synced = match run.job.work.target {
         Target::Nodes => {
-            let nodes = nodes(&run.job.work, run.group, &run.settings);
+            let nodes = nodes(&run.job.work, group, &run.settings);
             sync::delete_unseen(c, fence, &nodes, job_id, cp, guard, cap).await?
         }
         Target::Matches => {
-            let matches = Matches { group: run.group };
+            let matches = Matches { group };
             sync::delete_unseen(c, fence, &matches, job_id, cp, guard, cap).await?
         }
     };
@@ -487,7 +498,7 @@ async fn spawn_writers<T: Table>(
             pool: pool.clone(),
             retry: run.retry.clone(),
             mode,
-            marks_seen: run.syncs,
+            marks_seen: run.syncs(),
             target: table.clone(),
             pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Committed),
             depth: depth.clone(),
