@@ -13,11 +13,13 @@
 //!   path upserts and deletes the rest in one transaction, ferry runs
 //!   `--mode sync`;
 //! - new group, the file in S3 (s3s-fs): ferry downloads it, while the psql
-//!   path reads it locally (psql has no S3 client).
+//!   path reads it locally (psql has no S3 client);
+//! - new group held to a data contract of 8 rules: here the baseline column
+//!   is ferry without the contract, so the ratio is what the rules cost.
 //!
 //! Prints a table of rows/s, the ratio ferry/psql, and ferry's peak RSS.
 //! Sizes come from `FERRY_BENCH_ROWS` (default "1000000,5000000");
-//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,changed,sync,s3`; default
+//! `FERRY_BENCH_CASES` picks cases (`fresh,upsert,update,changed,sync,s3,contract`; default
 //! all for the first size, `fresh` for the others); `FERRY_BENCH_RUNS` runs
 //! each case so many times, alternating, and reports the medians. Run it with `benches/run.sh`.
 
@@ -62,7 +64,7 @@ fn main() -> Result<()> {
             sample::write_users_csv_gz(&file, rows, 2024)?;
         }
         let default_cases = if i == 0 {
-            "fresh,upsert,update,changed,sync,s3"
+            "fresh,upsert,update,changed,sync,s3,contract"
         } else {
             "fresh"
         };
@@ -84,6 +86,7 @@ fn main() -> Result<()> {
                     "s3" => "new group, CSV.gz from S3 (s3s-fs)",
                     "update" => "re-import, the same file (ferry: all unchanged)",
                     "changed" => "re-import, every row changed (all updates)",
+                    "contract" => "new group, a contract of 8 rules (baseline: ferry without it)",
                     _ => {
                         "sync, next day's file: 1% changed, 1% new, 1% left (psql: upsert + DELETE)"
                     }
@@ -174,8 +177,50 @@ fn case_once(
             }
             (p, f)
         }
+        "contract" => {
+            reset(url)?;
+            let without = ferry_import(ferry, url, file, &[])?;
+            let contract = work.join("contract.json");
+            std::fs::write(&contract, CONTRACT)?;
+            set_contract(ferry, url, &["--contract", contract.to_str().unwrap()])?;
+            reset(url)?;
+            // A rejected row would fail the import, and the run with it.
+            let with = ferry_import(ferry, url, file, &[]);
+            set_contract(ferry, url, &["--no-contract"])?;
+            (without, with?)
+        }
         other => bail!("unknown case {other}"),
     })
+}
+
+/// Eight rules the sample's every row keeps: a required list, a format, a
+/// type and two bounds, an enum, a pattern, another format.
+const CONTRACT: &str = r#"{"nodes": {
+  "required": ["email", "plan"],
+  "properties": {
+    "email": {"format": "email"},
+    "age": {"type": "integer", "minimum": 18, "maximum": 130},
+    "plan": {"enum": ["free", "pro", "team", "enterprise"]},
+    "country": {"pattern": "^[A-Z]{2}$"},
+    "signup_date": {"format": "date"}
+  }
+}}"#;
+
+/// `ferry groups set` of the bench's group, with `extra`.
+fn set_contract(ferry: &str, url: &str, extra: &[&str]) -> Result<()> {
+    let mut cmd = Command::new(ferry);
+    cmd.args([
+        "groups",
+        "set",
+        GROUP,
+        "--domain",
+        DOMAIN,
+        "--type",
+        "COST_BASED",
+    ])
+    .args(extra)
+    .env("DATABASE_URL", url);
+    check(&mut cmd)
 }
 
 /// The run of median time.

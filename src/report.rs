@@ -41,6 +41,11 @@ pub struct ImportReport {
     /// Names under its prefix that are not the target's format.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<String>,
+    /// Its columns against the group's last completed import's.
+    pub columns_added: Vec<String>,
+    pub columns_removed: Vec<String>,
+    #[serde(skip)]
+    drift: Option<String>,
 }
 
 impl ImportReport {
@@ -80,6 +85,9 @@ impl ImportReport {
                 .files
                 .as_ref()
                 .map_or_else(Vec::new, |s| s.skipped.clone()),
+            columns_added: import.drift().added,
+            columns_removed: import.drift().removed,
+            drift: import.drift().summary(),
         }
     }
 
@@ -101,6 +109,9 @@ impl ImportReport {
         writeln!(out, "  rejected     {}", grouped(self.rejected))?;
         if self.mode == ImportMode::Sync {
             writeln!(out, "  deleted      {} (sync)", grouped(self.deleted))?;
+        }
+        if let Some(drift) = &self.drift {
+            writeln!(out, "  columns      {drift}")?;
         }
         writeln!(
             out,

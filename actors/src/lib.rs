@@ -18,9 +18,9 @@
 //! - `pipeline`: what every pipeline root shares: the context it is
 //!   spawned with, stages spawned and named, the watermark, the snapshot.
 //! - `import`: seeds 003 and 004's imports (the `nodes` and `matches`
-//!   kinds): requests, sources and file sets, formats, batches, tables,
-//!   the commit tracker, the status event, and the import pipeline's
-//!   actors.
+//!   kinds): requests, sources and file sets, formats, data contracts and
+//!   schema drift, batches, tables, the commit tracker, the status event,
+//!   and the import pipeline's actors.
 //! - `export`: seeds 001 and 002's exports (the `export` kind): objects,
 //!   filters, the plan, encoders, sinks, tokens, webhooks, the
 //!   `ExportCompleted` event, and the export pipeline's actors.

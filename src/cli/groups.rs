@@ -3,8 +3,12 @@
 //! `ferry schedules`: when the users export fires next, and how each
 //! group's last export went.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
+use ferry_actors::import::contract::Contract;
+use ferry_actors::pg::groups::ContractUpdate;
 use ferry_actors::pg::{self, groups};
 use ferry_actors::users::schedule::{self, Ticks, USERS_SCHEDULE};
 use ferry_actors::users::GroupType;
@@ -44,6 +48,14 @@ pub enum GroupsCommand {
         /// Keep the config, but leave the group out of the exports.
         #[arg(long)]
         disabled: bool,
+        /// A JSON file with the group's data contract: what its imports'
+        /// files must hold (see the README's "Data contracts"). Without
+        /// it, the group keeps the contract it has.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_contract")]
+        contract: Option<PathBuf>,
+        /// Remove the group's contract.
+        #[arg(long)]
+        no_contract: bool,
     },
     /// List the groups, of every domain or one.
     List {
@@ -75,10 +87,25 @@ pub async fn command(config: &Config, command: GroupsCommand) -> Result<()> {
             domain,
             group_type,
             disabled,
+            contract,
+            no_contract,
         } => {
             let group_key = ferry_actors::job::group_key(&group_key).map_err(anyhow::Error::msg)?;
-            let group =
-                groups::set(&client, domain, group_key, group_type.into(), !disabled).await?;
+            let json = contract.as_deref().map(read_contract).transpose()?;
+            let update = match (&json, no_contract) {
+                (Some(json), _) => ContractUpdate::Set(json),
+                (None, true) => ContractUpdate::Clear,
+                (None, false) => ContractUpdate::Keep,
+            };
+            let group = groups::set(
+                &client,
+                domain,
+                group_key,
+                group_type.into(),
+                !disabled,
+                update,
+            )
+            .await?;
             println!("{}", serde_json::to_string(&group)?);
         }
         GroupsCommand::List { domain } => {
@@ -115,6 +142,25 @@ pub async fn command(config: &Config, command: GroupsCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The most a contract file may hold.
+const MAX_CONTRACT_BYTES: u64 = 1 << 20;
+
+/// A contract file, read and checked: JSON that [`Contract::parse`] takes.
+fn read_contract(path: &Path) -> Result<serde_json::Value> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the contract {shown}"))?
+        .len();
+    if size > MAX_CONTRACT_BYTES {
+        bail!("the contract {shown} is {size} bytes, over {MAX_CONTRACT_BYTES}");
+    }
+    let text = std::fs::read(path).with_context(|| format!("cannot read the contract {shown}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("the contract {shown} is not JSON"))?;
+    Contract::parse(&json).map_err(|reason| anyhow::anyhow!("the contract {shown}: {reason}"))?;
+    Ok(json)
 }
 
 /// `ferry schedules`: the users export's next ticks, its last run, and the

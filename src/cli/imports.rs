@@ -70,6 +70,9 @@ impl Listed for Imports {
             grouped(counts.rejected),
             grouped(counts.deleted)
         )?;
+        if let Some(drift) = import.drift().summary() {
+            writeln!(out, "columns    {drift}")?;
+        }
         writeln!(out, "attempts   {}", job.attempts)?;
         writeln!(out, "created    {}", job.created_at)?;
         writeln!(out, "started    {}", opt(&job.started_at))?;

@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferry_actors::import::contract::Contract;
 use ferry_actors::pg::groups;
-use ferry_actors::pg::groups::MatchingGroup;
+use ferry_actors::pg::groups::{ContractUpdate, MatchingGroup};
 use ferry_actors::users::GroupType;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,6 +28,18 @@ pub struct SetGroup {
     /// Whether the scheduled export sends this group (default true).
     #[serde(default = "enabled")]
     enabled: bool,
+    /// What the group's import files must hold (a JSON Schema subset; see
+    /// the README's "Data contracts"). Left out: the stored one is kept;
+    /// `null`: it is removed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    contract: Option<serde_json::Value>,
+}
+
+/// A field that is there, even as `null` (which `Option` would read as
+/// left out).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The domain's groups.
@@ -97,7 +110,7 @@ pub async fn show(
 /// Creates or replaces the group's config.
 #[utoipa::path(put, path = "/v1/groups/{key}", operation_id = "setGroup", tag = "groups", params(GroupKey), request_body = SetGroup,
     responses((status = 200, description = "The group's config, as stored", body = MatchingGroup),
-        (status = 422, description = "Not a group key, or an unknown group type", body = ErrorBody),
+        (status = 422, description = "Not a group key, an unknown group type, or a contract ferry cannot hold files to", body = ErrorBody),
         Refusals, BodyRefusals))]
 pub async fn set(
     State(api): State<Arc<Api>>,
@@ -116,8 +129,26 @@ pub async fn set(
         )
         .with_details(json!({ "allowed": GroupType::ALL.map(GroupType::as_str) }))
     })?;
+    let contract = match &request.contract {
+        None => ContractUpdate::Keep,
+        Some(serde_json::Value::Null) => ContractUpdate::Clear,
+        Some(json) => {
+            Contract::parse(json).map_err(|reason| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_contract", reason)
+            })?;
+            ContractUpdate::Set(json)
+        }
+    };
     let client = api.pool.get().await?;
-    let group = groups::set(&**client, domain, key, group_type, request.enabled).await?;
+    let group = groups::set(
+        &**client,
+        domain,
+        key,
+        group_type,
+        request.enabled,
+        contract,
+    )
+    .await?;
     Ok(Json(group).into_response())
 }
 

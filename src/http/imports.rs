@@ -50,6 +50,10 @@ pub struct ImportView {
     /// Names under its prefix that are not the target's format, skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped_files: Option<Vec<String>>,
+    /// The input's columns the group's last completed import did not have,
+    /// and those it had that this one lacks (schema drift).
+    pub columns_added: Vec<String>,
+    pub columns_removed: Vec<String>,
     pub rejects_path: Option<String>,
     pub failure_reason: Option<String>,
     pub attempts: i32,
@@ -117,6 +121,8 @@ impl ImportView {
             source_read: import.checkpoint.source,
             files: import.checkpoint.files.as_ref().map(|s| s.files.clone()),
             skipped_files: import.checkpoint.files.as_ref().map(|s| s.skipped.clone()),
+            columns_added: import.drift().added,
+            columns_removed: import.drift().removed,
             rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,

@@ -675,6 +675,7 @@ fn completed(rows: u64) -> Outcome {
         rejects_path: None,
         failure_reason: None,
         lists: IdLists::counts_only(&counts),
+        drift: None,
     })
 }
 

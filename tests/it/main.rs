@@ -7,6 +7,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod contract;
+mod data_contracts;
 mod export_filters;
 mod exports;
 mod exports_api;

@@ -47,6 +47,12 @@ pub struct StatusEvent {
     pub deleted_list: Vec<String>,
     #[serde(default)]
     pub deleted_list_truncated: bool,
+    /// The input's columns that the group's last completed import did not
+    /// have, and those it had that this one lacks (schema drift).
+    #[serde(default)]
+    pub columns_added: Vec<String>,
+    #[serde(default)]
+    pub columns_removed: Vec<String>,
     /// Every rejected row, with its reason.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rejects_path: Option<String>,
@@ -78,6 +84,14 @@ impl StatusEvent {
             failed_list_truncated: lists.failed_truncated,
             deleted_list: lists.deleted,
             deleted_list_truncated: lists.deleted_truncated,
+            columns_added: outcome
+                .drift
+                .as_ref()
+                .map_or_else(Vec::new, |d| d.added.clone()),
+            columns_removed: outcome
+                .drift
+                .as_ref()
+                .map_or_else(Vec::new, |d| d.removed.clone()),
             rejects_path: outcome.rejects_path.clone(),
             failure_reason: outcome.failure_reason.clone(),
         }

@@ -95,6 +95,11 @@ impl Kind for Import {
                  WHERE job_id = {job} AND {path}::text IS NOT NULL AND EXISTS (SELECT FROM done))",
             job = End::JOB
         ));
+        // A completed import's columns are what the group's next import
+        // is compared with.
+        if let (JobStatus::Completed, Some(drift)) = (status, &o.drift) {
+            drift.record(end);
+        }
         // A sync that ended before its delete (failed, refused, cancelled)
         // forgets the keys it saw; one that deleted forgot them then.
         if job.work.mode == ImportMode::Sync {

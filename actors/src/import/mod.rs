@@ -14,6 +14,9 @@
 //!   dedupe and routing.
 //! - `table`: the target tables (`Table`: nodes, match suggestions), the
 //!   binary COPY encoder, saved rejects.
+//! - `contract`: a group's data contract (a JSON Schema subset), bound to
+//!   a file's columns and checked row by row; `drift`: a file's columns
+//!   against the group's last import's.
 //! - `sync`: a sync import's end, the delete of the group's rows its
 //!   input did not hold, and its guard.
 //! - `tracker`: out-of-order batch commits → a contiguous checkpoint and
@@ -25,6 +28,8 @@
 
 pub mod actors;
 pub mod batch;
+pub mod contract;
+pub mod drift;
 pub mod event;
 pub mod files;
 pub mod formats;
@@ -92,6 +97,9 @@ pub struct Checkpoint {
     /// first of the ids it deleted, for the status event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_ids: Option<Vec<String>>,
+    /// The input's columns, and their drift from the group's last import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<drift::Drift>,
 }
 
 /// Bytes of the source file read (as stored, compressed) of its size.
@@ -207,6 +215,11 @@ pub struct Import {
 }
 
 impl Import {
+    /// Its input's columns and their drift (none before a header was read).
+    pub fn drift(&self) -> drift::Drift {
+        self.checkpoint.drift.clone().unwrap_or_default()
+    }
+
     /// The file the job reads now: its one file, or the current one of its
     /// set.
     pub fn current_source(
@@ -238,6 +251,8 @@ pub struct ImportOutcome {
     pub failure_reason: Option<String>,
     /// The ids the status event lists.
     pub lists: IdLists,
+    /// The input's columns and their drift, once a header was read.
+    pub drift: Option<drift::Drift>,
 }
 
 impl ImportOutcome {
@@ -250,6 +265,7 @@ impl ImportOutcome {
             rejects_path: import.rejects_path.clone(),
             failure_reason: Some(reason.to_string()),
             lists: IdLists::counts_only(&counts),
+            drift: import.checkpoint.drift.clone(),
         }
     }
 }

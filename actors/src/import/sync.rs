@@ -53,7 +53,7 @@ impl Guard {
 /// What the delete did.
 pub enum Synced {
     /// Deleted, and recorded in the checkpoint returned.
-    Deleted(Checkpoint),
+    Deleted(Box<Checkpoint>),
     /// Refused by the guard (the reason); nothing was deleted.
     Refused(String),
 }
@@ -118,7 +118,7 @@ pub async fn delete_unseen<T: Table>(
     cp.deleted_ids = Some(row.get(1));
     save(&tx, fence, &cp).await?;
     tx.commit().await?;
-    Ok(Synced::Deleted(cp))
+    Ok(Synced::Deleted(Box::new(cp)))
 }
 
 /// Forgets the keys job `job_id` saw: the whole table is truncated, at no

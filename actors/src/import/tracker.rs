@@ -65,6 +65,14 @@ impl CommitTracker {
         &self.checkpoint
     }
 
+    /// What the readers saw of the input's columns, saved with the next
+    /// checkpoint.
+    pub fn note_drift(&mut self, drift: Option<super::drift::Drift>) {
+        if drift.is_some() {
+            self.checkpoint.drift = drift;
+        }
+    }
+
     /// The checkpoint a sync's delete saved.
     pub fn synced(&mut self, checkpoint: Checkpoint) {
         self.checkpoint = checkpoint;
@@ -186,6 +194,7 @@ impl CommitTracker {
             rejects_path: (counts.rejected > 0).then(|| rejects.to_string()),
             failure_reason,
             lists,
+            drift: self.checkpoint.drift.clone(),
         }
     }
 }

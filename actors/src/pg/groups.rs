@@ -2,6 +2,7 @@
 //! export sends, and how; and what each has been sent (its watermark).
 
 use serde::Serialize;
+use serde_json::Value as Json;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -24,6 +25,20 @@ pub struct MatchingGroup {
     pub sent_at: Option<String>,
     /// Its users not sent yet: changed since the watermark.
     pub unsent: i64,
+    /// What its imports' files must hold (see the README's "Data
+    /// contracts"), as it was set.
+    #[schema(value_type = Option<Object>)]
+    pub contract: Option<Json>,
+}
+
+/// What [`set`] does to a group's contract.
+#[derive(Debug, Clone, Copy)]
+pub enum ContractUpdate<'a> {
+    /// Keeps the one it has (none, for a new group).
+    Keep,
+    Clear,
+    /// Sets this one, checked by [`crate::import::contract::Contract::parse`].
+    Set(&'a Json),
 }
 
 impl MatchingGroup {
@@ -43,7 +58,7 @@ impl MatchingGroup {
 /// watermark's.
 fn columns() -> String {
     format!(
-        "g.domain_id, g.group_key, g.group_id, g.group_type, g.enabled, {} AS updated_at,
+        "g.domain_id, g.group_key, g.group_id, g.group_type, g.enabled, g.contract, {} AS updated_at,
          (SELECT {} FROM group_watermarks w
           WHERE w.domain_id = g.domain_id AND w.group_id = g.group_id) AS sent_at,
          (SELECT count(*) FROM node_rows t WHERE t.domain_id = g.domain_id AND {}) AS unsent",
@@ -63,22 +78,30 @@ fn from_row(r: &Row) -> MatchingGroup {
         updated_at: r.get("updated_at"),
         sent_at: r.get("sent_at"),
         unsent: r.get("unsent"),
+        contract: r.get("contract"),
     }
 }
 
-/// Creates or replaces a group's config.
+/// Creates or replaces a group's config; its contract as `contract` says.
 pub async fn set(
     c: &impl GenericClient,
     domain: Uuid,
     group_key: &str,
     group_type: GroupType,
     enabled: bool,
+    contract: ContractUpdate<'_>,
 ) -> Result<MatchingGroup, tokio_postgres::Error> {
+    let (change, value) = match contract {
+        ContractUpdate::Keep => (false, None),
+        ContractUpdate::Clear => (true, None),
+        ContractUpdate::Set(json) => (true, Some(json)),
+    };
     let sql = format!(
-        "INSERT INTO matching_groups AS g (domain_id, group_key, group_id, group_type, enabled)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO matching_groups AS g (domain_id, group_key, group_id, group_type, enabled, contract)
+         VALUES ($1, $2, $3, $4, $5, $7)
          ON CONFLICT (domain_id, group_key) DO UPDATE
-         SET group_type = EXCLUDED.group_type, enabled = EXCLUDED.enabled, updated_at = now()
+         SET group_type = EXCLUDED.group_type, enabled = EXCLUDED.enabled, updated_at = now(),
+             contract = CASE WHEN $6 THEN EXCLUDED.contract ELSE g.contract END
          RETURNING {}",
         columns()
     );
@@ -91,6 +114,8 @@ pub async fn set(
                 &group_uuid(group_key),
                 &group_type.as_str(),
                 &enabled,
+                &change,
+                &value,
             ],
         )
         .await?;

@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sync_imports",
         sql: include_str!("../../migrations/0018_sync_imports.sql"),
     },
+    Migration {
+        version: 19,
+        name: "data_contracts",
+        sql: include_str!("../../migrations/0019_data_contracts.sql"),
+    },
 ];
 
 /// Lock id for migrations: "ferry" in ASCII.

@@ -64,6 +64,27 @@ impl SyncEnded<'_> {
     }
 }
 
+/// An import's columns differ from its group's last completed import's.
+pub struct SchemaDrifted<'a> {
+    pub job_id: Uuid,
+    pub target: Target,
+    pub added: &'a [String],
+    pub removed: &'a [String],
+}
+
+impl SchemaDrifted<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            job_id = %self.job_id,
+            target = self.target.as_str(),
+            added = ?self.added,
+            removed = ?self.removed,
+            "The input's columns drifted from the group's last import."
+        );
+        counter!("ferry_schema_drift_total", "target" => self.target.as_str()).increment(1);
+    }
+}
+
 /// A CopyWriter's attempt at a batch failed and will be tried again.
 pub struct BatchRetried<'a> {
     pub job_id: Uuid,

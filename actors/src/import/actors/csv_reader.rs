@@ -23,6 +23,8 @@ use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::FetchError;
 use crate::error::JobError;
 use crate::import::batch::{Batch, NodeBatch};
+use crate::import::contract::ObjectRules;
+use crate::import::drift::DriftWatch;
 use crate::import::formats::compression::decompress;
 use crate::import::formats::csv::Header;
 use crate::import::formats::limits::{limit_error, LimitedReader, Limits};
@@ -55,6 +57,10 @@ pub struct Args {
     pub progress: Arc<Progress>,
     /// In a multi-file job: the file's index and name, for its rejects.
     pub file: Option<(u64, String)>,
+    /// The group's contract for nodes, if it has one.
+    pub contract: Option<Arc<ObjectRules>>,
+    /// Told the file's header (a reference list has none).
+    pub drift: Arc<DriftWatch>,
 }
 
 type Input = AsyncReader<BufReader<LimitedReader<Box<dyn AsyncRead + Send + Unpin>>>>;
@@ -84,6 +90,8 @@ pub struct State {
     /// In a multi-file job, the file's index and name, taken by the
     /// rejects once the header is known.
     file: Option<(u64, String)>,
+    contract: Option<Arc<ObjectRules>>,
+    drift: Arc<DriftWatch>,
 }
 
 pub type CsvReaderRef = ActorRef<Msg>;
@@ -130,6 +138,8 @@ impl Actor for CsvReader {
             pos,
             done: false,
             file: args.file,
+            contract: args.contract,
+            drift: args.drift,
         })
     }
 
@@ -231,8 +241,13 @@ async fn read_step(state: &mut State, rows: &mut NodeBatch) -> io::Result<Step> 
             ));
         }
         let Some(header) = &state.header else {
-            match Header::parse(&state.record, settings) {
+            let header = Header::parse(&state.record, settings)
+                .and_then(|h| h.held_to(state.contract.as_deref()));
+            match header {
                 Ok(h) => {
+                    if let Err(drifted) = state.drift.observe(&h.columns) {
+                        return Ok(Step::End(Some(drifted)));
+                    }
                     state.rejects = Some(
                         Rejects::new("line", &h.columns, h.reference).in_file(state.file.take()),
                     );

@@ -21,6 +21,8 @@ use super::batch_accumulator::{self, Feed, Sealing};
 use super::copy_writer::{self, Committed};
 use crate::error::JobError;
 use crate::flow::Credits;
+use crate::import::contract::Contract;
+use crate::import::drift::DriftWatch;
 use crate::import::event::IdLists;
 use crate::import::source::Source;
 use crate::import::sync::{self, Guard, Synced};
@@ -37,7 +39,7 @@ use crate::pipeline::root::{self, Pipeline};
 use crate::pipeline::Stages;
 use crate::progress::Progress;
 use crate::settings::{DatabaseSettings, ImportSettings, RetrySettings, StorageSettings};
-use crate::telemetry::{Depth, Mailbox, SyncEnded};
+use crate::telemetry::{Depth, Mailbox, SchemaDrifted, SyncEnded};
 use crate::vocab::{ImportMode, Target, WriteMode};
 
 mod input;
@@ -96,6 +98,10 @@ pub struct Running {
     input: Vec<ActorCell>,
     /// The next file of a set, opened while this one is read.
     ahead: Option<input::Opened>,
+    /// The group's contract, read at the start.
+    contract: Contract,
+    /// Each file's columns against the group's last import's.
+    drift: Arc<DriftWatch>,
 }
 
 pub type ImportPipelineRef = ActorRef<Msg>;
@@ -174,6 +180,20 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         domain_id: job.domain_id,
         group_id: import.group_id,
     };
+    let contract = Contract::load(&control, job.domain_id, &import.group_key)
+        .await?
+        .map_err(|e| {
+            JobError::permanent(
+                NAME,
+                format!("the group's stored contract is not valid: {e}"),
+            )
+        })?;
+    let baseline = DriftWatch::baseline(&control, group, import.target).await?;
+    let drift = Arc::new(DriftWatch::new(
+        baseline,
+        contract.on_drift,
+        import.checkpoint.drift.clone(),
+    ));
     // A sync must see its group alone, so that what it did not see is
     // exactly what its input does not hold.
     let sync = import.mode == ImportMode::Sync;
@@ -270,6 +290,8 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         reading,
         input: Vec::new(),
         ahead: None,
+        contract,
+        drift,
     };
     let feed = match run.job.work.target {
         Target::Nodes => {
@@ -348,6 +370,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
         }
     }
     if run.tracker.advance() {
+        run.tracker.note_drift(run.drift.seen());
         let records = run.tracker.checkpoint().counts.records;
         let size = match run.tracker.files_mut() {
             Some(set) => {
@@ -362,6 +385,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
         Progress::set(&run.progress.records_committed, cp.counts.records);
     }
     if run.tracker.is_done() {
+        run.tracker.note_drift(run.drift.seen());
         // The last file, read to its end, is saved so, for the job's view.
         let records = run.tracker.checkpoint().counts.records;
         if let Some(set) = run.tracker.files_mut() {
@@ -418,6 +442,15 @@ async fn outcome(run: &Running, refused: Option<String>) -> Result<ImportOutcome
     lists.deleted(deleted.unwrap_or_default(), counts.deleted);
     Progress::set(&run.progress.records_committed, counts.records);
     let mut outcome = run.tracker.outcome(&location, lists);
+    if let Some(drift) = outcome.drift.as_ref().filter(|d| d.drifted()) {
+        SchemaDrifted {
+            job_id,
+            target: run.job.work.target,
+            added: &drift.added,
+            removed: &drift.removed,
+        }
+        .emit();
+    }
     if run.syncs() {
         match (&mut outcome.failure_reason, refused) {
             (_, Some(refused)) => outcome.failure_reason = Some(refused),
@@ -464,7 +497,7 @@ async fn sync(run: &mut Running) -> Result<Option<String>, JobError> {
                 rows,
             }
             .emit();
-            run.tracker.synced(cp);
+            run.tracker.synced(*cp);
             Ok(None)
         }
         Synced::Refused(reason) => {

@@ -25,6 +25,8 @@ use super::batch_accumulator::{Feed, Step};
 use super::file_fetcher::{self, FetchError};
 use crate::error::JobError;
 use crate::import::batch::{Batch, MatchBatch};
+use crate::import::contract::{Checks, ObjectRules};
+use crate::import::drift::DriftWatch;
 use crate::import::formats::parquet::{
     check_footer, resume_at, row_group_rows, FooterLimits, MatchSchema, MATCH_COLUMNS,
 };
@@ -57,6 +59,10 @@ pub struct Args {
     pub progress: Arc<Progress>,
     /// In a multi-file job: the file's index and name, for its rejects.
     pub file: Option<(u64, String)>,
+    /// The group's contract for match suggestions, if it has one.
+    pub contract: Option<Arc<ObjectRules>>,
+    /// Told the file's columns.
+    pub drift: Arc<DriftWatch>,
 }
 
 pub struct State {
@@ -74,6 +80,8 @@ pub struct State {
 /// stream of record batches.
 struct Input {
     schema: MatchSchema,
+    /// The group's contract, bound to the file's columns.
+    checks: Option<Checks>,
     /// The file's size and rows, for how far through it a position is.
     size: u64,
     rows: u64,
@@ -179,7 +187,9 @@ async fn read_step(state: &mut State, rows: &mut MatchBatch) -> Result<Step, Job
     for i in 0..columns.len() {
         state.pos.records += 1;
         let row_no = state.pos.records;
-        if let Err(reason) = columns.push_row(i, row_no, &mut state.bufs, rows) {
+        if let Err(reason) =
+            columns.push_row(i, row_no, &mut state.bufs, input.checks.as_ref(), rows)
+        {
             let fields = columns.fields(i);
             state
                 .rejects
@@ -257,6 +267,15 @@ async fn open(args: &Args, records: u64) -> Result<Input, Failure> {
     let s = &args.settings;
     let schema = MatchSchema::new(metadata.schema(), s.max_columns)
         .map_err(|e| Failure::Content(e.to_string()))?;
+    args.drift
+        .observe(schema.all_columns())
+        .map_err(Failure::Content)?;
+    let checks = args
+        .contract
+        .as_deref()
+        .map(|rules| schema.bind(rules))
+        .transpose()
+        .map_err(Failure::Content)?;
     let footer = metadata.metadata();
     let roots = schema.roots();
     check_footer(
@@ -290,6 +309,7 @@ async fn open(args: &Args, records: u64) -> Result<Input, Failure> {
         .map_err(Failure::Parquet)?;
     Ok(Input {
         schema,
+        checks,
         size,
         rows: groups.iter().sum(),
         row_groups: groups,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use csv_async::ByteRecord;
 
 use crate::import::batch::NodeBatch;
+use crate::import::contract::{Checks, ObjectRules, Value};
 use crate::settings::ImportSettings;
 
 /// The seed's `reference_id VARCHAR(255)`.
@@ -72,6 +73,10 @@ pub enum HeaderError {
     MissingReference(String),
     #[error("the header has {0} columns, over import.max_columns ({1})")]
     TooManyColumns(usize, usize),
+    /// The header breaks the group's contract (a required column missing,
+    /// a column a closed contract does not name).
+    #[error("{0}")]
+    Contract(String),
 }
 
 /// A parsed header: column names and which one holds the reference id.
@@ -81,6 +86,8 @@ pub struct Header {
     pub reference: usize,
     /// `"name":` for each column, JSON-escaped once here rather than per row.
     json_keys: Vec<String>,
+    /// The group's contract, bound to these columns.
+    checks: Option<Checks>,
 }
 
 impl Header {
@@ -128,6 +135,22 @@ impl Header {
             columns,
             reference,
             json_keys,
+            checks: None,
+        })
+    }
+
+    /// The header with the group's contract bound to its columns: each row
+    /// is checked against it. `Err`: the file as a whole breaks it.
+    pub fn held_to(self, rules: Option<&ObjectRules>) -> Result<Self, HeaderError> {
+        let Some(rules) = rules else {
+            return Ok(self);
+        };
+        let checks = rules
+            .bind(&self.columns, Some(self.reference))
+            .map_err(HeaderError::Contract)?;
+        Ok(Self {
+            checks: Some(checks),
+            ..self
         })
     }
 
@@ -137,6 +160,7 @@ impl Header {
             columns: vec!["reference_id".into()],
             reference: 0,
             json_keys: vec!["\"reference_id\":".into()],
+            checks: None,
         }
     }
 
@@ -189,6 +213,21 @@ impl Header {
             return Err(format!(
                 "reference id is {chars} characters, over {MAX_REFERENCE_CHARS}"
             ));
+        }
+        if let Some(checks) = &self.checks {
+            let mut not_text = None;
+            let checked = checks.check(|i| match std::str::from_utf8(&record[i]) {
+                Ok(s) if s.trim().is_empty() => Value::Missing,
+                Ok(s) => Value::Text(s),
+                Err(_) => {
+                    not_text = Some(i);
+                    Value::Missing
+                }
+            });
+            if let Some(i) = not_text {
+                return Err(format!("field `{}` is not valid UTF-8", self.columns[i]));
+            }
+            checked?;
         }
         batch.push_with(row_no, reference, |out| {
             out.push('{');

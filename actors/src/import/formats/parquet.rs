@@ -23,6 +23,7 @@ use parquet::file::metadata::ParquetMetaData;
 
 use super::csv::{normalize_header, MAX_REFERENCE_CHARS};
 use crate::import::batch::MatchBatch;
+use crate::import::contract::{self, Checks, ObjectRules};
 
 /// The columns a match suggestions file must have (normalised names).
 pub const MATCH_COLUMNS: [&str; 4] = [
@@ -64,6 +65,8 @@ pub struct MatchSchema {
     names: [String; 4],
     /// Their root column indexes: the projection to read.
     roots: [usize; 4],
+    /// Every column's name, normalised.
+    columns: Vec<String>,
 }
 
 impl MatchSchema {
@@ -115,7 +118,26 @@ impl MatchSchema {
         Ok(Self {
             names: roots.map(|r| fields[r].name().clone()),
             roots,
+            columns: normalised,
         })
+    }
+
+    /// Every column the file has, its name normalised.
+    pub fn all_columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The group's contract, bound to the file's columns, numbered as
+    /// [`MATCH_COLUMNS`] (the only ones a contract names). `Err`: the file
+    /// as a whole breaks it.
+    pub fn bind(&self, rules: &ObjectRules) -> Result<Checks, String> {
+        let checks = rules.bind(&self.columns, None)?;
+        Ok(checks.renumbered(|column| {
+            self.roots
+                .iter()
+                .position(|&r| r == column)
+                .expect("a contract names only the match suggestion columns")
+        }))
     }
 
     /// Root column indexes to project, ascending.
@@ -183,6 +205,7 @@ impl MatchColumns<'_> {
         i: usize,
         row_no: u64,
         bufs: &mut [String; 2],
+        checks: Option<&Checks>,
         out: &mut MatchBatch,
     ) -> Result<(), String> {
         let [pbuf, mbuf] = bufs;
@@ -201,6 +224,16 @@ impl MatchColumns<'_> {
             .get(i)
             .map(|v| to_rank(v, self.rank.scale))
             .transpose()?;
+        if let Some(checks) = checks {
+            checks.check(|column| match column {
+                PARTICIPANT => contract::Value::Text(participant),
+                MATCHED => contract::Value::Text(matched),
+                SCORE => score.map_or(contract::Value::Missing, contract::Value::Number),
+                _ => rank.map_or(contract::Value::Missing, |r| {
+                    contract::Value::Number(r.into())
+                }),
+            })?;
+        }
         out.push(row_no, participant, matched, score, rank);
         Ok(())
     }
@@ -710,7 +743,7 @@ mod tests {
         let mut out = MatchBatch::default();
         let mut bufs = [String::new(), String::new()];
         let results: Vec<_> = (0..cols.len())
-            .map(|i| cols.push_row(i, i as u64 + 1, &mut bufs, &mut out))
+            .map(|i| cols.push_row(i, i as u64 + 1, &mut bufs, None, &mut out))
             .collect();
         assert_eq!(results[0], Ok(()));
         assert_eq!(results[1], Ok(()));
@@ -759,7 +792,7 @@ mod tests {
         let s = MatchSchema::new(&batch.schema(), 10).unwrap();
         let cols = s.columns(&batch).unwrap();
         let mut out = MatchBatch::default();
-        cols.push_row(0, 1, &mut [String::new(), String::new()], &mut out)
+        cols.push_row(0, 1, &mut [String::new(), String::new()], None, &mut out)
             .unwrap();
         let r = &out.rows()[0];
         assert_eq!(out.participant(r), u64::MAX.to_string());

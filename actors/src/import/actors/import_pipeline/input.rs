@@ -21,6 +21,7 @@ use crate::import::source::Source;
 use crate::import::table::rejects::RejectsStore;
 use crate::import::tracker::ReadPosition;
 use crate::telemetry::Depth;
+use crate::vocab::Target;
 
 /// The BatchAccumulator's feed, of either table's rows.
 pub(super) enum Feeds {
@@ -190,6 +191,8 @@ async fn spawn_reader(
                 feed: feed.clone(),
                 progress,
                 file,
+                contract: run.contract.rules(Target::Nodes),
+                drift: run.drift.clone(),
             };
             let spawning = csv_reader::spawn_linked(root, args);
             run.stages.add(csv_reader::NAME, spawning).await?.get_cell()
@@ -204,6 +207,8 @@ async fn spawn_reader(
                 feed: feed.clone(),
                 progress,
                 file,
+                contract: run.contract.rules(Target::Matches),
+                drift: run.drift.clone(),
             };
             let spawning = parquet_reader::spawn_linked(root, args);
             run.stages
