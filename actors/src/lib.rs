@@ -9,6 +9,7 @@
 //!
 //! - `vocab`: the words every part shares (`JobStatus`, `Target`,
 //!   `Counts`, `WriteMode`); it imports nothing.
+//! - `calendar`: dates as text, checked (export filters, data contracts).
 //! - `error`: errors at the boundaries (`DbError`, `StoreError`, `Fenced`,
 //!   `JobError` for every kind of job), retriable or not.
 //! - `job`: jobs of every kind, knowing none: `Job<K>`, the `Kind` trait a
@@ -41,6 +42,7 @@
 //! - `telemetry`: mailbox depth gauges and typed events (logs + metrics).
 //! - `progress`: live counters of a running job.
 
+pub mod calendar;
 pub mod error;
 pub mod export;
 pub mod flow;

@@ -9,12 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{Field, Schema};
-use parquet::arrow::ArrowWriter;
+use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use serde_json::{json, Value};
 
 use crate::harness::{metric, TestDb, DOMAIN};
+use crate::matches::{snappy, write_parquet};
 use crate::service::{api_key, broker, post_import, request, status_events, Serve};
 
 /// `ferry groups set GROUP … ARGS`: the exit code, stdout and stderr.
@@ -261,7 +260,8 @@ async fn a_contract_ferry_cannot_hold_files_to_is_refused_and_the_old_one_kept()
     );
 }
 
-/// Writes one record batch of match suggestions.
+/// Writes one record batch of match suggestions, named as an engine
+/// might (camelCase).
 fn write_matches(path: &Path, p: &[&str], m: &[&str], score: &[Option<f64>], rank: &[Option<i64>]) {
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("participantId", Arc::new(StringArray::from(p.to_vec()))),
@@ -275,20 +275,7 @@ fn write_matches(path: &Path, p: &[&str], m: &[&str], score: &[Option<f64>], ran
         ),
         ("rank", Arc::new(Int64Array::from(rank.to_vec()))),
     ];
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
-            .collect::<Vec<_>>(),
-    ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(path, columns, snappy());
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ fn reason(r: &Value) -> &str {
 }
 
 /// Writes one record batch of `columns` as a snappy Parquet file.
-fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, props: WriterProperties) {
+pub(crate) fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, props: WriterProperties) {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
@@ -41,7 +41,7 @@ fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, props: WriterPrope
     w.close().unwrap();
 }
 
-fn snappy() -> WriterProperties {
+pub(crate) fn snappy() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build()

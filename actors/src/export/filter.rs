@@ -24,7 +24,8 @@ use serde_json::{Map, Value};
 
 use super::object::{ColType, ObjectDef};
 use super::sql::{Field, Invalid, Sql};
-use super::value::{parse_date, parse_timestamp};
+use super::value::parse_timestamp;
+use crate::calendar::parse_date;
 use crate::settings::ExportSettings;
 
 /// The operators, as requests spell them.

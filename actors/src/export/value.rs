@@ -12,6 +12,7 @@ use std::fmt;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::object::ColType;
+use crate::calendar::parse_date;
 
 /// A value's bytes as PostgreSQL sent them, whatever its type.
 pub struct Raw<'a>(pub &'a [u8]);
@@ -333,34 +334,6 @@ fn timestamp(micros: i64, utc: bool, years: Years, out: &mut Vec<u8>) {
     if ymd.bc() {
         out.extend_from_slice(b" BC");
     }
-}
-
-/// `YYYY-MM-DD`, a real date.
-pub fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    // There is no year 0 (1 BC comes before 1 AD): PostgreSQL refuses it.
-    if y == 0 {
-        return None;
-    }
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    (1..=days).contains(&d).then_some((y as i32, m, d))
 }
 
 /// A date, or a date and time in ISO 8601: `YYYY-MM-DD[(T| )HH:MM[:SS[.f]]]

@@ -3,6 +3,8 @@
 //! Written out rather than matched by regular expressions, so each is one
 //! pass over the text and says plainly what it accepts.
 
+use crate::calendar::parse_date;
+
 /// A `format` keyword's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -41,8 +43,8 @@ impl Format {
     pub fn holds(self, s: &str) -> bool {
         match self {
             Self::Email => email(s),
-            Self::Date => date(s.as_bytes()),
-            Self::DateTime => date_time(s.as_bytes()),
+            Self::Date => parse_date(s).is_some(),
+            Self::DateTime => date_time(s),
             Self::Uri => uri(s),
         }
     }
@@ -77,30 +79,10 @@ fn email(s: &str) -> bool {
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+    if b.is_empty() || b.len() > 9 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
     Some(b.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-}
-
-/// `YYYY-MM-DD`, a day that exists (29 February only in a leap year).
-fn date(b: &[u8]) -> bool {
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let (Some(y), Some(m), Some(d)) = (digits(&b[0..4]), digits(&b[5..7]), digits(&b[8..10]))
-    else {
-        return false;
-    };
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d)
 }
 
 /// `hh:mm:ss` with an optional fraction (a leap second's 60 allowed).
@@ -121,8 +103,10 @@ fn time(b: &[u8]) -> bool {
 
 /// RFC 3339: a date, `T` (or a space, as PostgreSQL writes it), a time and
 /// an offset (`Z` or `±hh:mm`).
-fn date_time(b: &[u8]) -> bool {
-    if b.len() < 20 || !date(&b[..10]) || !matches!(b[10], b'T' | b't' | b' ') {
+fn date_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    let date = s.get(..10).is_some_and(|d| parse_date(d).is_some());
+    if b.len() < 20 || !date || !matches!(b[10], b'T' | b't' | b' ') {
         return false;
     }
     let rest = &b[11..];
