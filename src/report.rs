@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_actors::export::Export;
 use ferry_actors::import::files::ListedFile;
-use ferry_actors::import::Import;
+use ferry_actors::import::{drift, Import};
 use ferry_actors::job::JobStatus;
 use ferry_actors::kinds::Job;
 use ferry_actors::vocab::ImportMode;
@@ -44,14 +44,13 @@ pub struct ImportReport {
     /// Its columns against the group's last completed import's.
     pub columns_added: Vec<String>,
     pub columns_removed: Vec<String>,
-    #[serde(skip)]
-    drift: Option<String>,
 }
 
 impl ImportReport {
     /// `elapsed` is the wall time the caller waited for the job.
     pub fn new(job: &Job, import: &Import, elapsed: Duration) -> Self {
         let counts = &import.counts;
+        let drift = import.drift();
         let secs = elapsed.as_secs_f64();
         Self {
             job_id: job.id,
@@ -85,9 +84,8 @@ impl ImportReport {
                 .files
                 .as_ref()
                 .map_or_else(Vec::new, |s| s.skipped.clone()),
-            columns_added: import.drift().added,
-            columns_removed: import.drift().removed,
-            drift: import.drift().summary(),
+            columns_added: drift.added,
+            columns_removed: drift.removed,
         }
     }
 
@@ -110,7 +108,7 @@ impl ImportReport {
         if self.mode == ImportMode::Sync {
             writeln!(out, "  deleted      {} (sync)", grouped(self.deleted))?;
         }
-        if let Some(drift) = &self.drift {
+        if let Some(drift) = drift::summary(&self.columns_added, &self.columns_removed) {
             writeln!(out, "  columns      {drift}")?;
         }
         writeln!(

@@ -107,6 +107,7 @@ impl ImportView {
     }
 
     fn of_import(job: &Job, import: &Import) -> Self {
+        let drift = import.drift();
         Self {
             id: job.id,
             kind: job.kind(),
@@ -121,8 +122,8 @@ impl ImportView {
             source_read: import.checkpoint.source,
             files: import.checkpoint.files.as_ref().map(|s| s.files.clone()),
             skipped_files: import.checkpoint.files.as_ref().map(|s| s.skipped.clone()),
-            columns_added: import.drift().added,
-            columns_removed: import.drift().removed,
+            columns_added: drift.added,
+            columns_removed: drift.removed,
             rejects_path: import.rejects_path.clone(),
             failure_reason: job.failure_reason.clone(),
             attempts: job.attempts,

@@ -52,7 +52,8 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// The rejects file's rows: (line, reason, reference id).
+/// The rejects file's rows: (line or row, reason, first field: the
+/// reference id, or the participant).
 fn rejects(report: &Value) -> Vec<(u64, String, String)> {
     let path = report["rejectsPath"].as_str().expect("a rejects file");
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -307,10 +308,9 @@ async fn a_match_contract_rejects_scores_and_ranks_out_of_range() {
         (&json!(1), &json!(4)),
         "{r}"
     );
-    let text = std::fs::read_to_string(r["rejectsPath"].as_str().unwrap()).unwrap();
-    let reasons: Vec<String> = csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap()[1].to_string())
+    let reasons: Vec<String> = rejects(&r)
+        .into_iter()
+        .map(|(_, reason, _)| reason)
         .collect();
     assert_eq!(
         reasons,

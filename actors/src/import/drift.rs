@@ -34,13 +34,7 @@ impl Drift {
 
     /// The drift for a person, if there is any.
     pub fn summary(&self) -> Option<String> {
-        self.drifted().then(|| {
-            format!(
-                "added [{}], removed [{}] since the group's last import",
-                self.added.join(", "),
-                self.removed.join(", ")
-            )
-        })
+        summary(&self.added, &self.removed)
     }
 
     /// The terminal statement's part that records these columns as the
@@ -55,6 +49,17 @@ impl Drift {
                  SET columns = EXCLUDED.columns, job_id = EXCLUDED.job_id, recorded_at = now())"
         ));
     }
+}
+
+/// Columns added and removed, for a person (none when both are empty).
+pub fn summary(added: &[String], removed: &[String]) -> Option<String> {
+    (!added.is_empty() || !removed.is_empty()).then(|| {
+        format!(
+            "added [{}], removed [{}] since the group's last import",
+            added.join(", "),
+            removed.join(", ")
+        )
+    })
 }
 
 /// Watches an import's files' columns against the group's last: shared by

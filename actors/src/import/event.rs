@@ -64,6 +64,7 @@ impl StatusEvent {
     /// The event of an import that ended as `status`, with `outcome`.
     pub fn new(job: &Job<Import>, status: JobStatus, outcome: &ImportOutcome) -> Self {
         let (counts, lists) = (&outcome.counts, outcome.lists.clone());
+        let drift = outcome.drift.clone().unwrap_or_default();
         Self {
             job_id: job.id,
             group_id: job.work.group_key.clone(),
@@ -84,14 +85,8 @@ impl StatusEvent {
             failed_list_truncated: lists.failed_truncated,
             deleted_list: lists.deleted,
             deleted_list_truncated: lists.deleted_truncated,
-            columns_added: outcome
-                .drift
-                .as_ref()
-                .map_or_else(Vec::new, |d| d.added.clone()),
-            columns_removed: outcome
-                .drift
-                .as_ref()
-                .map_or_else(Vec::new, |d| d.removed.clone()),
+            columns_added: drift.added,
+            columns_removed: drift.removed,
             rejects_path: outcome.rejects_path.clone(),
             failure_reason: outcome.failure_reason.clone(),
         }

@@ -50,6 +50,9 @@ pub enum Value<'a> {
     Number(f64),
 }
 
+/// What a length must be.
+const LENGTH: &str = "a whole number, 0 or more";
+
 /// A JSON Schema `type` ferry checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Type {
@@ -189,10 +192,10 @@ impl Rules {
             types,
             one_of,
             pattern,
-            min_length: length(keys, "minLength")?,
-            max_length: length(keys, "maxLength")?,
-            minimum: bound(keys, "minimum")?,
-            maximum: bound(keys, "maximum")?,
+            min_length: given(keys, "minLength", Json::as_u64, LENGTH)?,
+            max_length: given(keys, "maxLength", Json::as_u64, LENGTH)?,
+            minimum: given(keys, "minimum", Json::as_f64, "a number")?,
+            maximum: given(keys, "maximum", Json::as_f64, "a number")?,
             format,
         };
         if let (Some(lo), Some(hi)) = (rules.min_length, rules.max_length) {
@@ -323,24 +326,16 @@ fn compile(p: &str) -> Result<Regex, String> {
         })
 }
 
-fn length(keys: &Map<String, Json>, key: &str) -> Result<Option<u64>, String> {
-    match keys.get(key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("`{key}` must be a whole number, 0 or more")),
-    }
-}
-
-fn bound(keys: &Map<String, Json>, key: &str) -> Result<Option<f64>, String> {
-    match keys.get(key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| format!("`{key}` must be a number")),
-    }
+/// A keyword's value, read by `read`; `Err` says it must be `what`.
+fn given<T>(
+    keys: &Map<String, Json>,
+    key: &str,
+    read: fn(&Json) -> Option<T>,
+    what: &str,
+) -> Result<Option<T>, String> {
+    keys.get(key)
+        .map(|v| read(v).ok_or_else(|| format!("`{key}` must be {what}")))
+        .transpose()
 }
 
 /// The longest piece of a value a reason quotes.
