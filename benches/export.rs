@@ -90,39 +90,46 @@ fn main() -> Result<()> {
     let python = python_with_connectorx()?;
     let out = |name: &str| work.join(name);
     let fields = fields.join(",");
-    let ferry_export =
-        |format: &str, compression: &str, file: &Path, order: &str, env: &[(String, String)]| {
-            let mut args = vec![
-                "export",
-                "node",
-                "--domain",
-                DOMAIN,
-                "--fields",
-                &fields,
-                "--order",
-                order,
-                "--format",
-                format,
-                "--compression",
-                compression,
-                "--json",
-            ];
-            let target = file.to_str().unwrap().to_string();
-            let s3_target;
-            if env.is_empty() {
-                args.extend(["--out", &target]);
-            } else {
-                s3_target = format!("s3://bench/{}", file.file_name().unwrap().to_str().unwrap());
-                args.extend(["--out", &s3_target]);
-            }
-            timed(
-                Command::new(ferry)
-                    .args(&args)
-                    .env("DATABASE_URL", &url)
-                    .envs(env.iter().cloned())
-                    .env("RUST_LOG", "warn"),
-            )
+    // `readers`: exports.readers ("0": the default); `s3`: the store's
+    // environment, for an export to S3 instead of a local file.
+    let ferry_export_with = |format: &str,
+                             compression: &str,
+                             file: &Path,
+                             order: &str,
+                             readers: &str,
+                             s3: &[(String, String)]| {
+        let mut args = vec![
+            "export",
+            "node",
+            "--domain",
+            DOMAIN,
+            "--fields",
+            &fields,
+            "--order",
+            order,
+            "--format",
+            format,
+            "--compression",
+            compression,
+            "--json",
+        ];
+        let target = match s3 {
+            [] => file.to_str().unwrap().to_string(),
+            _ => format!("s3://bench/{}", file.file_name().unwrap().to_str().unwrap()),
         };
+        args.extend(["--out", &target]);
+        timed(
+            Command::new(ferry)
+                .args(&args)
+                .env("DATABASE_URL", &url)
+                .env("FERRY__EXPORTS__READERS", readers)
+                .envs(s3.iter().cloned())
+                .env("RUST_LOG", "warn"),
+        )
+    };
+    let ferry_export = |format: &str, compression: &str, file: &Path, order: &str| {
+        ferry_export_with(format, compression, file, order, "0", &[])
+    };
 
     let mut table: Vec<Case> = Vec::new();
     let cases = std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| "formats,users".into());
@@ -153,7 +160,7 @@ fn main() -> Result<()> {
                 out("psql.csv.gz").display()
             ))
         },
-        || ferry_export("csv", "gzip", &out("ferry.csv.gz"), "created_at", &[]),
+        || ferry_export("csv", "gzip", &out("ferry.csv.gz"), "created_at"),
     )?;
     table.push(case(
         "CSV.gz",
@@ -162,18 +169,91 @@ fn main() -> Result<()> {
         ferry_csv,
     ));
 
+    // Two backends at once, each half of the rows (split at the median
+    // `created_at`), each `COPY | gzip -1`: what two connections on this
+    // machine can do at most with gzip -1.
+    let median = psql_value(
+        &url,
+        &format!(
+            "SELECT created_at FROM node_rows WHERE domain_id = '{DOMAIN}'
+             ORDER BY created_at OFFSET {} LIMIT 1",
+            rows / 2
+        ),
+    )?;
+    let half = |cmp: &str| {
+        query.replacen(
+            " ORDER BY ",
+            &format!(" AND t.\"created_at\" {cmp} '{median}' ORDER BY "),
+            1,
+        )
+    };
+    let (first_half, second_half) = (half("<="), half(">"));
+    let (two_backends, ferry_csv2) = alternate(
+        runs,
+        || {
+            sh(&format!(
+                "psql -X -q '{url}' -c \"COPY ({}) TO STDOUT\" | gzip -1 > {} & \
+                 psql -X -q '{url}' -c \"COPY ({}) TO STDOUT\" | gzip -1 > {}; wait",
+                escape(&first_half),
+                out("half1.csv.gz").display(),
+                escape(&second_half),
+                out("half2.csv.gz").display()
+            ))
+        },
+        || ferry_export("csv", "gzip", &out("ferry.csv.gz"), "created_at"),
+    )?;
+    table.push(case(
+        "CSV.gz vs the two-backend limit",
+        rows,
+        Some(("two halves at once, each COPY | gzip -1", two_backends)),
+        ferry_csv2,
+    ));
+    let one_reader = |format: &'static str, file: &'static str| {
+        move || ferry_export_with(format, "gzip", &out(file), "created_at", "1", &[])
+    };
+    let (psql_csv1, ferry_csv1) = alternate(
+        runs,
+        || {
+            sh(&format!(
+                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+                escape(&query),
+                out("psql.csv.gz").display()
+            ))
+        },
+        one_reader("csv", "ferry-1.csv.gz"),
+    )?;
+    table.push(case(
+        "CSV.gz, one reader (exports.readers = 1)",
+        rows,
+        Some(("psql \\copy | gzip -1", psql_csv1)),
+        ferry_csv1,
+    ));
+
     let (psql_jsonl, ferry_jsonl) = alternate(
         runs,
         || {
             sh(&format!("psql -X -q '{url}' -c \"COPY (SELECT row_to_json(t) FROM ({}) t) TO STDOUT\" | gzip -1 > {}", escape(&query), out("psql.jsonl.gz").display()))
         },
-        || ferry_export("jsonl", "gzip", &out("ferry.jsonl.gz"), "created_at", &[]),
+        || ferry_export("jsonl", "gzip", &out("ferry.jsonl.gz"), "created_at"),
     )?;
     table.push(case(
         "JSONL.gz",
         rows,
         Some(("psql row_to_json | gzip -1", psql_jsonl)),
         ferry_jsonl,
+    ));
+    let (psql_jsonl1, ferry_jsonl1) = alternate(
+        runs,
+        || {
+            sh(&format!("psql -X -q '{url}' -c \"COPY (SELECT row_to_json(t) FROM ({}) t) TO STDOUT\" | gzip -1 > {}", escape(&query), out("psql.jsonl.gz").display()))
+        },
+        one_reader("jsonl", "ferry-1.jsonl.gz"),
+    )?;
+    table.push(case(
+        "JSONL.gz, one reader (exports.readers = 1)",
+        rows,
+        Some(("psql row_to_json | gzip -1", psql_jsonl1)),
+        ferry_jsonl1,
     ));
 
     let script = work.join("connectorx_parquet.py");
@@ -194,7 +274,7 @@ fn main() -> Result<()> {
                     .arg(out("cx.parquet")),
             )
         },
-        || ferry_export("parquet", "zstd", &out("ferry.parquet"), "created_at", &[]),
+        || ferry_export("parquet", "zstd", &out("ferry.parquet"), "created_at"),
     )?;
     table.push(case(
         "Parquet (zstd)",
@@ -215,11 +295,12 @@ fn main() -> Result<()> {
             ))
         },
         || {
-            ferry_export(
+            ferry_export_with(
                 "csv",
                 "gzip",
                 &out("ferry-s3.csv.gz"),
                 "created_at",
+                "0",
                 &s3_env,
             )
         },
@@ -240,7 +321,7 @@ fn main() -> Result<()> {
                 out("psql-pk.csv.gz").display()
             ))
         },
-        || ferry_export("csv", "gzip", &out("ferry-pk.csv.gz"), "id", &[]),
+        || ferry_export("csv", "gzip", &out("ferry-pk.csv.gz"), "id"),
     )?;
     table.push(case(
         "CSV.gz, primary-key order only",
@@ -255,10 +336,24 @@ fn main() -> Result<()> {
 
     if big > rows {
         load(ferry, &url, &work, big)?;
-        let runs_big = repeat(1, || {
-            ferry_export("csv", "gzip", &out("ferry-big.csv.gz"), "created_at", &[])
-        })?;
-        table.push(case("CSV.gz, peak RSS at scale", big, None, runs_big));
+        let big_runs = env_num("FERRY_BENCH_BIG_RUNS", 1) as usize;
+        let (psql_big, ferry_big) = alternate(
+            big_runs,
+            || {
+                sh(&format!(
+                    "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+                    escape(&query),
+                    out("psql-big.csv.gz").display()
+                ))
+            },
+            || ferry_export("csv", "gzip", &out("ferry-big.csv.gz"), "created_at"),
+        )?;
+        table.push(case(
+            "CSV.gz at scale (and its peak RSS)",
+            big,
+            Some(("psql \\copy | gzip -1", psql_big)),
+            ferry_big,
+        ));
     }
     print(&table);
     drop(s3);

@@ -646,9 +646,19 @@ pub struct ExportSettings {
     /// Rows the ExportReader hands on in one message.
     #[serde(default = "default_fetch_rows")]
     pub fetch_rows: usize,
-    /// Row batches in flight from the reader to the encoder (backpressure).
+    /// Row batches in flight from the reader to the encoder (backpressure);
+    /// with several readers, encoded runs in flight per reader.
     #[serde(default = "default_export_in_flight")]
     pub max_in_flight: usize,
+    /// Connections that read one export at once, each a range of its order
+    /// key in the one snapshot (`pg_export_snapshot()`), encoding and
+    /// compressing what it reads. 0: the cores, at most 4. 1: one reader.
+    #[serde(default)]
+    pub readers: usize,
+    /// About this many rows make a range: the readers take ranges in
+    /// order, so a range ahead of the one being written waits in memory.
+    #[serde(default = "default_range_rows")]
+    pub range_rows: u64,
     /// gzip level, 1 (fastest, `gzip -1`) to 9.
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
@@ -864,6 +874,10 @@ fn default_parts_in_flight() -> usize {
 fn default_file_bytes() -> u64 {
     1 << 30
 }
+fn default_range_rows() -> u64 {
+    50_000
+}
+
 fn default_fetch_rows() -> usize {
     2000
 }
@@ -933,6 +947,15 @@ impl ExportSettings {
             dir => dir.into(),
         }
     }
+
+    /// Connections that read one export: `readers`, or the cores (at most
+    /// 4) when it is 0.
+    pub fn readers(&self) -> usize {
+        match self.readers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
 }
 
 impl Default for ExportSettings {
@@ -948,6 +971,8 @@ impl Default for ExportSettings {
             file_rows: 0,
             fetch_rows: default_fetch_rows(),
             max_in_flight: default_export_in_flight(),
+            readers: 0,
+            range_rows: default_range_rows(),
             gzip_level: default_gzip_level(),
             zstd_level: default_zstd_level(),
             row_group_rows: default_row_group_rows(),

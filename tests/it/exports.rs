@@ -52,9 +52,14 @@ const RFC3339: &str = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH
 /// metadata.city, created_at, processed` should show them, in the export's
 /// default order.
 async fn expected_nodes(db: &TestDb) -> Vec<Vec<String>> {
+    expected_nodes_in(db, "created_at, id").await
+}
+
+/// The same, in the order `order` (SQL) says.
+pub async fn expected_nodes_in(db: &TestDb, order: &str) -> Vec<Vec<String>> {
     let sql = format!(
         "SELECT id::text, reference_id, coalesce(metadata->>'city', ''), {RFC3339}, processed::text
-         FROM nodes WHERE domain_id = $1 ORDER BY created_at, id"
+         FROM nodes WHERE domain_id = $1 ORDER BY {order}"
     );
     db.client()
         .await
@@ -66,11 +71,11 @@ async fn expected_nodes(db: &TestDb) -> Vec<Vec<String>> {
         .collect()
 }
 
-const FIELDS: &str = "id,reference_id,metadata.city,created_at,processed";
+pub const FIELDS: &str = "id,reference_id,metadata.city,created_at,processed";
 
 /// Loads `rows` sample users into the test domain (and 50 into another
 /// domain, which no export may show).
-async fn loaded(db: &TestDb, rows: u64) {
+pub async fn loaded(db: &TestDb, rows: u64) {
     let file = db.path("users.csv.gz");
     ferry::sample::write_users_csv_gz(&file, rows, 11).unwrap();
     let (r, code) = db.import(&file, "export-src", &[], &[]).await;
@@ -101,6 +106,31 @@ fn csv_rows(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
         .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect();
     (header, rows)
+}
+
+/// The [`FIELDS`] of every row of a file in `format`, in file order (a
+/// CSV's header checked).
+pub fn rows_of(format: &str, bytes: &[u8]) -> Vec<Vec<String>> {
+    match format {
+        "csv" => {
+            let (header, rows) = csv_rows(bytes);
+            assert_eq!(header.join(","), FIELDS);
+            rows
+        }
+        "json" => json_rows(
+            serde_json::from_slice::<Vec<Value>>(bytes)
+                .unwrap()
+                .as_slice(),
+        ),
+        _ => {
+            let lines: Vec<Value> = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            json_rows(&lines)
+        }
+    }
 }
 
 fn json_rows(objects: &[Value]) -> Vec<Vec<String>> {
@@ -159,27 +189,7 @@ async fn each_format_and_compression_reads_back_as_the_table() {
             r["dataAsOf"].as_str().is_some_and(|t| t.ends_with('Z')),
             "{r}"
         );
-        let bytes = read_back(&out);
-        let got = match format {
-            "csv" => {
-                let (header, rows) = csv_rows(&bytes);
-                assert_eq!(header.join(","), FIELDS);
-                rows
-            }
-            "json" => json_rows(
-                serde_json::from_slice::<Vec<Value>>(&bytes)
-                    .unwrap()
-                    .as_slice(),
-            ),
-            _ => {
-                let lines: Vec<Value> = bytes
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| serde_json::from_slice(l).unwrap())
-                    .collect();
-                json_rows(&lines)
-            }
-        };
+        let got = rows_of(format, &read_back(&out));
         assert_eq!(got.len(), want.len(), "{format}/{compression}");
         assert_eq!(got, want, "{format}/{compression}: rows and their order");
     }
@@ -681,7 +691,7 @@ async fn an_export_to_s3_splits_into_files_of_several_parts() {
 }
 
 /// Polls `sql` (one bigint) until it reaches `want`.
-async fn reaches(db: &TestDb, sql: &str, want: i64, wait: std::time::Duration) -> i64 {
+pub async fn reaches(db: &TestDb, sql: &str, want: i64, wait: std::time::Duration) -> i64 {
     let c = db.client().await;
     let deadline = std::time::Instant::now() + wait;
     loop {
@@ -696,6 +706,7 @@ async fn reaches(db: &TestDb, sql: &str, want: i64, wait: std::time::Duration) -
 /// `ferry export` killed with `kill -9` once a part is stored: its lease
 /// runs out, a `ferry serve` resumes the job after the last stored part,
 /// and the file, written by two processes, holds every row once, in order.
+/// Both read with three readers, in ranges.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_killed_mid_file_resumes_after_its_last_stored_part() {
     let db = TestDb::new().await;
@@ -706,6 +717,8 @@ async fn an_export_killed_mid_file_resumes_after_its_last_stored_part() {
         ("FERRY__EXPORTS__PART_BYTES", "5242880"),
         ("FERRY__EXPORTS__MAX_IN_FLIGHT", "1"),
         ("FERRY__EXPORTS__FETCH_ROWS", "500"),
+        ("FERRY__EXPORTS__READERS", "3"),
+        ("FERRY__EXPORTS__RANGE_ROWS", "5000"),
     ];
     let mut child = db
         .command(
@@ -788,6 +801,10 @@ async fn an_export_killed_mid_file_resumes_after_its_last_stored_part() {
     assert!(
         resumed_at.iter().any(|r| *r > 0),
         "resumed mid-file: {resumed_at:?}\n{log}"
+    );
+    assert!(
+        log.contains("Export reading in ranges."),
+        "the resumed attempt read with several readers\n{log}"
     );
     assert_eq!(
         jsonl_rows(&read_back(&out)),

@@ -19,6 +19,7 @@ mod limits;
 mod matches;
 mod multi_file;
 mod operations;
+mod parallel_exports;
 mod reference_lists;
 mod s3;
 mod service;

@@ -47,6 +47,15 @@ pub trait FileEncoder: Send + 'static {
 
     /// Ends the file: its last bytes.
     fn finish(&mut self) -> Result<Vec<u8>, EncodeError>;
+
+    /// Takes `rows` rows that a [`TextEncoder`] of the same fields encoded
+    /// and compressed as a run ([`TextEncoder::run`]), as if it had
+    /// encoded them itself. Only text formats can.
+    fn append(&mut self, _run: &[u8], _rows: u64) -> Result<(), EncodeError> {
+        Err(EncodeError::Value(
+            "this format cannot take rows encoded elsewhere".into(),
+        ))
+    }
 }
 
 /// Where an export's output is cut: a part whenever `part_bytes` are
@@ -98,11 +107,18 @@ impl Cutter {
 pub struct Member {
     zstd_level: i32,
     inner: Inner,
+    /// Input bytes written since the part began.
+    written: usize,
 }
 
 enum Inner {
     Gzip(Blocks),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    /// The frame being written, after the part's finished frames; and
+    /// whether it was given any input.
+    Zstd {
+        frame: zstd::stream::write::Encoder<'static, Vec<u8>>,
+        input: bool,
+    },
     Plain(Vec<u8>),
 }
 
@@ -174,16 +190,27 @@ impl Member {
         let zstd_level = settings.zstd_level.clamp(1, 19);
         let inner = match compression {
             Compression::Gzip => Inner::Gzip(Blocks::new(settings.gzip_level.clamp(1, 9))),
-            Compression::Zstd => Inner::Zstd(zstd_frame(zstd_level)),
+            Compression::Zstd => Inner::Zstd {
+                frame: zstd_frame(zstd_level),
+                input: false,
+            },
             Compression::None => Inner::Plain(Vec::new()),
         };
-        Self { zstd_level, inner }
+        Self {
+            zstd_level,
+            inner,
+            written: 0,
+        }
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.written += bytes.len();
         match &mut self.inner {
             Inner::Gzip(b) => b.write(bytes),
-            Inner::Zstd(e) => e.write_all(bytes),
+            Inner::Zstd { frame, input } => {
+                *input |= !bytes.is_empty();
+                frame.write_all(bytes)
+            }
             Inner::Plain(v) => {
                 v.extend_from_slice(bytes);
                 Ok(())
@@ -195,7 +222,7 @@ impl Member {
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Gzip(b) => b.out.len(),
-            Inner::Zstd(e) => e.get_ref().len(),
+            Inner::Zstd { frame, .. } => frame.get_ref().len(),
             Inner::Plain(v) => v.len(),
         }
     }
@@ -204,19 +231,59 @@ impl Member {
         self.len() == 0
     }
 
+    /// Appends bytes that are whole members (frames) already, after what
+    /// was written so far, which becomes a member of its own.
+    pub fn append_compressed(&mut self, compressed: &[u8]) -> std::io::Result<()> {
+        match &mut self.inner {
+            Inner::Gzip(b) => {
+                if !b.pending.is_empty() {
+                    b.compress()?;
+                }
+                b.out.extend_from_slice(compressed);
+            }
+            Inner::Zstd { frame, input } => {
+                let mut bytes = match std::mem::take(input) {
+                    true => std::mem::replace(frame, zstd_frame(self.zstd_level)).finish()?,
+                    // No input: the encoder has written nothing of its own.
+                    false => std::mem::take(frame.get_mut()),
+                };
+                bytes.extend_from_slice(compressed);
+                *frame = zstd_frame_after(bytes, self.zstd_level);
+            }
+            Inner::Plain(v) => v.extend_from_slice(compressed),
+        }
+        Ok(())
+    }
+
+    /// Input bytes written since the part began.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
     /// Ends the part: its bytes; the next writes start a new one.
     pub fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+        self.written = 0;
         match &mut self.inner {
             Inner::Gzip(b) => b.finish(),
-            Inner::Zstd(e) => std::mem::replace(e, zstd_frame(self.zstd_level)).finish(),
+            Inner::Zstd { frame, input } => {
+                if !std::mem::take(input) && !frame.get_ref().is_empty() {
+                    // Only appended frames: no empty frame after them.
+                    return Ok(std::mem::take(frame.get_mut()));
+                }
+                std::mem::replace(frame, zstd_frame(self.zstd_level)).finish()
+            }
             Inner::Plain(v) => Ok(std::mem::take(v)),
         }
     }
 }
 
 fn zstd_frame(level: i32) -> zstd::stream::write::Encoder<'static, Vec<u8>> {
-    zstd::stream::write::Encoder::new(Vec::new(), level)
-        .expect("a zstd encoder with a level in range")
+    zstd_frame_after(Vec::new(), level)
+}
+
+/// A new frame, written after `done`.
+fn zstd_frame_after(done: Vec<u8>, level: i32) -> zstd::stream::write::Encoder<'static, Vec<u8>> {
+    zstd::stream::write::Encoder::new(done, level).expect("a zstd encoder with a level in range")
 }
 
 /// CSV (RFC 4180, a header row), JSON (an array) or JSONL.
@@ -254,6 +321,18 @@ impl TextEncoder {
             scratch: Vec::with_capacity(1 << 18),
             value: Vec::new(),
         }
+    }
+
+    /// Bytes encoded since the last cut, before compression.
+    pub fn written(&self) -> usize {
+        self.member.written()
+    }
+
+    /// Starts a run: rows that another encoder of these fields takes into
+    /// its file ([`FileEncoder::append`]), so no header, and JSON's first
+    /// row with no comma before it. [`FileEncoder::cut`] ends it.
+    pub fn start_run(&mut self) {
+        self.rows_in_file = 0;
     }
 
     fn csv_row(&mut self, row: &Row) -> Result<(), EncodeError> {
@@ -371,6 +450,15 @@ impl FileEncoder for TextEncoder {
         Ok(self.member.finish()?)
     }
 
+    fn append(&mut self, run: &[u8], rows: u64) -> Result<(), EncodeError> {
+        if self.format == Format::Json && self.rows_in_file > 0 && rows > 0 {
+            self.member.write(b",\n")?;
+        }
+        self.member.append_compressed(run)?;
+        self.rows_in_file += rows;
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
         if self.format == Format::Json {
             self.member.write(b"\n]\n")?;
@@ -445,6 +533,47 @@ mod tests {
                 Compression::None => text = String::from_utf8(file).unwrap(),
             }
             assert_eq!(text, "first part\nsecond part\n", "{compression:?}");
+        }
+    }
+
+    /// A file made of a header, runs encoded by other encoders, and a
+    /// footer reads back as one encoder's file, in every compression.
+    #[test]
+    fn runs_encoded_elsewhere_make_the_same_file() {
+        let settings = crate::settings::ExportSettings::default();
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut file = Member::new(compression, &settings);
+            file.write(b"[\n").unwrap();
+            let run = |text: &[u8]| {
+                let mut other = Member::new(compression, &settings);
+                other.write(text).unwrap();
+                other.finish().unwrap()
+            };
+            file.append_compressed(&run(b"{\"a\":1},\n{\"a\":2}"))
+                .unwrap();
+            file.write(b",\n").unwrap();
+            file.append_compressed(&run(b"{\"a\":3}")).unwrap();
+            file.write(b"\n]\n").unwrap();
+            let bytes = file.finish().unwrap();
+            let mut text = String::new();
+            match compression {
+                Compression::Gzip => {
+                    flate2::read::MultiGzDecoder::new(&bytes[..])
+                        .read_to_string(&mut text)
+                        .unwrap();
+                }
+                Compression::Zstd => {
+                    zstd::stream::read::Decoder::new(&bytes[..])
+                        .unwrap()
+                        .read_to_string(&mut text)
+                        .unwrap();
+                }
+                Compression::None => text = String::from_utf8(bytes).unwrap(),
+            }
+            assert_eq!(
+                text, "[\n{\"a\":1},\n{\"a\":2},\n{\"a\":3}\n]\n",
+                "{compression:?}"
+            );
         }
     }
 

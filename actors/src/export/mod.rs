@@ -25,6 +25,8 @@
 //! - `encode`: rows as CSV, JSON or JSONL, compressed in members that a
 //!   part of a file can end on.
 //! - `parquet`: rows as Parquet, typed from PostgreSQL's types.
+//! - `split`: an export's rows cut into ranges of its order key, for
+//!   several readers in one snapshot.
 //! - `sink`: where a file's parts go (an S3 multipart upload, or a local
 //!   file) and how an unfinished one is picked up again.
 //! - `token`: signed download links, and webhook signatures.
@@ -43,6 +45,7 @@ pub mod parquet;
 pub mod plan;
 pub mod request;
 pub mod sink;
+pub mod split;
 pub mod sql;
 pub mod store;
 pub mod token;
@@ -69,12 +72,18 @@ pub fn encoder(
 ) -> Box<dyn encode::FileEncoder> {
     match format {
         Format::Parquet => Box::new(parquet::ParquetEncoder::new(fields, compression, settings)),
-        text => Box::new(encode::TextEncoder::new(
-            text,
-            fields,
-            encode::Member::new(compression, settings),
-        )),
+        text => Box::new(text_encoder(text, compression, fields, settings)),
     }
+}
+
+/// The encoder for a text `format` (CSV, JSON, JSONL).
+pub fn text_encoder(
+    format: Format,
+    compression: Compression,
+    fields: &[plan::OutField],
+    settings: &ExportSettings,
+) -> encode::TextEncoder {
+    encode::TextEncoder::new(format, fields, encode::Member::new(compression, settings))
 }
 
 /// What an export was asked to do, as stored on its job: checked against

@@ -17,6 +17,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::object::{ColType, Column, ObjectDef};
+use super::split::{self, Span};
 pub use super::sql::{quote_ident, Field, Invalid, Param, Sql};
 use super::sql::{unsent, valid_metadata_key};
 use super::value::{write_sql_text, Raw};
@@ -269,8 +270,17 @@ impl Plan {
     /// the fields (a cast to text per row cost the server a third of its
     /// time, measured on 1M rows).
     pub fn query(&self, after: Option<&Position>) -> (String, Sql) {
+        self.query_in(after, &Span::All)
+    }
+
+    /// The query, for the rows of one range of the split column.
+    pub fn query_in(&self, after: Option<&Position>, span: &Span) -> (String, Sql) {
         let mut sql = self.base.clone();
         let keyset = self.after(after, &mut sql);
+        let keyset = match self.within(span, &mut sql) {
+            Some(within) => format!("{keyset} AND {within}"),
+            None => keyset,
+        };
         // The fields' values are bound last: the count, which selects none
         // of them, binds exactly the parameters before.
         let select: Vec<String> = self
@@ -320,6 +330,58 @@ impl Plan {
     }
 
     /// "After this position" in the order `ORDER BY o NULLS LAST, key`.
+    /// The column the rows split on into ranges, and whether the order is
+    /// descending: the order column, or the primary key's first, when its
+    /// values can be spread ([`split::splits`]).
+    pub fn split_column(&self) -> Option<(&Column, bool)> {
+        let (column, desc) = match &self.order_column {
+            Some((c, desc)) => (c, *desc),
+            None => (self.key.first()?, false),
+        };
+        split::splits(column.ty).then_some((column, desc))
+    }
+
+    /// The least and greatest value of the split column among the rows
+    /// still to go (PostgreSQL's binary values: read them as [`Raw`]): the
+    /// first row each way, which an index on the column finds at once
+    /// (`min`/`max` through a view with a join would scan).
+    pub fn bounds(&self, after: Option<&Position>) -> Option<(String, Sql)> {
+        let (column, _) = self.split_column()?;
+        let mut sql = self.base.clone();
+        let keyset = self.after(after, &mut sql);
+        let c = format!("t.{}", quote_ident(&column.name));
+        let end = |dir: &str| {
+            format!(
+                "(SELECT {c} {} AND {keyset} AND {c} IS NOT NULL ORDER BY {c} {dir} LIMIT 1)",
+                self.from_where
+            )
+        };
+        Some((format!("SELECT {}, {}", end("ASC"), end("DESC")), sql))
+    }
+
+    /// `span` as a predicate on the split column: `None` for every row.
+    fn within(&self, span: &Span, sql: &mut Sql) -> Option<String> {
+        let (column, desc) = self.split_column()?;
+        let c = format!("t.{}", quote_ident(&column.name));
+        let (from, to) = match span {
+            Span::All => return None,
+            Span::Nulls => return Some(format!("{c} IS NULL")),
+            Span::Values { from, to } => (from, to),
+        };
+        let (beyond, up_to) = if desc { ("<", ">=") } else { (">", "<=") };
+        let mut bound =
+            |op: &str, v: &str| format!("{c} {op} {}", sql.bind_text(v, column.ty.sql_cast()));
+        Some(match (from, to) {
+            (None, None) => format!("{c} IS NOT NULL"),
+            (None, Some(to)) => bound(up_to, to),
+            (Some(from), None) => bound(beyond, from),
+            (Some(from), Some(to)) => {
+                let from = bound(beyond, from);
+                format!("({from} AND {})", bound(up_to, to))
+            }
+        })
+    }
+
     fn after(&self, position: Option<&Position>, sql: &mut Sql) -> String {
         let Some(position) = position else {
             return "true".into();

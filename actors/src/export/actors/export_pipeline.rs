@@ -19,12 +19,16 @@ use tokio_postgres::Client;
 use super::export_reader::{self, Taken};
 use super::exporter::{self, First};
 use super::object_writer::{self, Progressed};
+use super::range_reader::{self, Ranges};
 use crate::error::JobError;
 use crate::export::encode::{Cutter, FileEncoder};
 use crate::export::object::Catalog;
 use crate::export::plan::{OutField, Plan};
 use crate::export::sink::{discard, Sink};
-use crate::export::{save, Export, ExportCheckpoint, ExportOutcome, ExportResult, ExportSpec};
+use crate::export::split::{self, Survey};
+use crate::export::{
+    save, text_encoder, Export, ExportCheckpoint, ExportOutcome, ExportResult, ExportSpec, Format,
+};
 use crate::flow::Credits;
 use crate::job::fence::Fence;
 use crate::job::{Job, JobStatus, Report, Run};
@@ -152,20 +156,34 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         .ok_or_else(|| JobError::permanent(NAME, format!("no export object `{}`", spec.object)))?;
     let mut plan =
         Plan::new(def, spec, job.domain_id, &settings).map_err(|e| JobError::permanent(NAME, e))?;
-    // Fields named by the rows (`metadata.*`) are read in a snapshot that
-    // the reader then takes too, so the header fits every row it writes.
-    let holder = match plan.keys_query() {
-        Some((sql, params)) => {
-            let held = snapshot::open(&read_database, "ferry-export", None).await?;
-            let rows = held.client.query(&sql, &params.refs()).await?;
-            plan.expand(rows.iter().map(|r| r.get(0)).collect());
-            Some((held.export().await?, held))
-        }
-        None => None,
-    };
     let control = pg::connect(&pg::named(&database, "ferry-job")).await?;
     let checkpoint = resumed(&job.work, resume, &*sink).await?;
     save(&control, &fence, &checkpoint).await?;
+    let readers = readers(&plan, spec, resume, &settings);
+    // Fields named by the rows (`metadata.*`) are read in a snapshot that
+    // the reader then takes too, so the header fits every row it writes;
+    // several readers split the rows in it, and read them in it.
+    let holder = match plan.keys_query() {
+        Some(_) => Some(snapshot::open(&read_database, "ferry-export", None).await?),
+        None if readers > 1 => Some(snapshot::open(&read_database, "ferry-export", None).await?),
+        None => None,
+    };
+    let mut survey = Survey::every_row();
+    if let Some(held) = &holder {
+        if let Some((sql, params)) = plan.keys_query() {
+            let rows = held.client.query(&sql, &params.refs()).await?;
+            plan.expand(rows.iter().map(|r| r.get(0)).collect());
+        }
+        if readers > 1 {
+            let after = checkpoint.position.as_ref();
+            survey =
+                split::survey(&held.client, &plan, after, readers, settings.range_rows).await?;
+        }
+    }
+    let holder = match holder {
+        Some(held) => Some((held.export().await?, held)),
+        None => None,
+    };
     tracing::info!(
         job_id = %job.id,
         object = %spec.object,
@@ -187,19 +205,67 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         fence,
         progress,
     };
-    spawn_stages(
-        myself,
-        &mut run,
-        &settings,
-        read_database,
-        plan,
-        encoder,
-        holder.as_ref().map(|h| h.0.clone()),
-    )
-    .await?;
-    // The reader has taken the snapshot: its holder may go.
+    let snapshot = holder.as_ref().map(|(id, _)| id.clone());
+    match survey.spans.len() {
+        1 => {
+            let reading = Reading::One { snapshot };
+            spawn_stages(
+                myself,
+                &mut run,
+                &settings,
+                read_database,
+                plan,
+                encoder,
+                reading,
+            )
+            .await?
+        }
+        _ => {
+            let (id, held) = holder
+                .as_ref()
+                .expect("several readers read a held snapshot");
+            let taken = Mailbox::to(myself.clone(), run.depth.clone(), Msg::Snapshot);
+            taken.send(Taken::Snapshot {
+                at: held.taken_at.clone(),
+                seen: held.seen.clone(),
+            });
+            // The planner's estimate is the total until the last range is
+            // read: a count would cost the server a scan these cores need.
+            taken.send(Taken::Estimated(survey.estimate));
+            let ranges = Ranges::new(survey.spans);
+            tracing::info!(job_id = %run.job.id, readers, ranges = ranges.len(), "Export reading in ranges.");
+            let reading = Reading::Ranges {
+                readers,
+                ranges: Arc::new(ranges),
+                snapshot: id.clone(),
+            };
+            spawn_stages(
+                myself,
+                &mut run,
+                &settings,
+                read_database,
+                plan,
+                encoder,
+                reading,
+            )
+            .await?;
+        }
+    }
+    // The readers have taken the snapshot: its holder may go.
     drop(holder);
     Ok(run)
+}
+
+/// How many connections read the export: `exports.readers` for a text
+/// file of an export that goes on after its last part, whose order can be
+/// split, and whose files are not cut by rows; else one.
+fn readers(plan: &Plan, spec: &ExportSpec, resume: Resume, settings: &ExportSettings) -> usize {
+    let text = matches!(spec.format, Format::Csv | Format::Json | Format::Jsonl);
+    let splits = plan.split_column().is_some();
+    match text && splits && resume == Resume::AfterLastPart && settings.file_rows == 0 {
+        true => settings.readers(),
+        false => 1,
+    }
 }
 
 /// The checkpoint this attempt starts from, as `resume` says, with what it
@@ -229,8 +295,20 @@ async fn resumed(
     Ok(checkpoint)
 }
 
-/// ObjectWriter ← Exporter ← ExportReader, each spawned before the one
-/// that feeds it.
+/// What reads an attempt's rows.
+enum Reading {
+    /// One ExportReader, in its own snapshot or the one named.
+    One { snapshot: Option<String> },
+    /// RangeReaders in the snapshot named, taking the ranges in order.
+    Ranges {
+        readers: usize,
+        ranges: Arc<Ranges>,
+        snapshot: String,
+    },
+}
+
+/// ObjectWriter ← Exporter ← the reader (or readers), each spawned before
+/// the one that feeds it.
 async fn spawn_stages(
     myself: &ActorRef<Msg>,
     run: &mut Running,
@@ -238,7 +316,7 @@ async fn spawn_stages(
     read_database: DatabaseSettings,
     plan: Plan,
     encoder: Encoder,
-    snapshot: Option<String>,
+    reading: Reading,
 ) -> Result<(), JobError> {
     let checkpoint = &run.checkpoint;
     let spec: &ExportSpec = &run.job.work.spec;
@@ -277,23 +355,58 @@ async fn spawn_stages(
         depth: exporter_depth.clone(),
         progress: run.progress.clone(),
         job_id: run.job.id,
+        ranges: match &reading {
+            Reading::One { .. } => None,
+            Reading::Ranges { ranges, .. } => Some(ranges.len()),
+        },
     };
     let spawning = exporter::spawn_linked(root.clone(), args);
-    let exporter = run.stages.add(exporter::NAME, spawning).await?;
+    let exporter = Mailbox::new(
+        run.stages.add(exporter::NAME, spawning).await?,
+        exporter_depth,
+    );
 
-    let args = export_reader::Args {
-        job_id: run.job.id,
-        snapshot,
-        database: read_database,
-        plan: Arc::new(plan),
-        after: checkpoint.position.clone(),
-        fetch_rows: settings.fetch_rows,
-        exporter: Mailbox::new(exporter, exporter_depth),
-        credits: Credits::new(settings.max_in_flight),
-        pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Snapshot),
-    };
-    let spawning = export_reader::spawn_linked(root, args);
-    run.stages.add(export_reader::NAME, spawning).await?;
+    let plan = Arc::new(plan);
+    let after = checkpoint.position.clone();
+    match reading {
+        Reading::One { snapshot } => {
+            let args = export_reader::Args {
+                job_id: run.job.id,
+                snapshot,
+                database: read_database,
+                plan,
+                after,
+                fetch_rows: settings.fetch_rows,
+                exporter,
+                credits: Credits::new(settings.max_in_flight),
+                pipeline: Mailbox::to(myself.clone(), run.depth.clone(), Msg::Snapshot),
+            };
+            let spawning = export_reader::spawn_linked(root, args);
+            run.stages.add(export_reader::NAME, spawning).await?;
+        }
+        Reading::Ranges {
+            readers,
+            ranges,
+            snapshot,
+        } => {
+            for _ in 0..readers.min(ranges.len()) {
+                let args = range_reader::Args {
+                    job_id: run.job.id,
+                    snapshot: snapshot.clone(),
+                    database: read_database.clone(),
+                    plan: plan.clone(),
+                    after: after.clone(),
+                    ranges: ranges.clone(),
+                    encoder: text_encoder(spec.format, spec.compression, &plan.fields, settings),
+                    fetch_rows: settings.fetch_rows,
+                    exporter: exporter.clone(),
+                    credits: Credits::new(settings.max_in_flight),
+                };
+                let spawning = range_reader::spawn_linked(root.clone(), args);
+                run.stages.add(range_reader::NAME, spawning).await?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -307,7 +420,7 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
             cp.snapshot = Some(seen);
             0
         }
-        Msg::Snapshot(Taken::Counted(remaining)) => {
+        Msg::Snapshot(Taken::Counted(remaining) | Taken::Estimated(remaining)) => {
             if run.report.is_none() {
                 return Ok(()); // counted after the end: nothing to show
             }
@@ -317,8 +430,15 @@ async fn handle_msg(msg: Msg, run: &mut Running) -> Result<(), JobError> {
         }
         Msg::Writer(Progressed::Stored(stored)) => {
             let resumable = run.job.work.spec.format.resumes_mid_file();
-            cp.apply(stored, resumable)
-                .map_err(|e| JobError::permanent(NAME, e))?
+            let rows = cp
+                .apply(stored, resumable)
+                .map_err(|e| JobError::permanent(NAME, e))?;
+            // An estimated total is never less than what is done.
+            if cp.total < cp.rows {
+                cp.total = cp.rows;
+                Progress::set(&run.progress.records_total, cp.total);
+            }
+            rows
         }
         Msg::Writer(Progressed::Finished) => {
             // Every row is read: the total is known whether or not the

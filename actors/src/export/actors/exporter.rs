@@ -5,7 +5,13 @@
 //! new file at `exports.file_rows` rows or `exports.file_bytes` bytes. The
 //! parts go to the ObjectWriter, at most `exports.parts_in_flight` + 1 at a
 //! time: a slow store stops the encoder, and through it the reader.
+//!
+//! With several readers, the rows come encoded and compressed already, in
+//! runs of numbered ranges: the Exporter takes them in the ranges' order
+//! and its encoder adds only what a file needs around them (a CSV header,
+//! JSON's brackets and commas).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +19,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tokio_postgres::Row;
 
 use super::object_writer::{self, Part};
+use super::range_reader::Run;
 use crate::error::JobError;
 use crate::export::encode::{Cut, Cutter, FileEncoder};
 use crate::export::object::ColType;
@@ -31,6 +38,14 @@ pub enum Msg {
     },
     /// No more rows.
     End,
+    /// Rows of range `range` read, encoded and compressed by a
+    /// RangeReader; the range's last run `ends_range`.
+    Run {
+        range: usize,
+        run: Run,
+        ends_range: bool,
+        credit: Credit,
+    },
 }
 
 pub struct Args {
@@ -53,6 +68,8 @@ pub struct Args {
     pub depth: Depth,
     pub progress: Arc<Progress>,
     pub job_id: uuid::Uuid,
+    /// The ranges RangeReaders read (`None`: one ExportReader sends rows).
+    pub ranges: Option<usize>,
 }
 
 /// Where the export's next bytes go.
@@ -78,6 +95,10 @@ pub struct State {
     /// Rows encoded since the last cut, and the position after them.
     uncut_rows: u64,
     position: Option<Position>,
+    /// The range whose runs are written next, and the runs of ranges
+    /// after it, which wait (each holds its reader's credit).
+    range: usize,
+    waiting: BTreeMap<usize, VecDeque<(Run, bool, Credit)>>,
 }
 
 pub type ExporterRef = ActorRef<Msg>;
@@ -105,6 +126,8 @@ impl Actor for Exporter {
             current: None,
             next_index,
             uncut_rows: 0,
+            range: 0,
+            waiting: BTreeMap::new(),
             args,
         })
     }
@@ -131,17 +154,70 @@ impl Actor for Exporter {
                 // The rows are encoded: the reader may send more.
                 drop(credit);
             }
-            Msg::End => {
-                if state.current.is_none() {
-                    // Even no rows make a file (a CSV header, `[]`).
-                    begin(state).await?;
-                }
-                end_file(state).await?;
-                state.args.writer.send(object_writer::Msg::End);
+            Msg::End => end(state).await?,
+            Msg::Run {
+                range,
+                run,
+                ends_range,
+                credit,
+            } => {
+                let queue = state.waiting.entry(range).or_default();
+                queue.push_back((run, ends_range, credit));
+                write_runs(state).await?;
             }
         }
         Ok(())
     }
+}
+
+async fn end(state: &mut State) -> Result<(), JobError> {
+    if state.current.is_none() {
+        // Even no rows make a file (a CSV header, `[]`).
+        begin(state).await?;
+    }
+    end_file(state).await?;
+    state.args.writer.send(object_writer::Msg::End);
+    Ok(())
+}
+
+/// Writes the runs that are next in order, and ends the export after the
+/// last range's last run.
+async fn write_runs(state: &mut State) -> Result<(), JobError> {
+    while let Some((run, ends_range, credit)) = state
+        .waiting
+        .get_mut(&state.range)
+        .and_then(VecDeque::pop_front)
+    {
+        append(state, run).await?;
+        drop(credit);
+        if ends_range {
+            state.waiting.remove(&state.range);
+            state.range += 1;
+            if Some(state.range) == state.args.ranges {
+                return end(state).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A run into the current file, cut as rows are (a cut falls between
+/// runs).
+async fn append(state: &mut State, run: Run) -> Result<(), JobError> {
+    if run.rows == 0 {
+        return Ok(());
+    }
+    Progress::add(&state.args.progress.records_read, run.rows);
+    if state.current.is_none() {
+        begin(state).await?;
+    }
+    state
+        .args
+        .encoder
+        .append(&run.bytes, run.rows)
+        .map_err(failed)?;
+    state.position = run.position;
+    encoded(state, run.rows).await
 }
 
 fn failed(e: impl std::fmt::Display) -> JobError {
@@ -164,18 +240,26 @@ async fn encode(state: &mut State, mut rows: &[Row]) -> Result<(), JobError> {
                     .map_err(failed)?,
             );
         }
-        state.uncut_rows += now.len() as u64;
-        let current = state.current.as_mut().expect("begun above");
-        current.rows += now.len() as u64;
-        match cutter.cut(current.rows, current.offset, state.args.encoder.ready()) {
-            Cut::File => end_file(state).await?,
-            Cut::Part => {
-                let bytes = state.args.encoder.cut().map_err(failed)?;
-                send_part(state, bytes).await;
-            }
-            Cut::Nothing => {}
-        }
+        encoded(state, now.len() as u64).await?;
         rows = later;
+    }
+    Ok(())
+}
+
+/// `rows` more rows are in the encoder: cuts a part or the file when it is
+/// due.
+async fn encoded(state: &mut State, rows: u64) -> Result<(), JobError> {
+    state.uncut_rows += rows;
+    let current = state.current.as_mut().expect("a file being encoded");
+    current.rows += rows;
+    let ready = state.args.encoder.ready();
+    match state.args.cutter.cut(current.rows, current.offset, ready) {
+        Cut::File => end_file(state).await?,
+        Cut::Part => {
+            let bytes = state.args.encoder.cut().map_err(failed)?;
+            send_part(state, bytes).await;
+        }
+        Cut::Nothing => {}
     }
     Ok(())
 }

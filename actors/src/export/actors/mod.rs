@@ -7,4 +7,5 @@ pub mod export_pipeline;
 pub mod export_reader;
 pub mod exporter;
 pub mod object_writer;
+pub mod range_reader;
 pub mod webhook_sender;
