@@ -4,8 +4,8 @@
 //!   pipeline, its files deleted when it fails); `request`: a request (the
 //!   API's, the CLI's, the scheduler's) checked and made a spec; `store`:
 //!   the API's reads of exports; `event`: `ExportCompleted`.
-//! - `actors`: ExportPipeline → ExportReader → Exporter → ObjectWriter, and
-//!   the WebhookSender.
+//! - `actors`: ExportPipeline → ExportReader (or several RangeReaders) →
+//!   Exporter → ObjectWriter, and the WebhookSender.
 //!
 //! The plain domain code the export actors run:
 //!

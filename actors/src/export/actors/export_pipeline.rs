@@ -1,7 +1,9 @@
 //! ExportPipeline: the root of one export attempt's subtree. It plans the
 //! export's query, spawns the stages (ExportReader → Exporter →
-//! ObjectWriter), turns what the writer stored into checkpoints (fenced on
-//! the job's lease) and progress, and reports the export's outcome, for the
+//! ObjectWriter; for a text file, `exports.readers` RangeReaders in the
+//! snapshot it takes and exports, each reading ranges of the order key),
+//! turns what the writer stored into checkpoints (fenced on the job's
+//! lease) and progress, and reports the export's outcome, for the
 //! JobCoordinator to make the terminal write. A kind chooses the encoder
 //! (a file format, or a users export's id messages), the sink (a store, a
 //! local file, pending messages) and how an attempt resumes.
@@ -163,10 +165,9 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
     // Fields named by the rows (`metadata.*`) are read in a snapshot that
     // the reader then takes too, so the header fits every row it writes;
     // several readers split the rows in it, and read them in it.
-    let holder = match plan.keys_query() {
-        Some(_) => Some(snapshot::open(&read_database, "ferry-export", None).await?),
-        None if readers > 1 => Some(snapshot::open(&read_database, "ferry-export", None).await?),
-        None => None,
+    let holder = match plan.keys_query().is_some() || readers > 1 {
+        true => Some(snapshot::open(&read_database, "ferry-export", None).await?),
+        false => None,
     };
     let mut survey = Survey::every_row();
     if let Some(held) = &holder {
@@ -205,25 +206,8 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
         fence,
         progress,
     };
-    let snapshot = holder.as_ref().map(|(id, _)| id.clone());
-    match survey.spans.len() {
-        1 => {
-            let reading = Reading::One { snapshot };
-            spawn_stages(
-                myself,
-                &mut run,
-                &settings,
-                read_database,
-                plan,
-                encoder,
-                reading,
-            )
-            .await?
-        }
-        _ => {
-            let (id, held) = holder
-                .as_ref()
-                .expect("several readers read a held snapshot");
+    let reading = match &holder {
+        Some((id, held)) if survey.spans.len() > 1 => {
             let taken = Mailbox::to(myself.clone(), run.depth.clone(), Msg::Snapshot);
             taken.send(Taken::Snapshot {
                 at: held.taken_at.clone(),
@@ -234,23 +218,26 @@ async fn start(myself: &ActorRef<Msg>, args: Args) -> Result<Running, JobError> 
             taken.send(Taken::Estimated(survey.estimate));
             let ranges = Ranges::new(survey.spans);
             tracing::info!(job_id = %run.job.id, readers, ranges = ranges.len(), "Export reading in ranges.");
-            let reading = Reading::Ranges {
+            Reading::Ranges {
                 readers,
                 ranges: Arc::new(ranges),
                 snapshot: id.clone(),
-            };
-            spawn_stages(
-                myself,
-                &mut run,
-                &settings,
-                read_database,
-                plan,
-                encoder,
-                reading,
-            )
-            .await?;
+            }
         }
-    }
+        _ => Reading::One {
+            snapshot: holder.as_ref().map(|(id, _)| id.clone()),
+        },
+    };
+    spawn_stages(
+        myself,
+        &mut run,
+        &settings,
+        read_database,
+        plan,
+        encoder,
+        reading,
+    )
+    .await?;
     // The readers have taken the snapshot: its holder may go.
     drop(holder);
     Ok(run)

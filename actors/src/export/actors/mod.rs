@@ -1,6 +1,6 @@
 //! The export's actors, one per file: ExportPipeline (the root of an
-//! attempt) → ExportReader → Exporter → ObjectWriter; and the service's
-//! WebhookSender. Each file exports `NAME` (its `actor` label), `Msg`,
+//! attempt) → ExportReader (or several RangeReaders) → Exporter →
+//! ObjectWriter; and the service's WebhookSender. Each file exports `NAME` (its `actor` label), `Msg`,
 //! `Args`, `State`, a `…Ref` alias and `spawn_linked`.
 
 pub mod export_pipeline;
