@@ -8,6 +8,10 @@
 //!
 //! - PostgreSQL's limit: `COPY (query) TO STDOUT` into /dev/null;
 //! - CSV.gz: `psql \copy (query) TO STDOUT CSV HEADER | gzip -1`;
+//! - the two-backend limit: the query's two halves (split at the median
+//!   `created_at`), each `COPY | gzip -1`, at once;
+//! - CSV.gz and JSONL.gz again with `exports.readers = 1`, to show what
+//!   the readers gain;
 //! - JSONL.gz: `COPY (SELECT row_to_json(t) FROM (query) t) | gzip -1`;
 //! - Parquet (zstd): connectorx + pyarrow (a virtualenv made once under
 //!   `~/.cache/ferry/bench-venv`), with its peak RSS;
@@ -17,7 +21,9 @@
 //!   plus the `UPDATE` that marks the users sent (on a copy of the group
 //!   with the old `processed` flag), the next run after 10 users changed,
 //!   and the tables' size after 5 runs;
-//! - peak RSS at `FERRY_BENCH_BIG_ROWS` (default 5M) rows.
+//! - CSV.gz against `psql | gzip -1`, and peak RSS, at
+//!   `FERRY_BENCH_BIG_ROWS` (default 5M) rows, `FERRY_BENCH_BIG_RUNS`
+//!   (default 1) runs each.
 //!
 //! Each pair runs `FERRY_BENCH_RUNS` times (default 3), alternating; the
 //! table shows medians. `FERRY_BENCH_ROWS` sets the size (default 1M);

@@ -4,7 +4,7 @@
 #   benches/run.sh nodes      FERRY_BENCH_ROWS=1000000,5000000 FERRY_BENCH_CASES=fresh,upsert,update,changed,sync,s3,contract FERRY_BENCH_RUNS=1
 #   benches/run.sh matches    FERRY_BENCH_MATCH_ROWS=2000000 FERRY_BENCH_CASES=fresh,upsert,update,shards FERRY_BENCH_RUNS=3
 #   benches/run.sh service    FERRY_BENCH_LATENCY_JOBS=200 FERRY_BENCH_TINY_JOBS=1000 FERRY_BENCH_BIG_ROWS=1000000 FERRY_BENCH_EXPORTS=100
-#   benches/run.sh export     FERRY_BENCH_ROWS=1000000 FERRY_BENCH_BIG_ROWS=5000000 FERRY_BENCH_RUNS=3 FERRY_BENCH_CASES=formats,users
+#   benches/run.sh export     FERRY_BENCH_ROWS=1000000 FERRY_BENCH_BIG_ROWS=5000000 FERRY_BENCH_BIG_RUNS=1 FERRY_BENCH_RUNS=3 FERRY_BENCH_CASES=formats,users
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}"
