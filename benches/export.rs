@@ -137,6 +137,14 @@ fn main() -> Result<()> {
         ferry_export_with(format, compression, file, order, "0", &[])
     };
 
+    // The baseline a user would write: `psql \copy (query) | gzip -1`.
+    let psql_csv_gz = |query: &str, file: &str| {
+        sh(&format!(
+            "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
+            escape(query),
+            out(file).display()
+        ))
+    };
     let mut table: Vec<Case> = Vec::new();
     let cases = std::env::var("FERRY_BENCH_CASES").unwrap_or_else(|_| "formats,users".into());
     if !cases.contains("formats") {
@@ -159,13 +167,7 @@ fn main() -> Result<()> {
 
     let (psql_csv, ferry_csv) = alternate(
         runs,
-        || {
-            sh(&format!(
-                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
-                escape(&query),
-                out("psql.csv.gz").display()
-            ))
-        },
+        || psql_csv_gz(&query, "psql.csv.gz"),
         || ferry_export("csv", "gzip", &out("ferry.csv.gz"), "created_at"),
     )?;
     table.push(case(
@@ -219,13 +221,7 @@ fn main() -> Result<()> {
     };
     let (psql_csv1, ferry_csv1) = alternate(
         runs,
-        || {
-            sh(&format!(
-                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
-                escape(&query),
-                out("psql.csv.gz").display()
-            ))
-        },
+        || psql_csv_gz(&query, "psql.csv.gz"),
         one_reader("csv", "ferry-1.csv.gz"),
     )?;
     table.push(case(
@@ -293,13 +289,7 @@ fn main() -> Result<()> {
     let s3_env = s3.env();
     let (psql_csv2, ferry_s3) = alternate(
         runs,
-        || {
-            sh(&format!(
-                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
-                escape(&query),
-                out("psql.csv.gz").display()
-            ))
-        },
+        || psql_csv_gz(&query, "psql.csv.gz"),
         || {
             ferry_export_with(
                 "csv",
@@ -320,13 +310,7 @@ fn main() -> Result<()> {
 
     let (psql_pk, ferry_pk) = alternate(
         runs,
-        || {
-            sh(&format!(
-                "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
-                escape(&pk_query),
-                out("psql-pk.csv.gz").display()
-            ))
-        },
+        || psql_csv_gz(&pk_query, "psql-pk.csv.gz"),
         || ferry_export("csv", "gzip", &out("ferry-pk.csv.gz"), "id"),
     )?;
     table.push(case(
@@ -345,13 +329,7 @@ fn main() -> Result<()> {
         let big_runs = env_num("FERRY_BENCH_BIG_RUNS", 1) as usize;
         let (psql_big, ferry_big) = alternate(
             big_runs,
-            || {
-                sh(&format!(
-                    "psql -X -q '{url}' -c \"\\copy ({}) TO STDOUT WITH CSV HEADER\" | gzip -1 > {}",
-                    escape(&query),
-                    out("psql-big.csv.gz").display()
-                ))
-            },
+            || psql_csv_gz(&query, "psql-big.csv.gz"),
             || ferry_export("csv", "gzip", &out("ferry-big.csv.gz"), "created_at"),
         )?;
         table.push(case(
