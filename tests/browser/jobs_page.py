@@ -20,6 +20,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -32,7 +33,12 @@ def fail(message):
 def wait_for(what, check, timeout=120.0, every=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            # The page redrew the table between finding a row and reading
+            # it (it follows the jobs live): look again.
+            value = None
         if value:
             return value
         time.sleep(every)
