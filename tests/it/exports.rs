@@ -703,6 +703,28 @@ pub async fn reaches(db: &TestDb, sql: &str, want: i64, wait: std::time::Duratio
     }
 }
 
+/// `ferry export node --fields id,reference_id,metadata --format jsonl
+/// --compression none --out OUT --json`, not started: the long export the
+/// kill tests interrupt.
+pub fn jsonl_export(db: &TestDb, out: &Path, env: &[(&str, &str)]) -> tokio::process::Command {
+    let args = [
+        "export",
+        "node",
+        "--domain",
+        DOMAIN,
+        "--fields",
+        "id,reference_id,metadata",
+        "--format",
+        "jsonl",
+        "--compression",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    db.command(&args, env)
+}
+
 /// `ferry export` killed with `kill -9` once a part is stored: its lease
 /// runs out, a `ferry serve` resumes the job after the last stored part,
 /// and the file, written by two processes, holds every row once, in order.
@@ -720,24 +742,7 @@ async fn an_export_killed_mid_file_resumes_after_its_last_stored_part() {
         ("FERRY__EXPORTS__READERS", "3"),
         ("FERRY__EXPORTS__RANGE_ROWS", "5000"),
     ];
-    let mut child = db
-        .command(
-            &[
-                "export",
-                "node",
-                "--domain",
-                DOMAIN,
-                "--fields",
-                "id,reference_id,metadata",
-                "--format",
-                "jsonl",
-                "--compression",
-                "none",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            &env,
-        )
+    let mut child = jsonl_export(&db, &out, &env)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

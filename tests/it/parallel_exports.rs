@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use crate::exports::{
-    expected_jsonl_rows, expected_nodes_in, jsonl_rows, loaded, reaches, read_back, rows_of, FIELDS,
+    expected_jsonl_rows, expected_nodes_in, jsonl_export, jsonl_rows, loaded, reaches, read_back,
+    rows_of, FIELDS,
 };
 use crate::harness::{TestDb, DOMAIN};
 
@@ -157,25 +158,7 @@ async fn a_readers_connection_killed_mid_range_costs_no_row() {
         ("FERRY__EXPORTS__FETCH_ROWS", "200"),
         ("RUST_LOG", "ferry_actors=info"),
     ];
-    let child = db
-        .command(
-            &[
-                "export",
-                "node",
-                "--domain",
-                DOMAIN,
-                "--fields",
-                "id,reference_id,metadata",
-                "--format",
-                "jsonl",
-                "--compression",
-                "none",
-                "--out",
-                out.to_str().unwrap(),
-                "--json",
-            ],
-            &env,
-        )
+    let child = jsonl_export(&db, &out, &env)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -112,6 +112,8 @@ pub enum Span {
 
 /// Whether rows can be split on a column of type `ty`.
 pub fn splits(ty: ColType) -> bool {
+    // The types [`ordinal`] places on a line: any value of the right
+    // length has a place.
     ordinal(ty, &[0; 16]).is_some()
 }
 

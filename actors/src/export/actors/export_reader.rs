@@ -102,14 +102,7 @@ impl Actor for ExportReader {
             at: at.clone(),
             seen: snapshot.seen.clone(),
         });
-        let counting = count_alongside(
-            &args.database,
-            &args.plan,
-            args.after.as_ref(),
-            snapshot.export().await?,
-            args.pipeline.clone(),
-            args.job_id,
-        );
+        let counting = count_alongside(&args, snapshot.export().await?);
         let (query, params) = args.plan.query(args.after.as_ref());
         tracing::info!(job_id = %args.job_id, data_as_of = %at, sql = %query, "Export reading.");
         let rows = snapshot
@@ -174,17 +167,10 @@ impl Actor for ExportReader {
 /// `id`, and tells the pipeline. The total is progress, not the export: a
 /// count that fails is logged, and the export goes on without it. The
 /// receiver resolves once the count's connection holds the snapshot.
-fn count_alongside(
-    database: &DatabaseSettings,
-    plan: &Plan,
-    after: Option<&Position>,
-    id: String,
-    pipeline: Mailbox<Taken>,
-    job_id: Uuid,
-) -> oneshot::Receiver<()> {
+fn count_alongside(args: &Args, id: String) -> oneshot::Receiver<()> {
     let (holds, held) = oneshot::channel();
-    let (count, params) = plan.count(after);
-    let database = database.clone();
+    let (count, params) = args.plan.count(args.after.as_ref());
+    let (database, pipeline, job_id) = (args.database.clone(), args.pipeline.clone(), args.job_id);
     tokio::spawn(async move {
         let counted = async {
             let snapshot = snapshot::open(&database, "ferry-export-count", Some(&id)).await?;
