@@ -11,7 +11,7 @@
 //! and its encoder adds only what a file needs around them (a CSV header,
 //! JSON's brackets and commas).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use crate::export::object::ColType;
 use crate::export::plan::read_position;
 use crate::export::{Destination, OpenFile, Position};
 use crate::flow::{Credit, Credits};
+use crate::pipeline::watermark::Watermark;
 use crate::progress::Progress;
 use crate::telemetry::{Depth, Mailbox};
 
@@ -95,10 +96,17 @@ pub struct State {
     /// Rows encoded since the last cut, and the position after them.
     uncut_rows: u64,
     position: Option<Position>,
-    /// The range whose runs are written next, and the runs of ranges
-    /// after it, which wait (each holds its reader's credit).
-    range: usize,
-    waiting: BTreeMap<usize, VecDeque<(Run, bool, Credit)>>,
+    /// The runs of each range, taken in the ranges' order: the next
+    /// range's as they come, a later range's once every one before it
+    /// ended (each run holds its reader's credit).
+    ranges: Watermark<RangeRuns>,
+}
+
+/// A range's runs not written yet, and whether its last one came.
+#[derive(Default)]
+struct RangeRuns {
+    runs: VecDeque<(Run, Credit)>,
+    ended: bool,
 }
 
 pub type ExporterRef = ActorRef<Msg>;
@@ -126,8 +134,7 @@ impl Actor for Exporter {
             current: None,
             next_index,
             uncut_rows: 0,
-            range: 0,
-            waiting: BTreeMap::new(),
+            ranges: Watermark::starting_at(0),
             args,
         })
     }
@@ -161,8 +168,13 @@ impl Actor for Exporter {
                 ends_range,
                 credit,
             } => {
-                let queue = state.waiting.entry(range).or_default();
-                queue.push_back((run, ends_range, credit));
+                let range = range as u64;
+                if state.ranges.get_mut(range).is_none() {
+                    state.ranges.insert(range, RangeRuns::default());
+                }
+                let runs = state.ranges.get_mut(range).expect("inserted above");
+                runs.runs.push_back((run, credit));
+                runs.ended |= ends_range;
                 write_runs(state).await?;
             }
         }
@@ -183,22 +195,22 @@ async fn end(state: &mut State) -> Result<(), JobError> {
 /// Writes the runs that are next in order, and ends the export after the
 /// last range's last run.
 async fn write_runs(state: &mut State) -> Result<(), JobError> {
-    while let Some((run, ends_range, credit)) = state
-        .waiting
-        .get_mut(&state.range)
-        .and_then(VecDeque::pop_front)
-    {
-        append(state, run).await?;
-        drop(credit);
-        if ends_range {
-            state.waiting.remove(&state.range);
-            state.range += 1;
-            if Some(state.range) == state.args.ranges {
-                return end(state).await;
-            }
+    loop {
+        let next = state.ranges.next();
+        let run = state.ranges.get_mut(next).and_then(|r| r.runs.pop_front());
+        if let Some((run, credit)) = run {
+            append(state, run).await?;
+            drop(credit);
+            continue;
+        }
+        // Every run of the next range is written: it is done once ended.
+        if state.ranges.pop_ready(|r| r.ended).is_none() {
+            return Ok(());
+        }
+        if Some(state.ranges.next()) == state.args.ranges.map(|n| n as u64) {
+            return end(state).await;
         }
     }
-    Ok(())
 }
 
 /// A run into the current file, cut as rows are (a cut falls between
